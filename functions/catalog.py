@@ -1,0 +1,101 @@
+"""The topic contract: every StratX topic, its partitions, key, retention and value schema.
+
+This module is the single catalog. Admin code creates topics from it (up front, with explicit
+partitions and ``retention.ms``: Quix Streams and Tansu need both), producers look up the key
+rule here, and the contract tests assert it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from stratx.functions import schemas
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+class KeyRule(StrEnum):
+    """How a topic's message key is built; keys keep one driver's events in order."""
+
+    SESSION_DRIVER = "<SessionKey>:<DriverNumber>"
+    SESSION = "<SessionKey>"
+    SOURCE = "<key of the rejected record>"
+    REPLAY_ID = "<ReplayId>"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    key: KeyRule
+    retention_ms: int
+    schema: type[BaseModel]
+    description: str
+    cleanup_policy: str = "delete"
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configs passed at creation."""
+        return {"retention.ms": str(self.retention_ms), "cleanup.policy": self.cleanup_policy}
+
+
+CAR_TELEMETRY = TopicSpec(
+    "stratx.raw.car_telemetry", 6, KeyRule.SESSION_DRIVER, 7 * DAY_MS, schemas.CarTelemetry,
+    "car-data samples: Speed, RPM, nGear, Throttle, Brake, DRS (~3.7 Hz per car)",
+)
+CAR_POSITION = TopicSpec(
+    "stratx.raw.car_position", 6, KeyRule.SESSION_DRIVER, 7 * DAY_MS, schemas.CarPosition,
+    "car positions X/Y/Z on the track frame (~3.8 Hz per car)",
+)
+LAPS = TopicSpec(
+    "stratx.raw.laps", 3, KeyRule.SESSION_DRIVER, 30 * DAY_MS, schemas.Lap,
+    "completed laps with sector times, stint, compound and tyre life",
+)
+TIMING = TopicSpec(
+    "stratx.raw.timing", 3, KeyRule.SESSION_DRIVER, 30 * DAY_MS, schemas.Timing,
+    "timing-tower updates: position, gap to leader, interval to the car ahead",
+)
+RACE_CONTROL = TopicSpec(
+    "stratx.raw.race_control", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.RaceControl,
+    "race-control messages: flags, safety car, penalties",
+)
+TRACK_STATUS = TopicSpec(
+    "stratx.raw.track_status", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.TrackStatus,
+    "track status changes (green, yellow, SC, red, VSC)",
+)
+WEATHER = TopicSpec(
+    "stratx.raw.weather", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.Weather,
+    "weather-station readings, about one a minute",
+)
+SESSION_INFO = TopicSpec(
+    "stratx.raw.session_info", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.SessionInfo,
+    "one record per replayed session: drivers, clock origin, sources",
+)
+DEAD_LETTER = TopicSpec(
+    "stratx.dead_letter", 1, KeyRule.SOURCE, 30 * DAY_MS, schemas.DeadLetter,
+    "records rejected by any stage, with the reason and the original payload",
+)
+REPLAY_CHECKPOINTS = TopicSpec(
+    "stratx.replay_checkpoints", 1, KeyRule.REPLAY_ID, 365 * DAY_MS, schemas.ReplayCheckpoint,
+    "last published event per replay, for resume", cleanup_policy="compact",
+)
+
+RAW_TOPICS: tuple[TopicSpec, ...] = (
+    SESSION_INFO, CAR_TELEMETRY, CAR_POSITION, LAPS, TIMING, RACE_CONTROL, TRACK_STATUS, WEATHER,
+)
+ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
+BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
+
+
+def message_key(spec: TopicSpec, session_key: int, driver_number: str | None = None) -> str:
+    """The message key for an event on ``spec``; raises for a driver topic without a driver."""
+    if spec.key is KeyRule.SESSION_DRIVER:
+        if driver_number is None:
+            raise ValueError(f"{spec.name} needs a DriverNumber for its key")
+        return f"{session_key}:{driver_number}"
+    if spec.key is KeyRule.SESSION:
+        return str(session_key)
+    raise ValueError(f"{spec.name} keys are not derived from a session ({spec.key})")

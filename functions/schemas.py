@@ -1,0 +1,191 @@
+"""Typed, versioned message schemas for every StratX topic.
+
+Field names follow F1 timing / FastF1 vocabulary (DriverNumber, LapTime, Stint, Compound,
+TyreLife, nGear, ...). Every event carries its event time twice:
+
+* ``SessionTime``: seconds since the session-time origin ``t0`` (FastF1's ``SessionTime`` axis)
+* ``Date``: the UTC wall-clock time of the event (``t0 + SessionTime``), or ``None`` when the
+  source has no UTC origin
+
+and ``Seq``: the position of the event in the replay's event-time order (unique per session,
+used for resume and de-duplication downstream). Units are given per field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class Event(BaseModel):
+    """Header shared by every raw event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "Event"
+
+    v: Literal[1] = SCHEMA_VERSION
+    SessionKey: int = Field(description="F1 live-timing / OpenF1 session key")
+    Seq: int = Field(ge=0, description="position in the session's event-time order")
+    SessionTime: float = Field(description="event time, seconds since session t0")
+    Date: datetime | None = Field(default=None, description="event time, UTC")
+
+
+class DriverEvent(Event):
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$", description="car number as F1 timing gives it")
+
+
+class CarTelemetry(DriverEvent):
+    """One car-data sample (~3.7 Hz per car)."""
+
+    schema_name: ClassVar[str] = "CarTelemetry"
+    Speed: int = Field(ge=0, le=400, description="km/h")
+    RPM: int = Field(ge=0, le=20000, description="engine revolutions per minute")
+    nGear: int = Field(ge=0, le=8, description="0 neutral, 1-8 gear")
+    Throttle: int | None = Field(ge=0, le=100, description="% pedal; None when the feed has no valid value")
+    Brake: bool | None = Field(description="brake pedal on/off; None when the feed has no valid value")
+    DRS: int = Field(ge=0, le=15, description="raw feed code: 0/1 off, 8 eligible, 10/12/14 open")
+
+
+class CarPosition(DriverEvent):
+    """One car-position sample (~3.8 Hz per car), FastF1 pos_data track frame (1/10 m)."""
+
+    schema_name: ClassVar[str] = "CarPosition"
+    X: int
+    Y: int
+    Z: int
+
+
+class Lap(DriverEvent):
+    """A completed lap; event time is the lap's end (FastF1 ``Time``). Times in seconds."""
+
+    schema_name: ClassVar[str] = "Lap"
+    Driver: str = Field(min_length=2, max_length=3, description="three-letter code")
+    Team: str | None = None
+    LapNumber: int = Field(ge=1)
+    LapTime: NonNegFloat | None = Field(default=None, description="s; None when not timed (e.g. lap 1)")
+    Sector1Time: NonNegFloat | None = None
+    Sector2Time: NonNegFloat | None = None
+    Sector3Time: NonNegFloat | None = None
+    LapStartTime: float | None = Field(default=None, description="session time of lap start, s")
+    PitInTime: float | None = Field(default=None, description="session time of pit entry, s")
+    PitOutTime: float | None = Field(default=None, description="session time of pit exit, s")
+    Stint: int | None = Field(default=None, ge=1)
+    Compound: str | None = None
+    TyreLife: float | None = Field(default=None, ge=0, description="laps on this tyre set")
+    FreshTyre: bool | None = None
+    TrackStatus: str | None = Field(default=None, description="track status codes seen on the lap, e.g. '14'")
+    Position: int | None = Field(default=None, ge=1, le=30)
+    IsPersonalBest: bool | None = None
+    Deleted: bool | None = None
+    IsAccurate: bool | None = None
+    SpeedI1: float | None = Field(default=None, description="km/h")
+    SpeedI2: float | None = Field(default=None, description="km/h")
+    SpeedFL: float | None = Field(default=None, description="km/h")
+    SpeedST: float | None = Field(default=None, description="km/h")
+
+
+class Timing(DriverEvent):
+    """A live-timing tower update: running position and gaps (FastF1 timing stream)."""
+
+    schema_name: ClassVar[str] = "Timing"
+    Position: int | None = Field(default=None, ge=1, le=30)
+    GapToLeader: float | None = Field(default=None, ge=0, description="s; None when lapped or unknown")
+    IntervalToPositionAhead: float | None = Field(default=None, ge=0, description="s; None when unknown")
+    GapToLeaderRaw: str | None = Field(default=None, description="as shown on the tower, e.g. '+1.234', '1L'")
+    IntervalRaw: str | None = Field(default=None, description="as shown on the tower")
+
+
+class RaceControl(Event):
+    """A race-control message (flags, safety car, penalties, DRS)."""
+
+    schema_name: ClassVar[str] = "RaceControl"
+    Category: str
+    Message: str
+    Status: str | None = None
+    Flag: str | None = None
+    Scope: str | None = None
+    Sector: int | None = None
+    RacingNumber: str | None = None
+    Lap: int | None = None
+
+
+class TrackStatus(Event):
+    """Track status change: 1 green, 2 yellow, 4 SC, 5 red, 6 VSC, 7 VSC ending."""
+
+    schema_name: ClassVar[str] = "TrackStatus"
+    Status: str = Field(pattern=r"^[1-7]$")
+    Message: str | None = None
+
+
+class Weather(Event):
+    """Weather-station reading (about once a minute)."""
+
+    schema_name: ClassVar[str] = "Weather"
+    AirTemp: float | None = Field(default=None, description="deg C")
+    Humidity: float | None = Field(default=None, description="%")
+    Pressure: float | None = Field(default=None, description="mbar")
+    Rainfall: bool | None = None
+    TrackTemp: float | None = Field(default=None, description="deg C")
+    WindDirection: float | None = Field(default=None, description="deg")
+    WindSpeed: float | None = Field(default=None, description="m/s")
+
+
+class DriverInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    DriverNumber: str
+    Abbreviation: str
+    FullName: str | None = None
+    TeamName: str | None = None
+    TeamColor: str | None = None
+
+
+class SessionInfo(Event):
+    """Describes the session; emitted first, so consumers know the drivers and the clock."""
+
+    schema_name: ClassVar[str] = "SessionInfo"
+    Year: int
+    EventName: str
+    SessionName: str
+    Circuit: str | None = None
+    TotalLaps: int | None = None
+    T0Date: datetime | None = Field(default=None, description="UTC time of SessionTime 0")
+    T0Source: str = Field(description="'fastf1' (exact) or 'estimate' (OpenF1 lap alignment)")
+    Drivers: list[DriverInfo]
+    Sources: dict[str, int] = Field(description="rows per source table in this replay")
+    Missing: list[str] = Field(default_factory=list, description="source tables that were unavailable")
+
+
+class DeadLetter(BaseModel):
+    """A record that could not be published, with the reason and the original payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "DeadLetter"
+
+    v: Literal[1] = SCHEMA_VERSION
+    SourceTopic: str
+    Key: str | None
+    Reason: str
+    Payload: str = Field(description="the original record, JSON")
+    Stage: str = Field(description="pipeline stage that rejected the record, e.g. 'replay'")
+    Date: datetime = Field(description="UTC time the record was rejected")
+
+
+class ReplayCheckpoint(BaseModel):
+    """Last event of a replay known to be on the broker (compacted topic, key = replay id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "ReplayCheckpoint"
+
+    v: Literal[1] = SCHEMA_VERSION
+    ReplayId: str
+    SessionKey: int
+    Seq: int = Field(ge=-1, description="last published Seq; -1 when nothing was published")
+    SessionTime: float
+    Finished: bool
+    Date: datetime

@@ -1,0 +1,1 @@
+"""Quix Streams applications and the I/O around them: broker, topic admin, data sources, CLI."""

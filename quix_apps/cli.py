@@ -1,0 +1,299 @@
+"""`stratx` command line: broker, topics, races, replay, demo, bundle, config.
+
+Each subcommand reads its settings object once (env prefix STRATX_), lets flags override it, and
+turns expected failures into one ``stratx: error: ...`` line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from stratx.functions.catalog import ALL_TOPICS, BY_NAME
+from stratx.quix_apps import admin, broker, sources
+from stratx.quix_apps.settings import ENV_VARS, BrokerSettings, KafkaSettings, ReplaySettings
+
+log = logging.getLogger("stratx")
+EXIT_USAGE = 2
+DEMO_RACE = (2023, "Bahrain", "R")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UserError(Exception):
+    """An expected failure: printed as one line, exit code 2."""
+
+
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    base = KafkaSettings()
+    return base.model_copy(update={"broker_address": args.broker}) if args.broker else base
+
+
+# ------------------------------------------------------------------ broker
+def cmd_broker(args: argparse.Namespace) -> int:
+    settings = BrokerSettings()
+    host, port = args.host or settings.broker_host, args.port or settings.broker_port
+    with broker.EmbeddedBroker(host, port) as b:
+        if not args.no_topics:
+            client = admin.connect(b.address)
+            created = admin.create_topics(client)
+            client.close()
+            print(f"created {len(created)} topics", file=sys.stderr)
+        print(f"broker ready at {b.address} (Tansu, in-memory); Ctrl-C to stop", file=sys.stderr, flush=True)
+        _wait_for_signal(b)
+    return 0
+
+
+def _wait_for_signal(b: broker.EmbeddedBroker) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while b.proc is not None and b.proc.poll() is None:
+            time.sleep(0.2)
+        raise UserError(f"the broker exited unexpectedly (code {b.proc.returncode if b.proc else '?'})")
+    except KeyboardInterrupt:
+        print("stopping broker", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ topics
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = _kafka(args)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    try:
+        if args.action == "create":
+            created = admin.create_topics(client)
+            print(f"created {len(created)} of {len(ALL_TOPICS)} catalog topics: {', '.join(created) or '-'}")
+        elif args.action == "list":
+            for name in admin.list_topics(client):
+                spec = BY_NAME.get(name)
+                print(f"{name:32s} {spec.description if spec else '(not in the StratX catalog)'}")
+        else:
+            names = args.names or [t.name for t in ALL_TOPICS]
+            existing = set(admin.list_topics(client))
+            absent = [n for n in names if n not in existing]
+            if absent:
+                raise UserError(f"no such topic(s): {', '.join(absent)}; run `stratx topics create`")
+            for info in admin.describe_topics(client, names):
+                spec = BY_NAME.get(info.name)
+                print(f"{info.name}: partitions={info.partitions}")
+                if spec:
+                    print(f"  key={spec.key.value} retention.ms={spec.retention_ms} "
+                          f"cleanup.policy={spec.cleanup_policy} schema={spec.schema.__name__} v1")
+                if info.configs:
+                    print("  broker configs: " + ", ".join(f"{k}={v}" for k, v in sorted(info.configs.items())))
+    finally:
+        client.close()
+    return 0
+
+
+# ------------------------------------------------------------------ races
+def cmd_races(args: argparse.Namespace) -> int:
+    settings = ReplaySettings()
+    races = sources.list_bundled(settings.data_dir)
+    if not races:
+        raise UserError(f"no bundled races under {settings.data_dir / 'races'}")
+    for r in races:
+        m = r.meta
+        print(f"{m.year} {m.event_name:28s} {m.session_name:10s} session_key={m.session_key} folder={r.path.name}")
+    return 0
+
+
+# ------------------------------------------------------------------ replay
+def load_race(settings: ReplaySettings, year: int, event: str, session: str, source: str) -> sources.RaceData:
+    if source in ("auto", "bundled"):
+        bundled = sources.find_bundled(settings.data_dir, year, event, session)
+        if bundled is not None:
+            log.info("loading bundled race %s", bundled.path.name)
+            return sources.load_bundled(bundled.path)
+        if source == "bundled":
+            raise UserError(f"no bundled race matches {year} '{event}' {session}; see `stratx races`")
+    log.info("loading %s %s %s through FastF1 (cache %s)", year, event, session, settings.fastf1_cache)
+    settings.fastf1_cache.mkdir(parents=True, exist_ok=True)
+    return sources.load_fastf1(year, event, session, settings.fastf1_cache, settings.fastf1_offline,
+                               settings.telemetry_dir)
+
+
+def _replay_settings(args: argparse.Namespace) -> ReplaySettings:
+    settings = ReplaySettings()
+    update: dict[str, object] = {}
+    if args.broker:
+        update["broker_address"] = args.broker
+    if getattr(args, "cache", None):
+        update["fastf1_cache"] = Path(args.cache)
+    if getattr(args, "offline", False):
+        update["fastf1_offline"] = True
+    if getattr(args, "telemetry_dir", None):
+        update["telemetry_dir"] = Path(args.telemetry_dir)
+    return settings.model_copy(update=update) if update else settings
+
+
+def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event: str, session: str) -> int:
+    from stratx.quix_apps import replay
+
+    race = load_race(settings, year, event, session, args.source)
+    if args.drivers:
+        race = race.filter_drivers({d.strip() for d in args.drivers.split(",") if d.strip()})
+    if race.missing:
+        print(f"note: source tables unavailable for this session, skipped: {', '.join(race.missing)}",
+              file=sys.stderr)
+    options = replay.ReplayOptions(speed=args.speed, resume=args.resume, replay_id=args.replay_id,
+                                   max_events=args.max_events, progress=not args.no_progress)
+    result = replay.run(race, settings, options)
+    _print_summary(result)
+    if result.interrupted:
+        print(f"interrupted after Seq {result.last_seq}; continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _print_summary(result: object) -> None:
+    r = result
+    published: Counter[str] = r.published  # type: ignore[attr-defined]
+    total = sum(published.values())
+    rate = total / r.elapsed_s if r.elapsed_s else 0.0  # type: ignore[attr-defined]
+    state = "finished" if r.finished else "stopped"  # type: ignore[attr-defined]
+    print(f"replay {r.replay_id} {state}: {total} events published "  # type: ignore[attr-defined]
+          f"({rate:,.0f}/s), {r.dead_letters} dead letters, {r.skipped} skipped on resume",  # type: ignore[attr-defined]
+          file=sys.stderr)
+    for topic, n in sorted(published.items()):
+        print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    return _replay(_replay_settings(args), args, args.year, args.event, args.session)
+
+
+# ------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Quickstart: embedded broker, topics, replay of a bundled real race."""
+    base = BrokerSettings()
+    port = args.port or (base.broker_port if broker.port_is_free(base.broker_host, base.broker_port)
+                         else broker.free_port(base.broker_host))
+    with broker.EmbeddedBroker(base.broker_host, port) as b:
+        print(f"embedded broker at {b.address}", file=sys.stderr)
+        args.broker = b.address
+        settings = _replay_settings(args)
+        year, event, session = DEMO_RACE
+        code = _replay(settings, args, year, event, session)
+        if code == 0 and args.keep_running:
+            print(f"topics stay readable at {b.address}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            _wait_for_signal(b)
+    return code
+
+
+# ------------------------------------------------------------------ bundle
+def cmd_bundle(args: argparse.Namespace) -> int:
+    settings = _replay_settings(args)
+    race = sources.load_fastf1(args.year, args.event, args.session, settings.fastf1_cache,
+                               settings.fastf1_offline, settings.telemetry_dir)
+    out = sources.write_bundle(race, Path(args.out), {"fastf1_cache": str(settings.fastf1_cache),
+                                                     "telemetry_dir": str(settings.telemetry_dir)})
+    print(f"wrote {out}: {json.dumps(race.row_counts())}; missing: {list(race.missing)}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    for name, doc in ENV_VARS.items():
+        print(f"{name:36s} {doc}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def _add_replay_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=float, default=0.0,
+                   help="event-clock speed: 1 = real time, 10 = 10x, 0 = as fast as possible (default)")
+    p.add_argument("--drivers", help="comma-separated driver codes or numbers, e.g. VER,HAM,16")
+    p.add_argument("--resume", action="store_true", help="continue after the last checkpointed event")
+    p.add_argument("--replay-id", help="checkpoint id (default: the session key)")
+    p.add_argument("--max-events", type=int, help="stop after N events (resume continues from there)")
+    p.add_argument("--source", choices=("auto", "bundled", "fastf1"), default="auto",
+                   help="bundled data, a FastF1 cache/download, or auto (bundled first)")
+    p.add_argument("--cache", help="FastF1 cache folder (STRATX_FASTF1_CACHE)")
+    p.add_argument("--offline", action="store_true", help="never download (STRATX_FASTF1_OFFLINE)")
+    p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder (STRATX_TELEMETRY_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratx", description="StratX real-time F1 race-strategy engine")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="quickstart: embedded broker + topics + replay of a bundled real race")
+    p.add_argument("--port", type=int, help="embedded broker port (default 9092, or a free one)")
+    p.add_argument("--keep-running", action="store_true", help="keep the broker up after the replay")
+    _add_replay_flags(p)
+    p.set_defaults(func=cmd_demo, broker=None)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-API broker (Tansu) and create the topics")
+    p.add_argument("--host", help="listen address (STRATX_BROKER_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (STRATX_BROKER_PORT, default 9092)")
+    p.add_argument("--no-topics", action="store_true", help="do not create the catalog topics")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("topics", help="create, list or describe the topics")
+    p.add_argument("action", choices=("create", "list", "describe"))
+    p.add_argument("names", nargs="*", help="topics to describe (default: the whole catalog)")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("replay", help="replay a FastF1 session (bundled, cached or downloadable) into the topics")
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--event", required=True, help="event name, location, country or round number")
+    p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    _add_replay_flags(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("races", help="list the bundled races")
+    p.set_defaults(func=cmd_races)
+
+    p = sub.add_parser("bundle", help="write a FastF1 session into the bundled parquet format (refresh data/)")
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--event", required=True)
+    p.add_argument("--session", default="R")
+    p.add_argument("--out", default="data/races")
+    p.add_argument("--cache", help="FastF1 cache folder")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder")
+    p.set_defaults(func=cmd_bundle, broker=None)
+
+    p = sub.add_parser("config", help="list the STRATX_* environment variables")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "topics" and not any(e.startswith("-") for e in extra):
+        args.names = [*args.names, *extra]  # names after an option, e.g. `describe --broker X NAME`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("fastf1", "quixstreams"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    expected = (UserError, sources.SourceError, broker.BrokerError, admin.AdminError, ValueError, OSError)
+    try:
+        return int(args.func(args))
+    except expected as exc:
+        print(f"stratx: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stratx: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

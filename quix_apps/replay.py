@@ -1,0 +1,183 @@
+"""Replay app: publish a FastF1 session's events to the raw topics through Quix Streams.
+
+Events go out in event-time order, paced against the event clock (``speed`` 1 = real time,
+0 = as fast as possible). Records that fail their schema go to the dead-letter topic with the
+reason and the original payload. Progress is checkpointed on a compacted topic, so ``resume``
+continues after the last event known to be on the broker (at-least-once; a clean stop or
+Ctrl-C writes an exact checkpoint, a hard kill may repeat up to ``checkpoint_every`` events).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from quixstreams import Application
+from quixstreams.kafka import Producer
+
+from stratx.functions import catalog, ingest, schemas
+from stratx.functions.racedata import EVENT_TABLES, RaceData
+from stratx.quix_apps import admin, kafka_io
+from stratx.quix_apps.settings import ReplaySettings
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    speed: float = 0.0  # 1.0 real time, 10.0 ten times faster, 0 as fast as possible
+    resume: bool = False
+    replay_id: str | None = None  # default: the session key
+    max_events: int | None = None  # stop after this many events (a partial replay; resume continues)
+    progress: bool = True
+
+
+@dataclass
+class ReplayResult:
+    replay_id: str
+    published: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    skipped: int = 0
+    last_seq: int = -1
+    last_session_time: float = 0.0
+    finished: bool = False
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.published.values()) + self.dead_letters
+
+
+def last_checkpoint(broker_address: str, replay_id: str) -> schemas.ReplayCheckpoint | None:
+    """The newest checkpoint of ``replay_id`` on the compacted checkpoint topic, if any."""
+    found = None
+    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name):
+        key = msg.key()
+        if key is not None and key.decode() == replay_id:
+            found = schemas.ReplayCheckpoint.model_validate_json(msg.value() or b"")
+    return found
+
+
+class Pacer:
+    """Sleeps so that event time advances ``speed`` times faster than wall time."""
+
+    def __init__(self, speed: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.speed, self.clock, self.sleep = speed, clock, sleep
+        self.origin: tuple[float, float] | None = None  # (event time, wall time)
+
+    def wait(self, event_time: float | None) -> None:
+        if self.speed <= 0 or event_time is None:
+            return
+        now = self.clock()
+        if self.origin is None:
+            self.origin = (event_time, now)
+            return
+        due = self.origin[1] + (event_time - self.origin[0]) / self.speed
+        if due - now > 0.002:
+            self.sleep(due - now)
+
+
+def _producer(settings: ReplaySettings) -> Producer:
+    app = Application(
+        broker_address=settings.broker_address,
+        consumer_group="stratx-replay",
+        auto_create_topics=False,
+        loglevel=logging.WARNING,
+        producer_extra_config={"linger.ms": 20, "compression.type": "lz4", "batch.num.messages": 10000},
+    )
+    return app.get_producer()
+
+
+def _checkpoint(producer: Producer, result: ReplayResult, session_key: int, finished: bool) -> None:
+    producer.flush()  # everything before the checkpoint is on the broker
+    cp = schemas.ReplayCheckpoint(
+        ReplayId=result.replay_id, SessionKey=session_key, Seq=result.last_seq,
+        SessionTime=result.last_session_time, Finished=finished, Date=datetime.now(UTC),
+    )
+    producer.produce(catalog.REPLAY_CHECKPOINTS.name, value=cp.model_dump_json(), key=result.replay_id)
+    producer.flush()
+
+
+def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> ReplayResult:
+    """Publish ``race`` to the raw topics; returns counts. Ctrl-C stops cleanly with a checkpoint."""
+    replay_id = options.replay_id or str(race.meta.session_key)
+    result = ReplayResult(replay_id)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    admin.create_topics(client)
+    client.close()
+    start_after = -1
+    if options.resume:
+        cp = last_checkpoint(settings.broker_address, replay_id)
+        if cp is not None:
+            start_after, result.finished = cp.Seq, cp.Finished
+            if cp.Finished:
+                return result
+    total = 1 + sum(len(race.table(name)) for name in EVENT_TABLES)
+    pacer = Pacer(options.speed)
+    started = time.monotonic()
+    bar = _progress(options.progress, total, race)
+    with _producer(settings) as producer:
+        try:
+            for record in ingest.iter_records(race):
+                seq = record.payload["Seq"]
+                if seq <= start_after:
+                    result.skipped += 1
+                    continue
+                if options.max_events is not None and result.total >= options.max_events:
+                    break
+                pacer.wait(record.payload["SessionTime"])
+                _publish(producer, record, result)
+                result.last_seq = seq
+                result.last_session_time = record.payload["SessionTime"] or result.last_session_time
+                if result.total % settings.checkpoint_every == 0:
+                    _checkpoint(producer, result, race.meta.session_key, finished=False)
+                if bar is not None:
+                    bar.update(seq - bar.n + 1)
+                    if seq % 2000 == 0:
+                        bar.set_postfix_str(_clock(result.last_session_time), refresh=False)
+            else:
+                result.finished = True
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+            _checkpoint(producer, result, race.meta.session_key, finished=result.finished)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _publish(producer: Producer, record: ingest.RawRecord, result: ReplayResult) -> None:
+    checked = ingest.validate(record)
+    if isinstance(checked, ingest.Rejected):
+        letter = ingest.dead_letter(record, checked.reason, stage="replay")
+        producer.produce(catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=record.key)
+        result.dead_letters += 1
+        return
+    date = record.payload.get("Date")
+    producer.produce(
+        record.topic.name,
+        value=checked.model_dump_json(),
+        key=record.key,
+        timestamp=int(date.timestamp() * 1000) if date is not None else None,
+    )
+    result.published[record.topic.name] += 1
+
+
+def _clock(session_time: float) -> str:
+    t = int(session_time)
+    return f"session time {t // 3600:d}:{t % 3600 // 60:02d}:{t % 60:02d}"
+
+
+def _progress(enabled: bool, total: int, race: RaceData):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    m = race.meta
+    return tqdm(total=total, desc=f"replay {m.year} {m.event_name} {m.session_name}", unit="ev",
+                unit_scale=True, mininterval=0.5, smoothing=0.1)

@@ -1,0 +1,59 @@
+"""Typed, frozen settings, one object per deployable, read once at the entry point.
+
+Every environment variable StratX reads is a field below, prefixed ``STRATX_`` (see
+:data:`ENV_VARS`). Nothing else in StratX reads ``os.environ``; ``functions/`` never does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STRATX_", frozen=True, extra="ignore")
+
+
+class BrokerSettings(_Base):
+    """`stratx broker`: the embedded Kafka-API broker (Tansu)."""
+
+    broker_host: str = Field("127.0.0.1", description="loopback address the embedded broker listens on")
+    broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
+
+
+class KafkaSettings(_Base):
+    """Any client of the broker: the bootstrap address is the one thing that changes for Redpanda."""
+
+    broker_address: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (Redpanda or Tansu)")
+    consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
+    connect_timeout_s: float = Field(5.0, gt=0, description="fail if the broker does not answer in this time")
+
+
+class ReplaySettings(KafkaSettings):
+    """`stratx replay`: data locations and pacing defaults."""
+
+    data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
+    fastf1_cache: Path = Field(
+        Path.home() / ".cache" / "stratx" / "fastf1", description="FastF1 cache folder for non-bundled sessions"
+    )
+    fastf1_offline: bool = Field(False, description="never download; use only the FastF1 cache")
+    telemetry_dir: Path | None = Field(
+        None, description="OpenF1 car_data/location parquet folder for sessions without FastF1 telemetry"
+    )
+    checkpoint_every: int = Field(5000, ge=1, description="events between resume checkpoints")
+
+
+def env_vars() -> dict[str, str]:
+    """Every environment variable StratX reads, with its description."""
+    out: dict[str, str] = {}
+    for cls in (BrokerSettings, KafkaSettings, ReplaySettings):
+        for name, info in cls.model_fields.items():
+            out[f"STRATX_{name.upper()}"] = info.description or ""
+    return out
+
+
+ENV_VARS = env_vars()

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck bench clean
+.PHONY: help install demo test test-unit test-integration lint typecheck typecheck-links bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ install: $(BIN)/.installed ## create .venv/ from the lock file (uv.lock)
 demo: install ## quickstart: embedded broker, topics, replay a bundled real race (SPEED=1 for real time)
 	$(BIN)/stratx demo --speed $(SPEED)
 
-test: install ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
+test: install typecheck-links ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -37,11 +37,17 @@ test-integration: install ## integration tier only (real embedded broker)
 lint: install ## ruff lint + format check
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-typecheck: install ## mypy on the source packages
+typecheck: install typecheck-links ## mypy on the source packages
 	$(BIN)/mypy
+
+# mypy cannot follow setuptools' editable-install import hook; mirror the installed layout
+typecheck-links:
+	@mkdir -p .typecheck/stratx
+	@ln -sfn ../../functions .typecheck/stratx/functions
+	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
 
 bench: install ## throughput benchmark: replay vs raw confluent-kafka round trip
 	$(BIN)/python bench/replay_throughput.py
 
 clean: ## remove the environment and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .typecheck

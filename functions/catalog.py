@@ -43,48 +43,96 @@ class TopicSpec:
 
 
 CAR_TELEMETRY = TopicSpec(
-    "stratx.raw.car_telemetry", 6, KeyRule.SESSION_DRIVER, 7 * DAY_MS, schemas.CarTelemetry,
+    "stratx.raw.car_telemetry",
+    6,
+    KeyRule.SESSION_DRIVER,
+    7 * DAY_MS,
+    schemas.CarTelemetry,
     "car-data samples: Speed, RPM, nGear, Throttle, Brake, DRS (~3.7 Hz per car)",
 )
 CAR_POSITION = TopicSpec(
-    "stratx.raw.car_position", 6, KeyRule.SESSION_DRIVER, 7 * DAY_MS, schemas.CarPosition,
+    "stratx.raw.car_position",
+    6,
+    KeyRule.SESSION_DRIVER,
+    7 * DAY_MS,
+    schemas.CarPosition,
     "car positions X/Y/Z on the track frame (~3.8 Hz per car)",
 )
 LAPS = TopicSpec(
-    "stratx.raw.laps", 3, KeyRule.SESSION_DRIVER, 30 * DAY_MS, schemas.Lap,
+    "stratx.raw.laps",
+    3,
+    KeyRule.SESSION_DRIVER,
+    30 * DAY_MS,
+    schemas.Lap,
     "completed laps with sector times, stint, compound and tyre life",
 )
 TIMING = TopicSpec(
-    "stratx.raw.timing", 3, KeyRule.SESSION_DRIVER, 30 * DAY_MS, schemas.Timing,
+    "stratx.raw.timing",
+    3,
+    KeyRule.SESSION_DRIVER,
+    30 * DAY_MS,
+    schemas.Timing,
     "timing-tower updates: position, gap to leader, interval to the car ahead",
 )
 RACE_CONTROL = TopicSpec(
-    "stratx.raw.race_control", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.RaceControl,
+    "stratx.raw.race_control",
+    1,
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.RaceControl,
     "race-control messages: flags, safety car, penalties",
 )
 TRACK_STATUS = TopicSpec(
-    "stratx.raw.track_status", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.TrackStatus,
+    "stratx.raw.track_status",
+    1,
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.TrackStatus,
     "track status changes (green, yellow, SC, red, VSC)",
 )
 WEATHER = TopicSpec(
-    "stratx.raw.weather", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.Weather,
+    "stratx.raw.weather",
+    1,
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.Weather,
     "weather-station readings, about one a minute",
 )
 SESSION_INFO = TopicSpec(
-    "stratx.raw.session_info", 1, KeyRule.SESSION, 30 * DAY_MS, schemas.SessionInfo,
+    "stratx.raw.session_info",
+    1,
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.SessionInfo,
     "one record per replayed session: drivers, clock origin, sources",
 )
 DEAD_LETTER = TopicSpec(
-    "stratx.dead_letter", 1, KeyRule.SOURCE, 30 * DAY_MS, schemas.DeadLetter,
+    "stratx.dead_letter",
+    1,
+    KeyRule.SOURCE,
+    30 * DAY_MS,
+    schemas.DeadLetter,
     "records rejected by any stage, with the reason and the original payload",
 )
 REPLAY_CHECKPOINTS = TopicSpec(
-    "stratx.replay_checkpoints", 1, KeyRule.REPLAY_ID, 365 * DAY_MS, schemas.ReplayCheckpoint,
-    "last published event per replay, for resume", cleanup_policy="compact",
+    "stratx.replay_checkpoints",
+    1,
+    KeyRule.REPLAY_ID,
+    365 * DAY_MS,
+    schemas.ReplayCheckpoint,
+    "last published event per replay, for resume",
+    cleanup_policy="compact",
 )
 
 RAW_TOPICS: tuple[TopicSpec, ...] = (
-    SESSION_INFO, CAR_TELEMETRY, CAR_POSITION, LAPS, TIMING, RACE_CONTROL, TRACK_STATUS, WEATHER,
+    SESSION_INFO,
+    CAR_TELEMETRY,
+    CAR_POSITION,
+    LAPS,
+    TIMING,
+    RACE_CONTROL,
+    TRACK_STATUS,
+    WEATHER,
 )
 ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}

@@ -74,33 +74,37 @@ def _clean(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
+    return [{str(k): _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
 def _car_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Map the feed's sentinels: Throttle/Brake 104 -> None, Brake 0/100 -> False/True."""
     thr = frame.Throttle.to_numpy(dtype=np.int64)
     brk = frame.Brake.to_numpy(dtype=np.int64)
-    return pd.DataFrame({
-        "SessionTime": frame.SessionTime.to_numpy(dtype=float),
-        "DriverNumber": frame.DriverNumber.astype(str).to_numpy(),
-        "Speed": frame.Speed.to_numpy(dtype=np.int64),
-        "RPM": frame.RPM.to_numpy(dtype=np.int64),
-        "nGear": frame.nGear.to_numpy(dtype=np.int64),
-        "Throttle": pd.Series(thr, dtype=object).where(thr != FEED_INVALID, None).to_numpy(),
-        "Brake": pd.Series(brk > 0, dtype=object).where(brk != FEED_INVALID, None).to_numpy(),
-        "DRS": frame.DRS.to_numpy(dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "SessionTime": frame.SessionTime.to_numpy(dtype=float),
+            "DriverNumber": frame.DriverNumber.astype(str).to_numpy(),
+            "Speed": frame.Speed.to_numpy(dtype=np.int64),
+            "RPM": frame.RPM.to_numpy(dtype=np.int64),
+            "nGear": frame.nGear.to_numpy(dtype=np.int64),
+            "Throttle": pd.Series(thr, dtype=object).where(thr != FEED_INVALID, None).to_numpy(),
+            "Brake": pd.Series(brk > 0, dtype=object).where(brk != FEED_INVALID, None).to_numpy(),
+            "DRS": frame.DRS.to_numpy(dtype=np.int64),
+        }
+    )
 
 
 def _pos_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "SessionTime": frame.SessionTime.to_numpy(dtype=float),
-        "DriverNumber": frame.DriverNumber.astype(str).to_numpy(),
-        "X": frame.X.to_numpy(dtype=np.int64),
-        "Y": frame.Y.to_numpy(dtype=np.int64),
-        "Z": frame.Z.to_numpy(dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "SessionTime": frame.SessionTime.to_numpy(dtype=float),
+            "DriverNumber": frame.DriverNumber.astype(str).to_numpy(),
+            "X": frame.X.to_numpy(dtype=np.int64),
+            "Y": frame.Y.to_numpy(dtype=np.int64),
+            "Z": frame.Z.to_numpy(dtype=np.int64),
+        }
+    )
 
 
 def _prepared(race: RaceData, name: str) -> pd.DataFrame:
@@ -117,12 +121,13 @@ def _prepared(race: RaceData, name: str) -> pd.DataFrame:
 def _rows(frame: pd.DataFrame, name: str, chunk: int = 20_000) -> Iterator[dict[str, Any]]:
     simple = name in ("car_data", "pos_data")
     for start in range(0, len(frame), chunk):
-        for row in frame.iloc[start : start + chunk].to_dict("records"):
-            if not simple:
-                row = {k: _clean(v) for k, v in row.items()}
-                if name == "timing":
-                    row["GapToLeader"] = parse_gap(row.get("GapToLeaderRaw"))
-                    row["IntervalToPositionAhead"] = parse_gap(row.get("IntervalRaw"))
+        for raw in frame.iloc[start : start + chunk].to_dict("records"):
+            row = (
+                {str(k): v for k, v in raw.items()} if simple else {str(k): _clean(v) for k, v in raw.items()}
+            )
+            if not simple and name == "timing":
+                row["GapToLeader"] = parse_gap(row.get("GapToLeaderRaw"))
+                row["IntervalToPositionAhead"] = parse_gap(row.get("IntervalRaw"))
             yield row
 
 
@@ -176,9 +181,11 @@ def _finish(
     row["SessionTime"] = t if math.isfinite(t) else None
     row["Date"] = t0 + timedelta(seconds=t) if t0 is not None and math.isfinite(t) else None
     driver = row.get("DriverNumber")
-    key = catalog.message_key(spec, session_key, str(driver) if driver is not None else None) if (
-        driver is not None or spec.key is not catalog.KeyRule.SESSION_DRIVER
-    ) else f"{session_key}:?"
+    key = (
+        catalog.message_key(spec, session_key, str(driver) if driver is not None else None)
+        if (driver is not None or spec.key is not catalog.KeyRule.SESSION_DRIVER)
+        else f"{session_key}:?"
+    )
     return RawRecord(spec, key, row)
 
 
@@ -191,10 +198,12 @@ def validate(record: RawRecord) -> BaseModel | Rejected:
             f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']} (got {e.get('input')!r})"
             for e in exc.errors(include_url=False)[:3]
         )
-        return Rejected(f"{record.topic.schema.schema_name} schema: {errors}")
+        return Rejected(f"{record.topic.schema.__name__} schema: {errors}")
 
 
-def dead_letter(record: RawRecord, reason: str, stage: str, now: datetime | None = None) -> schemas.DeadLetter:
+def dead_letter(
+    record: RawRecord, reason: str, stage: str, now: datetime | None = None
+) -> schemas.DeadLetter:
     """Wrap a rejected record for the dead-letter topic, keeping the original payload."""
     return schemas.DeadLetter(
         SourceTopic=record.topic.name,

@@ -25,19 +25,55 @@ import pandas as pd
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "drivers": ("DriverNumber", "Abbreviation", "FullName", "TeamName", "TeamColor"),
     "laps": (
-        "Time", "DriverNumber", "Driver", "Team", "LapNumber", "LapTime", "Sector1Time", "Sector2Time",
-        "Sector3Time", "LapStartTime", "PitInTime", "PitOutTime", "Stint", "Compound", "TyreLife",
-        "FreshTyre", "TrackStatus", "Position", "IsPersonalBest", "Deleted", "IsAccurate",
-        "SpeedI1", "SpeedI2", "SpeedFL", "SpeedST",
+        "Time",
+        "DriverNumber",
+        "Driver",
+        "Team",
+        "LapNumber",
+        "LapTime",
+        "Sector1Time",
+        "Sector2Time",
+        "Sector3Time",
+        "LapStartTime",
+        "PitInTime",
+        "PitOutTime",
+        "Stint",
+        "Compound",
+        "TyreLife",
+        "FreshTyre",
+        "TrackStatus",
+        "Position",
+        "IsPersonalBest",
+        "Deleted",
+        "IsAccurate",
+        "SpeedI1",
+        "SpeedI2",
+        "SpeedFL",
+        "SpeedST",
     ),
     "timing": ("Time", "DriverNumber", "Position", "GapToLeaderRaw", "IntervalRaw"),
     "car_data": ("SessionTime", "DriverNumber", "Speed", "RPM", "nGear", "Throttle", "Brake", "DRS"),
     "pos_data": ("SessionTime", "DriverNumber", "X", "Y", "Z"),
     "weather": (
-        "Time", "AirTemp", "Humidity", "Pressure", "Rainfall", "TrackTemp", "WindDirection", "WindSpeed",
+        "Time",
+        "AirTemp",
+        "Humidity",
+        "Pressure",
+        "Rainfall",
+        "TrackTemp",
+        "WindDirection",
+        "WindSpeed",
     ),
     "race_control": (
-        "Time", "Category", "Message", "Status", "Flag", "Scope", "Sector", "RacingNumber", "Lap",
+        "Time",
+        "Category",
+        "Message",
+        "Status",
+        "Flag",
+        "Scope",
+        "Sector",
+        "RacingNumber",
+        "Lap",
     ),
     "track_status": ("Time", "Status", "Message"),
 }
@@ -87,7 +123,9 @@ class RaceData:
         )
         unknown = wanted - numbers - set(table.Abbreviation.str.upper())
         if unknown:
-            known = ", ".join(f"{a} ({n})" for n, a in zip(table.DriverNumber, table.Abbreviation, strict=True))
+            known = ", ".join(
+                f"{a} ({n})" for n, a in zip(table.DriverNumber, table.Abbreviation, strict=True)
+            )
             raise ValueError(f"unknown driver(s) {sorted(unknown)}; this session has: {known}")
         tables = {
             name: (frame[frame.DriverNumber.isin(numbers)] if "DriverNumber" in frame.columns else frame)

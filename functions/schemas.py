@@ -29,7 +29,7 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_name: ClassVar[str] = "Event"
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
     SessionKey: int = Field(description="F1 live-timing / OpenF1 session key")
     Seq: int = Field(ge=0, description="position in the session's event-time order")
     SessionTime: float = Field(description="event time, seconds since session t0")
@@ -167,7 +167,7 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_name: ClassVar[str] = "DeadLetter"
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
     SourceTopic: str
     Key: str | None
     Reason: str
@@ -182,7 +182,7 @@ class ReplayCheckpoint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_name: ClassVar[str] = "ReplayCheckpoint"
 
-    v: Literal[1] = SCHEMA_VERSION
+    v: Literal[1] = 1
     ReplayId: str
     SessionKey: int
     Seq: int = Field(ge=-1, description="last published Seq; -1 when nothing was published")

@@ -36,7 +36,9 @@ def connect(broker_address: str, timeout_s: float = 5.0) -> KafkaAdminClient:
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
     except (KafkaError, OSError) as exc:
-        raise AdminError(f"no Kafka broker answers at {broker_address} ({type(exc).__name__}: {exc})") from exc
+        raise AdminError(
+            f"no Kafka broker answers at {broker_address} ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def create_topics(admin: KafkaAdminClient, specs: Iterable[TopicSpec] = ALL_TOPICS) -> list[str]:

@@ -84,10 +84,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
                 spec = BY_NAME.get(info.name)
                 print(f"{info.name}: partitions={info.partitions}")
                 if spec:
-                    print(f"  key={spec.key.value} retention.ms={spec.retention_ms} "
-                          f"cleanup.policy={spec.cleanup_policy} schema={spec.schema.__name__} v1")
+                    print(
+                        f"  key={spec.key.value} retention.ms={spec.retention_ms} "
+                        f"cleanup.policy={spec.cleanup_policy} schema={spec.schema.__name__} v1"
+                    )
                 if info.configs:
-                    print("  broker configs: " + ", ".join(f"{k}={v}" for k, v in sorted(info.configs.items())))
+                    print(
+                        "  broker configs: " + ", ".join(f"{k}={v}" for k, v in sorted(info.configs.items()))
+                    )
     finally:
         client.close()
     return 0
@@ -101,7 +105,9 @@ def cmd_races(args: argparse.Namespace) -> int:
         raise UserError(f"no bundled races under {settings.data_dir / 'races'}")
     for r in races:
         m = r.meta
-        print(f"{m.year} {m.event_name:28s} {m.session_name:10s} session_key={m.session_key} folder={r.path.name}")
+        print(
+            f"{m.year} {m.event_name:28s} {m.session_name:10s} session_key={m.session_key} folder={r.path.name}"
+        )
     return 0
 
 
@@ -116,8 +122,9 @@ def load_race(settings: ReplaySettings, year: int, event: str, session: str, sou
             raise UserError(f"no bundled race matches {year} '{event}' {session}; see `stratx races`")
     log.info("loading %s %s %s through FastF1 (cache %s)", year, event, session, settings.fastf1_cache)
     settings.fastf1_cache.mkdir(parents=True, exist_ok=True)
-    return sources.load_fastf1(year, event, session, settings.fastf1_cache, settings.fastf1_offline,
-                               settings.telemetry_dir)
+    return sources.load_fastf1(
+        year, event, session, settings.fastf1_cache, settings.fastf1_offline, settings.telemetry_dir
+    )
 
 
 def _replay_settings(args: argparse.Namespace) -> ReplaySettings:
@@ -141,10 +148,17 @@ def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event
     if args.drivers:
         race = race.filter_drivers({d.strip() for d in args.drivers.split(",") if d.strip()})
     if race.missing:
-        print(f"note: source tables unavailable for this session, skipped: {', '.join(race.missing)}",
-              file=sys.stderr)
-    options = replay.ReplayOptions(speed=args.speed, resume=args.resume, replay_id=args.replay_id,
-                                   max_events=args.max_events, progress=not args.no_progress)
+        print(
+            f"note: source tables unavailable for this session, skipped: {', '.join(race.missing)}",
+            file=sys.stderr,
+        )
+    options = replay.ReplayOptions(
+        speed=args.speed,
+        resume=args.resume,
+        replay_id=args.replay_id,
+        max_events=args.max_events,
+        progress=not args.no_progress,
+    )
     result = replay.run(race, settings, options)
     _print_summary(result)
     if result.interrupted:
@@ -159,9 +173,11 @@ def _print_summary(result: object) -> None:
     total = sum(published.values())
     rate = total / r.elapsed_s if r.elapsed_s else 0.0  # type: ignore[attr-defined]
     state = "finished" if r.finished else "stopped"  # type: ignore[attr-defined]
-    print(f"replay {r.replay_id} {state}: {total} events published "  # type: ignore[attr-defined]
-          f"({rate:,.0f}/s), {r.dead_letters} dead letters, {r.skipped} skipped on resume",  # type: ignore[attr-defined]
-          file=sys.stderr)
+    print(
+        f"replay {r.replay_id} {state}: {total} events published "  # type: ignore[attr-defined]
+        f"({rate:,.0f}/s), {r.dead_letters} dead letters, {r.skipped} skipped on resume",  # type: ignore[attr-defined]
+        file=sys.stderr,
+    )
     for topic, n in sorted(published.items()):
         print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
 
@@ -174,8 +190,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Quickstart: embedded broker, topics, replay of a bundled real race."""
     base = BrokerSettings()
-    port = args.port or (base.broker_port if broker.port_is_free(base.broker_host, base.broker_port)
-                         else broker.free_port(base.broker_host))
+    port = args.port or (
+        base.broker_port
+        if broker.port_is_free(base.broker_host, base.broker_port)
+        else broker.free_port(base.broker_host)
+    )
     with broker.EmbeddedBroker(base.broker_host, port) as b:
         print(f"embedded broker at {b.address}", file=sys.stderr)
         args.broker = b.address
@@ -191,10 +210,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ bundle
 def cmd_bundle(args: argparse.Namespace) -> int:
     settings = _replay_settings(args)
-    race = sources.load_fastf1(args.year, args.event, args.session, settings.fastf1_cache,
-                               settings.fastf1_offline, settings.telemetry_dir)
-    out = sources.write_bundle(race, Path(args.out), {"fastf1_cache": str(settings.fastf1_cache),
-                                                     "telemetry_dir": str(settings.telemetry_dir)})
+    race = sources.load_fastf1(
+        args.year,
+        args.event,
+        args.session,
+        settings.fastf1_cache,
+        settings.fastf1_offline,
+        settings.telemetry_dir,
+    )
+    out = sources.write_bundle(
+        race,
+        Path(args.out),
+        {"fastf1_cache": str(settings.fastf1_cache), "telemetry_dir": str(settings.telemetry_dir)},
+    )
     print(f"wrote {out}: {json.dumps(race.row_counts())}; missing: {list(race.missing)}")
     return 0
 
@@ -207,14 +235,22 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 def _add_replay_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--speed", type=float, default=0.0,
-                   help="event-clock speed: 1 = real time, 10 = 10x, 0 = as fast as possible (default)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="event-clock speed: 1 = real time, 10 = 10x, 0 = as fast as possible (default)",
+    )
     p.add_argument("--drivers", help="comma-separated driver codes or numbers, e.g. VER,HAM,16")
     p.add_argument("--resume", action="store_true", help="continue after the last checkpointed event")
     p.add_argument("--replay-id", help="checkpoint id (default: the session key)")
     p.add_argument("--max-events", type=int, help="stop after N events (resume continues from there)")
-    p.add_argument("--source", choices=("auto", "bundled", "fastf1"), default="auto",
-                   help="bundled data, a FastF1 cache/download, or auto (bundled first)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "bundled", "fastf1"),
+        default="auto",
+        help="bundled data, a FastF1 cache/download, or auto (bundled first)",
+    )
     p.add_argument("--cache", help="FastF1 cache folder (STRATX_FASTF1_CACHE)")
     p.add_argument("--offline", action="store_true", help="never download (STRATX_FASTF1_OFFLINE)")
     p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder (STRATX_TELEMETRY_DIR)")
@@ -244,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("replay", help="replay a FastF1 session (bundled, cached or downloadable) into the topics")
+    p = sub.add_parser(
+        "replay", help="replay a FastF1 session (bundled, cached or downloadable) into the topics"
+    )
     p.add_argument("--year", type=int, required=True)
     p.add_argument("--event", required=True, help="event name, location, country or round number")
     p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
@@ -255,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("races", help="list the bundled races")
     p.set_defaults(func=cmd_races)
 
-    p = sub.add_parser("bundle", help="write a FastF1 session into the bundled parquet format (refresh data/)")
+    p = sub.add_parser(
+        "bundle", help="write a FastF1 session into the bundled parquet format (refresh data/)"
+    )
     p.add_argument("--year", type=int, required=True)
     p.add_argument("--event", required=True)
     p.add_argument("--session", default="R")
@@ -277,8 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.names = [*args.names, *extra]  # names after an option, e.g. `describe --broker X NAME`
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     for noisy in ("fastf1", "quixstreams"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once

@@ -8,21 +8,27 @@ from collections.abc import Iterator
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 
-def read_all(broker_address: str, topic: str, timeout_s: float = 10.0, batch: int = 10_000) -> Iterator[Message]:
+def read_all(
+    broker_address: str, topic: str, timeout_s: float = 10.0, batch: int = 10_000
+) -> Iterator[Message]:
     """Every message currently in ``topic`` (all partitions, from the beginning to the end offsets)."""
-    consumer = Consumer({
-        "bootstrap.servers": broker_address,
-        "group.id": f"stratx-reader-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "socket.timeout.ms": int(timeout_s * 1000),
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker_address,
+            "group.id": f"stratx-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "socket.timeout.ms": int(timeout_s * 1000),
+        }
+    )
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s)
         if meta.topics[topic].error is not None:
             raise KafkaException(meta.topics[topic].error)
         parts = sorted(meta.topics[topic].partitions)
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in parts}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in parts
+        }
         remaining = {p for p in parts if ends[p] > 0}
         if not remaining:
             return

@@ -10,14 +10,18 @@ Ctrl-C writes an exact checkpoint, a hard kill may repeat up to ``checkpoint_eve
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from quixstreams import Application
 from quixstreams.kafka import Producer
+from tqdm import tqdm
 
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, RaceData
@@ -61,15 +65,40 @@ def last_checkpoint(broker_address: str, replay_id: str) -> schemas.ReplayCheckp
     return found
 
 
+class StopFlag:
+    """Turns Ctrl-C / SIGTERM into a flag checked between events, so no event is half-published."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
 class Pacer:
     """Sleeps so that event time advances ``speed`` times faster than wall time."""
 
-    def __init__(self, speed: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        speed: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.speed, self.clock, self.sleep = speed, clock, sleep
         self.origin: tuple[float, float] | None = None  # (event time, wall time)
 
-    def wait(self, event_time: float | None) -> None:
+    def wait(self, event_time: float | None, stop: StopFlag | None = None) -> None:
         if self.speed <= 0 or event_time is None:
             return
         now = self.clock()
@@ -77,8 +106,10 @@ class Pacer:
             self.origin = (event_time, now)
             return
         due = self.origin[1] + (event_time - self.origin[0]) / self.speed
-        if due - now > 0.002:
-            self.sleep(due - now)
+        # sleep in slices so that a stop request is honoured within 0.2 s even at 1x speed
+        while due - now > 0.002 and not (stop is not None and stop.requested):
+            self.sleep(min(due - now, 0.2))
+            now = self.clock()
 
 
 def _producer(settings: ReplaySettings) -> Producer:
@@ -95,8 +126,12 @@ def _producer(settings: ReplaySettings) -> Producer:
 def _checkpoint(producer: Producer, result: ReplayResult, session_key: int, finished: bool) -> None:
     producer.flush()  # everything before the checkpoint is on the broker
     cp = schemas.ReplayCheckpoint(
-        ReplayId=result.replay_id, SessionKey=session_key, Seq=result.last_seq,
-        SessionTime=result.last_session_time, Finished=finished, Date=datetime.now(UTC),
+        ReplayId=result.replay_id,
+        SessionKey=session_key,
+        Seq=result.last_seq,
+        SessionTime=result.last_session_time,
+        Finished=finished,
+        Date=datetime.now(UTC),
     )
     producer.produce(catalog.REPLAY_CHECKPOINTS.name, value=cp.model_dump_json(), key=result.replay_id)
     producer.flush()
@@ -120,16 +155,19 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
     pacer = Pacer(options.speed)
     started = time.monotonic()
     bar = _progress(options.progress, total, race)
-    with _producer(settings) as producer:
+    with _producer(settings) as producer, StopFlag() as stop:
         try:
             for record in ingest.iter_records(race):
+                if stop.requested:
+                    result.interrupted = True
+                    break
                 seq = record.payload["Seq"]
                 if seq <= start_after:
                     result.skipped += 1
                     continue
                 if options.max_events is not None and result.total >= options.max_events:
                     break
-                pacer.wait(record.payload["SessionTime"])
+                pacer.wait(record.payload["SessionTime"], stop)
                 _publish(producer, record, result)
                 result.last_seq = seq
                 result.last_session_time = record.payload["SessionTime"] or result.last_session_time
@@ -141,8 +179,6 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
                         bar.set_postfix_str(_clock(result.last_session_time), refresh=False)
             else:
                 result.finished = True
-        except KeyboardInterrupt:
-            result.interrupted = True
         finally:
             if bar is not None:
                 bar.close()
@@ -173,11 +209,16 @@ def _clock(session_time: float) -> str:
     return f"session time {t // 3600:d}:{t % 3600 // 60:02d}:{t % 60:02d}"
 
 
-def _progress(enabled: bool, total: int, race: RaceData):  # type: ignore[no-untyped-def]
+def _progress(enabled: bool, total: int, race: RaceData) -> tqdm[Any] | None:
     if not enabled:
         return None
-    from tqdm import tqdm
 
     m = race.meta
-    return tqdm(total=total, desc=f"replay {m.year} {m.event_name} {m.session_name}", unit="ev",
-                unit_scale=True, mininterval=0.5, smoothing=0.1)
+    return tqdm(
+        total=total,
+        desc=f"replay {m.year} {m.event_name} {m.session_name}",
+        unit="ev",
+        unit_scale=True,
+        mininterval=0.5,
+        smoothing=0.1,
+    )

@@ -38,7 +38,8 @@ class ReplaySettings(KafkaSettings):
 
     data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
     fastf1_cache: Path = Field(
-        Path.home() / ".cache" / "stratx" / "fastf1", description="FastF1 cache folder for non-bundled sessions"
+        Path.home() / ".cache" / "stratx" / "fastf1",
+        description="FastF1 cache folder for non-bundled sessions",
     )
     fastf1_offline: bool = Field(False, description="never download; use only the FastF1 cache")
     telemetry_dir: Path | None = Field(

@@ -20,8 +20,15 @@ from stratx.functions.racedata import TABLE_COLUMNS, RaceData, SessionMeta
 log = logging.getLogger(__name__)
 
 SESSION_NAMES = {
-    "R": "Race", "RACE": "Race", "S": "Sprint", "SPRINT": "Sprint", "Q": "Qualifying",
-    "QUALIFYING": "Qualifying", "SQ": "Sprint Qualifying", "FP1": "Practice 1", "FP2": "Practice 2",
+    "R": "Race",
+    "RACE": "Race",
+    "S": "Sprint",
+    "SPRINT": "Sprint",
+    "Q": "Qualifying",
+    "QUALIFYING": "Qualifying",
+    "SQ": "Sprint Qualifying",
+    "FP1": "Practice 1",
+    "FP2": "Practice 2",
     "FP3": "Practice 3",
 }
 
@@ -104,10 +111,17 @@ def write_bundle(race: RaceData, out_dir: Path, provenance: dict[str, str]) -> P
             frame.reset_index(drop=True).to_parquet(path / f"{name}.parquet", compression="zstd", index=False)
     m = race.meta
     meta = {
-        "year": m.year, "event_name": m.event_name, "session_name": m.session_name,
-        "session_key": m.session_key, "circuit": m.circuit, "total_laps": m.total_laps,
-        "t0_date": m.t0_date.isoformat() if m.t0_date is not None else None, "t0_source": m.t0_source,
-        "missing": list(race.missing), "rows": race.row_counts(), "provenance": provenance,
+        "year": m.year,
+        "event_name": m.event_name,
+        "session_name": m.session_name,
+        "session_key": m.session_key,
+        "circuit": m.circuit,
+        "total_laps": m.total_laps,
+        "t0_date": m.t0_date.isoformat() if m.t0_date is not None else None,
+        "t0_source": m.t0_source,
+        "missing": list(race.missing),
+        "rows": race.row_counts(),
+        "provenance": provenance,
     }
     (path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
@@ -134,7 +148,10 @@ def _resolve_event(fastf1_mod: object, year: int, event: str) -> object:
         rows = schedule[schedule.RoundNumber == int(needle)]
     else:
         text = (
-            schedule.EventName.str.lower() + "|" + schedule.Location.str.lower() + "|"
+            schedule.EventName.str.lower()
+            + "|"
+            + schedule.Location.str.lower()
+            + "|"
             + schedule.Country.str.lower()
         )
         rows = schedule[text.str.contains(needle, regex=False)]
@@ -179,17 +196,27 @@ def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
     missing: list[str] = []
 
     results = s.results  # type: ignore[attr-defined]
-    tables["drivers"] = pd.DataFrame({
-        "DriverNumber": results.DriverNumber.astype(str),
-        "Abbreviation": results.Abbreviation.astype(str),
-        "FullName": results.FullName,
-        "TeamName": results.TeamName,
-        "TeamColor": results.TeamColor,
-    }).reset_index(drop=True)
+    tables["drivers"] = pd.DataFrame(
+        {
+            "DriverNumber": results.DriverNumber.astype(str),
+            "Abbreviation": results.Abbreviation.astype(str),
+            "FullName": results.FullName,
+            "TeamName": results.TeamName,
+            "TeamColor": results.TeamColor,
+        }
+    ).reset_index(drop=True)
 
     laps = pd.DataFrame(s.laps).copy()  # type: ignore[attr-defined]
-    for col in ("Time", "LapTime", "Sector1Time", "Sector2Time", "Sector3Time", "LapStartTime",
-                "PitInTime", "PitOutTime"):
+    for col in (
+        "Time",
+        "LapTime",
+        "Sector1Time",
+        "Sector2Time",
+        "Sector3Time",
+        "LapStartTime",
+        "PitInTime",
+        "PitOutTime",
+    ):
         laps[col] = _seconds(laps[col])
     laps["DriverNumber"] = laps.DriverNumber.astype(str)
     for col in ("LapNumber", "Stint", "Position"):
@@ -251,15 +278,17 @@ def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _, stream = api.timing_data(s.api_path)  # type: ignore[attr-defined]
-        tables["timing"] = pd.DataFrame({
-            "Time": _seconds(stream.Time),
-            "DriverNumber": stream.Driver.astype(str),
-            "Position": stream.Position.astype("Int64"),
-            "GapToLeaderRaw": stream.GapToLeader.astype(object).where(stream.GapToLeader.notna(), None),
-            "IntervalRaw": stream.IntervalToPositionAhead.astype(object).where(
-                stream.IntervalToPositionAhead.notna(), None
-            ),
-        })
+        tables["timing"] = pd.DataFrame(
+            {
+                "Time": _seconds(stream.Time),
+                "DriverNumber": stream.Driver.astype(str),
+                "Position": stream.Position.astype("Int64"),
+                "GapToLeaderRaw": stream.GapToLeader.astype(object).where(stream.GapToLeader.notna(), None),
+                "IntervalRaw": stream.IntervalToPositionAhead.astype(object).where(
+                    stream.IntervalToPositionAhead.notna(), None
+                ),
+            }
+        )
     except Exception as exc:
         log.warning("timing stream skipped: %s", exc)
         missing.append("timing")
@@ -293,19 +322,33 @@ def _telemetry(
         pos_src = s.pos_data  # type: ignore[attr-defined]
         car = pd.concat(
             [
-                pd.DataFrame({
-                    "SessionTime": _seconds(d.SessionTime), "DriverNumber": str(n), "Speed": d.Speed,
-                    "RPM": d.RPM, "nGear": d.nGear, "Throttle": d.Throttle,
-                    "Brake": d.Brake.astype(int) * 100, "DRS": d.DRS,
-                })
+                pd.DataFrame(
+                    {
+                        "SessionTime": _seconds(d.SessionTime),
+                        "DriverNumber": str(n),
+                        "Speed": d.Speed,
+                        "RPM": d.RPM,
+                        "nGear": d.nGear,
+                        "Throttle": d.Throttle,
+                        "Brake": d.Brake.astype(int) * 100,
+                        "DRS": d.DRS,
+                    }
+                )
                 for n, d in car_src.items()
             ],
             ignore_index=True,
         )
         pos = pd.concat(
             [
-                pd.DataFrame({"SessionTime": _seconds(d.SessionTime), "DriverNumber": str(n),
-                              "X": d.X, "Y": d.Y, "Z": d.Z})
+                pd.DataFrame(
+                    {
+                        "SessionTime": _seconds(d.SessionTime),
+                        "DriverNumber": str(n),
+                        "X": d.X,
+                        "Y": d.Y,
+                        "Z": d.Z,
+                    }
+                )
                 for n, d in pos_src.items()
             ],
             ignore_index=True,
@@ -334,15 +377,25 @@ def _openf1_telemetry(
     t0 = pd.Timestamp(row.t0_date_estimate)
     car_raw = pd.read_parquet(folder / "car_data.parquet")
     loc_raw = pd.read_parquet(folder / "location.parquet")
-    car = pd.DataFrame({
-        "SessionTime": (car_raw.date - t0).dt.total_seconds(),
-        "DriverNumber": car_raw.driver_number.astype(str),
-        "Speed": car_raw.speed, "RPM": car_raw.rpm, "nGear": car_raw.n_gear,
-        "Throttle": car_raw.throttle, "Brake": car_raw.brake, "DRS": car_raw.drs,
-    })
-    pos = pd.DataFrame({
-        "SessionTime": (loc_raw.date - t0).dt.total_seconds(),
-        "DriverNumber": loc_raw.driver_number.astype(str),
-        "X": loc_raw.x, "Y": loc_raw.y, "Z": loc_raw.z,
-    })
+    car = pd.DataFrame(
+        {
+            "SessionTime": (car_raw.date - t0).dt.total_seconds(),
+            "DriverNumber": car_raw.driver_number.astype(str),
+            "Speed": car_raw.speed,
+            "RPM": car_raw.rpm,
+            "nGear": car_raw.n_gear,
+            "Throttle": car_raw.throttle,
+            "Brake": car_raw.brake,
+            "DRS": car_raw.drs,
+        }
+    )
+    pos = pd.DataFrame(
+        {
+            "SessionTime": (loc_raw.date - t0).dt.total_seconds(),
+            "DriverNumber": loc_raw.driver_number.astype(str),
+            "X": loc_raw.x,
+            "Y": loc_raw.y,
+            "Z": loc_raw.z,
+        }
+    )
     return car, pos, t0

@@ -1,0 +1,22 @@
+# StratX application image: the CLI, the Quix apps and the bundled races.
+# Built from the lock file, like `make install`. (No Docker engine on the dev machines: this file
+# is kept valid and its commands are the ones `make install` / `stratx` run there.)
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH \
+    STRATX_DATA_DIR=/app/data
+WORKDIR /app
+
+RUN pip install --no-cache-dir uv==0.13.8
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-install-project --no-dev
+COPY functions ./functions
+COPY quix_apps ./quix_apps
+COPY data ./data
+RUN uv sync --frozen --no-dev --no-editable
+
+RUN useradd --create-home stratx
+USER stratx
+ENTRYPOINT ["stratx"]
+CMD ["--help"]

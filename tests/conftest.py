@@ -1,0 +1,36 @@
+"""Shared fixtures: the bundled real races and, for the integration tier, a real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratx.functions.racedata import RaceData
+from stratx.quix_apps import sources
+from stratx.quix_apps.broker import EmbeddedBroker, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO / "data"
+BAHRAIN_2023 = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
+LAS_VEGAS_2023 = DATA_DIR / "races" / "2023_las_vegas_grand_prix_race"
+
+
+@pytest.fixture(scope="session")
+def las_vegas() -> RaceData:
+    """2023 Las Vegas GP, the smallest bundled real race (~1.0 M events)."""
+    return sources.load_bundled(LAS_VEGAS_2023)
+
+
+@pytest.fixture(scope="session")
+def bahrain() -> RaceData:
+    return sources.load_bundled(BAHRAIN_2023)
+
+
+@pytest.fixture(scope="session")
+def broker_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Tansu broker on a free loopback port for the whole test session."""
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker("127.0.0.1", free_port(), log_path=log) as broker:
+        yield broker.address

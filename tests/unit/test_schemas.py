@@ -1,0 +1,146 @@
+"""The message-schema contract: JSON round trips, no extra fields, value ranges, immutability.
+
+Valid payloads come from a real race (2023 Las Vegas GP, one driver to keep it fast).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from stratx.functions import catalog, ingest, schemas
+from stratx.functions.racedata import RaceData
+
+NOW = datetime(2024, 3, 2, 15, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
+    """Validated models per topic name: every session-topic event and every 25th driver-topic event of
+    one driver, plus a dead letter and a checkpoint."""
+    out: dict[str, list[BaseModel]] = {t.name: [] for t in catalog.ALL_TOPICS}
+    rejected = None
+    for record in ingest.iter_records(las_vegas.filter_drivers({"VER", "ALO"})):
+        checked = ingest.validate(record)
+        if isinstance(checked, ingest.Rejected):
+            rejected = rejected or (record, checked)
+            continue
+        if record.topic.key is not catalog.KeyRule.SESSION_DRIVER or record.payload["Seq"] % 25 == 0:
+            out[record.topic.name].append(checked)
+    assert rejected is not None, "ALO's car data has nGear glitches in this race"
+    record, why = rejected
+    out[catalog.DEAD_LETTER.name].append(ingest.dead_letter(record, why.reason, stage="replay", now=NOW))
+    out[catalog.REPLAY_CHECKPOINTS.name] += [
+        schemas.ReplayCheckpoint(
+            ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW
+        ),
+        schemas.ReplayCheckpoint(
+            ReplayId="vegas-2", SessionKey=9189, Seq=12345, SessionTime=4321.5, Finished=True, Date=NOW
+        ),
+    ]
+    return out
+
+
+def _valid(samples: dict[str, list[BaseModel]], schema: type[BaseModel]) -> dict[str, Any]:
+    topic = next(t for t in catalog.ALL_TOPICS if t.schema is schema)
+    return samples[topic.name][-1].model_dump()
+
+
+TOPIC_NAMES = [t.name for t in catalog.ALL_TOPICS]
+
+
+@pytest.mark.parametrize("topic", TOPIC_NAMES)
+def test_json_round_trip(topic: str, samples: dict[str, list[BaseModel]]) -> None:
+    models = samples[topic]
+    assert models, f"no sample for {topic}"
+    schema = catalog.BY_NAME[topic].schema
+    for model in models:
+        assert type(model) is schema
+        assert schema.model_validate_json(model.model_dump_json()) == model
+
+
+@pytest.mark.parametrize("topic", TOPIC_NAMES)
+def test_extra_fields_are_rejected(topic: str, samples: dict[str, list[BaseModel]]) -> None:
+    schema = catalog.BY_NAME[topic].schema
+    payload = samples[topic][0].model_dump()
+    with pytest.raises(ValidationError) as err:
+        schema.model_validate({**payload, "Bogus": 1})
+    assert [e["type"] for e in err.value.errors()] == ["extra_forbidden"]
+
+
+@pytest.mark.parametrize("topic", TOPIC_NAMES)
+def test_models_are_frozen(topic: str, samples: dict[str, list[BaseModel]]) -> None:
+    model = samples[topic][0]
+    field = next(iter(type(model).model_fields))
+    with pytest.raises(ValidationError):
+        setattr(model, field, getattr(model, field))
+
+
+@pytest.mark.parametrize(
+    ("schema", "field", "value"),
+    [
+        (schemas.CarTelemetry, "Speed", -1),
+        (schemas.CarTelemetry, "Speed", 401),
+        (schemas.CarTelemetry, "nGear", 9),
+        (schemas.CarTelemetry, "nGear", -1),
+        (schemas.CarTelemetry, "Throttle", ingest.FEED_INVALID),  # the sentinel must be mapped first
+        (schemas.CarTelemetry, "RPM", -5),
+        (schemas.CarTelemetry, "DriverNumber", "VER"),
+        (schemas.CarTelemetry, "DriverNumber", "123"),
+        (schemas.CarTelemetry, "Seq", -1),
+        (schemas.TrackStatus, "Status", "9"),
+        (schemas.TrackStatus, "Status", "0"),
+        (schemas.TrackStatus, "Status", "12"),
+        (schemas.Lap, "LapNumber", 0),
+        (schemas.Lap, "LapTime", -0.5),
+        (schemas.Lap, "Position", 0),
+        (schemas.Lap, "Driver", "V"),
+        (schemas.Timing, "GapToLeader", -1.0),
+        (schemas.SessionInfo, "v", 2),
+    ],
+)
+def test_out_of_range_values_are_rejected(
+    schema: type[BaseModel], field: str, value: object, samples: dict[str, list[BaseModel]]
+) -> None:
+    payload = {**_valid(samples, schema), field: value}
+    with pytest.raises(ValidationError) as err:
+        schema.model_validate(payload)
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+@pytest.mark.parametrize(
+    ("schema", "field", "value"),
+    [
+        (schemas.CarTelemetry, "Speed", 0),
+        (schemas.CarTelemetry, "nGear", 8),
+        (schemas.CarTelemetry, "Throttle", 100),
+        (schemas.CarTelemetry, "Throttle", None),
+        (schemas.CarTelemetry, "Brake", None),
+        (schemas.CarTelemetry, "DriverNumber", "81"),
+        (schemas.TrackStatus, "Status", "7"),
+        (schemas.Lap, "LapTime", None),
+        (schemas.Timing, "GapToLeader", None),
+        (schemas.Weather, "Date", None),
+    ],
+)
+def test_edge_values_are_accepted(
+    schema: type[BaseModel], field: str, value: object, samples: dict[str, list[BaseModel]]
+) -> None:
+    model = schema.model_validate({**_valid(samples, schema), field: value})
+    assert getattr(model, field) == value
+
+
+@pytest.mark.parametrize("topic", [t for t in catalog.RAW_TOPICS])
+def test_raw_schemas_carry_the_event_header(topic: catalog.TopicSpec) -> None:
+    assert issubclass(topic.schema, schemas.Event)
+    assert {"v", "SessionKey", "Seq", "SessionTime", "Date"} <= set(topic.schema.model_fields)
+
+
+@pytest.mark.parametrize("topic", TOPIC_NAMES)
+def test_schema_name_is_the_class_name(topic: str) -> None:
+    schema = catalog.BY_NAME[topic].schema
+    assert schema.schema_name == schema.__name__  # type: ignore[attr-defined]
+    assert schema.model_fields["v"].default == schemas.SCHEMA_VERSION

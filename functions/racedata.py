@@ -94,9 +94,8 @@ class SessionMeta:
     @property
     def slug(self) -> str:
         """Folder name of a bundled race, e.g. ``2023_bahrain_grand_prix_race``."""
-        name = "".join(c if c.isalnum() else "_" for c in self.event_name.lower())
-        sess = "".join(c if c.isalnum() else "_" for c in self.session_name.lower())
-        return f"{self.year}_{name}_{sess}".replace("__", "_")
+        words = f"{self.year} {self.event_name} {self.session_name}".lower()
+        return "_".join("".join(c if c.isalnum() else " " for c in words).split())
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event
         replay_id=args.replay_id,
         max_events=args.max_events,
         progress=not args.no_progress,
+        pace_from_lap=args.pace_from_lap,
     )
     result = replay.run(race, settings, options)
     _print_summary(result)
@@ -241,6 +242,11 @@ def _add_replay_flags(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="event-clock speed: 1 = real time, 10 = 10x, 0 = as fast as possible (default)",
     )
+    p.add_argument(
+        "--pace-from-lap",
+        type=int,
+        help="replay everything before this lap's start at full speed, then pace (1 = from lights out)",
+    )
     p.add_argument("--drivers", help="comma-separated driver codes or numbers, e.g. VER,HAM,16")
     p.add_argument("--resume", action="store_true", help="continue after the last checkpointed event")
     p.add_argument("--replay-id", help="checkpoint id (default: the session key)")
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="embedded broker port (default 9092, or a free one)")
     p.add_argument("--keep-running", action="store_true", help="keep the broker up after the replay")
     _add_replay_flags(p)
-    p.set_defaults(func=cmd_demo, broker=None)
+    p.set_defaults(func=cmd_demo, broker=None, pace_from_lap=1)
 
     p = sub.add_parser("broker", help="run the embedded Kafka-API broker (Tansu) and create the topics")
     p.add_argument("--host", help="listen address (STRATX_BROKER_HOST, default 127.0.0.1)")
@@ -310,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_authlib() -> None:
+    """authlib (imported by quixstreams) forces its deprecation warnings to "always"; undo that."""
+    try:
+        from authlib.deprecate import AuthlibDeprecationWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -325,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("fastf1", "quixstreams"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once
-    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     expected = (UserError, sources.SourceError, broker.BrokerError, admin.AdminError, ValueError, OSError)
     try:

@@ -36,6 +36,14 @@ class ReplayOptions:
     replay_id: str | None = None  # default: the session key
     max_events: int | None = None  # stop after this many events (a partial replay; resume continues)
     progress: bool = True
+    pace_from_lap: int | None = None  # events before this lap's start go out at full speed
+
+
+def lap_start_time(race: RaceData, lap: int) -> float | None:
+    """Session time at which the first car starts ``lap`` (lap 1: lights out), if known."""
+    laps = race.table("laps")
+    starts = laps.loc[laps.LapNumber == lap, "LapStartTime"].dropna()
+    return float(starts.min()) if len(starts) else None
 
 
 @dataclass
@@ -94,13 +102,16 @@ class Pacer:
         speed: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        pace_from: float | None = None,
     ) -> None:
-        self.speed, self.clock, self.sleep = speed, clock, sleep
+        self.speed, self.clock, self.sleep, self.pace_from = speed, clock, sleep, pace_from
         self.origin: tuple[float, float] | None = None  # (event time, wall time)
 
     def wait(self, event_time: float | None, stop: StopFlag | None = None) -> None:
         if self.speed <= 0 or event_time is None:
             return
+        if self.pace_from is not None and event_time < self.pace_from:
+            return  # fast-forward (e.g. the hour of pre-race telemetry before lights out)
         now = self.clock()
         if self.origin is None:
             self.origin = (event_time, now)
@@ -152,7 +163,8 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
             if cp.Finished:
                 return result
     total = 1 + sum(len(race.table(name)) for name in EVENT_TABLES)
-    pacer = Pacer(options.speed)
+    pace_from = lap_start_time(race, options.pace_from_lap) if options.pace_from_lap else None
+    pacer = Pacer(options.speed, pace_from=pace_from)
     started = time.monotonic()
     bar = _progress(options.progress, total, race)
     with _producer(settings) as producer, StopFlag() as stop:

@@ -12,6 +12,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -57,25 +58,43 @@ class BundledRace:
         )
 
 
-def _meta_from_json(raw: dict[str, object]) -> SessionMeta:
-    t0 = raw.get("t0_date")
-    return SessionMeta(
-        year=int(raw["year"]),  # type: ignore[call-overload]
-        event_name=str(raw["event_name"]),
-        session_name=str(raw["session_name"]),
-        session_key=int(raw["session_key"]),  # type: ignore[call-overload]
-        circuit=raw.get("circuit"),  # type: ignore[arg-type]
-        total_laps=raw.get("total_laps"),  # type: ignore[arg-type]
-        t0_date=pd.Timestamp(str(t0)) if t0 else None,
-        t0_source=str(raw.get("t0_source", "none")),
-    )
+def read_meta(path: Path) -> tuple[SessionMeta, dict[str, Any]]:
+    """Parse ``<path>/meta.json``; any defect becomes a SourceError naming the folder."""
+    try:
+        raw = json.loads((path / "meta.json").read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        t0 = raw.get("t0_date")
+        meta = SessionMeta(
+            year=int(raw["year"]),
+            event_name=str(raw["event_name"]),
+            session_name=str(raw["session_name"]),
+            session_key=int(raw["session_key"]),
+            circuit=raw.get("circuit"),
+            total_laps=int(raw["total_laps"]) if raw.get("total_laps") is not None else None,
+            t0_date=pd.Timestamp(str(t0)) if t0 else None,
+            t0_source=str(raw.get("t0_source", "none")),
+        )
+        missing = raw.get("missing", [])
+        if not isinstance(missing, list):
+            raise ValueError("'missing' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SourceError(
+            f"bundled race {path}: meta.json is unreadable ({type(exc).__name__}: {exc})"
+        ) from exc
+    return meta, raw
 
 
 def list_bundled(data_dir: Path) -> list[BundledRace]:
+    """Every readable bundled race; a broken folder is logged and skipped, not fatal."""
     races = []
     for meta_file in sorted((data_dir / "races").glob("*/meta.json")):
-        raw = json.loads(meta_file.read_text())
-        races.append(BundledRace(meta_file.parent, _meta_from_json(raw)))
+        try:
+            meta, _ = read_meta(meta_file.parent)
+        except SourceError as exc:
+            log.warning("skipping %s", exc)
+            continue
+        races.append(BundledRace(meta_file.parent, meta))
     return races
 
 
@@ -88,9 +107,8 @@ def find_bundled(data_dir: Path, year: int, event: str, session: str) -> Bundled
 
 
 def load_bundled(path: Path) -> RaceData:
+    meta, raw = read_meta(path)
     try:
-        raw = json.loads((path / "meta.json").read_text())
-        meta = _meta_from_json(raw)
         tables = {}
         for name in TABLE_COLUMNS:
             file = path / f"{name}.parquet"

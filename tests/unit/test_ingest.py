@@ -111,7 +111,9 @@ def test_keys_follow_the_catalog_rule(las_vegas: RaceData, records: list[ingest.
     assert wrong == []
 
 
-def test_driver_keys_name_drivers_of_the_session(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
+def test_driver_keys_name_drivers_of_the_session(
+    las_vegas: RaceData, records: list[ingest.RawRecord]
+) -> None:
     numbers = set(las_vegas.table("drivers").DriverNumber)
     keyed = {r.key.split(":")[1] for r in records if r.topic.name in DRIVER_TOPICS}
     assert keyed <= numbers
@@ -173,7 +175,12 @@ def test_dead_letter_keeps_payload_and_topic(validation: Validation) -> None:
     now = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     letter = ingest.dead_letter(record, rejected.reason, stage="replay", now=now)
     assert letter.SourceTopic == catalog.CAR_TELEMETRY.name
-    assert (letter.Key, letter.Reason, letter.Stage, letter.Date) == (record.key, rejected.reason, "replay", now)
+    assert (letter.Key, letter.Reason, letter.Stage, letter.Date) == (
+        record.key,
+        rejected.reason,
+        "replay",
+        now,
+    )
     restored = json.loads(letter.Payload)
     assert set(restored) == set(record.payload)
     assert datetime.fromisoformat(restored.pop("Date")) == record.payload["Date"]
@@ -286,7 +293,9 @@ def _gap(raw: object) -> float | None:
 
 @pytest.mark.parametrize("race_name", ["las_vegas", "bahrain"])
 @pytest.mark.parametrize("column", ["GapToLeaderRaw", "IntervalRaw"])
-def test_parse_gap_on_every_real_tower_text(race_name: str, column: str, request: pytest.FixtureRequest) -> None:
+def test_parse_gap_on_every_real_tower_text(
+    race_name: str, column: str, request: pytest.FixtureRequest
+) -> None:
     race: RaceData = request.getfixturevalue(race_name)
     raw = race.table("timing")[column].drop_duplicates()
     assert raw.map(lambda v: isinstance(v, str) and GAP_TEXT.match(v) is None).any(), "no lapped/LAP texts?"
@@ -306,7 +315,11 @@ def test_timing_records_carry_parsed_gaps(las_vegas: RaceData, records: list[ing
 
 def test_lap_event_time_is_lap_end(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     laps = las_vegas.table("laps")
-    by_key = {(r.payload["DriverNumber"], r.payload["LapNumber"]): r.payload for r in records if r.topic is catalog.LAPS}
+    by_key = {
+        (r.payload["DriverNumber"], r.payload["LapNumber"]): r.payload
+        for r in records
+        if r.topic is catalog.LAPS
+    }
     assert len(by_key) == len(laps)
     for row in laps.itertuples():
         assert by_key[(row.DriverNumber, int(row.LapNumber))]["SessionTime"] == row.Time

@@ -63,7 +63,10 @@ def test_unknown_driver_is_named(las_vegas: RaceData, unknown: str) -> None:
 
 def test_filter_works_on_another_race(bahrain: RaceData) -> None:
     # 2023 Bahrain: De Vries (21) raced, Ricciardo (3) did not
-    assert len(bahrain.filter_drivers({"DEV"}).table("laps")) == (bahrain.table("laps").DriverNumber == "21").sum()
+    assert (
+        len(bahrain.filter_drivers({"DEV"}).table("laps"))
+        == (bahrain.table("laps").DriverNumber == "21").sum()
+    )
     with pytest.raises(ValueError, match="RIC"):
         bahrain.filter_drivers({"RIC"})
 

@@ -65,8 +65,16 @@ def test_find_bundled_refuses_an_ambiguous_event() -> None:
 
 @pytest.mark.parametrize(
     ("code", "name"),
-    [("R", "Race"), ("r", "Race"), ("S", "Sprint"), ("Q", "Qualifying"), ("SQ", "Sprint Qualifying"),
-     ("fp1", "Practice 1"), ("FP3", "Practice 3"), ("sprint shootout", "Sprint Shootout")],
+    [
+        ("R", "Race"),
+        ("r", "Race"),
+        ("S", "Sprint"),
+        ("Q", "Qualifying"),
+        ("SQ", "Sprint Qualifying"),
+        ("fp1", "Practice 1"),
+        ("FP3", "Practice 3"),
+        ("sprint shootout", "Sprint Shootout"),
+    ],
 )
 def test_session_name(code: str, name: str) -> None:
     assert sources.session_name(code) == name
@@ -102,7 +110,9 @@ def _flipped(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_garbage, _truncated, _empty, _flipped])
 @pytest.mark.parametrize("table", ["laps", "drivers"])
-def test_corrupt_parquet_is_a_source_error(race_copy: Path, table: str, damage: Callable[[Path], None]) -> None:
+def test_corrupt_parquet_is_a_source_error(
+    race_copy: Path, table: str, damage: Callable[[Path], None]
+) -> None:
     damage(race_copy / f"{table}.parquet")
     with pytest.raises(sources.SourceError, match="unreadable"):
         sources.load_bundled(race_copy)

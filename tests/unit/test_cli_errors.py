@@ -1,0 +1,123 @@
+"""`stratx` error paths, run as the real console script: one `stratx: error:` line, non-zero exit,
+no traceback, within 10 s. No broker is started; 127.0.0.1:1 never answers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stratx.quix_apps import cli
+from stratx.quix_apps.settings import ENV_VARS
+
+STRATX = Path(sys.executable).parent / "stratx"
+DEAD_BROKER = "127.0.0.1:1"
+COMMANDS = ("demo", "broker", "topics", "replay", "races", "bundle", "config")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STRATX_")}
+    # any HTTP request would fail at once instead of reaching the network
+    proxy = "http://127.0.0.1:9"
+    env.update(HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy, NO_PROXY="")
+    env["STRATX_FASTF1_CACHE"] = str(tmp_path / "default-ff1-cache")
+    return env
+
+
+def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(STRATX), *args], capture_output=True, text=True, timeout=10, cwd=tmp_path, env=_env(tmp_path)
+    )
+
+
+def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("stratx: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_unknown_bundled_event(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "replay", "--year", "2023", "--event", "Atlantis", "--source", "bundled")
+    assert "Atlantis" in _error_line(proc)
+
+
+def test_unknown_driver(tmp_path: Path) -> None:
+    proc = _run(
+        tmp_path,
+        "replay",
+        "--year",
+        "2023",
+        "--event",
+        "Bahrain",
+        "--drivers",
+        "ZZZ",
+        "--broker",
+        DEAD_BROKER,
+    )
+    line = _error_line(proc)
+    assert "ZZZ" in line and "VER" in line
+
+
+def test_unreachable_broker(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "topics", "list", "--broker", DEAD_BROKER)
+    assert DEAD_BROKER in _error_line(proc)
+
+
+def test_port_already_taken(tmp_path: Path, taken_port: int) -> None:
+    proc = _run(tmp_path, "broker", "--port", str(taken_port))
+    assert str(taken_port) in _error_line(proc)
+
+
+def test_fastf1_unknown_event_offline_empty_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "ff1"
+    cache.mkdir()
+    proc = _run(
+        tmp_path,
+        "replay",
+        "--year",
+        "2023",
+        "--event",
+        "Atlantis",
+        "--source",
+        "fastf1",
+        "--cache",
+        str(cache),
+        "--offline",
+    )
+    line = _error_line(proc)
+    assert "2023" in line
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for command in COMMANDS:
+        assert f"    {command} " in proc.stdout, command
+
+
+def test_parser_has_exactly_the_documented_commands() -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_config_prints_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.cmd_config(argparse.Namespace()) == 0
+    printed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == list(ENV_VARS)

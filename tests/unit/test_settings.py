@@ -1,0 +1,108 @@
+"""Typed, frozen settings read from STRATX_* environment variables, listed in one place."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from stratx.quix_apps import settings as settings_mod
+from stratx.quix_apps.settings import ENV_VARS, BrokerSettings, KafkaSettings, ReplaySettings
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+
+# every settings class of the module, found by inspection so a new one cannot be forgotten
+SETTINGS_CLASSES = sorted(
+    (
+        cls
+        for _, cls in inspect.getmembers(settings_mod, inspect.isclass)
+        if issubclass(cls, BaseSettings) and cls.__module__ == settings_mod.__name__ and cls.model_fields
+    ),
+    key=lambda c: c.__name__,
+)
+FIELDS = sorted({(cls, name) for cls in SETTINGS_CLASSES for name in cls.model_fields}, key=str)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("STRATX_"):
+            monkeypatch.delenv(name)
+
+
+def test_the_settings_classes_are_found() -> None:
+    assert {BrokerSettings, KafkaSettings, ReplaySettings} <= set(SETTINGS_CLASSES)
+
+
+def test_broker_address_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert KafkaSettings().broker_address == "127.0.0.1:9092"
+    monkeypatch.setenv("STRATX_BROKER_ADDRESS", "redpanda:29092")
+    assert KafkaSettings().broker_address == "redpanda:29092"
+    assert ReplaySettings().broker_address == "redpanda:29092"
+
+
+def test_invalid_env_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATX_BROKER_PORT", "70000")
+    with pytest.raises(ValidationError):
+        BrokerSettings()
+
+
+@pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda c: c.__name__)
+def test_settings_are_frozen(cls: type[BaseSettings]) -> None:
+    settings = cls()
+    name = next(iter(cls.model_fields))
+    with pytest.raises(ValidationError):
+        setattr(settings, name, getattr(settings, name))
+
+
+def test_env_vars_list_every_field() -> None:
+    expected = {f"STRATX_{name.upper()}" for _, name in FIELDS}
+    assert set(ENV_VARS) == expected
+    assert all(re.fullmatch(r"STRATX_[A-Z0-9_]+", name) for name in ENV_VARS)
+    assert all(ENV_VARS.values()), "every variable needs a description"
+
+
+def _sample(default: object, tmp_path: Path) -> tuple[str, object]:
+    """An env-var text different from the default, and the value it should parse to."""
+    if isinstance(default, bool):
+        return str(not default).lower(), not default
+    if isinstance(default, int):
+        return str(default + 1), default + 1
+    if isinstance(default, float):
+        return str(default + 0.5), default + 0.5
+    if isinstance(default, Path) or default is None:
+        return str(tmp_path / "somewhere"), tmp_path / "somewhere"
+    return "example.invalid:1234", "example.invalid:1234"
+
+
+@pytest.mark.parametrize(("cls", "field"), FIELDS, ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_each_listed_variable_is_read(
+    cls: type[BaseSettings], field: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    text, value = _sample(cls.model_fields[field].default, tmp_path)
+    name = f"STRATX_{field.upper()}"
+    assert name in ENV_VARS
+    monkeypatch.setenv(name, text)
+    assert getattr(cls(), field) == value
+
+
+def test_building_settings_creates_no_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("STRATX_FASTF1_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("STRATX_DATA_DIR", str(tmp_path / "data"))
+    ReplaySettings()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_functions_never_read_the_environment() -> None:
+    offenders = [
+        f"{path.name}:{n}"
+        for path in sorted(FUNCTIONS_DIR.glob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(|pydantic_settings", line)
+    ]
+    assert offenders == []

@@ -342,7 +342,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once
     _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
-    expected = (UserError, sources.SourceError, broker.BrokerError, admin.AdminError, ValueError, OSError)
+    from stratx.quix_apps.replay import DeliveryError
+
+    expected = (
+        UserError,
+        sources.SourceError,
+        broker.BrokerError,
+        admin.AdminError,
+        DeliveryError,
+        ValueError,
+        OSError,
+    )
     try:
         return int(args.func(args))
     except expected as exc:

@@ -9,9 +9,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 
 def read_all(
-    broker_address: str, topic: str, timeout_s: float = 10.0, batch: int = 10_000
+    broker_address: str, topic: str, timeout_s: float = 10.0, batch: int = 10_000, drain_s: float = 1.0
 ) -> Iterator[Message]:
-    """Every message currently in ``topic`` (all partitions, from the beginning to the end offsets)."""
+    """Every message currently in ``topic``, all partitions, from the beginning.
+
+    Reads up to the high watermarks, then keeps reading until nothing arrives for ``drain_s``:
+    Tansu reports a partition's high watermark as the first offset of its last batch + 1, so the
+    watermark alone can stop short of the real end.
+    """
     consumer = Consumer(
         {
             "bootstrap.servers": broker_address,
@@ -34,11 +39,13 @@ def read_all(
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
         idle = 0.0
-        while remaining:
-            msgs = consumer.consume(batch, timeout=0.5)
+        while True:
+            msgs = consumer.consume(batch, timeout=0.25)
             if not msgs:
-                idle += 0.5
-                if idle > timeout_s:
+                idle += 0.25
+                if not remaining and idle >= drain_s:
+                    return
+                if remaining and idle > timeout_s:
                     raise TimeoutError(f"{topic}: stalled with partitions {sorted(remaining)} unread")
                 continue
             idle = 0.0

@@ -46,6 +46,28 @@ def lap_start_time(race: RaceData, lap: int) -> float | None:
     return float(starts.min()) if len(starts) else None
 
 
+class DeliveryError(Exception):
+    """The broker did not acknowledge some messages; no checkpoint covers them."""
+
+
+class DeliveryTracker:
+    """Delivery-report callback: counts failures, keeps the first error."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = f"{msg.topic() if msg is not None else '?'}: {err}"
+
+    def raise_if_failed(self) -> None:
+        if self.failed:
+            raise DeliveryError(f"{self.failed} messages were not delivered (first: {self.first_error})")
+
+
 @dataclass
 class ReplayResult:
     replay_id: str
@@ -134,8 +156,11 @@ def _producer(settings: ReplaySettings) -> Producer:
     return app.get_producer()
 
 
-def _checkpoint(producer: Producer, result: ReplayResult, session_key: int, finished: bool) -> None:
-    producer.flush()  # everything before the checkpoint is on the broker
+def _checkpoint(
+    producer: Producer, tracker: DeliveryTracker, result: ReplayResult, session_key: int, finished: bool
+) -> None:
+    producer.flush()  # every message so far is acknowledged or failed
+    tracker.raise_if_failed()  # never checkpoint past a lost message
     cp = schemas.ReplayCheckpoint(
         ReplayId=result.replay_id,
         SessionKey=session_key,
@@ -144,8 +169,11 @@ def _checkpoint(producer: Producer, result: ReplayResult, session_key: int, fini
         Finished=finished,
         Date=datetime.now(UTC),
     )
-    producer.produce(catalog.REPLAY_CHECKPOINTS.name, value=cp.model_dump_json(), key=result.replay_id)
+    producer.produce(
+        catalog.REPLAY_CHECKPOINTS.name, value=cp.model_dump_json(), key=result.replay_id, on_delivery=tracker
+    )
     producer.flush()
+    tracker.raise_if_failed()
 
 
 def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> ReplayResult:
@@ -167,6 +195,7 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
     pacer = Pacer(options.speed, pace_from=pace_from)
     started = time.monotonic()
     bar = _progress(options.progress, total, race)
+    tracker = DeliveryTracker()
     with _producer(settings) as producer, StopFlag() as stop:
         try:
             for record in ingest.iter_records(race):
@@ -180,11 +209,11 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
                 if options.max_events is not None and result.total >= options.max_events:
                     break
                 pacer.wait(record.payload["SessionTime"], stop)
-                _publish(producer, record, result)
+                _publish(producer, tracker, record, result)
                 result.last_seq = seq
                 result.last_session_time = record.payload["SessionTime"] or result.last_session_time
                 if result.total % settings.checkpoint_every == 0:
-                    _checkpoint(producer, result, race.meta.session_key, finished=False)
+                    _checkpoint(producer, tracker, result, race.meta.session_key, finished=False)
                 if bar is not None:
                     bar.update(seq - bar.n + 1)
                     if seq % 2000 == 0:
@@ -194,24 +223,29 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
         finally:
             if bar is not None:
                 bar.close()
-            _checkpoint(producer, result, race.meta.session_key, finished=result.finished)
+            _checkpoint(producer, tracker, result, race.meta.session_key, finished=result.finished)
     result.elapsed_s = time.monotonic() - started
     return result
 
 
-def _publish(producer: Producer, record: ingest.RawRecord, result: ReplayResult) -> None:
-    checked = ingest.validate(record)
-    if isinstance(checked, ingest.Rejected):
-        letter = ingest.dead_letter(record, checked.reason, stage="replay")
-        producer.produce(catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=record.key)
+def _publish(
+    producer: Producer, tracker: DeliveryTracker, record: ingest.RawRecord, result: ReplayResult
+) -> None:
+    encoded = ingest.encode(record)
+    if isinstance(encoded, ingest.Rejected):
+        letter = ingest.dead_letter(record, encoded.reason, stage="replay")
+        producer.produce(
+            catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=record.key, on_delivery=tracker
+        )
         result.dead_letters += 1
         return
     date = record.payload.get("Date")
     producer.produce(
         record.topic.name,
-        value=checked.model_dump_json(),
+        value=encoded,
         key=record.key,
         timestamp=int(date.timestamp() * 1000) if date is not None else None,
+        on_delivery=tracker,
     )
     result.published[record.topic.name] += 1
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from stratx.functions import clock
 from stratx.functions.racedata import TABLE_COLUMNS, RaceData, SessionMeta
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,9 @@ def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
 
     try:
         rc = pd.DataFrame(s.race_control_messages).copy()  # type: ignore[attr-defined]
+        if t0 is None:
+            t0 = clock.t0_from_chequered_flag(tables["laps"], rc)
+            t0_source = clock.T0_SOURCE_FLAG if t0 is not None else t0_source
         if t0 is None:
             raise ValueError("race-control messages carry UTC times only; no t0 to place them")
         rc["Time"] = (pd.to_datetime(rc.Time).dt.tz_localize("UTC") - t0).dt.total_seconds()

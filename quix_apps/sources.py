@@ -175,7 +175,7 @@ def _resolve_event(fastf1_mod: object, year: int, event: str) -> object:
         )
         rows = schedule[text.str.contains(needle, regex=False)]
     if len(rows) != 1:
-        names = ", ".join(schedule.EventName)
+        names = ", ".join((rows if len(rows) > 1 else schedule).EventName)
         what = "matches several events" if len(rows) > 1 else "is not an event"
         raise SourceError(f"'{event}' {what} of {year}; events: {names}")
     return rows.iloc[0]
@@ -191,8 +191,11 @@ def load_fastf1(
     logging.getLogger("fastf1").setLevel(logging.ERROR)
     if not cache_dir.is_dir():
         raise SourceError(f"FastF1 cache folder {cache_dir} does not exist")
-    fastf1.Cache.configure(cache_dir=str(cache_dir), ignore_version=True)
-    fastf1.Cache.offline_mode(offline)
+    try:
+        fastf1.Cache.configure(cache_dir=str(cache_dir), ignore_version=True)
+        fastf1.Cache.offline_mode(offline)
+    except Exception as exc:  # e.g. sqlite3.DatabaseError: a corrupt fastf1_http_cache.sqlite
+        raise SourceError(f"FastF1 cache {cache_dir} is unusable ({type(exc).__name__}: {exc})") from exc
     ev = _resolve_event(fastf1, year, event)
     name = session_name(session)
     try:
@@ -205,7 +208,10 @@ def load_fastf1(
         raise SourceError(f"{year} {ev.EventName} {name}: cannot load ({type(exc).__name__}: {exc})") from exc  # type: ignore[attr-defined]
     if laps is None or len(laps) == 0:
         raise SourceError(f"{year} {ev.EventName} {name}: the session has no laps")  # type: ignore[attr-defined]
-    return _from_fastf1_session(sess, telemetry_dir)
+    try:
+        return _from_fastf1_session(sess, telemetry_dir)
+    except DataNotLoadedError as exc:  # e.g. a corrupt session_info.ff1pkl
+        raise SourceError(f"{year} {ev.EventName} {name}: incomplete cache ({exc})") from exc  # type: ignore[attr-defined]
 
 
 def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
@@ -295,10 +301,10 @@ def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
         missing.append("race_control")
 
     try:
-        from fastf1 import api
-
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # fastf1.api warns that it is private on import
+            from fastf1 import api
+
             _, stream = api.timing_data(s.api_path)  # type: ignore[attr-defined]
         tables["timing"] = pd.DataFrame(
             {

@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fastf1.exceptions import DataNotLoadedError
 
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, TABLE_COLUMNS, RaceData
@@ -233,20 +232,7 @@ def test_session_not_in_the_cache(cache: Path, session: str, reason: str) -> Non
 
 
 # ------------------------------------------------------------------ corrupt cache
-_SOURCE_BUG = "source bug: the exception escapes load_fastf1 instead of becoming a SourceError"
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name, marks=pytest.mark.xfail(strict=True, raises=DataNotLoadedError, reason=_SOURCE_BUG)
-        )
-        if name == "session_info.ff1pkl"
-        else name
-        for name in PICKLES
-    ],
-)
+@pytest.mark.parametrize("name", PICKLES)
 def test_corrupt_pickle_loads_or_is_a_source_error(tmp_path: Path, name: str) -> None:
     cache = _copy(tmp_path / "cache")
     (cache / SESSION_DIR / name).write_bytes(b"not a pickle\n" * 64)
@@ -268,7 +254,6 @@ def test_corrupt_timing_pickle_is_a_source_error(tmp_path: Path, damage: str) ->
         _load(cache)
 
 
-@pytest.mark.xfail(strict=True, raises=sqlite3.DatabaseError, reason=_SOURCE_BUG)
 def test_corrupt_http_cache_is_a_source_error(tmp_path: Path) -> None:
     cache = _copy(tmp_path / "cache")
     (cache / "fastf1_http_cache.sqlite").write_bytes(b"not a database\n" * 64)
@@ -277,12 +262,6 @@ def test_corrupt_http_cache_is_a_source_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ warnings
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="source bug: `from fastf1 import api` in _from_fastf1_session sits outside its "
-    "warnings.catch_warnings() block; its import-time UserWarning becomes an error and drops 'timing'",
-)
 def test_load_warns_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With warnings as errors (pytest's setting), a load keeps every table it can read."""
     import fastf1

@@ -47,7 +47,7 @@ typecheck-links:
 	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
 
 bench: install ## throughput benchmark: replay vs raw confluent-kafka round trip
-	$(BIN)/python bench/replay_throughput.py
+	$(BIN)/python bench/replay_throughput.py --repeat 3
 
 clean: ## remove the environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .typecheck

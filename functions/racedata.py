@@ -77,6 +77,17 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "track_status": ("Time", "Status", "Message"),
 }
+# lap columns that are session times or durations: float seconds here, timedeltas in FastF1
+LAP_SECONDS_COLUMNS = (
+    "Time",
+    "LapTime",
+    "Sector1Time",
+    "Sector2Time",
+    "Sector3Time",
+    "LapStartTime",
+    "PitInTime",
+    "PitOutTime",
+)
 EVENT_TABLES = ("laps", "timing", "car_data", "pos_data", "weather", "race_control", "track_status")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from stratx.functions import clock
-from stratx.functions.racedata import TABLE_COLUMNS, RaceData, SessionMeta
+from stratx.functions.racedata import LAP_SECONDS_COLUMNS, TABLE_COLUMNS, RaceData, SessionMeta
 
 log = logging.getLogger(__name__)
 
@@ -232,16 +232,7 @@ def _from_fastf1_session(sess: object, telemetry_dir: Path | None) -> RaceData:
     ).reset_index(drop=True)
 
     laps = pd.DataFrame(s.laps).copy()  # type: ignore[attr-defined]
-    for col in (
-        "Time",
-        "LapTime",
-        "Sector1Time",
-        "Sector2Time",
-        "Sector3Time",
-        "LapStartTime",
-        "PitInTime",
-        "PitOutTime",
-    ):
+    for col in LAP_SECONDS_COLUMNS:
         laps[col] = _seconds(laps[col])
     laps["DriverNumber"] = laps.DriverNumber.astype(str)
     for col in ("LapNumber", "Stint", "Position"):

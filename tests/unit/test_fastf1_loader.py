@@ -26,21 +26,12 @@ import pytest
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, TABLE_COLUMNS, RaceData
 from stratx.quix_apps import sources
+from tests.fixtures import make_fastf1_fixture as fixture_builder
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "fastf1_cache"
-SESSION_DIR = Path("2023") / "2023-11-18_Las_Vegas_Grand_Prix" / "2023-11-18_Race"
-PICKLES = (
-    "_extended_timing_data.ff1pkl",
-    "driver_info.ff1pkl",
-    "lap_count.ff1pkl",
-    "race_control_messages.ff1pkl",
-    "session_info.ff1pkl",
-    "session_status_data.ff1pkl",
-    "timing_app_data.ff1pkl",
-    "track_status_data.ff1pkl",
-    "weather_data.ff1pkl",
-)
+SESSION_DIR = Path(fixture_builder.SESSION_DIR)
+PICKLES = fixture_builder.PICKLES
 BUNDLE = REPO / "data" / "races" / "2023_las_vegas_grand_prix_race"
 STRATX = Path(sys.executable).parent / "stratx"
 DEAD_BROKER = "127.0.0.1:1"

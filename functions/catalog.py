@@ -60,7 +60,7 @@ CAR_POSITION = TopicSpec(
 )
 LAPS = TopicSpec(
     "stratx.raw.laps",
-    3,
+    1,  # one partition: a session's laps stay in event-time order for the cross-driver features
     KeyRule.SESSION_DRIVER,
     30 * DAY_MS,
     schemas.Lap,
@@ -106,6 +106,14 @@ SESSION_INFO = TopicSpec(
     schemas.SessionInfo,
     "one record per replayed session: drivers, clock origin, sources",
 )
+FEATURES_LAP = TopicSpec(
+    "stratx.features.lap",
+    3,
+    KeyRule.SESSION_DRIVER,
+    30 * DAY_MS,
+    schemas.LapFeatures,
+    "one record per driver-lap: rolling pace, stint, fuel-corrected degradation, pace deltas, gaps",
+)
 DEAD_LETTER = TopicSpec(
     "stratx.dead_letter",
     1,
@@ -134,7 +142,8 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_STATUS,
     WEATHER,
 )
-ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
+FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP,)
+ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, *FEATURE_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
 

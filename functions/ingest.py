@@ -174,6 +174,19 @@ def iter_records(race: RaceData) -> Iterator[RawRecord]:
         yield _finish(TABLE_TOPICS[name][0], meta.session_key, t0, seq, row, t)
 
 
+def table_records(race: RaceData, name: str) -> Iterator[RawRecord]:
+    """One table's records in event-time order, as :func:`iter_records` builds them.
+
+    For offline feature builds: the payloads equal the streamed ones except ``Seq``, which here
+    counts within the table (the global order needs every table merged).
+    """
+    meta = race.meta
+    t0 = meta.t0_date.to_pydatetime() if meta.t0_date is not None else None
+    spec = TABLE_TOPICS[name][0]
+    for seq, (t, _rank, _name, row) in enumerate(_tagged(race, 0, name)):
+        yield _finish(spec, meta.session_key, t0, seq, row, t)
+
+
 def _finish(
     spec: TopicSpec, session_key: int, t0: datetime | None, seq: int, row: dict[str, Any], t: float
 ) -> RawRecord:

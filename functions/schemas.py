@@ -161,6 +161,59 @@ class SessionInfo(Event):
     Missing: list[str] = Field(default_factory=list, description="source tables that were unavailable")
 
 
+class LapFeatures(BaseModel):
+    """One driver-lap of features (``functions/features/laps.py`` defines every field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "LapFeatures"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    Driver: str | None = None
+    Team: str | None = None
+    LapNumber: int = Field(ge=1)
+    SessionTime: float = Field(description="lap end, s since session t0")
+    Date: datetime | None = Field(default=None, description="lap end, UTC")
+    LapTime: float | None = Field(default=None, description="s")
+    IsClean: bool
+    CleanReason: str | None = None
+    Stint: int | None = None
+    Compound: str | None = None
+    TyreLife: float | None = Field(default=None, description="laps")
+    FreshTyre: bool | None = None
+    LapsInStint: int
+    StintCleanLaps: int
+    FuelKg: float = Field(description="kg on board at lap start (fuel model)")
+    FuelCorrectedLapTime: float | None = Field(default=None, description="s")
+    Last3Mean: float | None = None
+    Last3Median: float | None = None
+    Last3Std: float | None = None
+    Last3Min: float | None = None
+    Last5Mean: float | None = None
+    Last5Median: float | None = None
+    Last5Std: float | None = None
+    Last5Min: float | None = None
+    StintTrendSlope: float | None = Field(default=None, description="s/lap")
+    StintDegSlope: float | None = Field(default=None, description="fuel-corrected s/lap of tyre life")
+    StintDegSlopeStderr: float | None = Field(default=None, description="s/lap")
+    PersonalBest: float | None = None
+    LapsSincePB: int | None = None
+    DeltaToPB: float | None = None
+    DeltaToSessionBest: float | None = None
+    DeltaToTeammate: float | None = None
+    DeltaToCarAhead: float | None = None
+    DeltaToCarBehind: float | None = None
+    DeltaToFieldMedian: float | None = None
+    PositionOnLap: int = Field(ge=1)
+    PositionChange: int | None = None
+    GapToLeader: float = Field(ge=0, description="s")
+    IntervalAhead: float | None = Field(default=None, description="s")
+    IntervalBehind: float | None = Field(default=None, description="s")
+    InDRSRange: bool
+    LapsDown: int = Field(ge=0)
+
+
 class DeadLetter(BaseModel):
     """A record that could not be published, with the reason and the original payload."""
 

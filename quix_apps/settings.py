@@ -48,10 +48,20 @@ class ReplaySettings(KafkaSettings):
     checkpoint_every: int = Field(5000, ge=1, description="events between resume checkpoints")
 
 
+class FeatureAppSettings(KafkaSettings):
+    """`stratx features run`: the streaming feature apps."""
+
+    state_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "state", description="Quix Streams state (RocksDB) folder"
+    )
+    consumer_group_prefix: str = Field("stratx", description="prefix of the feature apps' consumer groups")
+    feast_push: bool = Field(True, description="push lap features to the Feast online store as they are made")
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
-    for cls in (BrokerSettings, KafkaSettings, ReplaySettings):
+    for cls in (BrokerSettings, KafkaSettings, ReplaySettings, FeatureAppSettings):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""
     return out

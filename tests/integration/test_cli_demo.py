@@ -44,5 +44,5 @@ def test_topics_create_list_describe(broker_address: str) -> None:
         text=True,
         timeout=30,
     )
-    assert "stratx.raw.laps: partitions=3" in described.stdout
+    assert "stratx.raw.laps: partitions=1" in described.stdout
     assert "retention.ms=" in described.stdout

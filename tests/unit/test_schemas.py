@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stratx.functions import catalog, ingest, schemas
+from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
 
 NOW = datetime(2024, 3, 2, 15, 0, 0, tzinfo=UTC)
@@ -33,6 +34,9 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     assert rejected is not None, "ALO's car data has nGear glitches in this race"
     record, why = rejected
     out[catalog.DEAD_LETTER.name].append(ingest.dead_letter(record, why.reason, stage="replay", now=NOW))
+    lap_events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(las_vegas, "laps")]
+    features, _ = build_lap_features(lap_events)
+    out[catalog.FEATURES_LAP.name] += [schemas.LapFeatures.model_validate(f) for f in features[::50]]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(
             ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW

@@ -1,0 +1,84 @@
+"""Lap-features app: raw laps -> per-session state -> ``stratx.features.lap`` (+ Feast push).
+
+Laps are re-keyed by session (``group_by``) so one state holds every driver of the session; the
+raw laps topic has one partition, so a session's laps arrive in event-time order and the
+cross-driver features (gaps, car ahead/behind, field median) equal the offline build.
+
+Late and duplicate policy: a lap whose LapNumber is not above the driver's last processed lap
+is a duplicate or a late replay; it changes nothing and goes to the dead letters with the reason.
+A lap that fails the Lap schema goes there too. The pipeline keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from quixstreams import Application
+from quixstreams.state import State
+
+from stratx.functions import catalog, schemas
+from stratx.functions.features.laps import lap_step
+from stratx.quix_apps.settings import FeatureAppSettings
+
+STAGE = "lap_features"
+
+
+def step(value: dict[str, Any], state: State) -> dict[str, Any]:
+    """Stateful callback: the lap's features, or a dead letter with the reason."""
+    try:
+        lap = schemas.Lap.model_validate(value).model_dump(mode="json")
+    except ValidationError as exc:
+        return _rejected(value, f"Lap schema: {exc.errors(include_url=False)[0]['msg']}")
+    session, out = lap_step(state.get("session"), lap)
+    if isinstance(out, str):
+        return _rejected(value, out)
+    state.set("session", session)
+    return {"features": schemas.LapFeatures.model_validate(out).model_dump(mode="json")}
+
+
+def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
+    import json
+
+    letter = schemas.DeadLetter(
+        SourceTopic=catalog.LAPS.name,
+        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
+        Reason=reason,
+        Payload=json.dumps(value, sort_keys=True, default=str),
+        Stage=STAGE,
+        Date=datetime.now(UTC),
+    )
+    return {"dead_letter": letter.model_dump(mode="json")}
+
+
+def driver_key(features: dict[str, Any]) -> str:
+    return catalog.message_key(catalog.FEATURES_LAP, features["SessionKey"], features["DriverNumber"])
+
+
+def build_app(
+    settings: FeatureAppSettings, on_features: Callable[[dict[str, Any]], None] | None = None
+) -> Application:
+    """The app, wired; ``on_features`` is a side effect per feature record (e.g. a Feast push)."""
+    app = Application(
+        broker_address=settings.broker_address,
+        consumer_group=f"{settings.consumer_group_prefix}-lap-features",
+        auto_offset_reset="earliest",
+        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
+        state_dir=str(settings.state_dir),
+        loglevel=logging.WARNING,
+    )
+    laps = app.topic(catalog.LAPS.name, value_deserializer="json")
+    out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
+
+    sdf = app.dataframe(laps).group_by(lambda v: str(v.get("SessionKey")), name="session")
+    results = sdf.apply(step, stateful=True)
+    features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
+    if on_features is not None:
+        features = features.update(on_features)
+    features.to_topic(out, key=driver_key)
+    results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+    return app

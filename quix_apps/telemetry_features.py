@@ -1,0 +1,116 @@
+"""Telemetry-features app: raw car telemetry -> 5 s window features per driver.
+
+Input ``stratx.raw.car_telemetry`` is keyed ``<SessionKey>:<DriverNumber>``, so one Quix state per
+driver holds the open window of :func:`stratx.functions.features.telemetry.window_update`; each
+closed window goes to ``stratx.features.telemetry_window`` (same key, message timestamp = the
+window end's Date). The final window of a driver stays open until a later sample arrives.
+
+Failure policy: a sample that fails the CarTelemetry schema (the rule ingestion applies), an exact
+duplicate (at-least-once redelivery), or a late / out-of-order sample changes nothing and goes to
+``stratx.dead_letter`` with the reason (Stage ``telemetry_features``); the pipeline keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models import Topic
+from quixstreams.state import State
+
+from stratx.functions import catalog, ingest
+from stratx.functions.features import telemetry
+from stratx.functions.features.telemetry import TELEMETRY_WINDOW
+from stratx.quix_apps import admin
+from stratx.quix_apps.settings import KafkaSettings
+
+CONSUMER_GROUP = "stratx-telemetry-features"
+STAGE = "telemetry_features"
+STATE_KEY = "window"
+TOPICS = (*catalog.ALL_TOPICS, TELEMETRY_WINDOW)  # created up front (Tansu needs retention.ms)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+    """Stateful callback: validate one sample, advance its driver's window state.
+
+    Returns ``{"Window": record}`` for each window the sample closed and ``{"DeadLetter": letter}``
+    for a rejected sample (schema, duplicate, late or out of order).
+    """
+    payload = value if isinstance(value, dict) else {"value": value}
+    record = ingest.RawRecord(catalog.CAR_TELEMETRY, key, payload)
+    checked = ingest.validate(record)
+    if isinstance(checked, ingest.Rejected):
+        return [_letter(record, checked.reason)]
+    new_state, items = telemetry.window_update(state.get(STATE_KEY), checked.model_dump())
+    state.set(STATE_KEY, new_state)
+    return [
+        _letter(record, item[telemetry.REJECTED]) if telemetry.is_rejected(item) else {"Window": item}
+        for item in items
+    ]
+
+
+def _letter(record: ingest.RawRecord, reason: str) -> dict[str, Any]:
+    letter = ingest.dead_letter(record, reason, stage=STAGE)
+    return {"DeadLetter": letter.model_dump(mode="json")}
+
+
+def window_key(window: dict[str, Any]) -> str:
+    return catalog.message_key(TELEMETRY_WINDOW, window["SessionKey"], window["DriverNumber"])
+
+
+def window_timestamp(window: dict[str, Any], key: Any, timestamp: int, headers: Any) -> int:
+    """Message timestamp of a window: its end's Date in ms (the input's timestamp without Date)."""
+    if window["Date"] is None:
+        return timestamp
+    return (datetime.fromisoformat(window["Date"]) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def build_pipeline(sdf: StreamingDataFrame, windows: Topic, dead_letters: Topic) -> StreamingDataFrame:
+    """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic."""
+    items = sdf.apply(process, stateful=True, metadata=True, expand=True)
+    letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
+    letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
+    closed = items.filter(lambda item: "Window" in item).apply(lambda item: item["Window"])
+    return closed.set_timestamp(window_timestamp).to_topic(windows, key=window_key)
+
+
+def build_app(
+    settings: KafkaSettings,
+    *,
+    state_dir: Path | None = None,
+    consumer_group: str = CONSUMER_GROUP,
+    loglevel: int = logging.INFO,
+) -> tuple[Application, StreamingDataFrame]:
+    """The app and its dataframe; creates the topics first (needs the broker)."""
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    try:
+        admin.create_topics(client, TOPICS)
+    finally:
+        client.close()
+    app = Application(
+        broker_address=settings.broker_address,
+        consumer_group=consumer_group,
+        auto_offset_reset="earliest",
+        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
+        state_dir=state_dir,
+        loglevel=loglevel,
+    )
+    raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="json", key_deserializer="str")
+    out = app.topic(TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
+    return app, build_pipeline(app.dataframe(raw), out, dead)
+
+
+def main() -> None:
+    """Run until Ctrl-C / SIGTERM (settings from STRATX_* environment variables)."""
+    app, _ = build_app(KafkaSettings())
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

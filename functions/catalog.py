@@ -114,6 +114,14 @@ FEATURES_LAP = TopicSpec(
     schemas.LapFeatures,
     "one record per driver-lap: rolling pace, stint, fuel-corrected degradation, pace deltas, gaps",
 )
+TELEMETRY_WINDOW = TopicSpec(
+    "stratx.features.telemetry_window",
+    6,
+    KeyRule.SESSION_DRIVER,
+    7 * DAY_MS,
+    schemas.TelemetryWindow,
+    "5 s tumbling-window car-telemetry features per driver (anomaly model, driver aggression)",
+)
 DEAD_LETTER = TopicSpec(
     "stratx.dead_letter",
     1,
@@ -142,7 +150,7 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_STATUS,
     WEATHER,
 )
-FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP,)
+FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW)
 ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, *FEATURE_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 

@@ -214,6 +214,37 @@ class LapFeatures(BaseModel):
     LapsDown: int = Field(ge=0)
 
 
+class TelemetryWindow(BaseModel):
+    """Car-telemetry features of one driver over one tumbling SessionTime window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "TelemetryWindow"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    WindowStart: float = Field(description="s, SessionTime of the window start (inclusive)")
+    WindowEnd: float = Field(description="s, SessionTime of the window end (exclusive)")
+    Date: datetime | None = Field(description="UTC time of WindowEnd; None when samples had no Date")
+    Samples: int = Field(ge=1)
+    SpeedMean: float = Field(ge=0, description="km/h")
+    SpeedStd: float | None = Field(ge=0, description="km/h, ddof=1; None if Samples < 2")
+    SpeedMin: int = Field(ge=0, description="km/h")
+    SpeedMax: int = Field(ge=0, description="km/h")
+    RPMMean: float = Field(ge=0, description="1/min")
+    RPMMax: int = Field(ge=0, description="1/min")
+    ThrottleMean: float | None = Field(ge=0, le=100, description="%, valid samples only")
+    FullThrottleShare: float | None = Field(ge=0, le=1, description="share with Throttle >= 98")
+    BrakeShare: float | None = Field(ge=0, le=1, description="share with Brake on")
+    ThrottleBrakeOverlapShare: float | None = Field(ge=0, le=1, description="Throttle > 10 and Brake")
+    BrakeEvents: int = Field(ge=0, description="brake applications (rising edges)")
+    DecelMean: float | None = Field(description="km/h/s, mean speed drop per second while braking")
+    GearChanges: int = Field(ge=0)
+    UpshiftRPMMean: float | None = Field(ge=0, description="1/min before each upshift")
+    DRSOpenShare: float = Field(ge=0, le=1, description="share with DRS open (10, 12, 14)")
+    MaxGear: int = Field(ge=0, le=8)
+
+
 class DeadLetter(BaseModel):
     """A record that could not be published, with the reason and the original payload."""
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from stratx.functions.catalog import ALL_TOPICS, BY_NAME
 from stratx.quix_apps import admin, broker, sources
-from stratx.quix_apps.settings import ENV_VARS, BrokerSettings, KafkaSettings, ReplaySettings
+from stratx.quix_apps.settings import (
+    ENV_VARS,
+    BrokerSettings,
+    FeatureAppSettings,
+    KafkaSettings,
+    ReplaySettings,
+)
 
 log = logging.getLogger("stratx")
 EXIT_USAGE = 2
@@ -228,6 +234,66 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ features
+def cmd_features_build(args: argparse.Namespace) -> int:
+    """Offline lap features for the bundled races (and FastF1 exports) -> parquet."""
+    from stratx.quix_apps import feature_build
+
+    settings = ReplaySettings()
+    races = [sources.load_bundled(r.path) for r in sources.list_bundled(settings.data_dir)]
+    seen = {(r.meta.year, r.meta.event_name, r.meta.session_name) for r in races}
+    for export_dir in args.exports or []:
+        for race in sources.load_exports(Path(export_dir)):  # bundled copies win: they have real keys
+            ident = (race.meta.year, race.meta.event_name, race.meta.session_name)
+            if ident not in seen:
+                seen.add(ident)
+                races.append(race)
+    if not races:
+        raise UserError("no races to build from: no bundled races and no --exports")
+    table, report = feature_build.build_lap_table(races, progress=not args.no_progress)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, compression="zstd", index=False)
+    print(
+        f"wrote {out}: {report.rows} driver-laps from {report.races} races; {len(report.rejected)} laps rejected"
+    )
+    for reason in report.rejected[:10]:
+        print(f"  rejected: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_features_run(args: argparse.Namespace) -> int:
+    """Run the streaming lap-features app until Ctrl-C (or --idle-timeout seconds without input)."""
+    from stratx.quix_apps import lap_features
+
+    settings = FeatureAppSettings()
+    update: dict[str, object] = {}
+    if args.broker:
+        update["broker_address"] = args.broker
+    if args.no_feast:
+        update["feast_push"] = False
+    settings = settings.model_copy(update=update) if update else settings
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    admin.create_topics(client)
+    client.close()
+    on_features = _feast_pusher(settings) if settings.feast_push else None
+    app = lap_features.build_app(settings, on_features=on_features)
+    print(f"lap-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    app.run(timeout=args.idle_timeout or 0.0)
+    return 0
+
+
+def _feast_pusher(settings: FeatureAppSettings) -> Callable[[dict[str, object]], None]:
+    from stratx.quix_apps import feature_store
+
+    store = feature_store.setup_store(settings)  # `feast apply` as part of set-up
+
+    def push(row: dict[str, object]) -> None:
+        feature_store.push_lap_features(store, [row])
+
+    return push
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     for name, doc in ENV_VARS.items():
         print(f"{name:36s} {doc}")
@@ -310,6 +376,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true")
     p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder")
     p.set_defaults(func=cmd_bundle, broker=None)
+
+    p = sub.add_parser("features", help="lap features: build offline tables, or run the streaming app")
+    fsub = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    b = fsub.add_parser(
+        "build", help="offline lap features of the bundled races (+ FastF1 exports) to parquet"
+    )
+    b.add_argument("--exports", action="append", help="folder with flat FastF1 exports (laps.parquet, ...)")
+    b.add_argument("--out", default=".stratx/features/lap_features_offline.parquet")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=cmd_features_build)
+    r = fsub.add_parser("run", help="run the streaming lap-features app (Quix Streams) against the broker")
+    r.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
+    r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
+    r.set_defaults(func=cmd_features_run)
 
     p = sub.add_parser("config", help="list the STRATX_* environment variables")
     p.set_defaults(func=cmd_config)

@@ -11,6 +11,7 @@ A lap that fails the Lap schema goes there too. The pipeline keeps going.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,10 +26,28 @@ from stratx.functions.features.laps import lap_step
 from stratx.quix_apps.settings import FeatureAppSettings
 
 STAGE = "lap_features"
+INVALID, RAW = "_invalid", "_raw"
+
+
+def parse(raw: bytes | None) -> dict[str, Any]:
+    """Raw message bytes -> a dict; anything else becomes an ``_invalid`` marker for the dead letters."""
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except (ValueError, TypeError) as exc:
+        return {INVALID: f"not JSON: {exc}", RAW: (raw or b"")[:2000].decode("utf-8", "replace")}
+    if not isinstance(value, dict):
+        return {INVALID: f"not a JSON object: {type(value).__name__}", RAW: json.dumps(value)}
+    return value
+
+
+def session_of(value: dict[str, Any]) -> str:
+    return str(value.get("SessionKey")) if INVALID not in value else "invalid"
 
 
 def step(value: dict[str, Any], state: State) -> dict[str, Any]:
     """Stateful callback: the lap's features, or a dead letter with the reason."""
+    if INVALID in value:
+        return _rejected({"raw": value.get(RAW)}, value[INVALID])
     try:
         lap = schemas.Lap.model_validate(value).model_dump(mode="json")
     except ValidationError as exc:
@@ -41,8 +60,6 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
 
 
 def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
-    import json
-
     letter = schemas.DeadLetter(
         SourceTopic=catalog.LAPS.name,
         Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
@@ -70,11 +87,11 @@ def build_app(
         state_dir=str(settings.state_dir),
         loglevel=logging.WARNING,
     )
-    laps = app.topic(catalog.LAPS.name, value_deserializer="json")
+    laps = app.topic(catalog.LAPS.name, value_deserializer="bytes")
     out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
 
-    sdf = app.dataframe(laps).group_by(lambda v: str(v.get("SessionKey")), name="session")
+    sdf = app.dataframe(laps).apply(parse).group_by(session_of, name="session")
     results = sdf.apply(step, stateful=True)
     features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
     if on_features is not None:

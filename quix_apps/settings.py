@@ -48,7 +48,19 @@ class ReplaySettings(KafkaSettings):
     checkpoint_every: int = Field(5000, ge=1, description="events between resume checkpoints")
 
 
-class FeatureAppSettings(KafkaSettings):
+class FeastSettings(_Base):
+    """Where the Feast repo and its data (registry, SQLite online store, offline parquet) live."""
+
+    feast_repo: Path = Field(
+        REPO_ROOT / "feature_repo", description="Feast repo (feature_store.yaml, definitions)"
+    )
+    feast_data_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "feast",
+        description="Feast registry, online store and offline parquet; ${STRATX_FEAST_DATA_DIR} in the yaml",
+    )
+
+
+class FeatureAppSettings(KafkaSettings, FeastSettings):
     """`stratx features run`: the streaming feature apps."""
 
     state_dir: Path = Field(
@@ -61,7 +73,7 @@ class FeatureAppSettings(KafkaSettings):
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
-    for cls in (BrokerSettings, KafkaSettings, ReplaySettings, FeatureAppSettings):
+    for cls in (BrokerSettings, KafkaSettings, ReplaySettings, FeastSettings, FeatureAppSettings):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""
     return out

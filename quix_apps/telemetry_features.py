@@ -24,14 +24,13 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry
-from stratx.functions.features.telemetry import TELEMETRY_WINDOW
 from stratx.quix_apps import admin
-from stratx.quix_apps.settings import KafkaSettings
+from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 CONSUMER_GROUP = "stratx-telemetry-features"
 STAGE = "telemetry_features"
 STATE_KEY = "window"
-TOPICS = (*catalog.ALL_TOPICS, TELEMETRY_WINDOW)  # created up front (Tansu needs retention.ms)
+TOPICS = catalog.ALL_TOPICS  # created up front (Tansu needs retention.ms)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -60,7 +59,7 @@ def _letter(record: ingest.RawRecord, reason: str) -> dict[str, Any]:
 
 
 def window_key(window: dict[str, Any]) -> str:
-    return catalog.message_key(TELEMETRY_WINDOW, window["SessionKey"], window["DriverNumber"])
+    return catalog.message_key(catalog.TELEMETRY_WINDOW, window["SessionKey"], window["DriverNumber"])
 
 
 def window_timestamp(window: dict[str, Any], key: Any, timestamp: int, headers: Any) -> int:
@@ -101,14 +100,16 @@ def build_app(
         loglevel=loglevel,
     )
     raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="json", key_deserializer="str")
-    out = app.topic(TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
+    out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     return app, build_pipeline(app.dataframe(raw), out, dead)
 
 
 def main() -> None:
     """Run until Ctrl-C / SIGTERM (settings from STRATX_* environment variables)."""
-    app, _ = build_app(KafkaSettings())
+    settings = FeatureAppSettings()
+    group = f"{settings.consumer_group_prefix}-telemetry-features"
+    app, _ = build_app(settings, state_dir=settings.state_dir, consumer_group=group)
     app.run()
 
 

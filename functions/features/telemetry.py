@@ -50,11 +50,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from stratx.functions import catalog, ingest
-from stratx.functions.catalog import DAY_MS, KeyRule, TopicSpec
 from stratx.functions.racedata import RaceData
+from stratx.functions.schemas import TelemetryWindow
 
 WINDOW_WIDTH_S = 5.0
 FULL_THROTTLE = 98  # % pedal: at or above counts as full throttle
@@ -63,48 +62,6 @@ DRS_OPEN = frozenset({10, 12, 14})  # raw feed codes of an open flap
 DECEL_MAX_GAP_S = 2.0  # longer gaps between samples are not a deceleration measurement
 STATE_VERSION = 1
 REJECTED = "Rejected"  # key that marks a rejected-sample item in window_update's output
-
-
-# ---- to move: schemas.TelemetryWindow and catalog.TELEMETRY_WINDOW -------------------------------
-class TelemetryWindow(BaseModel):
-    """Car-telemetry features of one driver over one tumbling SessionTime window."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    v: Literal[1] = 1
-    SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
-    WindowStart: float = Field(description="s, SessionTime of the window start (inclusive)")
-    WindowEnd: float = Field(description="s, SessionTime of the window end (exclusive)")
-    Date: datetime | None = Field(description="UTC time of WindowEnd; None when samples had no Date")
-    Samples: int = Field(ge=1)
-    SpeedMean: float = Field(ge=0, description="km/h")
-    SpeedStd: float | None = Field(ge=0, description="km/h, ddof=1; None if Samples < 2")
-    SpeedMin: int = Field(ge=0, description="km/h")
-    SpeedMax: int = Field(ge=0, description="km/h")
-    RPMMean: float = Field(ge=0, description="1/min")
-    RPMMax: int = Field(ge=0, description="1/min")
-    ThrottleMean: float | None = Field(ge=0, le=100, description="%, valid samples only")
-    FullThrottleShare: float | None = Field(ge=0, le=1, description="share with Throttle >= 98")
-    BrakeShare: float | None = Field(ge=0, le=1, description="share with Brake on")
-    ThrottleBrakeOverlapShare: float | None = Field(ge=0, le=1, description="Throttle > 10 and Brake")
-    BrakeEvents: int = Field(ge=0, description="brake applications (rising edges)")
-    DecelMean: float | None = Field(description="km/h/s, mean speed drop per second while braking")
-    GearChanges: int = Field(ge=0)
-    UpshiftRPMMean: float | None = Field(ge=0, description="1/min before each upshift")
-    DRSOpenShare: float = Field(ge=0, le=1, description="share with DRS open (10, 12, 14)")
-    MaxGear: int = Field(ge=0, le=8)
-
-
-TELEMETRY_WINDOW = TopicSpec(
-    "stratx.features.telemetry_window",
-    6,
-    KeyRule.SESSION_DRIVER,
-    7 * DAY_MS,
-    TelemetryWindow,
-    "5 s tumbling-window car-telemetry features per driver (anomaly model, driver aggression)",
-)
-# ---------------------------------------------------------------------------------------------------
 
 WINDOW_FIELDS: tuple[str, ...] = tuple(TelemetryWindow.model_fields)
 
@@ -173,7 +130,9 @@ def _check_order(state: dict[str, Any], seq: int, t: float, k: int) -> str | Non
         return f"duplicate: Seq {seq} was already processed"
     if win is not None and k < win["k"]:
         start = win["k"] * state["width"]
-        return f"late: SessionTime {t:.3f} s is before the open window [{start:g}, {start + state['width']:g}) s"
+        return (
+            f"late: SessionTime {t:.3f} s is before the open window [{start:g}, {start + state['width']:g}) s"
+        )
     if last_seq is not None and seq < last_seq:
         return f"out of order: Seq {seq} after Seq {last_seq}"
     if last_time is not None and t < last_time:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features.laps import build_lap_features
+from stratx.functions.features.telemetry import offline_windows
 from stratx.functions.racedata import RaceData
 
 NOW = datetime(2024, 3, 2, 15, 0, 0, tzinfo=UTC)
@@ -37,6 +38,13 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     lap_events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(las_vegas, "laps")]
     features, _ = build_lap_features(lap_events)
     out[catalog.FEATURES_LAP.name] += [schemas.LapFeatures.model_validate(f) for f in features[::50]]
+    windows = offline_windows(
+        [r.payload for r in ingest.table_records(las_vegas.filter_drivers({"VER"}), "car_data")][:3000]
+    )
+    out[catalog.TELEMETRY_WINDOW.name] += [
+        schemas.TelemetryWindow.model_validate({k: (None if v != v else v) for k, v in w.items()})
+        for w in windows.to_dict("records")[::20]
+    ]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(
             ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW

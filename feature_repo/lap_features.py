@@ -1,0 +1,157 @@
+"""Feast definitions for the lap features (``stratx.functions.features.laps`` computes them).
+
+Declarative only: no I/O and no environment reads, so ``feast apply`` (CLI) and
+``stratx.quix_apps.feature_store.apply_repo`` (set-up code) register the same objects.
+Feature names and types mirror ``stratx.functions.schemas.LapFeatures`` (a unit test checks it).
+"""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Bool, Float64, Int64, String
+
+# A race is ~2 h; one day of ttl keeps every lap of a session in the point-in-time lookback
+# of training joins without reaching into another race weekend.
+LAP_TTL = timedelta(days=1)
+
+# The car: every lap feature is a per-driver value (F1 timing's DriverNumber, e.g. "1", "44").
+driver = Entity(
+    name="driver",
+    join_keys=["DriverNumber"],
+    value_type=ValueType.STRING,
+    description="Car number as F1 timing writes it",
+)
+
+# The session: the same driver runs many sessions; OpenF1's session_key keeps them apart.
+session = Entity(
+    name="session",
+    join_keys=["SessionKey"],
+    value_type=ValueType.INT64,
+    description="OpenF1 session_key",
+)
+
+# Offline history for training: one row per driver-lap, event time = lap end (UTC). The path is
+# relative; Feast resolves it against the data dir (STRATX_FEAST_DATA_DIR, see open_store).
+lap_features_file = FileSource(
+    name="lap_features_file",
+    path="lap_features.parquet",
+    timestamp_field="event_timestamp",
+    description="LapFeatures rows, all columns, event_timestamp = lap end UTC",
+)
+
+# Streaming writes: the lap-features app pushes each new driver-lap straight to the online store.
+lap_features_push = PushSource(
+    name="lap_features_push",
+    batch_source=lap_features_file,
+    description="LapFeatures rows pushed as laps complete",
+)
+
+_ENTITY_FIELDS = [Field(name="DriverNumber", dtype=String), Field(name="SessionKey", dtype=Int64)]
+
+# Pace: lap time, cleanliness, rolling clean-lap windows, bests and deltas to rivals.
+lap_pace = FeatureView(
+    name="lap_pace",
+    entities=[driver, session],
+    ttl=LAP_TTL,
+    source=lap_features_push,
+    schema=[
+        *_ENTITY_FIELDS,
+        Field(name="LapTime", dtype=Float64),
+        Field(name="IsClean", dtype=Bool),
+        Field(name="Last3Mean", dtype=Float64),
+        Field(name="Last3Median", dtype=Float64),
+        Field(name="Last3Std", dtype=Float64),
+        Field(name="Last3Min", dtype=Float64),
+        Field(name="Last5Mean", dtype=Float64),
+        Field(name="Last5Median", dtype=Float64),
+        Field(name="Last5Std", dtype=Float64),
+        Field(name="Last5Min", dtype=Float64),
+        Field(name="PersonalBest", dtype=Float64),
+        Field(name="LapsSincePB", dtype=Int64),
+        Field(name="DeltaToPB", dtype=Float64),
+        Field(name="DeltaToSessionBest", dtype=Float64),
+        Field(name="DeltaToTeammate", dtype=Float64),
+        Field(name="DeltaToCarAhead", dtype=Float64),
+        Field(name="DeltaToCarBehind", dtype=Float64),
+        Field(name="DeltaToFieldMedian", dtype=Float64),
+    ],
+    online=True,
+    description="Lap pace: rolling clean-lap windows, personal/session bests, deltas",
+)
+
+# Stint: tyre state, fuel model and in-stint degradation slopes.
+lap_stint = FeatureView(
+    name="lap_stint",
+    entities=[driver, session],
+    ttl=LAP_TTL,
+    source=lap_features_push,
+    schema=[
+        *_ENTITY_FIELDS,
+        Field(name="Stint", dtype=Int64),
+        Field(name="Compound", dtype=String),
+        Field(name="TyreLife", dtype=Float64),
+        Field(name="FreshTyre", dtype=Bool),
+        Field(name="LapsInStint", dtype=Int64),
+        Field(name="StintCleanLaps", dtype=Int64),
+        Field(name="FuelKg", dtype=Float64),
+        Field(name="FuelCorrectedLapTime", dtype=Float64),
+        Field(name="StintTrendSlope", dtype=Float64),
+        Field(name="StintDegSlope", dtype=Float64),
+        Field(name="StintDegSlopeStderr", dtype=Float64),
+    ],
+    online=True,
+    description="Stint: compound, tyre life, fuel-corrected degradation",
+)
+
+# Gaps: running order and time gaps at the timing line (traffic, DRS, lapped cars).
+lap_gaps = FeatureView(
+    name="lap_gaps",
+    entities=[driver, session],
+    ttl=LAP_TTL,
+    source=lap_features_push,
+    schema=[
+        *_ENTITY_FIELDS,
+        Field(name="LapNumber", dtype=Int64),
+        Field(name="PositionOnLap", dtype=Int64),
+        Field(name="PositionChange", dtype=Int64),
+        Field(name="GapToLeader", dtype=Float64),
+        Field(name="IntervalAhead", dtype=Float64),
+        Field(name="IntervalBehind", dtype=Float64),
+        Field(name="InDRSRange", dtype=Bool),
+        Field(name="LapsDown", dtype=Int64),
+    ],
+    online=True,
+    description="Gaps: position and intervals at the line",
+)
+
+# Next-lap-time model v1: pace and stint in full, plus the traffic that slows a lap.
+lap_time_v1 = FeatureService(
+    name="lap_time_v1",
+    features=[
+        lap_pace,
+        lap_stint,
+        lap_gaps[["LapNumber", "PositionOnLap", "GapToLeader", "IntervalAhead", "InDRSRange"]],
+    ],
+    description="Inputs of the lap-time model, version 1",
+)
+
+# Tyre-degradation model v1: stint slopes and the pace they come from.
+tyre_deg_v1 = FeatureService(
+    name="tyre_deg_v1",
+    features=[lap_stint, lap_pace],
+    description="Inputs of the tyre-degradation model, version 1",
+)
+
+# Pit-window model v1: tyre state, the gaps a stop would cost, and current pace.
+pit_window_v1 = FeatureService(
+    name="pit_window_v1",
+    features=[lap_stint, lap_gaps, lap_pace],
+    description="Inputs of the pit-window model, version 1",
+)
+
+# Overtake model v1: the gap to the car ahead and who is faster.
+overtake_v1 = FeatureService(
+    name="overtake_v1",
+    features=[lap_gaps, lap_pace],
+    description="Inputs of the overtake model (1-3 laps), version 1",
+)

@@ -1,0 +1,294 @@
+"""Feast I/O for the lap features: open and apply the repo, push rows online, write and read history.
+
+The definitions live in ``feature_repo/`` (declarative, see its README). This module is the only
+code that touches the Feast store:
+
+* :func:`open_store` builds a ``FeatureStore`` from ``feature_repo/feature_store.yaml`` with
+  ``${STRATX_FEAST_DATA_DIR}`` filled from an argument (no process-wide env change) and with
+  Feast's ``repo_path`` set to the data dir, so the relative ``lap_features.parquet`` of the
+  FileSource lands there too.
+* :func:`apply_repo` registers every definition programmatically (what ``feast apply`` does), so
+  set-up needs no manual CLI step.
+* :func:`push_lap_features` writes LapFeatures rows to the online store through the PushSource;
+  :func:`write_offline` appends them to the offline parquet for training.
+
+Push mode: ``PushMode.ONLINE_AND_OFFLINE`` is not used. Feast writes the pushed frame to the
+offline store once per feature view fed by the push source, and all three lap views share one
+parquet, so every row would land three times. ``to_offline=True`` pushes online and then appends
+the rows once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from feast import Entity, FeatureService, FeatureStore, FeatureView
+from feast.data_source import DataSource, PushMode
+from feast.feast_object import FeastObject
+from feast.infra.offline_stores.file_source import FileSource
+from feast.repo_config import RepoConfig
+
+from stratx.functions.schemas import LapFeatures
+from stratx.quix_apps.settings import REPO_ROOT, FeastSettings
+
+DATA_DIR_VAR = "STRATX_FEAST_DATA_DIR"
+PUSH_SOURCE = "lap_features_push"
+OFFLINE_FILE = "lap_features.parquet"
+EVENT_TIMESTAMP = "event_timestamp"
+ENTITY_KEYS = ("DriverNumber", "SessionKey")
+ROW_KEY = ("SessionKey", "DriverNumber", "LapNumber")
+FEATURE_REPO = REPO_ROOT / "feature_repo"
+
+
+# ------------------------------------------------------------------ frame layout
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Arrow type of one LapFeatures field annotation (Optional stripped)."""
+    if get_origin(annotation) in (Union, UnionType):
+        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+    if annotation is bool:
+        return pa.bool_()
+    if annotation is int:
+        return pa.int64()
+    if annotation is float:
+        return pa.float64()
+    if annotation is str:
+        return pa.string()
+    if annotation is datetime:
+        return pa.timestamp("ns", tz="UTC")
+    raise TypeError(f"no arrow type for LapFeatures annotation {annotation!r}")
+
+
+def _lap_schema() -> pa.Schema:
+    fields = [
+        pa.field(name, _arrow_type(info.annotation))
+        for name, info in LapFeatures.model_fields.items()
+        if get_origin(info.annotation) is not Literal  # the `v` schema version
+    ]
+    return pa.schema([*fields, pa.field(EVENT_TIMESTAMP, pa.timestamp("ns", tz="UTC"))])
+
+
+LAP_SCHEMA = _lap_schema()
+"""Columns of the push/offline frame: every LapFeatures field but ``v``, plus event_timestamp."""
+
+_PANDAS_DTYPES = {
+    pa.bool_(): pd.BooleanDtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.float64(): pd.Float64Dtype(),
+    pa.string(): pd.StringDtype(),
+}
+
+
+def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """LapFeatures dicts -> the push/offline frame (nullable dtypes, event_timestamp = Date, UTC).
+
+    Nulls stay nulls (pandas NA, never NaN), so the online store returns None for them. A row
+    without Date cannot be placed in time and raises ValueError.
+    """
+    records = []
+    for row in rows:
+        date = row.get("Date")
+        if date is None:
+            raise ValueError(
+                f"LapFeatures row of driver {row.get('DriverNumber')} lap {row.get('LapNumber')} has no "
+                "Date (the session has no known t0), so it has no event time"
+            )
+        when = date if isinstance(date, datetime) else datetime.fromisoformat(str(date))
+        if when.tzinfo is None:
+            raise ValueError(f"LapFeatures Date {date!r} has no time zone (expected UTC)")
+        records.append({**row, "Date": when, EVENT_TIMESTAMP: when})
+    table = pa.Table.from_pylist(records, schema=LAP_SCHEMA)
+    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+
+
+# ------------------------------------------------------------------ store and repo
+def repo_config(repo_dir: Path, data_dir: Path) -> RepoConfig:
+    """``feature_store.yaml`` read the way Feast reads it, with the data dir filled in."""
+    text = (repo_dir / "feature_store.yaml").read_text()
+    text = text.replace("${" + DATA_DIR_VAR + "}", str(data_dir.resolve()))
+    config = RepoConfig(**yaml.safe_load(os.path.expandvars(text)))
+    config.repo_path = data_dir.resolve()
+    return config
+
+
+_REPO_DIRS: weakref.WeakKeyDictionary[FeatureStore, Path] = weakref.WeakKeyDictionary()
+
+
+def open_store(repo_dir: Path | None = None, data_dir: Path | None = None) -> FeatureStore:
+    """The Feast store of ``repo_dir`` keeping its registry, online store and parquet in ``data_dir``.
+
+    Entry points should pass both (from :class:`FeastSettings`); a missing one is read from the
+    environment through FeastSettings.
+    """
+    if repo_dir is None or data_dir is None:
+        settings = FeastSettings()
+        repo_dir = repo_dir or settings.feast_repo
+        data_dir = data_dir or settings.feast_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore(repo_path=str(data_dir.resolve()), config=repo_config(repo_dir, data_dir))
+    _REPO_DIRS[store] = repo_dir
+    return store
+
+
+def load_definitions(repo_dir: Path) -> list[FeastObject]:
+    """Every Feast object defined at module level in ``repo_dir/*.py`` (as ``feast apply`` collects them)."""
+    found: list[FeastObject] = []
+    for path in sorted(repo_dir.glob("*.py")):
+        for obj in vars(_load_module(path)).values():
+            if isinstance(obj, Entity | DataSource | FeatureView | FeatureService) and not any(
+                obj is o for o in found
+            ):
+                found.append(obj)
+    return found
+
+
+def _load_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"stratx_feature_repo.{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load Feast definitions from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def apply_repo(store: FeatureStore, repo_dir: Path | None = None) -> list[FeastObject]:
+    """Register the repo's definitions in ``store`` (programmatic ``feast apply``); returns them.
+
+    ``repo_dir`` defaults to the repo the store was opened from.
+    """
+    objects = load_definitions(repo_dir or _REPO_DIRS.get(store, FEATURE_REPO))
+    store.apply(objects)
+    _SERVICES.pop(store, None)
+    return objects
+
+
+def setup_store(settings: FeastSettings) -> FeatureStore:
+    """Open the configured store and apply the repo: all a deployable needs before pushing."""
+    store = open_store(settings.feast_repo, settings.feast_data_dir)
+    apply_repo(store, settings.feast_repo)
+    return store
+
+
+# ------------------------------------------------------------------ writes
+def offline_path(store: FeatureStore) -> Path:
+    """The parquet the registry's push source writes to, resolved like Feast resolves it."""
+    source = store.get_data_source(PUSH_SOURCE)
+    batch = getattr(source, "batch_source", None)
+    if not isinstance(batch, FileSource):
+        raise TypeError(f"{PUSH_SOURCE} has no FileSource batch source")
+    return Path(FileSource.get_uri_for_file_path(store.config.repo_path, batch.path))
+
+
+def push_lap_features(
+    store: FeatureStore, rows: Sequence[Mapping[str, Any]], to_offline: bool = False
+) -> int:
+    """Push LapFeatures rows to the online store (in the given order: last write wins per driver).
+
+    With ``to_offline`` the rows are also appended once to the offline parquet. Returns the count.
+    """
+    if not rows:
+        return 0
+    frame = to_frame(rows)
+    store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+    if to_offline:
+        _append_parquet(frame, offline_path(store))
+    return len(frame)
+
+
+def write_offline(rows: Sequence[Mapping[str, Any]], data_dir: Path) -> Path:
+    """Append LapFeatures rows to ``data_dir/lap_features.parquet`` (training history); returns the path.
+
+    A row that repeats a (SessionKey, DriverNumber, LapNumber) already in the file replaces it,
+    so rebuilding a race never leaves two versions of a lap for the point-in-time join.
+    """
+    path = data_dir / OFFLINE_FILE
+    if rows:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _append_parquet(to_frame(rows), path)
+    return path
+
+
+def _append_parquet(frame: pd.DataFrame, path: Path) -> None:
+    new = pa.Table.from_pandas(frame, schema=LAP_SCHEMA, preserve_index=False)
+    if path.exists():
+        old = pq.read_table(path).cast(LAP_SCHEMA)
+        keys = set(zip(*(new.column(k).to_pylist() for k in ROW_KEY), strict=True))
+        old_keys = zip(*(old.column(k).to_pylist() for k in ROW_KEY), strict=True)
+        old = old.filter(pa.array([k not in keys for k in old_keys], type=pa.bool_()))
+        new = pa.concat_tables([old, new])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(new, tmp, compression="zstd")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------ reads
+_SERVICES: weakref.WeakKeyDictionary[FeatureStore, dict[str, tuple[float, FeatureService]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def feature_service(store: FeatureStore, name: str) -> FeatureService:
+    """The named FeatureService, kept per store for the registry's cache_ttl_seconds.
+
+    Feast decodes the service from the registry proto on every lookup (~2 ms with its runtime
+    type checks, more than the online read itself), so the hot read path keeps the object.
+    """
+    cached = _SERVICES.setdefault(store, {})
+    now = time.monotonic()
+    hit = cached.get(name)
+    if hit is None or now - hit[0] > store.config.registry.cache_ttl_seconds:
+        hit = cached[name] = (now, store.get_feature_service(name, allow_cache=True))
+    return hit[1]
+
+
+def online_features(
+    store: FeatureStore, service_name: str, entity_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    """The service's latest feature values per entity row ({"DriverNumber": "1", "SessionKey": k})."""
+    rows = [dict(r) for r in entity_rows]
+    return store.get_online_features(
+        features=feature_service(store, service_name), entity_rows=rows
+    ).to_dict()
+
+
+def historical_features(store: FeatureStore, service_name: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time values of the service's features for each entity row, in entity_df's order.
+
+    ``entity_df`` has DriverNumber, SessionKey and event_timestamp (UTC). Each output row holds
+    the values of the driver's latest lap that ended at or before its timestamp (within the
+    views' ttl); rows with no such lap get nulls. (Feast's file store drops such rows when the
+    driver has later laps; they are restored here so the output lines up with the input.)
+    """
+    service = feature_service(store, service_name)
+    row_id = "__stratx_row"
+    entities = entity_df.reset_index(drop=True)
+    entities[EVENT_TIMESTAMP] = pd.to_datetime(entities[EVENT_TIMESTAMP], utc=True)
+    # join keys typed like the parquet columns (to_frame's nullable dtypes), or dask warns
+    entities = entities.astype({k: _PANDAS_DTYPES[LAP_SCHEMA.field(k).type] for k in ENTITY_KEYS})
+    found = store.get_historical_features(
+        entity_df=entities.assign(**{row_id: range(len(entities))}), features=service
+    ).to_df()
+    values = found.drop(columns=[c for c in entities.columns if c in found.columns])
+    out = entities.assign(**{row_id: range(len(entities))}).merge(values, on=row_id, how="left")
+    out = out.sort_values(row_id).drop(columns=row_id).reset_index(drop=True)
+    return _nullable(out)
+
+
+def _nullable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Feature columns as pandas nullable dtypes (NaN-coded nulls from the offline join become NA)."""
+    types = {f.name: f.type for f in LAP_SCHEMA}
+    for name in frame.columns:
+        if name in types and name != EVENT_TIMESTAMP and not pa.types.is_timestamp(types[name]):
+            frame[name] = frame[name].astype(_PANDAS_DTYPES[types[name]])
+    return frame

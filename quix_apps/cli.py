@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stratx.functions import catalog
 from stratx.functions.catalog import ALL_TOPICS, BY_NAME
 from stratx.quix_apps import admin, broker, sources
 from stratx.quix_apps.settings import (
@@ -148,6 +149,12 @@ def _replay_settings(args: argparse.Namespace) -> ReplaySettings:
 
 
 def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event: str, session: str) -> int:
+    return _replay_run(settings, args, year, event, session)[0]
+
+
+def _replay_run(
+    settings: ReplaySettings, args: argparse.Namespace, year: int, event: str, session: str
+) -> tuple[int, sources.RaceData, object]:
     from stratx.quix_apps import replay
 
     race = load_race(settings, year, event, session, args.source)
@@ -170,8 +177,8 @@ def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event
     _print_summary(result)
     if result.interrupted:
         print(f"interrupted after Seq {result.last_seq}; continue with --resume", file=sys.stderr)
-        return 130
-    return 0
+        return 130, race, result
+    return 0, race, result
 
 
 def _print_summary(result: object) -> None:
@@ -195,23 +202,72 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ demo
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Quickstart: embedded broker, topics, replay of a bundled real race."""
+    """Quickstart: embedded broker, topics, feature apps, replay of a bundled real race."""
+    import tempfile
+
+    from stratx.quix_apps import pipeline
+
     base = BrokerSettings()
     port = args.port or (
         base.broker_port
         if broker.port_is_free(base.broker_host, base.broker_port)
         else broker.free_port(base.broker_host)
     )
-    with broker.EmbeddedBroker(base.broker_host, port) as b:
+    with broker.EmbeddedBroker(base.broker_host, port) as b, tempfile.TemporaryDirectory() as state:
         print(f"embedded broker at {b.address}", file=sys.stderr)
-        args.broker = b.address
-        settings = _replay_settings(args)
-        year, event, session = DEMO_RACE
-        code = _replay(settings, args, year, event, session)
-        if code == 0 and args.keep_running:
-            print(f"topics stay readable at {b.address}; Ctrl-C to stop", file=sys.stderr, flush=True)
-            _wait_for_signal(b)
+        client = admin.connect(b.address)
+        admin.create_topics(client)
+        client.close()
+        log_dir = Path(state)
+        procs = pipeline.start_apps(b.address, Path(state) / "quix", feast=not args.no_feast, log_dir=log_dir)
+        print(f"feature apps started: {', '.join(procs)} (logs in {log_dir})", file=sys.stderr)
+        try:
+            args.broker = b.address
+            year, event, session = DEMO_RACE
+            code, race, result = _replay_run(_replay_settings(args), args, year, event, session)
+            if code == 0:
+                laps = result.published[catalog.LAPS.name]  # type: ignore[attr-defined]
+                print("waiting for the feature apps to catch up ...", file=sys.stderr, flush=True)
+                counts = pipeline.wait_caught_up(b.address, race.meta.session_key, laps, procs=procs)
+                for topic, n in counts.items():
+                    print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+                if not args.no_feast:
+                    _print_feast_snapshot(race)
+            if code == 0 and args.keep_running:
+                print(f"topics stay readable at {b.address}; Ctrl-C to stop", file=sys.stderr, flush=True)
+                _wait_for_signal(b)
+        finally:
+            pipeline.stop_apps(procs)
     return code
+
+
+def _print_feast_snapshot(race: sources.RaceData) -> None:
+    """The Feast online store's view of the race: every driver's latest lap features."""
+    from stratx.quix_apps import feature_store
+
+    store = feature_store.setup_store(FeatureAppSettings())
+    drivers = race.table("drivers")
+    rows = [{"DriverNumber": str(d), "SessionKey": race.meta.session_key} for d in drivers.DriverNumber]
+    got = feature_store.online_features(store, "pit_window_v1", rows)
+    table = sorted(
+        (dict(zip(got, vals, strict=True)) for vals in zip(*got.values(), strict=True)),
+        key=lambda r: (r.get("LapNumber") is None, -(r.get("LapNumber") or 0), r.get("PositionOnLap") or 99),
+    )
+    codes = dict(zip(drivers.DriverNumber.astype(str), drivers.Abbreviation, strict=True))
+    print("Feast online store (pit_window_v1), latest lap per driver:", file=sys.stderr)
+    print(
+        f"  {'drv':4s} {'lap':>4s} {'pos':>4s} {'gap s':>8s} {'tyre':>6s} {'age':>4s} {'deg s/lap':>9s}",
+        file=sys.stderr,
+    )
+    for r in table:
+        deg = r.get("StintDegSlope")
+        print(
+            f"  {codes.get(str(r['DriverNumber']), '?'):4s} {r.get('LapNumber') or 0:>4d} "
+            f"{r.get('PositionOnLap') or 0:>4d} {r.get('GapToLeader') or 0:>8.1f} "
+            f"{(r.get('Compound') or '-')[:6]:>6s} {int(r.get('TyreLife') or 0):>4d} "
+            f"{deg if deg is not None else float('nan'):>9.3f}",
+            file=sys.stderr,
+        )
 
 
 # ------------------------------------------------------------------ bundle
@@ -263,9 +319,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 
 def cmd_features_run(args: argparse.Namespace) -> int:
-    """Run the streaming lap-features app until Ctrl-C (or --idle-timeout seconds without input)."""
-    from stratx.quix_apps import lap_features
-
+    """Run one streaming feature app until Ctrl-C (or --idle-timeout seconds without input)."""
     settings = FeatureAppSettings()
     update: dict[str, object] = {}
     if args.broker:
@@ -273,14 +327,41 @@ def cmd_features_run(args: argparse.Namespace) -> int:
     if args.no_feast:
         update["feast_push"] = False
     settings = settings.model_copy(update=update) if update else settings
+    if args.app == "all":
+        return _run_all(settings, args)
     client = admin.connect(settings.broker_address, settings.connect_timeout_s)
     admin.create_topics(client)
     client.close()
-    on_features = _feast_pusher(settings) if settings.feast_push else None
-    app = lap_features.build_app(settings, on_features=on_features)
-    print(f"lap-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    if args.app == "lap":
+        from stratx.quix_apps import lap_features
+
+        on_features = _feast_pusher(settings) if settings.feast_push else None
+        app = lap_features.build_app(settings, on_features=on_features)
+    else:
+        from stratx.quix_apps import telemetry_features
+
+        group = f"{settings.consumer_group_prefix}-telemetry-features"
+        app, _ = telemetry_features.build_app(
+            settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+        )
+    print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
     app.run(timeout=args.idle_timeout or 0.0)
     return 0
+
+
+def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
+    from stratx.quix_apps import pipeline
+
+    procs = pipeline.start_apps(settings.broker_address, settings.state_dir, feast=settings.feast_push)
+    print(f"feature apps running ({', '.join(procs)}); Ctrl-C stops them", file=sys.stderr, flush=True)
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pipeline.stop_apps(procs)
+    return max((p.returncode or 0) for p in procs.values())
 
 
 def _feast_pusher(settings: FeatureAppSettings) -> Callable[[dict[str, object]], None]:
@@ -337,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="quickstart: embedded broker + topics + replay of a bundled real race")
     p.add_argument("--port", type=int, help="embedded broker port (default 9092, or a free one)")
     p.add_argument("--keep-running", action="store_true", help="keep the broker up after the replay")
+    p.add_argument(
+        "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
+    )
     _add_replay_flags(p)
     p.set_defaults(func=cmd_demo, broker=None, pace_from_lap=1)
 
@@ -377,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder")
     p.set_defaults(func=cmd_bundle, broker=None)
 
-    p = sub.add_parser("features", help="lap features: build offline tables, or run the streaming app")
+    p = sub.add_parser("features", help="features: build offline tables, or run the streaming apps")
     fsub = p.add_subparsers(dest="features_command", required=True, metavar="ACTION")
     b = fsub.add_parser(
         "build", help="offline lap features of the bundled races (+ FastF1 exports) to parquet"
@@ -387,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_features_build)
     r = fsub.add_parser("run", help="run the streaming lap-features app (Quix Streams) against the broker")
+    r.add_argument(
+        "--app",
+        choices=("lap", "telemetry", "all"),
+        default="all",
+        help="which app: lap features, telemetry windows, or both in their own processes",
+    )
     r.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
     r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")

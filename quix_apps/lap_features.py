@@ -24,20 +24,9 @@ from quixstreams.state import State
 from stratx.functions import catalog, schemas
 from stratx.functions.features.laps import lap_step
 from stratx.quix_apps.settings import FeatureAppSettings
+from stratx.quix_apps.wire import INVALID, RAW, parse
 
 STAGE = "lap_features"
-INVALID, RAW = "_invalid", "_raw"
-
-
-def parse(raw: bytes | None) -> dict[str, Any]:
-    """Raw message bytes -> a dict; anything else becomes an ``_invalid`` marker for the dead letters."""
-    try:
-        value = json.loads(raw) if raw is not None else None
-    except (ValueError, TypeError) as exc:
-        return {INVALID: f"not JSON: {exc}", RAW: (raw or b"")[:2000].decode("utf-8", "replace")}
-    if not isinstance(value, dict):
-        return {INVALID: f"not a JSON object: {type(value).__name__}", RAW: json.dumps(value)}
-    return value
 
 
 def session_of(value: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry
-from stratx.quix_apps import admin
+from stratx.quix_apps import admin, wire
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 CONSUMER_GROUP = "stratx-telemetry-features"
@@ -40,8 +40,10 @@ def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) ->
     Returns ``{"Window": record}`` for each window the sample closed and ``{"DeadLetter": letter}``
     for a rejected sample (schema, duplicate, late or out of order).
     """
-    payload = value if isinstance(value, dict) else {"value": value}
-    record = ingest.RawRecord(catalog.CAR_TELEMETRY, key, payload)
+    if wire.is_invalid(value):
+        record = ingest.RawRecord(catalog.CAR_TELEMETRY, key, {"raw": value.get(wire.RAW)})
+        return [_letter(record, value[wire.INVALID])]
+    record = ingest.RawRecord(catalog.CAR_TELEMETRY, key, value)
     checked = ingest.validate(record)
     if isinstance(checked, ingest.Rejected):
         return [_letter(record, checked.reason)]
@@ -71,7 +73,7 @@ def window_timestamp(window: dict[str, Any], key: Any, timestamp: int, headers: 
 
 def build_pipeline(sdf: StreamingDataFrame, windows: Topic, dead_letters: Topic) -> StreamingDataFrame:
     """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic."""
-    items = sdf.apply(process, stateful=True, metadata=True, expand=True)
+    items = sdf.apply(wire.parse).apply(process, stateful=True, metadata=True, expand=True)
     letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
     letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
     closed = items.filter(lambda item: "Window" in item).apply(lambda item: item["Window"])
@@ -99,7 +101,7 @@ def build_app(
         state_dir=state_dir,
         loglevel=loglevel,
     )
-    raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="json", key_deserializer="str")
+    raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     return app, build_pipeline(app.dataframe(raw), out, dead)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from authlib.deprecate import AuthlibDeprecationWarning
+
+# authlib (imported by quixstreams) forces its deprecation warnings to "always" at import time
+warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import sources

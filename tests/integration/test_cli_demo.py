@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +16,26 @@ pytestmark = pytest.mark.integration
 STRATX = str(Path(sys.executable).parent / "stratx")
 
 
-def test_demo_replays_a_bundled_race_end_to_end() -> None:
+def test_demo_replays_a_bundled_race_end_to_end(tmp_path: Path) -> None:
     port = free_port()
+    env = {**os.environ, "STRATX_FEAST_DATA_DIR": str(tmp_path / "feast")}
     done = subprocess.run(
-        [STRATX, "demo", "--port", str(port), "--drivers", "VER", "--no-progress"],
+        [STRATX, "demo", "--port", str(port), "--drivers", "VER,HAM", "--no-progress"],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert f"embedded broker at 127.0.0.1:{port}" in done.stderr
     assert "replay 7953 finished" in done.stderr
     assert "stratx.raw.laps" in done.stderr and "Traceback" not in done.stderr
+    # the feature apps caught up: one lap-feature record per lap of the two drivers (57 + 57)
+    assert re.search(r"stratx.features.lap\s+114\b", done.stderr), done.stderr
+    windows = int(re.search(r"stratx.features.telemetry_window\s+(\d+)", done.stderr).group(1))
+    assert windows > 2 * 9000 / 5 * 0.9  # ~2.7 h of car data per driver in 5 s windows
+    # the Feast snapshot lists both drivers at the flag: VER won, HAM fifth
+    assert re.search(r"VER\s+57\s+1\s", done.stderr) and re.search(r"HAM\s+57\s+2\s", done.stderr)
 
 
 def test_topics_create_list_describe(broker_address: str) -> None:

@@ -11,9 +11,9 @@ import pytest
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, lap_features, replay
+from stratx.quix_apps import admin, feature_store, kafka_io, lap_features, replay
 from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import FeatureAppSettings, ReplaySettings
+from stratx.quix_apps.settings import FeastSettings, FeatureAppSettings, ReplaySettings
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,10 @@ def streamed(own_broker: str, las_vegas: RaceData, tmp_path_factory: pytest.Temp
     settings = FeatureAppSettings(
         broker_address=own_broker, state_dir=tmp_path_factory.mktemp("state"), feast_push=False
     )
-    app = lap_features.build_app(settings)
+    store = feature_store.setup_store(FeastSettings(feast_data_dir=tmp_path_factory.mktemp("feast")))
+    app = lap_features.build_app(
+        settings, on_features=lambda row: feature_store.push_lap_features(store, [row])
+    )
     app.run(timeout=8.0)
     rows = {}
     for msg in kafka_io.read_all(own_broker, catalog.FEATURES_LAP.name):
@@ -56,7 +59,7 @@ def streamed(own_broker: str, las_vegas: RaceData, tmp_path_factory: pytest.Temp
         assert msg.key().decode() == f"{value['SessionKey']}:{value['DriverNumber']}"
         rows[(value["DriverNumber"], value["LapNumber"])] = value
     letters = [json.loads(m.value()) for m in kafka_io.read_all(own_broker, catalog.DEAD_LETTER.name)]
-    return {"rows": rows, "letters": [x for x in letters if x["Stage"] == lap_features.STAGE]}
+    return {"rows": rows, "letters": [x for x in letters if x["Stage"] == lap_features.STAGE], "store": store}
 
 
 def test_every_driver_lap_equals_the_offline_build(streamed: dict, las_vegas: RaceData) -> None:
@@ -91,3 +94,25 @@ def test_features_make_race_sense(streamed: dict) -> None:
     assert len(leader) == 1 and leader[0]["GapToLeader"] == 0 and leader[0]["IntervalAhead"] is None
     # 2023 Las Vegas GP: Verstappen (1) won
     assert leader[0]["DriverNumber"] == "1"
+
+
+def test_feast_online_store_holds_every_drivers_last_lap(streamed: dict) -> None:
+    """replay -> features topic -> Feast online store: the online vector is the last lap's features."""
+    rows = streamed["rows"]
+    last: dict[str, dict] = {}
+    for (driver, lap), value in rows.items():
+        if driver not in last or lap > last[driver]["LapNumber"]:
+            last[driver] = value
+    assert len(last) == 20
+    entity_rows = [{"DriverNumber": d, "SessionKey": v["SessionKey"]} for d, v in last.items()]
+    online = feature_store.online_features(streamed["store"], "pit_window_v1", entity_rows)
+    names = [n for n in online if n not in ("DriverNumber", "SessionKey")]
+    assert {"LapNumber", "StintDegSlope", "GapToLeader", "Last3Mean"} <= set(names)
+    for i, driver in enumerate(online["DriverNumber"]):
+        want = last[driver]
+        for name in names:
+            got, exp = online[name][i], want[name]
+            if isinstance(exp, float) and got is not None:
+                assert math.isclose(got, exp, rel_tol=1e-9, abs_tol=1e-9), (driver, name)
+            else:
+                assert got == exp, (driver, name, got, exp)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from authlib.deprecate import AuthlibDeprecationWarning
 
-# authlib (imported by quixstreams) forces its deprecation warnings to "always" at import time
-warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
-
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import sources
 from stratx.quix_apps.broker import EmbeddedBroker, free_port
+
+# authlib (imported by quixstreams) forces its deprecation warnings to "always" at import time
+warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO / "data"

@@ -13,8 +13,9 @@ One embedded Tansu broker runs for the whole benchmark:
    round trip = messages / (produce s + consume s).
 3. Measured: the telemetry-features app and the lap-features app (without and with the Feast
    push), each with a fresh consumer group and state dir, run until idle. The processing time
-   is first to last processed message (Quix ``on_message_processed``); startup (group join)
-   and the tail (final commit) are reported apart.
+   ("busy") runs from the partition assignment to the last processed message (Quix
+   ``on_message_processed``), like the reference's assign -> last consume; the group join and
+   first -> last processed are reported apart.
 4. Feast online read latency of ``lap_time_v1`` for one driver vs a bare sqlite3 SELECT on the
    online store's file.
 
@@ -155,7 +156,9 @@ def raw_round_trip(address: str, client: Any, captured: Captured, prefix: str) -
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
             idle = 0.0
             while got < n:
-                batch = consumer.consume(10_000, timeout=0.5)
+                # ask for no more than what is left: consume() blocks until it has num_messages
+                # or the timeout passes, so a larger request would add up to 0.5 s to the end
+                batch = consumer.consume(min(10_000, n - got), timeout=0.5)
                 if not batch:
                     idle += 0.5
                     if idle > 30:
@@ -196,6 +199,7 @@ class ProcessedTracker:
     def __init__(self, bar: tqdm[Any]) -> None:
         self.counts: Counter[str] = Counter()
         self.n = 0
+        self.assigned: float | None = None  # first non-empty partition assignment
         self.first: float | None = None
         self.last: float | None = None
         self.bar = bar
@@ -212,18 +216,30 @@ class ProcessedTracker:
 
 
 def run_app(app: Application, name: str, expected_inputs: int, idle_s: float) -> dict[str, Any]:
-    """Run ``app`` until ``idle_s`` without input; times from the processed-message callback."""
-    # build_app does not take Application(on_message_processed=...); set the same hook afterwards
-    if not hasattr(app, "_on_message_processed"):
-        raise RuntimeError("quixstreams.Application has no _on_message_processed hook any more")
+    """Run ``app`` until ``idle_s`` without input; times from the assignment and processed hooks.
+
+    The build_app functions do not take ``Application(on_message_processed=...)``, so the same
+    hook is set on the built app; its partition-assignment callback is wrapped to note when the
+    group join ends (Quix subscribes with ``on_assign=self._on_assign`` when ``run`` starts).
+    """
+    if not (hasattr(app, "_on_message_processed") and hasattr(app, "_on_assign")):
+        raise RuntimeError("quixstreams.Application lacks the _on_message_processed/_on_assign hooks")
     with tqdm(total=expected_inputs, desc=name, unit="msg", unit_scale=True, mininterval=0.5) as bar:
         tracker = ProcessedTracker(bar)
+        on_assign = app._on_assign
+
+        def assigned(consumer: Any, partitions: list[Any]) -> None:
+            if partitions and tracker.assigned is None:
+                tracker.assigned = time.perf_counter()
+            on_assign(consumer, partitions)
+
         app._on_message_processed = tracker
+        app._on_assign = assigned  # type: ignore[method-assign]
         started = time.perf_counter()
         app.run(timeout=idle_s, collect=False)
         ended = time.perf_counter()
         bar.update(tracker.n - bar.n)
-    if tracker.first is None or tracker.last is None:
+    if tracker.first is None or tracker.last is None or tracker.assigned is None:
         raise AssertionError(f"{name}: processed no message")
     wall = ended - started
     return {
@@ -231,7 +247,10 @@ def run_app(app: Application, name: str, expected_inputs: int, idle_s: float) ->
         "processed_total": tracker.n,
         "wall_s": wall,
         "idle_timeout_s": idle_s,
-        "startup_s": tracker.first - started,  # Application start -> first processed (join, assign)
+        "join_s": tracker.assigned - started,  # run() -> partitions assigned (group join)
+        "first_fetch_s": tracker.first - tracker.assigned,  # assigned -> first processed
+        # assigned -> last processed: the raw reference's consume is timed assign -> last message too
+        "busy_s": tracker.last - tracker.assigned,
         "span_s": tracker.last - tracker.first,  # first -> last processed message
         "tail_s": ended - tracker.last - idle_s,  # final commit/flush + up to one poll period
         "wall_minus_idle_s": wall - idle_s,
@@ -255,16 +274,18 @@ def telemetry_app(address: str, tmp: Path, car: Captured, idle_s: float) -> dict
 
 
 class Pusher:
-    """``on_features`` for the lap app: push each row to the Feast online store (as the CLI does)."""
+    """``on_features`` for the lap app, as the CLI wires it: a BackgroundPusher (batched pushes
+    from a thread). ``seconds`` is the time the stream spent handing rows over."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self.background = feature_store.BackgroundPusher(store)
         self.rows = 0
         self.seconds = 0.0
 
     def __call__(self, row: dict[str, Any]) -> None:
         started = time.perf_counter()
-        feature_store.push_lap_features(self.store, [row])
+        self.background(row)
         self.seconds += time.perf_counter() - started
         self.rows += 1
 
@@ -299,6 +320,10 @@ def lap_app(
     if res["input_records"] != laps.count or any(c != laps.count for c in others.values()):
         raise AssertionError(f"lap app ({tag}) processed {res['processed_per_topic']}, {laps.count} laps")
     if pusher is not None:
+        started = time.perf_counter()
+        pusher.background.close()  # the online store is complete once the queue is drained
+        res["feast_drain_s"] = time.perf_counter() - started
+        res["feast_pushed_rows"] = pusher.background.pushed
         res["feast_setup_s"] = setup_s
         res["pushed_rows"] = pusher.rows
         res["push_s"] = pusher.seconds
@@ -423,31 +448,47 @@ def print_report(res: dict[str, Any]) -> None:
     print("-" * len(head))
 
     def row(name: str, n: int, secs: float, ratio: float | None = None) -> None:
-        r = f"{ratio:>7.3f}" if ratio is not None else ""
+        r = f"{ratio:>7.3g}" if ratio is not None else ""
         print(f"{name:<50} {n:>9,} {secs:>8.2f} {n / secs:>10,.0f} {r}")
 
     row("replay.run end to end (speed 0, all topics)", rp["messages"], rp["wall_s"])
-    car, laps = rt["car_telemetry"], rt["laps"]
-    row("raw produce car_telemetry", car["messages"], car["produce_s"])
-    row("raw consume car_telemetry", car["messages"], car["consume_s"])
-    row("raw round trip car_telemetry", car["messages"], car["round_trip_s"])
-    row("telemetry app: first -> last processed", tel["input_records"], tel["span_s"], s["telemetry_ratio"])
+    for name, ref in rt.items():
+        row(f"raw produce + flush {name}", ref["messages"], ref["produce_s"])
+        row(f"raw consume {name} (assign -> last)", ref["messages"], ref["consume_s"])
+        row(f"raw round trip {name}", ref["messages"], ref["round_trip_s"])
+    n = tel["input_records"]
+    row("telemetry app: assigned -> last processed", n, tel["busy_s"], s["ratio_telemetry_vs_raw_round_trip"])
+    row("  first -> last processed", n, tel["span_s"], s["ratio_telemetry_first_to_last_vs_raw_round_trip"])
     row(
-        "telemetry app: wall - idle (startup, final commit)",
-        tel["input_records"],
+        "  wall - idle (join, final commit)",
+        n,
         tel["wall_minus_idle_s"],
-        s["telemetry_ratio_wall"],
+        s["ratio_telemetry_wall_minus_idle_vs_raw_round_trip"],
+    )
+    row("  windows out (assigned -> last)", s["telemetry_windows"], tel["busy_s"])
+    row(
+        "lap app, no Feast push: assigned -> last",
+        nop["input_records"],
+        nop["busy_s"],
+        s["ratio_lap_nopush_vs_raw_round_trip"],
+    )
+    row("  first -> last processed", nop["input_records"], nop["span_s"])
+    row(
+        "lap app, Feast push: assigned -> last",
+        psh["input_records"],
+        psh["busy_s"],
+        s["ratio_lap_push_vs_raw_round_trip"],
+    )
+    row("  first -> last processed", psh["input_records"], psh["span_s"])
+    print(
+        f"  hand-over to the background pusher: {psh['push_s']:.2f}s of the span, "
+        f"{1000 * psh['push_s'] / psh['pushed_rows']:.3f} ms/row; queue drained {psh['feast_drain_s']:.2f}s "
+        f"after the last lap; setup_store {psh['feast_setup_s']:.2f}s"
     )
     print(
-        f"{'  windows out: ' + format(s['telemetry_windows'], ',') + ' windows':<50} "
-        f"{s['telemetry_windows']:>9,} {tel['span_s']:>8.2f} {s['telemetry_windows_per_s']:>10,.0f}"
-    )
-    row("raw round trip laps", laps["messages"], laps["round_trip_s"])
-    row("lap app, no Feast push: first -> last", nop["input_records"], nop["span_s"], s["lap_nopush_ratio"])
-    row("lap app, Feast push: first -> last", psh["input_records"], psh["span_s"], s["lap_push_ratio"])
-    print(
-        f"  push_lap_features: {psh['push_s']:.2f}s of the span, "
-        f"{1000 * psh['push_s'] / psh['pushed_rows']:.2f} ms/row; setup_store {psh['feast_setup_s']:.2f}s"
+        f"  group join (run() -> assigned): telemetry {tel['join_s']:.2f}s, laps {nop['join_s']:.2f}s / "
+        f"{psh['join_s']:.2f}s; assigned -> first message {tel['first_fetch_s']:.2f}s / "
+        f"{nop['first_fetch_s']:.2f}s / {psh['first_fetch_s']:.2f}s"
     )
     print("-" * len(head))
     f = res["feast"]
@@ -572,20 +613,19 @@ def main(argv: list[str] | None = None) -> int:
         raise AssertionError("feature apps' output is wrong:\n  " + "\n  ".join(problems))
 
     car_rt, lap_rt = reference["car_telemetry"], reference["laps"]
-    tel_rate = telemetry["input_records"] / telemetry["span_s"]
-    summary = {
-        "telemetry_records_per_s": tel_rate,
-        "telemetry_records_per_s_wall": telemetry["input_records"] / telemetry["wall_minus_idle_s"],
+    n_car, n_lap = telemetry["input_records"], laps.count
+    summary: dict[str, Any] = {
+        "telemetry_records_per_s": n_car / telemetry["busy_s"],
+        "telemetry_records_per_s_first_to_last": n_car / telemetry["span_s"],
+        "telemetry_records_per_s_wall_minus_idle": n_car / telemetry["wall_minus_idle_s"],
         "telemetry_windows": len(windows),
-        "telemetry_windows_per_s": len(windows) / telemetry["span_s"],
-        "telemetry_ratio": tel_rate / car_rt["round_trip_msg_per_s"],
-        "telemetry_ratio_wall": telemetry["input_records"]
-        / telemetry["wall_minus_idle_s"]
-        / car_rt["round_trip_msg_per_s"],
-        "lap_nopush_laps_per_s": laps.count / nopush["span_s"],
-        "lap_push_laps_per_s": laps.count / push["span_s"],
-        "lap_nopush_ratio": laps.count / nopush["span_s"] / lap_rt["round_trip_msg_per_s"],
-        "lap_push_ratio": laps.count / push["span_s"] / lap_rt["round_trip_msg_per_s"],
+        "telemetry_windows_per_s": len(windows) / telemetry["busy_s"],
+        "raw_round_trip_car_telemetry_msg_per_s": car_rt["round_trip_msg_per_s"],
+        "lap_nopush_laps_per_s": n_lap / nopush["busy_s"],
+        "lap_nopush_laps_per_s_first_to_last": n_lap / nopush["span_s"],
+        "lap_push_laps_per_s": n_lap / push["busy_s"],
+        "lap_push_laps_per_s_first_to_last": n_lap / push["span_s"],
+        "raw_round_trip_laps_msg_per_s": lap_rt["round_trip_msg_per_s"],
         "push_ms_per_row": 1000 * push["push_s"] / push["pushed_rows"],
         "feast_p50_us": feast["feast_online_features"]["p50_us"],
         "feast_p99_us": feast["feast_online_features"]["p99_us"],
@@ -594,6 +634,14 @@ def main(argv: list[str] | None = None) -> int:
         "feast_ratio_p50": feast["ratio_p50_feast_vs_sqlite_one_row"],
         "feast_ratio_p99": feast["ratio_p99_feast_vs_sqlite_one_row"],
     }
+    for name, rate, ref in (
+        ("telemetry", "telemetry_records_per_s", car_rt),
+        ("telemetry_first_to_last", "telemetry_records_per_s_first_to_last", car_rt),
+        ("telemetry_wall_minus_idle", "telemetry_records_per_s_wall_minus_idle", car_rt),
+        ("lap_nopush", "lap_nopush_laps_per_s", lap_rt),
+        ("lap_push", "lap_push_laps_per_s", lap_rt),
+    ):
+        summary[f"ratio_{name}_vs_raw_round_trip"] = summary[rate] / ref["round_trip_msg_per_s"]
     meta = race.meta
     out = {
         "benchmark": "features_throughput",

@@ -311,7 +311,8 @@ def raw_consume(address: str, names: list[str], expected: dict[str, int]) -> dic
             started = time.perf_counter()
             consumer.assign(parts)
             while remaining:
-                batch = consumer.consume(10_000, timeout=0.5)
+                # never ask for more than is left: a partial last batch would wait out the timeout
+                batch = consumer.consume(max(1, min(10_000, total - sum(got.values()))), timeout=0.5)
                 if not batch:
                     idle += 0.5
                     if idle > 30:

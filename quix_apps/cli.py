@@ -292,13 +292,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ features
 def cmd_features_build(args: argparse.Namespace) -> int:
-    """Offline lap features for the bundled races (and FastF1 exports) -> parquet."""
+    """Offline lap features for the bundled races and the bundled (or given) FastF1 exports -> parquet."""
     from stratx.quix_apps import feature_build
 
     settings = ReplaySettings()
     races = [sources.load_bundled(r.path) for r in sources.list_bundled(settings.data_dir)]
     seen = {(r.meta.year, r.meta.event_name, r.meta.session_name) for r in races}
-    for export_dir in args.exports or []:
+    corpus = settings.data_dir / "corpus" / "fastf1_exports"
+    export_dirs = args.exports or ([str(corpus)] if corpus.is_dir() else [])
+    for export_dir in export_dirs:
         for race in sources.load_exports(Path(export_dir)):  # bundled copies win: they have real keys
             ident = (race.meta.year, race.meta.event_name, race.meta.session_name)
             if ident not in seen:
@@ -332,11 +334,13 @@ def cmd_features_run(args: argparse.Namespace) -> int:
     client = admin.connect(settings.broker_address, settings.connect_timeout_s)
     admin.create_topics(client)
     client.close()
+    pusher = None
     if args.app == "lap":
-        from stratx.quix_apps import lap_features
+        from stratx.quix_apps import feature_store, lap_features
 
-        on_features = _feast_pusher(settings) if settings.feast_push else None
-        app = lap_features.build_app(settings, on_features=on_features)
+        if settings.feast_push:  # `feast apply` is part of set-up; pushes go out in batches
+            pusher = feature_store.BackgroundPusher(feature_store.setup_store(settings))
+        app = lap_features.build_app(settings, on_features=pusher)
     else:
         from stratx.quix_apps import telemetry_features
 
@@ -345,7 +349,11 @@ def cmd_features_run(args: argparse.Namespace) -> int:
             settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
         )
     print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
-    app.run(timeout=args.idle_timeout or 0.0)
+    try:
+        app.run(timeout=args.idle_timeout or 0.0)
+    finally:
+        if pusher is not None:
+            pusher.close()
     return 0
 
 
@@ -362,17 +370,6 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     finally:
         pipeline.stop_apps(procs)
     return max((p.returncode or 0) for p in procs.values())
-
-
-def _feast_pusher(settings: FeatureAppSettings) -> Callable[[dict[str, object]], None]:
-    from stratx.quix_apps import feature_store
-
-    store = feature_store.setup_store(settings)  # `feast apply` as part of set-up
-
-    def push(row: dict[str, object]) -> None:
-        feature_store.push_lap_features(store, [row])
-
-    return push
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -466,7 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = fsub.add_parser(
         "build", help="offline lap features of the bundled races (+ FastF1 exports) to parquet"
     )
-    b.add_argument("--exports", action="append", help="folder with flat FastF1 exports (laps.parquet, ...)")
+    b.add_argument(
+        "--exports",
+        action="append",
+        help="folder with flat FastF1 exports (laps.parquet, ...); default: the bundled data/corpus/fastf1_exports",
+    )
     b.add_argument("--out", default=".stratx/features/lap_features_offline.parquet")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_features_build)

@@ -107,7 +107,8 @@ def find_bundled(data_dir: Path, year: int, event: str, session: str) -> Bundled
     return hits[0] if hits else None
 
 
-def load_bundled(path: Path) -> RaceData:
+def load_bundled(path: Path | str) -> RaceData:
+    path = Path(path)
     meta, raw = read_meta(path)
     try:
         tables = {}
@@ -427,12 +428,24 @@ def derived_session_key(year: int, round_number: int) -> int:
     return -(year * 100 + round_number)
 
 
+def _t0_estimates(path: Path) -> dict[tuple[int, str], pd.Timestamp]:
+    """(season, event) -> t0 from the OpenF1 lap alignment (``t0_estimates.csv``), if present."""
+    if not path.exists():
+        return {}
+    table = pd.read_csv(path)
+    return {
+        (int(season), str(event)): pd.Timestamp(str(t0))
+        for season, event, t0 in zip(table.season, table.event, table.t0_date_estimate, strict=True)
+    }
+
+
 def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> list[RaceData]:
     """Races from flat FastF1 exports (``laps.parquet`` + ``race_control_messages.parquet`` +
     ``track_status.parquet`` + ``weather.parquet``, one row per item, all time deltas in s).
 
-    Laps and track status are on the session clock; t0 (for UTC dates) comes from the chequered
-    flag. Car telemetry and the timing stream are not in such exports: listed as missing.
+    Laps and track status are on the session clock; t0 (for UTC dates) comes from a
+    ``t0_estimates.csv`` beside the folder (OpenF1 lap alignment) when it lists the race, else from
+    the chequered flag. Car telemetry and the timing stream are not in such exports: listed as missing.
     """
     try:
         laps = pd.read_parquet(export_dir / "laps.parquet")
@@ -442,6 +455,7 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
     except (OSError, ValueError) as exc:
         raise SourceError(f"FastF1 exports in {export_dir} are unreadable: {exc}") from exc
     ident = ["Year", "RoundNumber", "EventName", "SessionName"]
+    t0_estimates = _t0_estimates(export_dir.parent / "t0_estimates.csv")
     races = []
     for key, lap_rows in laps[laps.SessionName.isin(sessions)].groupby(ident, sort=True):
         year, rnd, event, session = (int(key[0]), int(key[1]), str(key[2]), str(key[3]))  # type: ignore[call-overload]
@@ -456,7 +470,9 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
             lap_frame[col] = lap_frame[col].astype("Int64")
         lap_frame["IsPersonalBest"] = lap_frame.IsPersonalBest.astype("boolean")
         rc_utc = pick(rc)
-        t0 = clock.t0_from_chequered_flag(lap_frame, rc_utc)
+        t0, t0_source = t0_estimates.get((year, event)), "estimate"
+        if t0 is None:
+            t0, t0_source = clock.t0_from_chequered_flag(lap_frame, rc_utc), clock.T0_SOURCE_FLAG
         tables: dict[str, pd.DataFrame] = {
             "laps": lap_frame[list(TABLE_COLUMNS["laps"])].reset_index(drop=True)
         }
@@ -484,7 +500,7 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
             session_name=session,
             session_key=derived_session_key(year, rnd),
             t0_date=t0,
-            t0_source=clock.T0_SOURCE_FLAG if t0 is not None else "none",
+            t0_source=t0_source if t0 is not None else "none",
         )
         races.append(RaceData(meta, tables, tuple(missing)))
     return races

@@ -339,3 +339,29 @@ def test_setup_store_follows_the_settings(tmp_path: Path, monkeypatch: pytest.Mo
     before = dict(os.environ)
     fs.open_store(REPO_DIR, tmp_path / "other")
     assert dict(os.environ) == before, "open_store fills the yaml without touching the environment"
+
+
+def test_background_pusher_batches_and_keeps_the_latest_lap(
+    tmp_path: Path, lap_rows: list[dict[str, Any]]
+) -> None:
+    store = fs.open_store(REPO_DIR, tmp_path)
+    fs.apply_repo(store, REPO_DIR)
+    pusher = fs.BackgroundPusher(store, max_batch=100)
+    for row in lap_rows:  # as the stream calls it: one row at a time, in lap-end order
+        pusher(row)
+    pusher.close()
+    assert pusher.pushed == len(lap_rows) and not pusher.errors
+    last = last_lap_by_driver(lap_rows)
+    got = fs.online_features(
+        store, "lap_time_v1", [{"DriverNumber": d, "SessionKey": 9189} for d in sorted(last)]
+    )
+    for i, driver in enumerate(got["DriverNumber"]):
+        assert got["LapTime"][i] == last[driver]["LapTime"]
+
+
+def test_background_pusher_reports_failed_pushes(tmp_path: Path) -> None:
+    store = fs.open_store(REPO_DIR, tmp_path)  # not applied: every push fails
+    pusher = fs.BackgroundPusher(store)
+    pusher({"SessionKey": 1, "DriverNumber": "1", "Date": None})
+    with pytest.raises(RuntimeError, match="Feast pushes failed"):
+        pusher.close()

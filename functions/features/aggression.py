@@ -1,0 +1,355 @@
+"""Lap aggression: per-lap driver-aggression features from the 5 s telemetry windows.
+
+One pure state machine, :func:`aggression_step`, runs per ``<SessionKey>:<DriverNumber>`` key on
+the stream (Quix state, both input topics concatenated) and offline
+(:func:`offline_lap_aggression`). Its items are :class:`schemas.TelemetryWindow` records (they
+have ``WindowStart``) and :class:`schemas.LapFeatures` records (they have ``LapNumber``) of one
+driver, each stream in its own order; how the two streams interleave does not change the output.
+
+Lap interval: ``[LapStartTime, SessionTime)`` where SessionTime is the lap end of the LapFeatures
+record and LapStartTime is the end of the driver's previous lap; for the driver's first lap it is
+``SessionTime - LapTime``, and a first lap without LapTime (the standing-start lap 1) gives no
+record, its end only starts the next lap.
+
+A lap is finalized (emitted) only once the telemetry has passed its end: a window with
+``WindowStart >= SessionTime`` has arrived, whichever of lap and window came first. Windows
+arrive in WindowStart order, so every window whose midpoint ``(WindowStart + WindowEnd) / 2``
+lies in the lap interval has arrived by then; those windows are the lap's windows. Windows are
+buffered until no pending or future lap can use them. The driver's last lap stays pending until
+a later window arrives (the telemetry app keeps each driver's final window open).
+
+Metrics of a lap record (over the lap's windows, in WindowStart order):
+
+=========================  ======  ==============================================================
+field                      unit    definition
+=========================  ======  ==============================================================
+LapStartTime, SessionTime  s       lap interval (see above)
+Date                       UTC     lap end, from the LapFeatures record
+Windows                    1       number of the lap's windows (0 when telemetry has a gap)
+Samples                    1       sum of the windows' Samples
+ThrottleMean               %       Samples-weighted mean of the windows' ThrottleMean
+FullThrottleShare          0-1     Samples-weighted mean of the windows' FullThrottleShare
+BrakeShare                 0-1     Samples-weighted mean of the windows' BrakeShare
+ThrottleBrakeOverlapShare  0-1     Samples-weighted mean of the windows' ThrottleBrakeOverlapShare
+DRSOpenShare               0-1     Samples-weighted mean of the windows' DRSOpenShare
+BrakeEvents                1       sum of the windows' BrakeEvents (brake applications)
+GearChanges                1       sum of the windows' GearChanges
+DecelMean                  km/h/s  Samples-weighted mean of the windows' DecelMean
+UpshiftRPMMean             1/min   Samples-weighted mean of the windows' UpshiftRPMMean
+SpeedMax                   km/h    highest SpeedMax of the windows
+=========================  ======  ==============================================================
+
+Weighting: a Samples-weighted mean is ``sum(value_w * Samples_w) / sum(Samples_w)`` over the
+lap's windows whose value is not None; None when there is no such window. The windows do not carry
+per-metric valid-sample counts (valid Throttle / Brake samples, braking pairs, upshifts), so every
+metric is weighted by the window's total Samples: exact for the shares and ThrottleMean when every
+sample of the window has a valid Throttle and Brake (the usual case), an approximation otherwise;
+DecelMean and UpshiftRPMMean are weighted by time spent (samples), not by event count. Windows are
+assigned whole to the lap holding their midpoint, so a lap's edges are accurate to 2.5 s.
+
+Rejected items (``{"Rejected": reason, "Item": item}``, see :func:`is_rejected`) leave the state
+unchanged: a window whose WindowStart is not after the last accepted one (duplicate or out of
+order), a lap whose LapNumber is not above the last accepted one or that does not end after it,
+and an item that is neither kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+STATE_VERSION = 1
+REJECTED = "Rejected"  # key that marks a rejected item in aggression_step's output
+
+# window fields kept in the buffer; the lap metrics need nothing else
+BUFFERED: tuple[str, ...] = (
+    "WindowStart",
+    "WindowEnd",
+    "Samples",
+    "ThrottleMean",
+    "FullThrottleShare",
+    "BrakeShare",
+    "ThrottleBrakeOverlapShare",
+    "DRSOpenShare",
+    "DecelMean",
+    "UpshiftRPMMean",
+    "BrakeEvents",
+    "GearChanges",
+    "SpeedMax",
+)
+WEIGHTED: tuple[str, ...] = (
+    "ThrottleMean",
+    "FullThrottleShare",
+    "BrakeShare",
+    "ThrottleBrakeOverlapShare",
+    "DRSOpenShare",
+    "DecelMean",
+    "UpshiftRPMMean",
+)
+SUMMED: tuple[str, ...] = ("BrakeEvents", "GearChanges")
+
+Share = Annotated[float | None, Field(ge=0, le=1)]
+
+
+class LapAggression(BaseModel):
+    """Driver-aggression features of one driver-lap (this module's docstring defines every field).
+
+    Lead: move to ``functions/schemas.py`` next to TelemetryWindow.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "LapAggression"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    LapNumber: int = Field(ge=1)
+    LapStartTime: float = Field(description="s, lap start (previous lap end), SessionTime axis")
+    SessionTime: float = Field(description="s, lap end")
+    Date: datetime | None = Field(default=None, description="lap end, UTC")
+    Windows: int = Field(ge=0, description="telemetry windows whose midpoint lies in the lap")
+    Samples: int = Field(ge=0, description="car-data samples in those windows")
+    ThrottleMean: float | None = Field(ge=0, le=100, description="%, Samples-weighted")
+    FullThrottleShare: Share = Field(description="Throttle >= 98, Samples-weighted")
+    BrakeShare: Share = Field(description="Brake on, Samples-weighted")
+    ThrottleBrakeOverlapShare: Share = Field(description="Throttle > 10 and Brake, Samples-weighted")
+    DRSOpenShare: Share = Field(description="DRS open, Samples-weighted")
+    BrakeEvents: int = Field(ge=0, description="brake applications")
+    GearChanges: int = Field(ge=0)
+    DecelMean: float | None = Field(description="km/h/s while braking, Samples-weighted")
+    UpshiftRPMMean: float | None = Field(ge=0, description="1/min before upshifts, Samples-weighted")
+    SpeedMax: int | None = Field(ge=0, description="km/h")
+
+
+FIELDS: tuple[str, ...] = tuple(LapAggression.model_fields)
+
+
+def is_rejected(item: Mapping[str, Any]) -> bool:
+    """True for a rejected item of :func:`aggression_step` (``{"Rejected": reason, "Item": ...}``)."""
+    return REJECTED in item
+
+
+def is_window(item: Mapping[str, Any]) -> bool:
+    """A TelemetryWindow record (has WindowStart, no LapNumber)."""
+    return "WindowStart" in item and "LapNumber" not in item
+
+
+def is_lap(item: Mapping[str, Any]) -> bool:
+    """A LapFeatures record (has LapNumber, no WindowStart)."""
+    return "LapNumber" in item and "WindowStart" not in item
+
+
+def new_state() -> dict[str, Any]:
+    return {
+        "v": STATE_VERSION,
+        "last_window": None,  # WindowStart of the last accepted window, s
+        "last_lap": None,  # LapNumber of the last accepted lap
+        "last_end": None,  # SessionTime (end) of the last accepted lap, s
+        "pending": [],  # laps with a start, not finalized yet, in LapNumber order
+        "windows": [],  # buffered windows (BUFFERED fields), in WindowStart order
+    }
+
+
+def _value(x: Any) -> Any:
+    """None for a missing value (None or NaN, as DataFrame rows carry it); else the value."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x
+
+
+def _reject(reason: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    return {REJECTED: reason, "Item": dict(item)}
+
+
+def _mid(window: Mapping[str, Any]) -> float:
+    return (window["WindowStart"] + window["WindowEnd"]) / 2
+
+
+def _check_window(state: Mapping[str, Any], start: float) -> str | None:
+    last = state["last_window"]
+    if last is None or start > last:
+        return None
+    if start == last:
+        return f"duplicate: window at {start:g} s was already processed"
+    return f"out of order: window at {start:g} s after the window at {last:g} s"
+
+
+def _check_lap(state: Mapping[str, Any], n: int, end: float) -> str | None:
+    last, last_end = state["last_lap"], state["last_end"]
+    if last is not None and n == last:
+        return f"duplicate: lap {n} was already processed"
+    if last is not None and n < last:
+        return f"out of order: lap {n} after lap {last}"
+    if last_end is not None and end <= last_end:
+        return f"out of order: lap {n} ends at {end:.3f} s, not after the previous lap end {last_end:.3f} s"
+    return None
+
+
+def _date_text(date: Any) -> str | None:
+    date = _value(date)
+    if date is None:
+        return None
+    return date.isoformat() if isinstance(date, datetime) else str(date)
+
+
+def aggression_step(
+    state: dict[str, Any] | None, item: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Add one window or lap record of one driver; returns the new state and the items produced.
+
+    Items are the laps this record finalized (:class:`LapAggression` records as dicts, Date as
+    given by the lap record, in LapNumber order) or one rejected item ``{"Rejected": reason,
+    "Item": item}`` (see :func:`is_rejected`), which leaves the state unchanged. ``state`` is a
+    plain JSON-serializable dict (None to start); the input state is not mutated.
+    """
+    st = state if state is not None else new_state()
+    if st["v"] != STATE_VERSION:
+        raise ValueError(f"state version {st['v']} is not {STATE_VERSION}")
+    if is_window(item):
+        return _add_window(st, item)
+    if is_lap(item):
+        return _add_lap(st, item)
+    return st, [_reject("neither a TelemetryWindow nor a LapFeatures record", item)]
+
+
+def _add_window(st: dict[str, Any], item: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    start = float(item["WindowStart"])
+    reason = _check_window(st, start)
+    if reason is not None:
+        return st, [_reject(reason, item)]
+    window = {name: _value(item.get(name)) for name in BUFFERED}
+    new = {**st, "last_window": start, "windows": [*st["windows"], window]}
+    return _finalize(new)
+
+
+def _add_lap(st: dict[str, Any], item: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    n, end = int(item["LapNumber"]), float(item["SessionTime"])
+    reason = _check_lap(st, n, end)
+    if reason is not None:
+        return st, [_reject(reason, item)]
+    lap_time = _value(item.get("LapTime"))
+    start = st["last_end"] if st["last_end"] is not None else None
+    if start is None and lap_time is not None:
+        start = end - float(lap_time)
+    pending = list(st["pending"])
+    if start is not None:
+        pending.append(
+            {
+                "SessionKey": int(item["SessionKey"]),
+                "DriverNumber": str(item["DriverNumber"]),
+                "LapNumber": n,
+                "LapStartTime": start,
+                "SessionTime": end,
+                "Date": _date_text(item.get("Date")),
+            }
+        )
+    new = {**st, "last_lap": n, "last_end": end, "pending": pending}
+    return _finalize(new)
+
+
+def _finalize(st: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Emit the pending laps the telemetry has passed; drop windows no lap can use any more."""
+    passed = st["last_window"]
+    done = [lap for lap in st["pending"] if passed is not None and passed >= lap["SessionTime"]]
+    records = [_aggregate(lap, st["windows"]) for lap in done]
+    pending = st["pending"][len(done) :] if done else st["pending"]
+    windows = st["windows"]
+    if st["last_end"] is not None:
+        # future laps start at the last lap end; pending laps at their own start
+        bound = min([lap["LapStartTime"] for lap in pending] + [st["last_end"]])
+        windows = [w for w in windows if _mid(w) >= bound]
+    return {**st, "pending": pending, "windows": windows}, records
+
+
+def _weighted(windows: list[dict[str, Any]], name: str) -> float | None:
+    num, den = 0.0, 0
+    for w in windows:
+        if w[name] is not None:
+            num += w[name] * w["Samples"]
+            den += w["Samples"]
+    return num / den if den else None
+
+
+def _aggregate(lap: Mapping[str, Any], windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The LapAggression record of a lap over the buffered windows."""
+    start, end = lap["LapStartTime"], lap["SessionTime"]
+    inside = [w for w in windows if start <= _mid(w) < end]
+    speeds = [w["SpeedMax"] for w in inside if w["SpeedMax"] is not None]
+    record: dict[str, Any] = {
+        "v": 1,
+        **lap,
+        "Windows": len(inside),
+        "Samples": sum(int(w["Samples"]) for w in inside),
+    }
+    record.update({name: _weighted(inside, name) for name in WEIGHTED})
+    record.update({name: sum(int(w[name] or 0) for w in inside) for name in SUMMED})
+    record["SpeedMax"] = int(max(speeds)) if speeds else None
+    return {name: record[name] for name in FIELDS}
+
+
+def pending_laps(state: Mapping[str, Any] | None) -> list[int]:
+    """LapNumbers waiting for the telemetry to pass their end."""
+    return [] if state is None else [lap["LapNumber"] for lap in state["pending"]]
+
+
+def _records(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.astype(object).where(rows.notna(), None)
+        for row in frame.to_dict("records"):
+            yield {str(k): v for k, v in row.items()}
+    else:
+        yield from rows
+
+
+def offline_lap_aggression(
+    windows: pd.DataFrame | Iterable[Mapping[str, Any]], laps: pd.DataFrame | Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Every lap the telemetry has passed, per driver, as a DataFrame (:func:`aggression_frame`).
+
+    ``windows``: TelemetryWindow records (dicts, or the DataFrame of ``telemetry.offline_windows``);
+    ``laps``: LapFeatures records (dicts, e.g. ``feature_build.lap_feature_rows``). Per driver, the
+    records are fed to :func:`aggression_step` merged by time (a lap at its SessionTime, a window at
+    its WindowStart; the output does not depend on that order, only on each stream's own order).
+    ``df.attrs``: ``rejected`` (items rejected as duplicate / out of order), ``pending`` (laps
+    still waiting for telemetry past their end).
+    """
+    per_driver: dict[tuple[int, str], list[tuple[float, int, int, Mapping[str, Any]]]] = defaultdict(list)
+    for i, w in enumerate(_records(windows)):
+        per_driver[(int(w["SessionKey"]), str(w["DriverNumber"]))].append((float(w["WindowStart"]), 1, i, w))
+    for i, lap in enumerate(_records(laps)):
+        per_driver[(int(lap["SessionKey"]), str(lap["DriverNumber"]))].append(
+            (float(lap["SessionTime"]), 0, i, lap)
+        )
+    rows: list[dict[str, Any]] = []
+    rejected = pending = 0
+    for key in sorted(per_driver):
+        state: dict[str, Any] | None = None
+        for *_, item in sorted(per_driver[key], key=lambda x: x[:3]):
+            state, out = aggression_step(state, item)
+            rejected += sum(1 for x in out if is_rejected(x))
+            rows.extend(x for x in out if not is_rejected(x))
+        pending += len(pending_laps(state))
+    return aggression_frame(rows, rejected, pending)
+
+
+def aggression_frame(rows: Iterable[Mapping[str, Any]], rejected: int = 0, pending: int = 0) -> pd.DataFrame:
+    """LapAggression records as a typed DataFrame (None -> NaN, Date -> datetime64 UTC)."""
+    frame = pd.DataFrame.from_records(list(rows), columns=list(FIELDS))
+    for name, info in LapAggression.model_fields.items():
+        if name == "DriverNumber":
+            continue
+        if name == "Date":
+            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        elif info.annotation in (int, Literal[1]):
+            frame[name] = frame[name].astype("int64")
+        else:
+            frame[name] = frame[name].astype("float64")
+    frame.attrs["rejected"] = rejected
+    frame.attrs["pending"] = pending
+    return frame

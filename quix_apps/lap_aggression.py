@@ -1,0 +1,173 @@
+"""Lap-aggression app: telemetry windows + lap features -> per-lap driver-aggression features.
+
+Both inputs, ``stratx.features.telemetry_window`` and ``stratx.features.lap``, are keyed
+``<SessionKey>:<DriverNumber>``; the app ``concat``s them and keeps one state per key for
+:func:`stratx.functions.features.aggression.aggression_step`. Each finalized lap goes to
+``stratx.features.lap_aggression`` (same key, message timestamp = the lap end's Date). The result
+does not depend on how the two topics interleave (Quix aligns them by message timestamp anyway).
+
+Co-partitioning: Quix Streams keeps state per input partition number, so a key's windows and laps
+must land on the same partition number: both topics need the same partition count and the same
+partitioner (murmur2, Quix's producer default). Quix checks the count when the stateful step is
+declared and raises ``TopicPartitionsMismatch`` otherwise, so this app needs FEATURES_LAP with
+TELEMETRY_WINDOW's 6 partitions.
+
+Failure policy: a record that is not JSON or fails its topic's schema, a duplicate or out-of-order
+window or lap changes nothing and goes to ``stratx.dead_letter`` with the reason (Stage
+``lap_aggression``); the pipeline keeps going.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.models import Topic
+from quixstreams.state import State
+
+from stratx.functions import catalog, ingest, schemas
+from stratx.functions.catalog import TopicSpec
+from stratx.functions.features import aggression
+from stratx.quix_apps import admin, wire
+from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
+
+# Lead: move to functions/catalog.py (and into FEATURE_TOPICS).
+LAP_AGGRESSION = TopicSpec(
+    "stratx.features.lap_aggression",
+    6,  # co-partitioned with its inputs (same key, same partition number)
+    catalog.KeyRule.SESSION_DRIVER,
+    30 * catalog.DAY_MS,
+    aggression.LapAggression,
+    "one record per driver-lap: throttle, brake, overlap, DRS, decel and upshift features of the lap",
+)
+
+CONSUMER_GROUP = "stratx-lap-aggression"
+STAGE = "lap_aggression"
+STATE_KEY = "aggression"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def validated(value: dict[str, Any], key: Any, spec: TopicSpec) -> dict[str, Any]:
+    """A parsed value of ``spec``'s topic as ``{"Record": record (JSON mode), "SourceTopic": name}``
+    or ``{"DeadLetter": letter}`` (not JSON, or fails the topic's schema)."""
+    if wire.is_invalid(value):
+        return _letter(spec.name, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])
+    checked = ingest.validate(ingest.RawRecord(spec, key, value))
+    if isinstance(checked, ingest.Rejected):
+        return _letter(spec.name, key, value, checked.reason)
+    return {"Record": checked.model_dump(mode="json"), "SourceTopic": spec.name}
+
+
+def process(
+    item: dict[str, Any], key: Any, timestamp: int, headers: Any, state: State
+) -> list[dict[str, Any]]:
+    """Stateful callback: advance the driver's state with one window or lap.
+
+    Returns ``{"Lap": record}`` for each lap finalized and ``{"DeadLetter": letter}`` for a
+    rejected input (passed through from :func:`validated`, or duplicate / out of order).
+    """
+    if "DeadLetter" in item:
+        return [item]
+    record = item["Record"]
+    new_state, out = aggression.aggression_step(state.get(STATE_KEY), record)
+    state.set(STATE_KEY, new_state)
+    return [
+        _letter(item["SourceTopic"], key, record, x[aggression.REJECTED])
+        if aggression.is_rejected(x)
+        else {"Lap": aggression.LapAggression.model_validate(x).model_dump(mode="json")}
+        for x in out
+    ]
+
+
+def _letter(source_topic: str, key: Any, payload: dict[str, Any], reason: str) -> dict[str, Any]:
+    letter = schemas.DeadLetter(
+        SourceTopic=source_topic,
+        Key=key,
+        Reason=reason,
+        Payload=json.dumps(payload, default=str, sort_keys=True),
+        Stage=STAGE,
+        Date=datetime.now(UTC),
+    )
+    return {"DeadLetter": letter.model_dump(mode="json")}
+
+
+def lap_key(record: dict[str, Any]) -> str:
+    return catalog.message_key(LAP_AGGRESSION, record["SessionKey"], record["DriverNumber"])
+
+
+def lap_timestamp(record: dict[str, Any], key: Any, timestamp: int, headers: Any) -> int:
+    """Message timestamp of a lap record: its end's Date in ms (the input's timestamp without Date)."""
+    if record["Date"] is None:
+        return timestamp
+    return (datetime.fromisoformat(record["Date"]) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def build_pipeline(
+    windows: StreamingDataFrame,
+    laps: StreamingDataFrame,
+    window_spec: TopicSpec,
+    lap_spec: TopicSpec,
+    out: Topic,
+    dead_letters: Topic,
+) -> StreamingDataFrame:
+    """Wire: each input validated against its schema -> concat -> stateful laps -> out / dead letters."""
+    w = windows.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, window_spec), metadata=True)
+    lp = laps.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, lap_spec), metadata=True)
+    items = w.concat(lp).apply(process, stateful=True, metadata=True, expand=True)
+    letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
+    letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
+    records = items.filter(lambda item: "Lap" in item).apply(lambda item: item["Lap"])
+    return records.set_timestamp(lap_timestamp).to_topic(out, key=lap_key)
+
+
+def build_app(
+    settings: KafkaSettings,
+    *,
+    window_spec: TopicSpec = catalog.TELEMETRY_WINDOW,
+    lap_spec: TopicSpec = catalog.FEATURES_LAP,
+    out_spec: TopicSpec = LAP_AGGRESSION,
+    state_dir: Path | None = None,
+    consumer_group: str = CONSUMER_GROUP,
+    loglevel: int = logging.INFO,
+) -> tuple[Application, StreamingDataFrame]:
+    """The app and its dataframe; creates missing topics first (needs the broker).
+
+    Raises ``quixstreams.models.topics.exceptions.TopicPartitionsMismatch`` when the two input
+    topics on the broker differ in partition count.
+    """
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    try:
+        admin.create_topics(client, [window_spec, lap_spec, out_spec, catalog.DEAD_LETTER])
+    finally:
+        client.close()
+    app = Application(
+        broker_address=settings.broker_address,
+        consumer_group=consumer_group,
+        auto_offset_reset="earliest",
+        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
+        state_dir=state_dir,
+        loglevel=loglevel,
+    )
+    windows = app.topic(window_spec.name, value_deserializer="bytes", key_deserializer="str")
+    laps = app.topic(lap_spec.name, value_deserializer="bytes", key_deserializer="str")
+    out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
+    sdf = build_pipeline(app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead)
+    return app, sdf
+
+
+def main() -> None:
+    """Run until Ctrl-C / SIGTERM (settings from STRATX_* environment variables)."""
+    settings = FeatureAppSettings()
+    group = f"{settings.consumer_group_prefix}-lap-aggression"
+    app, _ = build_app(settings, state_dir=settings.state_dir, consumer_group=group)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -108,7 +108,7 @@ SESSION_INFO = TopicSpec(
 )
 FEATURES_LAP = TopicSpec(
     "stratx.features.lap",
-    3,
+    6,  # co-partitioned with stratx.features.telemetry_window: the lap-aggression app joins them
     KeyRule.SESSION_DRIVER,
     30 * DAY_MS,
     schemas.LapFeatures,
@@ -121,6 +121,14 @@ TELEMETRY_WINDOW = TopicSpec(
     7 * DAY_MS,
     schemas.TelemetryWindow,
     "5 s tumbling-window car-telemetry features per driver (anomaly model, driver aggression)",
+)
+LAP_AGGRESSION = TopicSpec(
+    "stratx.features.lap_aggression",
+    6,  # co-partitioned with its inputs (same key, same partition number)
+    KeyRule.SESSION_DRIVER,
+    30 * DAY_MS,
+    schemas.LapAggression,
+    "one record per driver-lap: throttle, brake, overlap, DRS, decel and upshift features of the lap",
 )
 DEAD_LETTER = TopicSpec(
     "stratx.dead_letter",
@@ -150,7 +158,7 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_STATUS,
     WEATHER,
 )
-FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW)
+FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW, LAP_AGGRESSION)
 ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, *FEATURE_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 

@@ -245,6 +245,37 @@ class TelemetryWindow(BaseModel):
     MaxGear: int = Field(ge=0, le=8)
 
 
+Share = Annotated[float | None, Field(ge=0, le=1)]
+
+
+class LapAggression(BaseModel):
+    """Driver-aggression features of one driver-lap (``functions/features/aggression.py`` defines
+    every field and the Samples weighting)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "LapAggression"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    LapNumber: int = Field(ge=1)
+    LapStartTime: float = Field(description="s, lap start (previous lap end), SessionTime axis")
+    SessionTime: float = Field(description="s, lap end")
+    Date: datetime | None = Field(default=None, description="lap end, UTC")
+    Windows: int = Field(ge=0, description="telemetry windows whose midpoint lies in the lap")
+    Samples: int = Field(ge=0, description="car-data samples in those windows")
+    ThrottleMean: float | None = Field(ge=0, le=100, description="%, Samples-weighted")
+    FullThrottleShare: Share = Field(description="Throttle >= 98, Samples-weighted")
+    BrakeShare: Share = Field(description="Brake on, Samples-weighted")
+    ThrottleBrakeOverlapShare: Share = Field(description="Throttle > 10 and Brake, Samples-weighted")
+    DRSOpenShare: Share = Field(description="DRS open, Samples-weighted")
+    BrakeEvents: int = Field(ge=0, description="brake applications")
+    GearChanges: int = Field(ge=0)
+    DecelMean: float | None = Field(description="km/h/s while braking, Samples-weighted")
+    UpshiftRPMMean: float | None = Field(ge=0, description="1/min before upshifts, Samples-weighted")
+    SpeedMax: int | None = Field(ge=0, description="km/h")
+
+
 class DeadLetter(BaseModel):
     """A record that could not be published, with the reason and the original payload."""
 

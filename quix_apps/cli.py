@@ -317,6 +317,12 @@ def cmd_features_build(args: argparse.Namespace) -> int:
     )
     for reason in report.rejected[:10]:
         print(f"  rejected: {reason}", file=sys.stderr)
+    if args.aggression_out:
+        aggression = feature_build.build_aggression_table(races, progress=not args.no_progress)
+        aggression.to_parquet(args.aggression_out, compression="zstd", index=False)
+        print(
+            f"wrote {args.aggression_out}: {len(aggression)} driver-laps of aggression (races with car telemetry)"
+        )
     return 0
 
 
@@ -341,11 +347,18 @@ def cmd_features_run(args: argparse.Namespace) -> int:
         if settings.feast_push:  # `feast apply` is part of set-up; pushes go out in batches
             pusher = feature_store.BackgroundPusher(feature_store.setup_store(settings))
         app = lap_features.build_app(settings, on_features=pusher)
-    else:
+    elif args.app == "telemetry":
         from stratx.quix_apps import telemetry_features
 
         group = f"{settings.consumer_group_prefix}-telemetry-features"
         app, _ = telemetry_features.build_app(
+            settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+        )
+    else:
+        from stratx.quix_apps import lap_aggression
+
+        group = f"{settings.consumer_group_prefix}-lap-aggression"
+        app, _ = lap_aggression.build_app(
             settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
         )
     print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
@@ -469,14 +482,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with flat FastF1 exports (laps.parquet, ...); default: the bundled data/corpus/fastf1_exports",
     )
     b.add_argument("--out", default=".stratx/features/lap_features_offline.parquet")
+    b.add_argument(
+        "--aggression-out",
+        default=".stratx/features/lap_aggression_offline.parquet",
+        help="per-lap driver aggression of the races with car telemetry ('' to skip)",
+    )
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_features_build)
     r = fsub.add_parser("run", help="run the streaming lap-features app (Quix Streams) against the broker")
     r.add_argument(
         "--app",
-        choices=("lap", "telemetry", "all"),
+        choices=("lap", "telemetry", "aggression", "all"),
         default="all",
-        help="which app: lap features, telemetry windows, or both in their own processes",
+        help="which app: lap features, telemetry windows, lap aggression, or all in their own processes",
     )
     r.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")

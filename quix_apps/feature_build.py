@@ -56,3 +56,20 @@ def build_lap_table(races: Iterable[RaceData], progress: bool = True) -> tuple[p
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return table, report
+
+
+def build_aggression_table(races: Iterable[RaceData], progress: bool = True) -> pd.DataFrame:
+    """Per-lap driver aggression for the races that have car telemetry (windows -> laps), as the
+    telemetry and lap-aggression apps compute it on the stream."""
+    from stratx.functions.features.aggression import offline_lap_aggression
+    from stratx.functions.features.telemetry import offline_windows
+
+    frames = []
+    with_telemetry = [r for r in races if len(r.table("car_data"))]
+    for race in tqdm(with_telemetry, desc="lap aggression", unit="race", disable=not progress):
+        laps, _ = lap_feature_rows(race)
+        frame = offline_lap_aggression(offline_windows(race), laps)
+        frame.insert(0, "EventName", race.meta.event_name)
+        frame.insert(0, "Year", race.meta.year)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -36,15 +36,7 @@ from stratx.functions.features import aggression
 from stratx.quix_apps import admin, wire
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
-# Lead: move to functions/catalog.py (and into FEATURE_TOPICS).
-LAP_AGGRESSION = TopicSpec(
-    "stratx.features.lap_aggression",
-    6,  # co-partitioned with its inputs (same key, same partition number)
-    catalog.KeyRule.SESSION_DRIVER,
-    30 * catalog.DAY_MS,
-    aggression.LapAggression,
-    "one record per driver-lap: throttle, brake, overlap, DRS, decel and upshift features of the lap",
-)
+LAP_AGGRESSION = catalog.LAP_AGGRESSION
 
 CONSUMER_GROUP = "stratx-lap-aggression"
 STAGE = "lap_aggression"
@@ -74,8 +66,10 @@ def process(
     if "DeadLetter" in item:
         return [item]
     record = item["Record"]
-    new_state, out = aggression.aggression_step(state.get(STATE_KEY), record)
-    state.set(STATE_KEY, new_state)
+    old_state = state.get(STATE_KEY)
+    new_state, out = aggression.aggression_step(old_state, record)
+    if new_state is not old_state:  # a rejected item returns the state unchanged
+        state.set(STATE_KEY, new_state)
     return [
         _letter(item["SourceTopic"], key, record, x[aggression.REJECTED])
         if aggression.is_rejected(x)

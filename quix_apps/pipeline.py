@@ -18,7 +18,7 @@ from pathlib import Path
 from stratx.functions import catalog
 from stratx.quix_apps import kafka_io
 
-APPS = ("lap", "telemetry")
+APPS = ("lap", "telemetry", "aggression")
 
 
 def start_apps(
@@ -65,23 +65,20 @@ def wait_caught_up(
     timeout_s: float = 180.0,
     procs: dict[str, subprocess.Popen[bytes]] | None = None,
 ) -> dict[str, int]:
-    """Poll the feature topics until the lap features are complete and the windows stop growing."""
+    """Poll the feature topics until the lap features are complete and the others stop growing."""
     deadline = time.monotonic() + timeout_s
-    last_windows, stable = -1, 0
+    growing = (catalog.TELEMETRY_WINDOW.name, catalog.LAP_AGGRESSION.name)
+    last: dict[str, int] = {}
+    stable = 0
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
         for name, proc in (procs or {}).items():
             if proc.poll() is not None:
                 raise RuntimeError(f"the {name} features app exited early (code {proc.returncode})")
-        counts = {
-            catalog.FEATURES_LAP.name: count_session(broker_address, catalog.FEATURES_LAP.name, session_key),
-            catalog.TELEMETRY_WINDOW.name: count_session(
-                broker_address, catalog.TELEMETRY_WINDOW.name, session_key
-            ),
-        }
-        windows = counts[catalog.TELEMETRY_WINDOW.name]
-        stable = stable + 1 if windows == last_windows else 0
-        last_windows = windows
+        counts = {t.name: count_session(broker_address, t.name, session_key) for t in catalog.FEATURE_TOPICS}
+        now = {t: counts[t] for t in growing}
+        stable = stable + 1 if now == last else 0
+        last = now
         if counts[catalog.FEATURES_LAP.name] >= expected_laps and stable >= 2:
             return counts
         time.sleep(1.0)

@@ -15,8 +15,10 @@ A lap is finalized (emitted) only once the telemetry has passed its end: a windo
 ``WindowStart >= SessionTime`` has arrived, whichever of lap and window came first. Windows
 arrive in WindowStart order, so every window whose midpoint ``(WindowStart + WindowEnd) / 2``
 lies in the lap interval has arrived by then; those windows are the lap's windows. Windows are
-buffered until no pending or future lap can use them. The driver's last lap stays pending until
-a later window arrives (the telemetry app keeps each driver's final window open).
+buffered until no pending or future lap can use them: about one lap of windows when the two
+streams are roughly aligned in time (Quix aligns concatenated topics by message timestamp), at
+most a race's windows (~1,300) if the laps lag far behind. The driver's last lap stays pending
+until a later window arrives (the telemetry app keeps each driver's final window open).
 
 Metrics of a lap record (over the lap's windows, in WindowStart order):
 
@@ -59,10 +61,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+
+from stratx.functions.schemas import LapAggression
 
 STATE_VERSION = 1
 REJECTED = "Rejected"  # key that marks a rejected item in aggression_step's output
@@ -93,39 +96,6 @@ WEIGHTED: tuple[str, ...] = (
     "UpshiftRPMMean",
 )
 SUMMED: tuple[str, ...] = ("BrakeEvents", "GearChanges")
-
-Share = Annotated[float | None, Field(ge=0, le=1)]
-
-
-class LapAggression(BaseModel):
-    """Driver-aggression features of one driver-lap (this module's docstring defines every field).
-
-    Lead: move to ``functions/schemas.py`` next to TelemetryWindow.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    schema_name: ClassVar[str] = "LapAggression"
-
-    v: Literal[1] = 1
-    SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
-    LapNumber: int = Field(ge=1)
-    LapStartTime: float = Field(description="s, lap start (previous lap end), SessionTime axis")
-    SessionTime: float = Field(description="s, lap end")
-    Date: datetime | None = Field(default=None, description="lap end, UTC")
-    Windows: int = Field(ge=0, description="telemetry windows whose midpoint lies in the lap")
-    Samples: int = Field(ge=0, description="car-data samples in those windows")
-    ThrottleMean: float | None = Field(ge=0, le=100, description="%, Samples-weighted")
-    FullThrottleShare: Share = Field(description="Throttle >= 98, Samples-weighted")
-    BrakeShare: Share = Field(description="Brake on, Samples-weighted")
-    ThrottleBrakeOverlapShare: Share = Field(description="Throttle > 10 and Brake, Samples-weighted")
-    DRSOpenShare: Share = Field(description="DRS open, Samples-weighted")
-    BrakeEvents: int = Field(ge=0, description="brake applications")
-    GearChanges: int = Field(ge=0)
-    DecelMean: float | None = Field(description="km/h/s while braking, Samples-weighted")
-    UpshiftRPMMean: float | None = Field(ge=0, description="1/min before upshifts, Samples-weighted")
-    SpeedMax: int | None = Field(ge=0, description="km/h")
-
 
 FIELDS: tuple[str, ...] = tuple(LapAggression.model_fields)
 
@@ -234,7 +204,7 @@ def _add_lap(st: dict[str, Any], item: Mapping[str, Any]) -> tuple[dict[str, Any
     if reason is not None:
         return st, [_reject(reason, item)]
     lap_time = _value(item.get("LapTime"))
-    start = st["last_end"] if st["last_end"] is not None else None
+    start = st["last_end"]
     if start is None and lap_time is not None:
         start = end - float(lap_time)
     pending = list(st["pending"])

@@ -32,6 +32,7 @@ def test_demo_replays_a_bundled_race_end_to_end(tmp_path: Path) -> None:
     assert "stratx.raw.laps" in done.stderr and "Traceback" not in done.stderr
     # the feature apps caught up: one lap-feature record per lap of the two drivers (57 + 57)
     assert re.search(r"stratx.features.lap\s+114\b", done.stderr), done.stderr
+    assert re.search(r"stratx.features.lap_aggression\s+114\b", done.stderr), done.stderr
     windows = int(re.search(r"stratx.features.telemetry_window\s+(\d+)", done.stderr).group(1))
     assert windows > 2 * 9000 / 5 * 0.9  # ~2.7 h of car data per driver in 5 s windows
     # the Feast snapshot lists both drivers at the flag: VER won, HAM fifth

@@ -443,11 +443,6 @@ def test_topic_spec_follows_the_catalog_rules() -> None:
     assert spec.name not in catalog.BY_NAME or catalog.BY_NAME[spec.name] == spec
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lead: FEATURES_LAP needs TELEMETRY_WINDOW's partition count (6) in functions/catalog.py; "
-    "Quix keeps a key's state per partition number, so concat + state needs co-partitioned inputs",
-)
 def test_lap_aggression_inputs_are_co_partitioned() -> None:
     assert catalog.FEATURES_LAP.partitions == catalog.TELEMETRY_WINDOW.partitions
     assert catalog.FEATURES_LAP.key is catalog.TELEMETRY_WINDOW.key is catalog.KeyRule.SESSION_DRIVER

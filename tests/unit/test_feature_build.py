@@ -16,11 +16,21 @@ STRATX = str(Path(sys.executable).parent / "stratx")
 
 def test_build_covers_every_corpus_lap_once(tmp_path: Path) -> None:
     out = tmp_path / "lap_features.parquet"
+    aggression_out = tmp_path / "lap_aggression.parquet"
     done = subprocess.run(
-        [STRATX, "features", "build", "--out", str(out), "--no-progress"],
+        [
+            STRATX,
+            "features",
+            "build",
+            "--out",
+            str(out),
+            "--aggression-out",
+            str(aggression_out),
+            "--no-progress",
+        ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr
     table = pd.read_parquet(out)
@@ -33,3 +43,10 @@ def test_build_covers_every_corpus_lap_once(tmp_path: Path) -> None:
     assert (table.SessionKey[table.SessionKey < 0] <= -201800).all()  # derived keys: -(year*100+round)
     assert set(schemas.LapFeatures.model_fields) - {"v"} <= set(table.columns)
     assert table.Date.notna().all()  # every race got a t0 (telemetry estimate or chequered flag)
+    aggression = pd.read_parquet(aggression_out)
+    # only the bundled races carry car telemetry; every aggression lap is one of their lap-feature rows
+    assert set(aggression.SessionKey) == {7953, 9189, 9472}
+    assert not aggression.duplicated(["SessionKey", "DriverNumber", "LapNumber"]).any()
+    laps = table.set_index(["SessionKey", "DriverNumber", "LapNumber"]).index
+    assert aggression.set_index(["SessionKey", "DriverNumber", "LapNumber"]).index.isin(laps).all()
+    assert len(aggression) > 0.95 * len(table[table.SessionKey > 0])

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stratx.functions import catalog, ingest, schemas
+from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.features.telemetry import offline_windows
 from stratx.functions.racedata import RaceData
@@ -39,11 +40,17 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     features, _ = build_lap_features(lap_events)
     out[catalog.FEATURES_LAP.name] += [schemas.LapFeatures.model_validate(f) for f in features[::50]]
     windows = offline_windows(
-        [r.payload for r in ingest.table_records(las_vegas.filter_drivers({"VER"}), "car_data")][:3000]
+        [r.payload for r in ingest.table_records(las_vegas.filter_drivers({"VER"}), "car_data")]
     )
     out[catalog.TELEMETRY_WINDOW.name] += [
         schemas.TelemetryWindow.model_validate({k: (None if v != v else v) for k, v in w.items()})
-        for w in windows.to_dict("records")[::20]
+        for w in windows.to_dict("records")[::200]
+    ]
+    vegas_laps = [schemas.LapFeatures.model_validate(f).model_dump(mode="json") for f in features]
+    lap_aggr = offline_lap_aggression(windows, [f for f in vegas_laps if f["DriverNumber"] == "1"])
+    out[catalog.LAP_AGGRESSION.name] += [
+        schemas.LapAggression.model_validate({k: (None if v != v else v) for k, v in r.items()})
+        for r in lap_aggr.to_dict("records")
     ]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(

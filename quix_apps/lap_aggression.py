@@ -139,14 +139,7 @@ def build_app(
         admin.create_topics(client, [window_spec, lap_spec, out_spec, catalog.DEAD_LETTER])
     finally:
         client.close()
-    app = Application(
-        broker_address=settings.broker_address,
-        consumer_group=consumer_group,
-        auto_offset_reset="earliest",
-        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
-        state_dir=state_dir,
-        loglevel=loglevel,
-    )
+    app = wire.application(settings, consumer_group, state_dir, loglevel)
     windows = app.topic(window_spec.name, value_deserializer="bytes", key_deserializer="str")
     laps = app.topic(lap_spec.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")

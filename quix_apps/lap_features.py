@@ -12,7 +12,6 @@ A lap that fails the Lap schema goes there too. The pipeline keeps going.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.features.laps import lap_step
+from stratx.quix_apps import wire
 from stratx.quix_apps.settings import FeatureAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
 
@@ -68,14 +68,7 @@ def build_app(
     settings: FeatureAppSettings, on_features: Callable[[dict[str, Any]], None] | None = None
 ) -> Application:
     """The app, wired; ``on_features`` is a side effect per feature record (e.g. a Feast push)."""
-    app = Application(
-        broker_address=settings.broker_address,
-        consumer_group=f"{settings.consumer_group_prefix}-lap-features",
-        auto_offset_reset="earliest",
-        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
-        state_dir=str(settings.state_dir),
-        loglevel=logging.WARNING,
-    )
+    app = wire.application(settings, f"{settings.consumer_group_prefix}-lap-features", settings.state_dir)
     laps = app.topic(catalog.LAPS.name, value_deserializer="bytes")
     out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")

@@ -93,14 +93,7 @@ def build_app(
         admin.create_topics(client, TOPICS)
     finally:
         client.close()
-    app = Application(
-        broker_address=settings.broker_address,
-        consumer_group=consumer_group,
-        auto_offset_reset="earliest",
-        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
-        state_dir=state_dir,
-        loglevel=loglevel,
-    )
+    app = wire.application(settings, consumer_group, state_dir, loglevel)
     raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")

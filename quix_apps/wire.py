@@ -1,11 +1,36 @@
-"""Decoding raw message bytes for the apps: never crash on a bad record, mark it for the dead letters."""
+"""What every StratX Quix app shares: its Application settings, and decoding raw message bytes
+without ever crashing on a bad record (it is marked for the dead letters instead)."""
 
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
+from quixstreams import Application
+
+from stratx.quix_apps.settings import KafkaSettings
+
 INVALID, RAW = "_invalid", "_raw"
+
+
+def application(
+    settings: KafkaSettings,
+    consumer_group: str,
+    state_dir: Path | str | None,
+    loglevel: int = logging.WARNING,
+) -> Application:
+    """A Quix Streams Application as every StratX app runs it: from the earliest offset, the
+    short consumer session timeout Tansu needs, state (RocksDB) under ``state_dir``."""
+    return Application(
+        broker_address=settings.broker_address,
+        consumer_group=consumer_group,
+        auto_offset_reset="earliest",
+        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
+        state_dir=str(state_dir) if state_dir is not None else None,
+        loglevel=loglevel,
+    )
 
 
 def parse(raw: bytes | dict[str, Any] | None) -> dict[str, Any]:

@@ -61,10 +61,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
+from stratx.functions.features.frames import typed_frame
 from stratx.functions.schemas import LapAggression
 
 STATE_VERSION = 1
@@ -310,16 +311,4 @@ def offline_lap_aggression(
 
 def aggression_frame(rows: Iterable[Mapping[str, Any]], rejected: int = 0, pending: int = 0) -> pd.DataFrame:
     """LapAggression records as a typed DataFrame (None -> NaN, Date -> datetime64 UTC)."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(FIELDS))
-    for name, info in LapAggression.model_fields.items():
-        if name == "DriverNumber":
-            continue
-        if name == "Date":
-            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-        elif info.annotation in (int, Literal[1]):
-            frame[name] = frame[name].astype("int64")
-        else:
-            frame[name] = frame[name].astype("float64")
-    frame.attrs["rejected"] = rejected
-    frame.attrs["pending"] = pending
-    return frame
+    return typed_frame(rows, LapAggression, rejected=rejected, pending=pending)

@@ -47,11 +47,12 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from stratx.functions import catalog, ingest
+from stratx.functions.features.frames import typed_frame
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import TelemetryWindow
 
@@ -331,15 +332,4 @@ def offline_windows(
 
 def windows_frame(rows: Iterable[Mapping[str, Any]], rejected: int = 0) -> pd.DataFrame:
     """Window records as a typed DataFrame (None -> NaN, Date -> datetime64 UTC)."""
-    frame = pd.DataFrame.from_records(list(rows), columns=list(WINDOW_FIELDS))
-    for name, info in TelemetryWindow.model_fields.items():
-        if name in ("DriverNumber",):
-            continue
-        if name == "Date":
-            frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
-        elif info.annotation in (int, Literal[1]):
-            frame[name] = frame[name].astype("int64")
-        else:
-            frame[name] = frame[name].astype("float64")
-    frame.attrs["rejected"] = rejected
-    return frame
+    return typed_frame(rows, TelemetryWindow, rejected=rejected)

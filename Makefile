@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck typecheck-links bench clean
+.PHONY: help install demo features test test-unit test-integration lint typecheck typecheck-links bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml uv.lock
 
 install: $(BIN)/.installed ## create .venv/ from the lock file (uv.lock)
 
-demo: install ## quickstart: embedded broker, topics, replay a bundled real race (SPEED=1 for real time)
+demo: install ## quickstart: broker, topics, feature apps, replay of a bundled real race, Feast (SPEED=1: real time)
 	$(BIN)/stratx demo --speed $(SPEED)
 
 test: install typecheck-links ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
@@ -46,8 +46,12 @@ typecheck-links:
 	@ln -sfn ../../functions .typecheck/stratx/functions
 	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
 
-bench: install ## throughput benchmark: replay vs raw confluent-kafka round trip
+bench: install ## benchmarks: replay and feature apps vs raw confluent-kafka round trips, Feast reads
 	$(BIN)/python bench/replay_throughput.py --repeat 3
+	$(BIN)/python bench/features_throughput.py
+
+features: install ## offline lap features + lap aggression of the bundled races and corpus (parquet)
+	$(BIN)/stratx features build
 
 clean: ## remove the environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .typecheck

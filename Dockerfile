@@ -5,7 +5,9 @@ FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH \
-    STRATX_DATA_DIR=/app/data
+    STRATX_DATA_DIR=/app/data \
+    STRATX_FEAST_REPO=/app/feature_repo STRATX_FEAST_DATA_DIR=/app/.stratx/feast \
+    STRATX_STATE_DIR=/app/.stratx/state
 WORKDIR /app
 
 RUN pip install --no-cache-dir uv==0.13.8
@@ -14,9 +16,10 @@ RUN uv sync --frozen --no-install-project --no-dev
 COPY functions ./functions
 COPY quix_apps ./quix_apps
 COPY data ./data
+COPY feature_repo ./feature_repo
 RUN uv sync --frozen --no-dev --no-editable
 
-RUN useradd --create-home stratx
+RUN useradd --create-home stratx && mkdir -p /app/.stratx && chown stratx /app/.stratx
 USER stratx
 ENTRYPOINT ["stratx"]
 CMD ["--help"]

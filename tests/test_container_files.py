@@ -15,9 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 def test_compose_services_run_real_stratx_commands() -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"redpanda", "console", "topics", "replay"} <= set(services)
+    assert {
+        "redpanda",
+        "console",
+        "topics",
+        "replay",
+        "lap-features",
+        "telemetry-features",
+        "lap-aggression",
+    } <= set(services)
     assert "--mode=dev-container" in services["redpanda"]["command"]
-    for name in ("topics", "replay"):
+    built = [name for name, svc in services.items() if svc.get("build") == "."]
+    assert len(built) == 5
+    for name in built:
         svc = services[name]
         assert svc["environment"]["STRATX_BROKER_ADDRESS"] == "redpanda:9092"
         args = build_parser().parse_args(svc["command"])  # exits (SystemExit) if the command is wrong

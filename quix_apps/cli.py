@@ -25,6 +25,7 @@ from stratx.quix_apps.settings import (
     BrokerSettings,
     FeatureAppSettings,
     KafkaSettings,
+    LiveSettings,
     ReplaySettings,
 )
 
@@ -385,6 +386,47 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     return max((p.returncode or 0) for p in procs.values())
 
 
+# ------------------------------------------------------------------ live
+def cmd_live(args: argparse.Namespace) -> int:
+    """Follow a session through OpenF1 into the raw topics (same schemas as the replay)."""
+    from stratx.quix_apps import live, openf1_client
+
+    settings = LiveSettings()
+    update: dict[str, object] = {}
+    if args.broker:
+        update["broker_address"] = args.broker
+    if args.openf1_url:
+        update["openf1_url"] = args.openf1_url
+    if args.poll_interval is not None:
+        update["poll_interval_s"] = args.poll_interval
+    settings = settings.model_copy(update=update) if update else settings
+    token = None
+    if settings.openf1_username and settings.openf1_password:  # the authenticated live tier
+        token = openf1_client.TokenProvider(settings.openf1_username, settings.openf1_password)
+    options = live.LiveOptions(
+        session_key=args.session_key,
+        max_cycles=args.max_cycles,
+        idle_cycles=args.idle_cycles,
+        resume=not args.no_resume,
+    )
+    with openf1_client.OpenF1Client(
+        base_url=settings.openf1_url,
+        rate_limit=settings.openf1_rate_limit,
+        rate_window=settings.openf1_rate_window_s,
+        token_provider=token,
+    ) as client:
+        result = live.run(client, settings, options)
+    total = sum(result.published.values())
+    print(
+        f"live session {result.session_key}: {result.cycles} poll cycles, {result.requests} requests, "
+        f"{total} events published, {result.dead_letters} dead letters",
+        file=sys.stderr,
+    )
+    for topic, n in sorted(result.published.items()):
+        print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+    return 130 if result.interrupted else 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     for name, doc in ENV_VARS.items():
         print(f"{name:36s} {doc}")
@@ -500,6 +542,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
     r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
     r.set_defaults(func=cmd_features_run)
+
+    p = sub.add_parser("live", help="follow a session through the OpenF1 API into the raw topics")
+    p.add_argument("--session-key", default="latest", help="OpenF1 session key, or 'latest'")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    p.add_argument("--openf1-url", help="OpenF1 base URL (STRATX_OPENF1_URL)")
+    p.add_argument("--poll-interval", type=float, help="seconds between poll cycles (STRATX_POLL_INTERVAL_S)")
+    p.add_argument("--max-cycles", type=int, help="stop after N poll cycles")
+    p.add_argument("--idle-cycles", type=int, help="stop after N cycles in a row without new records")
+    p.add_argument("--no-resume", action="store_true", help="ignore the checkpoint; start from the beginning")
+    p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("config", help="list the STRATX_* environment variables")
     p.set_defaults(func=cmd_config)

@@ -70,10 +70,32 @@ class FeatureAppSettings(KafkaSettings, FeastSettings):
     feast_push: bool = Field(True, description="push lap features to the Feast online store as they are made")
 
 
+class LiveSettings(KafkaSettings):
+    """`stratx live`: following a session through the OpenF1 API."""
+
+    openf1_url: str = Field(
+        "https://api.openf1.org/v1", description="OpenF1 API base URL (a local recording server in tests)"
+    )
+    openf1_rate_limit: int = Field(
+        30, ge=1, description="requests per rate window (OpenF1's published limit)"
+    )
+    openf1_rate_window_s: float = Field(10.0, gt=0, description="rate window, s")
+    openf1_username: str | None = Field(None, description="OpenF1 account for the authenticated live tier")
+    openf1_password: str | None = Field(None, description="OpenF1 account password")
+    poll_interval_s: float = Field(2.0, ge=0, description="seconds between poll cycles")
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
-    for cls in (BrokerSettings, KafkaSettings, ReplaySettings, FeastSettings, FeatureAppSettings):
+    for cls in (
+        BrokerSettings,
+        KafkaSettings,
+        ReplaySettings,
+        FeastSettings,
+        FeatureAppSettings,
+        LiveSettings,
+    ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""
     return out

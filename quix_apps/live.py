@@ -1,0 +1,239 @@
+"""Live app: follow a session through the OpenF1 API and feed the same raw topics as the replay.
+
+Each poll cycle fetches every endpoint incrementally (date cursors per endpoint and driver,
+``functions/openf1.py``), drops repeats by stable event id, normalises the new records into the
+topic schemas and publishes them through Quix Streams. Late (older than the cursor) and malformed
+records go to the dead letters with the reason. After each cycle the producer is flushed and the
+poll state (cursors, recent ids, Seq counter) is checkpointed on the compacted checkpoint topic,
+so ``resume`` continues with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.kafka import Producer
+
+from stratx.functions import catalog, ingest, openf1, schemas
+from stratx.quix_apps import admin, kafka_io
+from stratx.quix_apps.openf1_client import OpenF1Client, OpenF1ResponseError
+from stratx.quix_apps.replay import DeliveryTracker, StopFlag
+from stratx.quix_apps.settings import LiveSettings
+
+log = logging.getLogger(__name__)
+STAGE = "live"
+PER_DRIVER = ("laps", "car_data", "location")
+SESSION_WIDE = ("intervals", "position", "race_control", "weather")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    session_key: str = "latest"
+    max_cycles: int | None = None  # stop after this many poll cycles
+    idle_cycles: int | None = None  # stop after this many cycles in a row without new records
+    resume: bool = True
+
+
+@dataclass
+class LiveResult:
+    session_key: int = 0
+    cycles: int = 0
+    published: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    requests: int = 0
+    seq: int = 0
+    interrupted: bool = False
+
+
+# ---------------------------------------------------------------- poll state <-> checkpoint
+def state_to_json(state: openf1.PollState, seq: int) -> str:
+    return json.dumps(
+        {
+            "seq": seq,
+            "cursors": [[ep, drv, d.isoformat()] for (ep, drv), d in state.cursors.items()],
+            "seen": {ep: {i: d.isoformat() for i, d in ids.items()} for ep, ids in state.seen.items()},
+        }
+    )
+
+
+def state_from_json(text: str) -> tuple[openf1.PollState, int]:
+    raw = json.loads(text)
+    state = openf1.PollState()
+    state.cursors = {(ep, drv): datetime.fromisoformat(d) for ep, drv, d in raw["cursors"]}
+    state.seen = {
+        ep: {i: datetime.fromisoformat(d) for i, d in ids.items()} for ep, ids in raw["seen"].items()
+    }
+    return state, int(raw["seq"])
+
+
+def _checkpoint_id(session_key: int) -> str:
+    return f"live-{session_key}"
+
+
+def load_checkpoint(broker_address: str, session_key: int) -> tuple[openf1.PollState, int] | None:
+    found = None
+    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name):
+        if msg.key() is not None and msg.key().decode() == _checkpoint_id(session_key):
+            found = msg.value()
+    if not found:
+        return None
+    cp = json.loads(found)
+    return state_from_json(cp["PollState"]) if "PollState" in cp else None
+
+
+# ---------------------------------------------------------------- the poller
+class LivePoller:
+    def __init__(self, client: OpenF1Client, producer: Producer, settings: LiveSettings) -> None:
+        self.client, self.producer, self.settings = client, producer, settings
+        self.tracker = DeliveryTracker()
+        self.result = LiveResult()
+        self.state = openf1.PollState()
+        self.ctx: openf1.SessionContext | None = None
+
+    def start(self, session_key: str, resume: bool) -> None:
+        sessions = self.client.fetch("sessions", {"session_key": session_key})
+        if not sessions:
+            raise ValueError(f"OpenF1 has no session {session_key!r}")
+        session = sessions[-1]
+        drivers = self.client.fetch("drivers", {"session_key": session["session_key"]})
+        ctx = openf1.session_context(session, drivers)
+        if isinstance(ctx, ingest.Rejected):
+            raise ValueError(f"OpenF1 session {session_key!r} is unusable: {ctx.reason}")
+        self.ctx = ctx
+        self.result.session_key = ctx.session_key
+        restored = load_checkpoint(self.settings.broker_address, ctx.session_key) if resume else None
+        if restored is not None:
+            self.state, self.result.seq = restored
+            log.info("resuming session %s after Seq %s", ctx.session_key, self.result.seq)
+            return
+        info = openf1.session_info(session, ctx, 0)
+        self._emit(info, None)
+        self.result.seq = 1
+
+    def cycle(self) -> int:
+        """One poll of every endpoint; returns how many new records were published."""
+        assert self.ctx is not None
+        key = self.ctx.session_key
+        before = sum(self.result.published.values())
+        stints = self._fetch("stints", {"session_key": key})
+        pits = self._fetch("pit", {"session_key": key})
+        for endpoint in PER_DRIVER:
+            for driver in sorted(self.ctx.drivers, key=int):
+                self._poll(endpoint, self.state.params(endpoint, key, driver), stints, pits)
+        for endpoint in SESSION_WIDE:
+            self._poll(endpoint, self.state.params(endpoint, key), stints, pits)
+        self._checkpoint()
+        self.result.cycles += 1
+        return sum(self.result.published.values()) - before
+
+    def _fetch(self, endpoint: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.result.requests += 1
+        try:
+            return self.client.fetch(endpoint, params)
+        except OpenF1ResponseError as exc:  # a broken response: dead-letter it, keep polling
+            self._dead(
+                endpoint, {"params": params, "body": str(exc.body)[:2000]}, f"openf1 {endpoint}: {exc}"
+            )
+            return []
+
+    def _poll(self, endpoint: str, params: dict[str, Any], stints: list[Any], pits: list[Any]) -> None:
+        assert self.ctx is not None
+        accepted = self.state.accept(endpoint, self._fetch(endpoint, params))
+        for record, reason in (*accepted.late, *accepted.malformed):
+            self._dead(endpoint, record, reason)
+        for record in accepted.new:
+            seq = self.result.seq
+            if endpoint == "laps":
+                out = openf1.normalise_lap(record, self.ctx, seq, stints, pits)
+            else:
+                out = openf1.NORMALISERS[endpoint](record, self.ctx, seq)
+            self._emit(out, record)
+
+    def _emit(self, out: ingest.RawRecord | ingest.Rejected, source: Any) -> None:
+        if isinstance(out, ingest.Rejected):
+            self._dead("openf1", source, out.reason)
+            return
+        self.result.seq = max(self.result.seq, out.payload["Seq"]) + 1
+        encoded = ingest.encode(out)
+        if isinstance(encoded, ingest.Rejected):
+            self._dead(out.topic.name, out.payload, encoded.reason)
+            return
+        date = out.payload.get("Date")
+        self.producer.produce(
+            out.topic.name,
+            value=encoded,
+            key=out.key,
+            on_delivery=self.tracker,
+            timestamp=int(date.timestamp() * 1000) if date is not None else None,
+        )
+        self.result.published[out.topic.name] += 1
+
+    def _dead(self, source: str, record: Any, reason: str) -> None:
+        letter = schemas.DeadLetter(
+            SourceTopic=f"openf1:{source}",
+            Key=str(self.result.session_key),
+            Reason=reason,
+            Payload=json.dumps(record, default=str, sort_keys=True),
+            Stage=STAGE,
+            Date=datetime.now(UTC),
+        )
+        self.producer.produce(
+            catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=letter.Key, on_delivery=self.tracker
+        )
+        self.result.dead_letters += 1
+
+    def _checkpoint(self) -> None:
+        self.producer.flush()
+        self.tracker.raise_if_failed()  # never checkpoint past a lost message
+        value = json.dumps(
+            {
+                "ReplayId": _checkpoint_id(self.result.session_key),
+                "SessionKey": self.result.session_key,
+                "Date": datetime.now(UTC).isoformat(),
+                "PollState": state_to_json(self.state, self.result.seq),
+            }
+        )
+        self.producer.produce(
+            catalog.REPLAY_CHECKPOINTS.name,
+            value=value,
+            key=_checkpoint_id(self.result.session_key),
+            on_delivery=self.tracker,
+        )
+        self.producer.flush()
+        self.tracker.raise_if_failed()
+
+
+def run(client: OpenF1Client, settings: LiveSettings, options: LiveOptions) -> LiveResult:
+    """Follow the session until Ctrl-C, ``max_cycles`` or ``idle_cycles`` polls without news."""
+    conn = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    admin.create_topics(conn)
+    conn.close()
+    app = Application(
+        broker_address=settings.broker_address,
+        consumer_group="stratx-live",
+        auto_create_topics=False,
+        loglevel=logging.WARNING,
+        producer_extra_config={"linger.ms": 20, "compression.type": "lz4"},
+    )
+    with app.get_producer() as producer, StopFlag() as stop:
+        poller = LivePoller(client, producer, settings)
+        poller.start(options.session_key, options.resume)
+        idle = 0
+        while not stop.requested:
+            started = time.monotonic()
+            new = poller.cycle()
+            idle = 0 if new else idle + 1
+            if options.max_cycles is not None and poller.result.cycles >= options.max_cycles:
+                break
+            if options.idle_cycles is not None and idle >= options.idle_cycles:
+                break
+            time.sleep(max(0.0, settings.poll_interval_s - (time.monotonic() - started)))
+        poller.result.interrupted = stop.requested
+        return poller.result

@@ -18,8 +18,8 @@ from stratx.functions import catalog
 from stratx.quix_apps import kafka_io, live
 from stratx.quix_apps.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.openf1_client import OpenF1Client
+from stratx.quix_apps.openf1_server import Faults, create_app, lights_out_clock, serve
 from stratx.quix_apps.settings import LiveSettings
-from tests.openf1_server.app import Faults, create_app, lights_out_clock, serve
 
 pytestmark = pytest.mark.integration
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "openf1_session"

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.openf1_server.app import OpenF1App, SessionData, create_app, lights_out_clock, parse_date, serve
+from stratx.quix_apps.openf1_server import (
+    OpenF1App,
+    SessionData,
+    create_app,
+    lights_out_clock,
+    parse_date,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 

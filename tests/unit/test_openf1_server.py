@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.openf1_server.app import (
+from stratx.quix_apps.openf1_server import (
     DEFAULT_DATA_DIR,
     ENDPOINTS,
     DroppedConnection,

@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from stratx.quix_apps.settings import REPO_ROOT
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "openf1_session"
+# the recorded real session the tests use (a recording made with `stratx record` has the same layout)
+DEFAULT_DATA_DIR = REPO_ROOT / "tests" / "fixtures" / "openf1_session"
 
 #: OpenF1's published limit for unauthenticated use: 30 requests per 10 seconds.
 OPENF1_RATE_LIMIT = 30

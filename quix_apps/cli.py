@@ -15,6 +15,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stratx.functions import catalog
@@ -198,7 +199,43 @@ def _print_summary(result: object) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    if args.recording:
+        return _replay_recording(args)
+    if args.year is None or args.event is None:
+        raise UserError("replay needs --year and --event (a FastF1 session) or --recording DIR")
     return _replay(_replay_settings(args), args, args.year, args.event, args.session)
+
+
+def _replay_recording(args: argparse.Namespace) -> int:
+    """Serve the recording on loopback (simulated clock at --speed) and follow it with the live poller."""
+    from datetime import timedelta
+
+    from stratx.quix_apps import live, openf1_client, openf1_server
+
+    folder = Path(args.recording)
+    if not (folder / "MANIFEST.json").exists():
+        raise UserError(f"{folder} is not a recording (no MANIFEST.json); make one with `stratx record`")
+    app = openf1_server.create_app(folder)
+    start = app.data.manifest.get("lights_out")
+    if args.speed and args.speed > 0 and start:
+        app.clock = openf1_server.SimClock(
+            openf1_server.parse_date(start) - timedelta(seconds=5), speed=args.speed
+        )
+    else:  # as fast as possible: everything recorded is visible at once
+        app.clock = openf1_server.SimClock(datetime.now(UTC) + timedelta(days=3650), speed=0)
+    base_url, stop = openf1_server.serve(app)
+    settings = LiveSettings().model_copy(update={"openf1_url": f"{base_url}/v1", "poll_interval_s": 1.0})
+    if args.broker:
+        settings = settings.model_copy(update={"broker_address": args.broker})
+    key = str(app.data.manifest.get("session_key", "latest"))
+    options = live.LiveOptions(session_key=key, idle_cycles=3 if args.speed else 1, resume=args.resume)
+    try:
+        with openf1_client.OpenF1Client(base_url=settings.openf1_url, rate_limit=10_000) as client:
+            result = live.run(client, settings, options)
+    finally:
+        stop()
+    _print_live(result)
+    return 130 if result.interrupted else 0
 
 
 # ------------------------------------------------------------------ demo
@@ -389,7 +426,7 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ live
 def cmd_live(args: argparse.Namespace) -> int:
     """Follow a session through OpenF1 into the raw topics (same schemas as the replay)."""
-    from stratx.quix_apps import live, openf1_client
+    from stratx.quix_apps import live, openf1_client, recording
 
     settings = LiveSettings()
     update: dict[str, object] = {}
@@ -409,22 +446,33 @@ def cmd_live(args: argparse.Namespace) -> int:
         idle_cycles=args.idle_cycles,
         resume=not args.no_resume,
     )
+    recorder = recording.Recorder(Path(args.out)) if getattr(args, "out", None) else None
     with openf1_client.OpenF1Client(
         base_url=settings.openf1_url,
         rate_limit=settings.openf1_rate_limit,
         rate_window=settings.openf1_rate_window_s,
         token_provider=token,
     ) as client:
-        result = live.run(client, settings, options)
-    total = sum(result.published.values())
+        result = live.run(client, settings, options, recorder)
+    _print_live(result)
+    if recorder is not None:
+        print(
+            f"recording saved to {recorder.out_dir} (replay: stratx replay --recording {recorder.out_dir})",
+            file=sys.stderr,
+        )
+    return 130 if result.interrupted else 0
+
+
+def _print_live(result: object) -> None:
+    r = result
+    published: Counter[str] = r.published  # type: ignore[attr-defined]
     print(
-        f"live session {result.session_key}: {result.cycles} poll cycles, {result.requests} requests, "
-        f"{total} events published, {result.dead_letters} dead letters",
+        f"live session {r.session_key}: {r.cycles} poll cycles, {r.requests} requests, "  # type: ignore[attr-defined]
+        f"{sum(published.values())} events published, {r.dead_letters} dead letters",  # type: ignore[attr-defined]
         file=sys.stderr,
     )
-    for topic, n in sorted(result.published.items()):
+    for topic, n in sorted(published.items()):
         print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
-    return 130 if result.interrupted else 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -489,10 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser(
-        "replay", help="replay a FastF1 session (bundled, cached or downloadable) into the topics"
+        "replay",
+        help="replay a FastF1 session (bundled, cached or downloadable) or an OpenF1 recording into the topics",
     )
-    p.add_argument("--year", type=int, required=True)
-    p.add_argument("--event", required=True, help="event name, location, country or round number")
+    p.add_argument("--year", type=int, help="season (FastF1 sessions)")
+    p.add_argument("--event", help="event name, location, country or round number (FastF1 sessions)")
+    p.add_argument("--recording", help="a folder made by `stratx record` (replayed through the live poller)")
     p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
     p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     _add_replay_flags(p)
@@ -545,6 +595,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("live", help="follow a session through the OpenF1 API into the raw topics")
     p.add_argument("--session-key", default="latest", help="OpenF1 session key, or 'latest'")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    p.add_argument("--openf1-url", help="OpenF1 base URL (STRATX_OPENF1_URL)")
+    p.add_argument("--poll-interval", type=float, help="seconds between poll cycles (STRATX_POLL_INTERVAL_S)")
+    p.add_argument("--max-cycles", type=int, help="stop after N poll cycles")
+    p.add_argument("--idle-cycles", type=int, help="stop after N cycles in a row without new records")
+    p.add_argument("--no-resume", action="store_true", help="ignore the checkpoint; start from the beginning")
+    p.add_argument("--out", help="also save every fetched record to this folder (a recording)")
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("record", help="follow a session through OpenF1 and save it to disk (and the topics)")
+    p.add_argument("--session-key", default="latest", help="OpenF1 session key, or 'latest'")
+    p.add_argument("--out", required=True, help="recording folder (replay with `stratx replay --recording`)")
     p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     p.add_argument("--openf1-url", help="OpenF1 base URL (STRATX_OPENF1_URL)")
     p.add_argument("--poll-interval", type=float, help="seconds between poll cycles (STRATX_POLL_INTERVAL_S)")

@@ -24,6 +24,7 @@ from quixstreams.kafka import Producer
 from stratx.functions import catalog, ingest, openf1, schemas
 from stratx.quix_apps import admin, kafka_io
 from stratx.quix_apps.openf1_client import OpenF1Client, OpenF1ResponseError
+from stratx.quix_apps.recording import Recorder
 from stratx.quix_apps.replay import DeliveryTracker, StopFlag
 from stratx.quix_apps.settings import LiveSettings
 
@@ -90,8 +91,14 @@ def load_checkpoint(broker_address: str, session_key: int) -> tuple[openf1.PollS
 
 # ---------------------------------------------------------------- the poller
 class LivePoller:
-    def __init__(self, client: OpenF1Client, producer: Producer, settings: LiveSettings) -> None:
-        self.client, self.producer, self.settings = client, producer, settings
+    def __init__(
+        self,
+        client: OpenF1Client,
+        producer: Producer,
+        settings: LiveSettings,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.client, self.producer, self.settings, self.recorder = client, producer, settings, recorder
         self.tracker = DeliveryTracker()
         self.result = LiveResult()
         self.state = openf1.PollState()
@@ -103,6 +110,12 @@ class LivePoller:
             raise ValueError(f"OpenF1 has no session {session_key!r}")
         session = sessions[-1]
         drivers = self.client.fetch("drivers", {"session_key": session["session_key"]})
+        if self.recorder is not None:
+            self.recorder.add("sessions", [session])
+            self.recorder.add("drivers", drivers)
+            self.recorder.add(
+                "meetings", self.client.fetch("meetings", {"meeting_key": str(session.get("meeting_key"))})
+            )
         ctx = openf1.session_context(session, drivers)
         if isinstance(ctx, ingest.Rejected):
             raise ValueError(f"OpenF1 session {session_key!r} is unusable: {ctx.reason}")
@@ -136,7 +149,10 @@ class LivePoller:
     def _fetch(self, endpoint: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.result.requests += 1
         try:
-            return self.client.fetch(endpoint, params)
+            rows = self.client.fetch(endpoint, params)
+            if self.recorder is not None:
+                self.recorder.add(endpoint, rows)
+            return rows
         except OpenF1ResponseError as exc:  # a broken response: dead-letter it, keep polling
             self._dead(
                 endpoint, {"params": params, "body": str(exc.body)[:2000]}, f"openf1 {endpoint}: {exc}"
@@ -210,7 +226,9 @@ class LivePoller:
         self.tracker.raise_if_failed()
 
 
-def run(client: OpenF1Client, settings: LiveSettings, options: LiveOptions) -> LiveResult:
+def run(
+    client: OpenF1Client, settings: LiveSettings, options: LiveOptions, recorder: Recorder | None = None
+) -> LiveResult:
     """Follow the session until Ctrl-C, ``max_cycles`` or ``idle_cycles`` polls without news."""
     conn = admin.connect(settings.broker_address, settings.connect_timeout_s)
     admin.create_topics(conn)
@@ -223,7 +241,7 @@ def run(client: OpenF1Client, settings: LiveSettings, options: LiveOptions) -> L
         producer_extra_config={"linger.ms": 20, "compression.type": "lz4"},
     )
     with app.get_producer() as producer, StopFlag() as stop:
-        poller = LivePoller(client, producer, settings)
+        poller = LivePoller(client, producer, settings, recorder)
         poller.start(options.session_key, options.resume)
         idle = 0
         while not stop.requested:
@@ -236,4 +254,6 @@ def run(client: OpenF1Client, settings: LiveSettings, options: LiveOptions) -> L
                 break
             time.sleep(max(0.0, settings.poll_interval_s - (time.monotonic() - started)))
         poller.result.interrupted = stop.requested
+        if recorder is not None:
+            recorder.save(poller.result.session_key)
         return poller.result

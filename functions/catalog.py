@@ -130,6 +130,22 @@ LAP_AGGRESSION = TopicSpec(
     schemas.LapAggression,
     "one record per driver-lap: throttle, brake, overlap, DRS, decel and upshift features of the lap",
 )
+PROGRESS = TopicSpec(
+    "stratx.features.progress",
+    6,
+    KeyRule.SESSION_DRIVER,
+    7 * DAY_MS,
+    schemas.CarProgress,
+    "per-driver distance along the track from car positions, ~1 Hz",
+)
+TRACK_GAP = TopicSpec(
+    "stratx.features.track_gap",
+    6,
+    KeyRule.SESSION_DRIVER,
+    7 * DAY_MS,
+    schemas.TrackGap,
+    "continuous gap to the car ahead and to the leader per driver, 1 s grid (from car positions)",
+)
 DEAD_LETTER = TopicSpec(
     "stratx.dead_letter",
     1,
@@ -158,7 +174,7 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_STATUS,
     WEATHER,
 )
-FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW, LAP_AGGRESSION)
+FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW, LAP_AGGRESSION, PROGRESS, TRACK_GAP)
 ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, *FEATURE_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 

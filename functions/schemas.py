@@ -276,6 +276,42 @@ class LapAggression(BaseModel):
     SpeedMax: int | None = Field(ge=0, description="km/h")
 
 
+class CarProgress(BaseModel):
+    """One driver's progress along the track (at most one per second of SessionTime)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "CarProgress"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    SessionTime: float = Field(description="s since session t0, of the position sample")
+    Date: datetime | None = Field(default=None, description="UTC of the sample")
+    DistanceTotal: float = Field(description="m from the line at the race start (monotone)")
+    LapDistance: float | None = Field(ge=0, description="m from the line; None when OnTrack is False")
+    OnTrack: bool = Field(description="False: no usable position (no fix, off the map, glitch); D held")
+
+
+class TrackGap(BaseModel):
+    """Continuous gaps of one driver at one 1 s grid time (``track_gaps.py`` defines every field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "TrackGap"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    SessionTime: float = Field(description="grid time T, s since session t0")
+    Date: datetime | None = Field(default=None, description="UTC of T")
+    DistanceTotal: float = Field(description="m from the line at the race start")
+    LapNumber: int = Field(ge=1, description="lap being driven by distance: floor(D / L) + 1")
+    Stopped: bool = Field(description="under 10 m of progress in the last 60 s: no position or gaps")
+    PositionByDistance: int | None = Field(default=None, ge=1)
+    CarAhead: str | None = Field(default=None, description="DriverNumber of the car ahead by distance")
+    GapAhead: float | None = Field(default=None, ge=0, description="s since the car ahead was here")
+    GapToLeader: float | None = Field(default=None, ge=0, description="s since the leader was here")
+
+
 class DeadLetter(BaseModel):
     """A record that could not be published, with the reason and the original payload."""
 

@@ -392,6 +392,15 @@ def cmd_features_run(args: argparse.Namespace) -> int:
         app, _ = telemetry_features.build_app(
             settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
         )
+    elif args.app in ("progress", "gaps"):
+        from stratx.quix_apps import track_gaps
+
+        tracks = track_gaps.bundled_tracks(ReplaySettings().data_dir / "races")
+        build = track_gaps.build_progress_app if args.app == "progress" else track_gaps.build_gap_app
+        group = f"{settings.consumer_group_prefix}-track-{args.app}"
+        app = build(
+            settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+        )
     else:
         from stratx.quix_apps import lap_aggression
 
@@ -411,7 +420,9 @@ def cmd_features_run(args: argparse.Namespace) -> int:
 def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     from stratx.quix_apps import pipeline
 
-    procs = pipeline.start_apps(settings.broker_address, settings.state_dir, feast=settings.feast_push)
+    procs = pipeline.start_apps(
+        settings.broker_address, settings.state_dir, apps=pipeline.ALL_APPS, feast=settings.feast_push
+    )
     print(f"feature apps running ({', '.join(procs)}); Ctrl-C stops them", file=sys.stderr, flush=True)
     try:
         while all(p.poll() is None for p in procs.values()):
@@ -584,9 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = fsub.add_parser("run", help="run the streaming lap-features app (Quix Streams) against the broker")
     r.add_argument(
         "--app",
-        choices=("lap", "telemetry", "aggression", "all"),
+        choices=("lap", "telemetry", "aggression", "progress", "gaps", "all"),
         default="all",
-        help="which app: lap features, telemetry windows, lap aggression, or all in their own processes",
+        help="which app: lap features, telemetry windows, lap aggression, track progress, track gaps, "
+        "or all in their own processes",
     )
     r.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")

@@ -18,7 +18,10 @@ from pathlib import Path
 from stratx.functions import catalog
 from stratx.quix_apps import kafka_io
 
+# the quickstart's apps; the two track-gap apps (positions -> progress -> session gaps) run with
+# `stratx features run --app all|progress|gaps` (the session gap app is the slowest stage: see README)
 APPS = ("lap", "telemetry", "aggression")
+ALL_APPS = (*APPS, "progress", "gaps")
 
 
 def start_apps(
@@ -75,7 +78,10 @@ def wait_caught_up(
         for name, proc in (procs or {}).items():
             if proc.poll() is not None:
                 raise RuntimeError(f"the {name} features app exited early (code {proc.returncode})")
-        counts = {t.name: count_session(broker_address, t.name, session_key) for t in catalog.FEATURE_TOPICS}
+        counts = {
+            t.name: count_session(broker_address, t.name, session_key)
+            for t in (catalog.FEATURES_LAP, catalog.TELEMETRY_WINDOW, catalog.LAP_AGGRESSION)
+        }
         now = {t: counts[t] for t in growing}
         stable = stable + 1 if now == last else 0
         last = now

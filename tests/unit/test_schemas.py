@@ -5,6 +5,7 @@ Valid payloads come from a real race (2023 Las Vegas GP, one driver to keep it f
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from stratx.functions import catalog, ingest, schemas
+from stratx.functions.features import track_gaps as tg
 from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.features.telemetry import offline_windows
 from stratx.functions.racedata import RaceData
+from tests.conftest import DATA_DIR
 
 NOW = datetime(2024, 3, 2, 15, 0, 0, tzinfo=UTC)
 
@@ -51,6 +54,19 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     out[catalog.LAP_AGGRESSION.name] += [
         schemas.LapAggression.model_validate({k: (None if v != v else v) for k, v in r.items()})
         for r in lap_aggr.to_dict("records")
+    ]
+    pair = las_vegas.filter_drivers({"VER", "LEC"})
+    vegas_map = tg.load_track_map(DATA_DIR / "circuits", pair.meta.circuit)
+    assert vegas_map is not None
+    gaps = tg.offline_track_gaps(pair, vegas_map)
+    out[catalog.TRACK_GAP.name] += [
+        schemas.TrackGap.model_validate({k: (None if v != v else v) for k, v in r.items()})
+        for r in gaps.to_dict("records")[::400]
+    ]
+    samples = [json.loads(ingest.encode(r)) for r in ingest.table_records(pair, "pos_data")]
+    progress, _ = tg.offline_progress(samples, tg.session_track(pair, vegas_map))
+    out[catalog.PROGRESS.name] += [
+        schemas.CarProgress.model_validate(p) for points in progress.values() for p in points[::400]
     ]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(

@@ -1,0 +1,256 @@
+"""Track-gap apps: car positions -> per-driver progress (~1 Hz) -> continuous gaps per session.
+
+Two apps around the pure functions of :mod:`stratx.functions.features.track_gaps`:
+
+* **progress** (:func:`build_progress_app`): ``stratx.raw.car_position`` (key
+  ``<SessionKey>:<DriverNumber>``, one Quix state per driver) -> :func:`progress_step` ->
+  ``stratx.features.progress`` (same key, so each driver's points stay in order).
+* **gaps** (:func:`build_gap_app`): ``stratx.features.progress`` -> ``group_by`` session (one
+  state holds every driver of the session) -> :func:`gap_step` -> ``stratx.features.track_gap``
+  (key ``<SessionKey>:<DriverNumber>``), rows emitted behind the event-time watermark.
+
+Both need the session's :class:`SessionTrack` (static track map, race start, drivers); sessions
+without one (a circuit with no map in ``data/circuits/``) produce no gaps and are logged once.
+
+Failure policy: a record that is not JSON, fails its schema, is a duplicate or out of order goes
+to ``stratx.dead_letter`` (Stage ``track_gaps``) with the reason; the pipeline keeps going.
+
+Maps: ``python -m stratx.quix_apps.track_gaps maps data/races/2023_bahrain_grand_prix_race
+data/races/2023_las_vegas_grand_prix_race --out data/circuits`` rebuilds the shipped maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from quixstreams import Application
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.state import State
+
+from stratx.functions import catalog, ingest, schemas
+from stratx.functions.catalog import TopicSpec
+from stratx.functions.features import track_gaps as tg
+from stratx.functions.racedata import RaceData
+from stratx.quix_apps import admin, sources, wire
+from stratx.quix_apps.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
+
+STAGE = "track_gaps"
+PROGRESS_GROUP = "stratx-track-progress"
+GAP_GROUP = "stratx-track-gaps"
+STATE_KEY = "track"
+CIRCUITS_DIR = REPO_ROOT / "data" / "circuits"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger(__name__)
+
+
+CarProgress, TrackGap = schemas.CarProgress, schemas.TrackGap
+PROGRESS, TRACK_GAP = catalog.PROGRESS, catalog.TRACK_GAP
+
+
+# --- callbacks -------------------------------------------------------------------------------
+
+Tracks = Mapping[int, tg.SessionTrack]
+
+
+def _letter(source: TopicSpec, key: str | None, payload: dict[str, Any], reason: str) -> dict[str, Any]:
+    record = ingest.RawRecord(source, key or "", payload)
+    return {"DeadLetter": ingest.dead_letter(record, reason, stage=STAGE).model_dump(mode="json")}
+
+
+class _Lookup:
+    """Session -> SessionTrack; a session without one is logged once and skipped."""
+
+    def __init__(self, tracks: Tracks) -> None:
+        self.tracks = tracks
+        self.missing: set[int] = set()
+
+    def __call__(self, session_key: int) -> tg.SessionTrack | None:
+        found = self.tracks.get(session_key)
+        if found is None and session_key not in self.missing:
+            self.missing.add(session_key)
+            log.warning("session %s has no track map: no continuous gaps", session_key)
+        return found
+
+
+def progress_callback(tracks: Tracks) -> Callable[[Any, Any, int, Any, State], list[dict[str, Any]]]:
+    lookup = _Lookup(tracks)
+
+    def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
+        """One position sample -> ``{"Progress": point}``, ``{"DeadLetter": ...}`` or nothing."""
+        if wire.is_invalid(value):
+            return [_letter(catalog.CAR_POSITION, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
+        checked = ingest.validate(ingest.RawRecord(catalog.CAR_POSITION, key, value))
+        if isinstance(checked, ingest.Rejected):
+            return [_letter(catalog.CAR_POSITION, key, value, checked.reason)]
+        sample = checked.model_dump()
+        session = lookup(sample["SessionKey"])
+        if session is None:
+            return []
+        new_state, items = tg.progress_step(state.get(STATE_KEY), sample, session)
+        state.set(STATE_KEY, new_state)
+        return [
+            _letter(catalog.CAR_POSITION, key, value, item[tg.REJECTED])
+            if tg.is_rejected(item)
+            else {"Progress": item}
+            for item in items
+        ]
+
+    return process
+
+
+def gap_callback(
+    tracks: Tracks, stale_s: float | None = tg.STALE_S
+) -> Callable[[Any, State], list[dict[str, Any]]]:
+    lookup = _Lookup(tracks)
+
+    def process(value: Any, state: State) -> list[dict[str, Any]]:
+        """One progress point -> ``{"Gap": row}`` per emitted row, or ``{"DeadLetter": ...}``."""
+        key = f"{value.get('SessionKey')}:{value.get('DriverNumber')}"
+        if wire.is_invalid(value):
+            return [_letter(PROGRESS, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
+        try:
+            point = CarProgress.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            return [_letter(PROGRESS, key, value, f"CarProgress schema: {exc.errors()[0]['msg']}")]
+        session = lookup(point["SessionKey"])
+        if session is None:
+            return []
+        new_state, items = tg.gap_step(state.get(STATE_KEY), point, session, stale_s)
+        state.set(STATE_KEY, new_state)
+        return [
+            _letter(PROGRESS, key, value, item[tg.REJECTED]) if tg.is_rejected(item) else {"Gap": item}
+            for item in items
+        ]
+
+    return process
+
+
+def session_of(value: dict[str, Any]) -> str:
+    return "invalid" if wire.is_invalid(value) else str(value.get("SessionKey"))
+
+
+def driver_key(row: dict[str, Any]) -> str:
+    return catalog.message_key(TRACK_GAP, row["SessionKey"], row["DriverNumber"])
+
+
+def date_timestamp(row: dict[str, Any], key: Any, timestamp: int, headers: Any) -> int:
+    """Message timestamp: the row's Date in ms (the input's timestamp when it has no Date)."""
+    if row.get("Date") is None:
+        return timestamp
+    return (datetime.fromisoformat(row["Date"]) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _split(items: StreamingDataFrame, kind: str) -> StreamingDataFrame:
+    return items.filter(lambda item: kind in item).apply(lambda item: item[kind])
+
+
+# --- apps ------------------------------------------------------------------------------------
+
+
+def _application(settings: KafkaSettings, group: str, state_dir: Path | None, loglevel: int) -> Application:
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    try:
+        admin.create_topics(client, catalog.ALL_TOPICS)
+    finally:
+        client.close()
+    return wire.application(settings, group, state_dir, loglevel)
+
+
+def build_progress_app(
+    settings: KafkaSettings,
+    tracks: Tracks,
+    *,
+    state_dir: Path | None = None,
+    consumer_group: str = PROGRESS_GROUP,
+    loglevel: int = logging.INFO,
+) -> Application:
+    """Positions -> per-driver progress points (needs the broker: creates the topics first)."""
+    app = _application(settings, consumer_group, state_dir, loglevel)
+    raw = app.topic(catalog.CAR_POSITION.name, value_deserializer="bytes", key_deserializer="str")
+    out = app.topic(PROGRESS.name, value_serializer="json", key_serializer="str")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
+    items = app.dataframe(raw).apply(wire.parse)
+    items = items.apply(progress_callback(tracks), stateful=True, metadata=True, expand=True)
+    _split(items, "DeadLetter").to_topic(dead, key=lambda letter: letter["Key"])
+    progress = _split(items, "Progress").set_timestamp(date_timestamp)
+    progress.to_topic(out, key=lambda p: catalog.message_key(PROGRESS, p["SessionKey"], p["DriverNumber"]))
+    return app
+
+
+def build_gap_app(
+    settings: KafkaSettings,
+    tracks: Tracks,
+    *,
+    stale_s: float | None = tg.STALE_S,
+    state_dir: Path | None = None,
+    consumer_group: str = GAP_GROUP,
+    loglevel: int = logging.INFO,
+) -> Application:
+    """Progress points -> per-session gaps (needs the broker: creates the topics first)."""
+    app = _application(settings, consumer_group, state_dir, loglevel)
+    points = app.topic(PROGRESS.name, value_deserializer="bytes", key_deserializer="str")
+    out = app.topic(TRACK_GAP.name, value_serializer="json", key_serializer="str")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
+    sdf = app.dataframe(points).apply(wire.parse).group_by(session_of, name="session")
+    items = sdf.apply(gap_callback(tracks, stale_s), stateful=True, expand=True)
+    _split(items, "DeadLetter").to_topic(dead, key=lambda letter: letter["Key"])
+    _split(items, "Gap").set_timestamp(date_timestamp).to_topic(out, key=driver_key)
+    return app
+
+
+def bundled_tracks(races_dir: Path, circuits_dir: Path = CIRCUITS_DIR) -> dict[int, tg.SessionTrack]:
+    """SessionTrack of every bundled race whose circuit has a map (the demo's static lookup)."""
+    tracks: dict[int, tg.SessionTrack] = {}
+    for folder in sorted(p for p in races_dir.iterdir() if (p / "meta.json").exists()):
+        race = sources.load_bundled(folder)
+        track = tg.load_track_map(circuits_dir, race.meta.circuit)
+        if track is None:
+            log.warning("%s: no map for circuit %r", folder.name, race.meta.circuit)
+            continue
+        tracks[race.meta.session_key] = tg.session_track(race, track)
+    return tracks
+
+
+def build_maps(race_dirs: list[Path], out: Path) -> list[Path]:
+    """Write one map per circuit (the first race given for a circuit wins)."""
+    written: dict[str, Path] = {}
+    for folder in race_dirs:
+        race: RaceData = sources.load_bundled(folder)
+        slug = tg.circuit_slug(race.meta.circuit or race.meta.slug)
+        if slug not in written:
+            written[slug] = tg.write_track_map(tg.build_track_map(race), out)
+    return list(written.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``maps`` rebuilds circuit maps; ``progress`` / ``gaps`` run an app (STRATX_* settings)."""
+    parser = argparse.ArgumentParser(prog="python -m stratx.quix_apps.track_gaps")
+    sub = parser.add_subparsers(dest="command", required=True)
+    maps = sub.add_parser("maps", help="build data/circuits/<circuit>.json from bundled races")
+    maps.add_argument("races", nargs="+", type=Path)
+    maps.add_argument("--out", type=Path, default=CIRCUITS_DIR)
+    sub.add_parser("progress", help="run the progress app")
+    sub.add_parser("gaps", help="run the session gap app")
+    args = parser.parse_args(argv)
+    if args.command == "maps":
+        for path in build_maps(args.races, args.out):
+            print(path)
+        return
+    settings = FeatureAppSettings()
+    tracks = bundled_tracks(REPO_ROOT / "data" / "races")
+    if args.command == "progress":
+        group = f"{settings.consumer_group_prefix}-track-progress"
+        build_progress_app(settings, tracks, state_dir=settings.state_dir, consumer_group=group).run()
+    else:
+        group = f"{settings.consumer_group_prefix}-track-gaps"
+        build_gap_app(settings, tracks, state_dir=settings.state_dir, consumer_group=group).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,10 @@
-"""Feast definitions for the lap features (``stratx.functions.features.laps`` computes them).
+"""Feast definitions for the per-lap families: the lap features (``stratx.functions.features.laps``)
+and the driver-aggression features (``stratx.functions.features.aggression``).
 
 Declarative only: no I/O and no environment reads, so ``feast apply`` (CLI) and
 ``stratx.quix_apps.feature_store.apply_repo`` (set-up code) register the same objects.
-Feature names and types mirror ``stratx.functions.schemas.LapFeatures`` (a unit test checks it).
+Feature names and types mirror ``stratx.functions.schemas.LapFeatures`` and
+``stratx.functions.schemas.LapAggression`` (unit tests check it).
 """
 
 from datetime import timedelta
@@ -154,4 +156,61 @@ overtake_v1 = FeatureService(
     name="overtake_v1",
     features=[lap_gaps, lap_pace],
     description="Inputs of the overtake model (1-3 laps), version 1",
+)
+
+# ------------------------------------------------------------------ driver aggression
+# Offline history of the aggression family: one row per driver-lap, event time = lap end (UTC);
+# its own parquet, since the rows (LapAggression) are not LapFeatures rows.
+lap_aggression_file = FileSource(
+    name="lap_aggression_file",
+    path="lap_aggression.parquet",
+    timestamp_field="event_timestamp",
+    description="LapAggression rows, all columns, event_timestamp = lap end UTC",
+)
+
+# Streaming writes: the lap-aggression app pushes each finalized driver-lap to the online store.
+lap_aggression_push = PushSource(
+    name="lap_aggression_push",
+    batch_source=lap_aggression_file,
+    description="LapAggression rows pushed as laps are finalized",
+)
+
+# Aggression: throttle/brake/DRS use, braking and shifting over the lap's telemetry windows.
+lap_aggression = FeatureView(
+    name="lap_aggression",
+    entities=[driver, session],
+    ttl=LAP_TTL,
+    source=lap_aggression_push,
+    schema=[
+        *_ENTITY_FIELDS,
+        Field(name="ThrottleMean", dtype=Float64),
+        Field(name="FullThrottleShare", dtype=Float64),
+        Field(name="BrakeShare", dtype=Float64),
+        Field(name="ThrottleBrakeOverlapShare", dtype=Float64),
+        Field(name="DRSOpenShare", dtype=Float64),
+        Field(name="BrakeEvents", dtype=Int64),
+        Field(name="GearChanges", dtype=Int64),
+        Field(name="DecelMean", dtype=Float64),
+        Field(name="UpshiftRPMMean", dtype=Float64),
+        Field(name="SpeedMax", dtype=Int64),
+        Field(name="Windows", dtype=Int64),
+        Field(name="Samples", dtype=Int64),
+    ],
+    online=True,
+    description="Driver aggression per lap: pedal, DRS, braking and gear-shift use from telemetry",
+)
+
+# Driver-aggression model v1: how hard a driver pushes, next to the pace it buys.
+driver_aggression_v1 = FeatureService(
+    name="driver_aggression_v1",
+    features=[lap_aggression, lap_pace],
+    description="Inputs of the driver-aggression model, version 1",
+)
+
+# Overtake model v2: v1's inputs plus aggression. A new version rather than an edit of
+# overtake_v1, whose feature list is frozen for the model version trained on it.
+overtake_v2 = FeatureService(
+    name="overtake_v2",
+    features=[lap_gaps, lap_pace, lap_aggression],
+    description="Inputs of the overtake model (1-3 laps), version 2: v1 + driver aggression",
 )

@@ -402,11 +402,22 @@ def cmd_features_run(args: argparse.Namespace) -> int:
             settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
         )
     else:
-        from stratx.quix_apps import lap_aggression
+        from stratx.functions.schemas import LapAggression
+        from stratx.quix_apps import feature_store, lap_aggression
 
+        if settings.feast_push:  # as the lap app: apply at set-up, batched pushes of the aggression family
+            pusher = feature_store.BackgroundPusher(
+                feature_store.setup_store(settings),
+                push_source=feature_store.AGGRESSION_PUSH_SOURCE,
+                model=LapAggression,
+            )
         group = f"{settings.consumer_group_prefix}-lap-aggression"
         app, _ = lap_aggression.build_app(
-            settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+            settings,
+            state_dir=settings.state_dir,
+            consumer_group=group,
+            loglevel=logging.WARNING,
+            on_records=pusher,
         )
     print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
     try:

@@ -1,4 +1,4 @@
-"""Feast I/O for the lap features: open and apply the repo, push rows online, write and read history.
+"""Feast I/O for the per-lap families: open and apply the repo, push rows online, write and read history.
 
 The definitions live in ``feature_repo/`` (declarative, see its README). This module is the only
 code that touches the Feast store:
@@ -11,6 +11,9 @@ code that touches the Feast store:
   set-up needs no manual CLI step.
 * :func:`push_lap_features` writes LapFeatures rows to the online store through the PushSource;
   :func:`write_offline` appends them to the offline parquet for training.
+* :func:`push_rows` does the same for any family by push source and record model, e.g. the
+  LapAggression rows through ``lap_aggression_push`` (:data:`AGGRESSION_PUSH_SOURCE`); frames
+  are built by :func:`to_frame` from the model's fields, so each family keeps its own parquet.
 
 Push mode: ``PushMode.ONLINE_AND_OFFLINE`` is not used. Feast writes the pushed frame to the
 offline store once per feature view fed by the push source, and all three lap views share one
@@ -41,13 +44,21 @@ from feast.data_source import DataSource, PushMode
 from feast.feast_object import FeastObject
 from feast.infra.offline_stores.file_source import FileSource
 from feast.repo_config import RepoConfig
+from pydantic import BaseModel
 
-from stratx.functions.schemas import LapFeatures
+from stratx.functions.schemas import LapAggression, LapFeatures
 from stratx.quix_apps.settings import REPO_ROOT, FeastSettings
 
 DATA_DIR_VAR = "STRATX_FEAST_DATA_DIR"
 PUSH_SOURCE = "lap_features_push"
 OFFLINE_FILE = "lap_features.parquet"
+AGGRESSION_PUSH_SOURCE = "lap_aggression_push"
+AGGRESSION_OFFLINE_FILE = "lap_aggression.parquet"
+OFFLINE_FILES: dict[type[BaseModel], str] = {
+    LapFeatures: OFFLINE_FILE,
+    LapAggression: AGGRESSION_OFFLINE_FILE,
+}
+"""The parquet (in the data dir) of each family's FileSource, by record model."""
 EVENT_TIMESTAMP = "event_timestamp"
 ENTITY_KEYS = ("DriverNumber", "SessionKey")
 ROW_KEY = ("SessionKey", "DriverNumber", "LapNumber")
@@ -56,7 +67,7 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 # ------------------------------------------------------------------ frame layout
 def _arrow_type(annotation: Any) -> pa.DataType:
-    """Arrow type of one LapFeatures field annotation (Optional stripped)."""
+    """Arrow type of one record-model field annotation (Optional stripped)."""
     if get_origin(annotation) in (Union, UnionType):
         (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
     if annotation is bool:
@@ -69,20 +80,31 @@ def _arrow_type(annotation: Any) -> pa.DataType:
         return pa.string()
     if annotation is datetime:
         return pa.timestamp("ns", tz="UTC")
-    raise TypeError(f"no arrow type for LapFeatures annotation {annotation!r}")
+    raise TypeError(f"no arrow type for record field annotation {annotation!r}")
 
 
-def _lap_schema() -> pa.Schema:
-    fields = [
-        pa.field(name, _arrow_type(info.annotation))
-        for name, info in LapFeatures.model_fields.items()
-        if get_origin(info.annotation) is not Literal  # the `v` schema version
-    ]
-    return pa.schema([*fields, pa.field(EVENT_TIMESTAMP, pa.timestamp("ns", tz="UTC"))])
+_SCHEMAS: dict[type[BaseModel], pa.Schema] = {}
 
 
-LAP_SCHEMA = _lap_schema()
-"""Columns of the push/offline frame: every LapFeatures field but ``v``, plus event_timestamp."""
+def frame_schema(model: type[BaseModel] = LapFeatures) -> pa.Schema:
+    """Columns of a family's push/offline frame: every ``model`` field but ``v``, plus event_timestamp."""
+    schema = _SCHEMAS.get(model)
+    if schema is None:
+        fields = [
+            pa.field(name, _arrow_type(info.annotation))
+            for name, info in model.model_fields.items()
+            if get_origin(info.annotation) is not Literal  # the `v` schema version
+        ]
+        schema = _SCHEMAS[model] = pa.schema(
+            [*fields, pa.field(EVENT_TIMESTAMP, pa.timestamp("ns", tz="UTC"))]
+        )
+    return schema
+
+
+LAP_SCHEMA = frame_schema(LapFeatures)
+"""Columns of the lap-features push/offline frame: every LapFeatures field but ``v``, plus event_timestamp."""
+AGGRESSION_SCHEMA = frame_schema(LapAggression)
+"""Columns of the lap-aggression push/offline frame (LapAggression fields but ``v``, event_timestamp)."""
 
 _PANDAS_DTYPES = {
     pa.bool_(): pd.BooleanDtype(),
@@ -92,25 +114,27 @@ _PANDAS_DTYPES = {
 }
 
 
-def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """LapFeatures dicts -> the push/offline frame (nullable dtypes, event_timestamp = Date, UTC).
+def to_frame(rows: Iterable[Mapping[str, Any]], model: type[BaseModel] = LapFeatures) -> pd.DataFrame:
+    """``model`` dicts (LapFeatures by default, or LapAggression) -> the push/offline frame
+    (nullable dtypes, event_timestamp = Date, UTC).
 
     Nulls stay nulls (pandas NA, never NaN), so the online store returns None for them. A row
     without Date cannot be placed in time and raises ValueError.
     """
+    name = model.__name__
     records = []
     for row in rows:
         date = row.get("Date")
         if date is None:
             raise ValueError(
-                f"LapFeatures row of driver {row.get('DriverNumber')} lap {row.get('LapNumber')} has no "
+                f"{name} row of driver {row.get('DriverNumber')} lap {row.get('LapNumber')} has no "
                 "Date (the session has no known t0), so it has no event time"
             )
         when = date if isinstance(date, datetime) else datetime.fromisoformat(str(date))
         if when.tzinfo is None:
-            raise ValueError(f"LapFeatures Date {date!r} has no time zone (expected UTC)")
+            raise ValueError(f"{name} Date {date!r} has no time zone (expected UTC)")
         records.append({**row, "Date": when, EVENT_TIMESTAMP: when})
-    table = pa.Table.from_pylist(records, schema=LAP_SCHEMA)
+    table = pa.Table.from_pylist(records, schema=frame_schema(model))
     return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
 
 
@@ -183,13 +207,35 @@ def setup_store(settings: FeastSettings) -> FeatureStore:
 
 
 # ------------------------------------------------------------------ writes
-def offline_path(store: FeatureStore) -> Path:
+def offline_path(store: FeatureStore, push_source: str = PUSH_SOURCE) -> Path:
     """The parquet the registry's push source writes to, resolved like Feast resolves it."""
-    source = store.get_data_source(PUSH_SOURCE)
+    source = store.get_data_source(push_source)
     batch = getattr(source, "batch_source", None)
     if not isinstance(batch, FileSource):
-        raise TypeError(f"{PUSH_SOURCE} has no FileSource batch source")
+        raise TypeError(f"{push_source} has no FileSource batch source")
     return Path(FileSource.get_uri_for_file_path(store.config.repo_path, batch.path))
+
+
+def push_rows(
+    store: FeatureStore,
+    push_source: str,
+    rows: Sequence[Mapping[str, Any]],
+    model: type[BaseModel] = LapFeatures,
+    to_offline: bool = False,
+) -> int:
+    """Push ``model`` rows through ``push_source`` to the online store (in the given order: last
+    write wins per driver).
+
+    With ``to_offline`` the rows are also appended once to the source's offline parquet. Returns
+    the count.
+    """
+    if not rows:
+        return 0
+    frame = to_frame(rows, model)
+    store.push(push_source, frame, to=PushMode.ONLINE)
+    if to_offline:
+        _append_parquet(frame, offline_path(store, push_source), frame_schema(model))
+    return len(frame)
 
 
 def push_lap_features(
@@ -199,13 +245,14 @@ def push_lap_features(
 
     With ``to_offline`` the rows are also appended once to the offline parquet. Returns the count.
     """
-    if not rows:
-        return 0
-    frame = to_frame(rows)
-    store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
-    if to_offline:
-        _append_parquet(frame, offline_path(store))
-    return len(frame)
+    return push_rows(store, PUSH_SOURCE, rows, LapFeatures, to_offline)
+
+
+def push_lap_aggression(
+    store: FeatureStore, rows: Sequence[Mapping[str, Any]], to_offline: bool = False
+) -> int:
+    """Push LapAggression rows through ``lap_aggression_push`` (as :func:`push_lap_features`)."""
+    return push_rows(store, AGGRESSION_PUSH_SOURCE, rows, LapAggression, to_offline)
 
 
 class BackgroundPusher:
@@ -216,10 +263,22 @@ class BackgroundPusher:
     most, without slowing the stream. Within a batch only each driver's newest row is pushed (the
     online store keeps the latest value per entity anyway). ``close()`` drains the queue and
     raises if any push failed.
+
+    ``push_source`` and ``model`` pick the family: LapFeatures through ``lap_features_push`` by
+    default; ``BackgroundPusher(store, push_source=AGGRESSION_PUSH_SOURCE, model=LapAggression)``
+    for the lap-aggression app.
     """
 
-    def __init__(self, store: FeatureStore, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        max_batch: int = 1000,
+        *,
+        push_source: str = PUSH_SOURCE,
+        model: type[BaseModel] = LapFeatures,
+    ) -> None:
         self.store, self.max_batch = store, max_batch
+        self.push_source, self.model = push_source, model
         self.pushed = 0
         self.errors: list[str] = []
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
@@ -247,7 +306,7 @@ class BackgroundPusher:
             latest = {(r["SessionKey"], r["DriverNumber"]): r for r in batch}
             if latest:
                 try:
-                    push_lap_features(self.store, list(latest.values()))
+                    push_rows(self.store, self.push_source, list(latest.values()), self.model)
                     self.pushed += len(batch)
                 except Exception as exc:  # keep the stream alive; report at close
                     self.errors.append(f"{type(exc).__name__}: {exc}")
@@ -259,23 +318,26 @@ class BackgroundPusher:
             raise RuntimeError(f"{len(self.errors)} Feast pushes failed; first: {self.errors[0]}")
 
 
-def write_offline(rows: Sequence[Mapping[str, Any]], data_dir: Path) -> Path:
-    """Append LapFeatures rows to ``data_dir/lap_features.parquet`` (training history); returns the path.
+def write_offline(
+    rows: Sequence[Mapping[str, Any]], data_dir: Path, model: type[BaseModel] = LapFeatures
+) -> Path:
+    """Append ``model`` rows to the family's parquet in ``data_dir`` (training history; LapFeatures:
+    ``lap_features.parquet``, LapAggression: ``lap_aggression.parquet``); returns the path.
 
     A row that repeats a (SessionKey, DriverNumber, LapNumber) already in the file replaces it,
     so rebuilding a race never leaves two versions of a lap for the point-in-time join.
     """
-    path = data_dir / OFFLINE_FILE
+    path = data_dir / OFFLINE_FILES[model]
     if rows:
         data_dir.mkdir(parents=True, exist_ok=True)
-        _append_parquet(to_frame(rows), path)
+        _append_parquet(to_frame(rows, model), path, frame_schema(model))
     return path
 
 
-def _append_parquet(frame: pd.DataFrame, path: Path) -> None:
-    new = pa.Table.from_pandas(frame, schema=LAP_SCHEMA, preserve_index=False)
+def _append_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema = LAP_SCHEMA) -> None:
+    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if path.exists():
-        old = pq.read_table(path).cast(LAP_SCHEMA)
+        old = pq.read_table(path).cast(schema)
         keys = set(zip(*(new.column(k).to_pylist() for k in ROW_KEY), strict=True))
         old_keys = zip(*(old.column(k).to_pylist() for k in ROW_KEY), strict=True)
         old = old.filter(pa.array([k not in keys for k in old_keys], type=pa.bool_()))
@@ -338,9 +400,13 @@ def historical_features(store: FeatureStore, service_name: str, entity_df: pd.Da
     return _nullable(out)
 
 
+_FEATURE_TYPES = {f.name: f.type for schema in (LAP_SCHEMA, AGGRESSION_SCHEMA) for f in schema}
+"""Arrow type of every column of every family (the families agree on the names they share)."""
+
+
 def _nullable(frame: pd.DataFrame) -> pd.DataFrame:
     """Feature columns as pandas nullable dtypes (NaN-coded nulls from the offline join become NA)."""
-    types = {f.name: f.type for f in LAP_SCHEMA}
+    types = _FEATURE_TYPES
     for name in frame.columns:
         if name in types and name != EVENT_TIMESTAMP and not pa.types.is_timestamp(types[name]):
             frame[name] = frame[name].astype(_PANDAS_DTYPES[types[name]])

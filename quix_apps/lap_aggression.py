@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,14 +109,21 @@ def build_pipeline(
     lap_spec: TopicSpec,
     out: Topic,
     dead_letters: Topic,
+    on_records: Callable[[dict[str, Any]], None] | None = None,
 ) -> StreamingDataFrame:
-    """Wire: each input validated against its schema -> concat -> stateful laps -> out / dead letters."""
+    """Wire: each input validated against its schema -> concat -> stateful laps -> out / dead letters.
+
+    ``on_records`` is a side effect per LapAggression record (JSON mode), run before the record is
+    produced (e.g. a Feast push); it must not modify the record.
+    """
     w = windows.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, window_spec), metadata=True)
     lp = laps.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, lap_spec), metadata=True)
     items = w.concat(lp).apply(process, stateful=True, metadata=True, expand=True)
     letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
     letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
     records = items.filter(lambda item: "Lap" in item).apply(lambda item: item["Lap"])
+    if on_records is not None:
+        records = records.update(on_records)
     return records.set_timestamp(lap_timestamp).to_topic(out, key=lap_key)
 
 
@@ -128,8 +136,13 @@ def build_app(
     state_dir: Path | None = None,
     consumer_group: str = CONSUMER_GROUP,
     loglevel: int = logging.INFO,
+    on_records: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Application, StreamingDataFrame]:
     """The app and its dataframe; creates missing topics first (needs the broker).
+
+    ``on_records`` is a side effect per LapAggression record (e.g. a Feast
+    ``BackgroundPusher`` for ``lap_aggression_push``), like ``lap_features.build_app``'s
+    ``on_features``.
 
     Raises ``quixstreams.models.topics.exceptions.TopicPartitionsMismatch`` when the two input
     topics on the broker differ in partition count.
@@ -144,7 +157,9 @@ def build_app(
     laps = app.topic(lap_spec.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
-    sdf = build_pipeline(app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead)
+    sdf = build_pipeline(
+        app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead, on_records
+    )
     return app, sdf
 
 

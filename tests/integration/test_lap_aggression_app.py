@@ -49,7 +49,7 @@ INPUTS = (catalog.TELEMETRY_WINDOW, FEATURES_LAP_6)
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A broker of this module's own: its lap-features topic has 6 partitions, not the catalog's 3."""
+    """A broker of this module's own: its topics are created here with the 6 partitions co-partitioning needs."""
     with EmbeddedBroker("127.0.0.1", free_port(), tmp_path_factory.mktemp("b") / "tansu.log") as b:
         yield b.address
 

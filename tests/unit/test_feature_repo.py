@@ -31,7 +31,7 @@ from google.protobuf.json_format import MessageToDict
 from stratx.functions import ingest
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
-from stratx.functions.schemas import LapFeatures
+from stratx.functions.schemas import LapAggression, LapFeatures
 from stratx.quix_apps import feature_store as fs
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
@@ -51,6 +51,18 @@ GAPS = {
     "PositionOnLap", "PositionChange", "GapToLeader", "IntervalAhead", "IntervalBehind",
     "InDRSRange", "LapsDown", "LapNumber",
 }  # fmt: skip
+AGGRESSION = {
+    "ThrottleMean", "FullThrottleShare", "BrakeShare", "ThrottleBrakeOverlapShare", "DRSOpenShare",
+    "BrakeEvents", "GearChanges", "DecelMean", "UpshiftRPMMean", "SpeedMax", "Windows", "Samples",
+}  # fmt: skip
+SERVICES = {
+    "lap_time_v1",
+    "tyre_deg_v1",
+    "pit_window_v1",
+    "overtake_v1",
+    "driver_aggression_v1",
+    "overtake_v2",
+}
 FEAST_TYPES = {float: Float64, int: Int64, bool: Bool, str: String}
 
 
@@ -112,13 +124,13 @@ def plain(value: Any) -> Any:
 # ------------------------------------------------------------------ definitions
 def test_repo_applies_every_definition_into_the_data_dir(store: FeatureStore, data_dir: Path) -> None:
     assert {e.name for e in store.list_entities()} == {"driver", "session"}
-    assert {v.name for v in store.list_feature_views()} == {"lap_pace", "lap_stint", "lap_gaps"}
-    assert {s.name for s in store.list_feature_services()} == {
-        "lap_time_v1",
-        "tyre_deg_v1",
-        "pit_window_v1",
-        "overtake_v1",
+    assert {v.name for v in store.list_feature_views()} == {
+        "lap_pace",
+        "lap_stint",
+        "lap_gaps",
+        "lap_aggression",
     }
+    assert {s.name for s in store.list_feature_services()} == SERVICES
     assert store.get_data_source("lap_features_push").batch_source.path == "lap_features.parquet"
     assert fs.offline_path(store) == data_dir.resolve() / "lap_features.parquet"
     assert {p.name for p in data_dir.iterdir()} >= {"registry.db", "online_store.db", "lap_features.parquet"}
@@ -131,22 +143,25 @@ def test_feature_views_hold_the_documented_families() -> None:
         "lap_pace": PACE,
         "lap_stint": STINT,
         "lap_gaps": GAPS,
+        "lap_aggression": AGGRESSION,
     }
-    for view in views.values():
+    for name, view in views.items():
         assert view.entities == ["driver", "session"]
         assert view.ttl == timedelta(days=1)
-        assert view.stream_source is not None and view.stream_source.name == "lap_features_push"
+        push = "lap_aggression_push" if name == "lap_aggression" else "lap_features_push"
+        assert view.stream_source is not None and view.stream_source.name == push
 
 
-def test_every_service_feature_is_a_lap_features_field_of_the_same_type() -> None:
+def test_every_service_feature_is_a_record_field_of_the_same_type() -> None:
     services = [o for o in fs.load_definitions(REPO_DIR) if isinstance(o, FeatureService)]
-    assert {s.name for s in services} == {"lap_time_v1", "tyre_deg_v1", "pit_window_v1", "overtake_v1"}
+    assert {s.name for s in services} == SERVICES
     for service in services:
         assert re.fullmatch(r"[a-z_]+_v\d+", service.name), "services are versioned like the models"
         for projection in service.feature_view_projections:
+            model = LapAggression if projection.name == "lap_aggression" else LapFeatures
             for field in projection.features:
-                assert field.name in LapFeatures.model_fields, f"{service.name}: {field.name}"
-                annotation = LapFeatures.model_fields[field.name].annotation
+                assert field.name in model.model_fields, f"{service.name}: {field.name}"
+                annotation = model.model_fields[field.name].annotation
                 python_type = next(a for a in (*get_args(annotation), annotation) if a in FEAST_TYPES)
                 assert field.dtype == FEAST_TYPES[python_type], f"{service.name}: {field.name}"
 

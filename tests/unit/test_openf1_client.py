@@ -68,10 +68,12 @@ def test_fetch_returns_records_and_sends_filters() -> None:
 def test_rate_limit_minimum_time() -> None:
     clock = FakeClock()
     with client(lambda _: httpx.Response(200, json=[]), clock, rate_limit=30, rate_window=10.0) as c:
+        assert c.limiter.window == 10.5
         for _ in range(65):
             c.fetch("weather", {"session_key": "9531"})
-    # 65 requests at 30 per 10 s: the 31st waits until t=10, the 61st until t=20
-    assert clock.t == pytest.approx(20.0)
+    # 65 requests at 30 per 10 s (+ the client's 0.5 s margin): the 31st waits until t=10.5,
+    # the 61st until t=21
+    assert clock.t == pytest.approx(21.0)
     assert c.requests == 65
 
 

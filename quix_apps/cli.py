@@ -669,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once
     _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    from stratx.quix_apps.openf1_client import OpenF1Error
     from stratx.quix_apps.replay import DeliveryError
 
     expected = (
@@ -677,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker.BrokerError,
         admin.AdminError,
         DeliveryError,
+        OpenF1Error,  # a rejected token after one refresh, or OpenF1 unavailable after the retries
         ValueError,
         OSError,
     )

@@ -198,3 +198,28 @@ def test_record_then_replay_the_recording(tmp_path: Path) -> None:
         replayed = {s.name: _payloads(second.address, s) for s in (catalog.CAR_TELEMETRY, catalog.LAPS)}
     assert recorded == replayed
     assert len(replayed[catalog.CAR_TELEMETRY.name]) > 1000 and len(replayed[catalog.LAPS.name]) >= 20
+
+
+def test_unreachable_openf1_is_one_clear_error(tmp_path: Path) -> None:
+    """No OpenF1 server: the retries run out and the CLI says so in one line (no traceback, no stall)."""
+    with EmbeddedBroker("127.0.0.1", free_port()) as b:
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "stratx"),
+                "live",
+                "--session-key",
+                "9189",
+                "--broker",
+                b.address,
+                "--openf1-url",
+                f"http://127.0.0.1:{free_port()}/v1",
+                "--max-cycles",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("stratx: error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr

@@ -17,6 +17,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic_settings import BaseSettings
 
 from stratx.functions import catalog
 from stratx.functions.catalog import ALL_TOPICS, BY_NAME
@@ -41,9 +44,17 @@ class UserError(Exception):
     """An expected failure: printed as one line, exit code 2."""
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def _override(settings: SettingsT, **values: object) -> SettingsT:
+    """The settings with the flags the user gave (None = flag not given) taking precedence."""
+    update = {k: v for k, v in values.items() if v is not None}
+    return settings.model_copy(update=update) if update else settings
+
+
 def _kafka(args: argparse.Namespace) -> KafkaSettings:
-    base = KafkaSettings()
-    return base.model_copy(update={"broker_address": args.broker}) if args.broker else base
+    return _override(KafkaSettings(), broker_address=args.broker)
 
 
 # ------------------------------------------------------------------ broker
@@ -138,16 +149,14 @@ def load_race(settings: ReplaySettings, year: int, event: str, session: str, sou
 
 def _replay_settings(args: argparse.Namespace) -> ReplaySettings:
     settings = ReplaySettings()
-    update: dict[str, object] = {}
-    if args.broker:
-        update["broker_address"] = args.broker
-    if getattr(args, "cache", None):
-        update["fastf1_cache"] = Path(args.cache)
-    if getattr(args, "offline", False):
-        update["fastf1_offline"] = True
-    if getattr(args, "telemetry_dir", None):
-        update["telemetry_dir"] = Path(args.telemetry_dir)
-    return settings.model_copy(update=update) if update else settings
+    cache, telemetry = getattr(args, "cache", None), getattr(args, "telemetry_dir", None)
+    return _override(
+        settings,
+        broker_address=args.broker,
+        fastf1_cache=Path(cache) if cache else None,
+        fastf1_offline=True if getattr(args, "offline", False) else None,
+        telemetry_dir=Path(telemetry) if telemetry else None,
+    )
 
 
 def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event: str, session: str) -> int:
@@ -266,7 +275,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if code == 0:
                 laps = result.published[catalog.LAPS.name]  # type: ignore[attr-defined]
                 print("waiting for the feature apps to catch up ...", file=sys.stderr, flush=True)
-                counts = pipeline.wait_caught_up(b.address, race.meta.session_key, laps, procs=procs)
+                drivers = len(race.table("drivers"))
+                counts = pipeline.wait_caught_up(b.address, race.meta.session_key, laps, drivers, procs=procs)
                 for topic, n in counts.items():
                     print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
                 if not args.no_feast:
@@ -367,12 +377,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 def cmd_features_run(args: argparse.Namespace) -> int:
     """Run one streaming feature app until Ctrl-C (or --idle-timeout seconds without input)."""
     settings = FeatureAppSettings()
-    update: dict[str, object] = {}
-    if args.broker:
-        update["broker_address"] = args.broker
-    if args.no_feast:
-        update["feast_push"] = False
-    settings = settings.model_copy(update=update) if update else settings
+    settings = _override(settings, broker_address=args.broker, feast_push=False if args.no_feast else None)
     if args.app == "all":
         return _run_all(settings, args)
     client = admin.connect(settings.broker_address, settings.connect_timeout_s)
@@ -451,14 +456,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     from stratx.quix_apps import live, openf1_client, recording
 
     settings = LiveSettings()
-    update: dict[str, object] = {}
-    if args.broker:
-        update["broker_address"] = args.broker
-    if args.openf1_url:
-        update["openf1_url"] = args.openf1_url
-    if args.poll_interval is not None:
-        update["poll_interval_s"] = args.poll_interval
-    settings = settings.model_copy(update=update) if update else settings
+    settings = _override(
+        settings, broker_address=args.broker, openf1_url=args.openf1_url, poll_interval_s=args.poll_interval
+    )
     token = None
     if settings.openf1_username and settings.openf1_password:  # the authenticated live tier
         token = openf1_client.TokenProvider(settings.openf1_username, settings.openf1_password)
@@ -495,6 +495,19 @@ def _print_live(result: object) -> None:
     )
     for topic, n in sorted(published.items()):
         print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ models
+def cmd_train(args: argparse.Namespace) -> int:
+    from stratx.quix_apps import training
+
+    return training.train_main(args)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stratx.quix_apps import evaluation
+
+    return evaluation.evaluate_main(args)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -638,6 +651,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore the checkpoint; start from the beginning")
     p.set_defaults(func=cmd_live)
 
+    p = sub.add_parser("train", help="train a model on the bundled races + corpus, tracked in MLflow")
+    p.add_argument("--model", choices=("lap_time",), default="lap_time")
+    p.add_argument(
+        "--exports", action="append", help="flat FastF1 exports (default: data/corpus/fastf1_exports)"
+    )
+    p.add_argument("--features", help="reuse a built lap-feature parquet (stratx features build --out)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="score the @champion lap-time model on unseen races: report + metrics.json"
+    )
+    p.add_argument("--race-dir", action="append", help="a bundled-format race folder")
+    p.add_argument("--exports", action="append", help="folder with FastF1-format laps.parquet etc.")
+    p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")
+    p.add_argument("--year", type=int)
+    p.add_argument("--event")
+    p.add_argument("--session", default="R")
+    p.add_argument("--out", help="output folder (STRATX_REPORTS_DIR, default .stratx/reports)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("config", help="list the STRATX_* environment variables")
     p.set_defaults(func=cmd_config)
     return parser
@@ -670,6 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     from stratx.quix_apps.openf1_client import OpenF1Error
+    from stratx.quix_apps.pipeline import AppExited
     from stratx.quix_apps.replay import DeliveryError
 
     expected = (
@@ -679,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin.AdminError,
         DeliveryError,
         OpenF1Error,  # a rejected token after one refresh, or OpenF1 unavailable after the retries
+        AppExited,
         ValueError,
         OSError,
     )

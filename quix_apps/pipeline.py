@@ -21,6 +21,12 @@ from stratx.quix_apps import kafka_io
 # the quickstart's apps; the two track-gap apps (positions -> progress -> session gaps) run with
 # `stratx features run --app all|progress|gaps` (the session gap app is the slowest stage: see README)
 APPS = ("lap", "telemetry", "aggression")
+
+
+class AppExited(Exception):
+    """A feature app stopped on its own; the message is for the user."""
+
+
 ALL_APPS = (*APPS, "progress", "gaps")
 
 
@@ -65,10 +71,12 @@ def wait_caught_up(
     broker_address: str,
     session_key: int,
     expected_laps: int,
+    drivers: int,
     timeout_s: float = 180.0,
     procs: dict[str, subprocess.Popen[bytes]] | None = None,
 ) -> dict[str, int]:
-    """Poll the feature topics until the lap features are complete and the others stop growing."""
+    """Poll the feature topics until every lap has its features, every lap but (at most) each
+    driver's last has its aggression record, and the telemetry windows have stopped growing."""
     deadline = time.monotonic() + timeout_s
     growing = (catalog.TELEMETRY_WINDOW.name, catalog.LAP_AGGRESSION.name)
     last: dict[str, int] = {}
@@ -77,7 +85,7 @@ def wait_caught_up(
     while time.monotonic() < deadline:
         for name, proc in (procs or {}).items():
             if proc.poll() is not None:
-                raise RuntimeError(f"the {name} features app exited early (code {proc.returncode})")
+                raise AppExited(f"the {name} features app exited early (code {proc.returncode}); see its log")
         counts = {
             t.name: count_session(broker_address, t.name, session_key)
             for t in (catalog.FEATURES_LAP, catalog.TELEMETRY_WINDOW, catalog.LAP_AGGRESSION)
@@ -85,7 +93,12 @@ def wait_caught_up(
         now = {t: counts[t] for t in growing}
         stable = stable + 1 if now == last else 0
         last = now
-        if counts[catalog.FEATURES_LAP.name] >= expected_laps and stable >= 2:
+        complete = (
+            counts[catalog.FEATURES_LAP.name] >= expected_laps
+            and counts[catalog.LAP_AGGRESSION.name] >= expected_laps - drivers
+            and counts[catalog.TELEMETRY_WINDOW.name] > 0
+        )
+        if complete and stable >= 2:
             return counts
         time.sleep(1.0)
     return counts

@@ -85,6 +85,22 @@ class LiveSettings(KafkaSettings):
     poll_interval_s: float = Field(2.0, ge=0, description="seconds between poll cycles")
 
 
+class TrainingSettings(_Base):
+    """`stratx train` / `stratx evaluate`: corpus, MLflow tracking/registry, reports."""
+
+    data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
+    mlflow_uri: str = Field(
+        f"sqlite:///{REPO_ROOT / '.stratx' / 'mlflow' / 'mlflow.db'}",
+        description="MLflow tracking and registry URI (sqlite backend)",
+    )
+    mlflow_artifact_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "mlflow" / "artifacts", description="MLflow artifact store of new experiments"
+    )
+    reports_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "reports", description="output folder of `stratx evaluate`"
+    )
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -95,6 +111,7 @@ def env_vars() -> dict[str, str]:
         FeastSettings,
         FeatureAppSettings,
         LiveSettings,
+        TrainingSettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

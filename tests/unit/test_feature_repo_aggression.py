@@ -24,6 +24,7 @@ from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression
 from stratx.quix_apps import feature_store as fs
 from stratx.quix_apps.feature_build import lap_feature_rows
+from tests.unit.test_feature_repo import assert_same, last_lap_by_driver, plain, service_features
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 SESSION_KEY = 9189  # 2023 Las Vegas GP race
@@ -87,35 +88,6 @@ def store(
     return store
 
 
-def last_by_driver(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in rows:  # rows are in lap-end order
-        out[row["DriverNumber"]] = row
-    return out
-
-
-def service_features(store: FeatureStore, name: str) -> list[str]:
-    service = store.get_feature_service(name)
-    return [f.name for p in service.feature_view_projections for f in p.features]
-
-
-def assert_same(got: Any, want: Any, what: str) -> None:
-    """Equal within 1e-9 for floats; None must stay None (no NaN, no 0)."""
-    if want is None:
-        assert got is None, f"{what}: expected None, got {got!r}"
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, abs=1e-9), what
-    else:
-        assert got == want and type(got) is type(want), f"{what}: {got!r} != {want!r}"
-
-
-def plain(value: Any) -> Any:
-    """A pandas cell (NA, numpy scalars) as the Python value the online API returns."""
-    if value is pd.NA or value is None:
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
 # ------------------------------------------------------------------ definitions
 def test_lap_aggression_view_mirrors_the_schema() -> None:
     objects = {o.name: o for o in fs.load_definitions(REPO_DIR)}
@@ -174,8 +146,8 @@ def test_to_frame_of_aggression_rows(aggression_rows: list[dict[str, Any]]) -> N
 def test_online_vector_of_every_driver_is_its_last_aggression_lap(
     store: FeatureStore, aggression_rows: list[dict[str, Any]], lap_rows: list[dict[str, Any]]
 ) -> None:
-    last = last_by_driver(aggression_rows)
-    last_lap = last_by_driver(lap_rows)
+    last = last_lap_by_driver(aggression_rows)
+    last_lap = last_lap_by_driver(lap_rows)
     assert len(last) == 20
     drivers = sorted(last)
     got = fs.online_features(
@@ -193,7 +165,7 @@ def test_online_vector_of_every_driver_is_its_last_aggression_lap(
 def test_overtake_v2_serves_gaps_pace_and_aggression(
     store: FeatureStore, aggression_rows: list[dict[str, Any]]
 ) -> None:
-    last = last_by_driver(aggression_rows)["1"]
+    last = last_lap_by_driver(aggression_rows)["1"]
     got = fs.online_features(store, "overtake_v2", [{"DriverNumber": "1", "SessionKey": SESSION_KEY}])
     assert set(got) == {"DriverNumber", "SessionKey", *GAPS, *PACE, *AGGRESSION}
     assert got["LapNumber"] == [last["LapNumber"]]
@@ -257,7 +229,7 @@ def test_background_pusher_for_the_aggression_source(
         pusher(row)
     pusher.close()
     assert pusher.pushed == len(aggression_rows) and not pusher.errors
-    last = last_by_driver(aggression_rows)
+    last = last_lap_by_driver(aggression_rows)
     got = fs.online_features(
         store, "driver_aggression_v1", [{"DriverNumber": d, "SessionKey": SESSION_KEY} for d in sorted(last)]
     )

@@ -1,0 +1,193 @@
+"""Model 1 (next lap time): targets, baselines, behaviour and the MLflow registry round trip.
+
+Real laps of the bundled races; the models are small (few trees) so the file runs in seconds.
+Train on 2023 Bahrain, early-stop on 2024 Bahrain, hold out 2023 Las Vegas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stratx.functions.models import lap_time as lt
+from stratx.quix_apps import evaluation, feature_build, sources, training
+from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
+
+BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"
+SMALL = {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 20}
+ROUNDS = 60
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    races = [sources.load_bundled(p) for p in (BAHRAIN_2023, BAHRAIN_2024, LAS_VEGAS_2023)]
+    frame, _ = feature_build.build_lap_table(races, progress=False)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def split(table: pd.DataFrame) -> pd.Series:
+    names = {2023: {"Bahrain Grand Prix": "train", "Las Vegas Grand Prix": "test"}, 2024: {}}
+    return pd.Series(
+        [names[y].get(e, "validation") for y, e in zip(table.Year, table.EventName, strict=True)],
+        index=table.index,
+    )
+
+
+@pytest.fixture(scope="module")
+def booster(table: pd.DataFrame, split: pd.Series) -> object:
+    frame = lt.next_lap_targets(table)
+    return training.fit(frame, SMALL, ROUNDS, progress=False, split=split.loc[frame.index])
+
+
+@pytest.fixture(scope="module")
+def held_out(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    frame = lt.next_lap_targets(table)
+    return frame[(split == "test") & lt.trainable(frame)]
+
+
+# ------------------------------------------------------------------ targets and features
+def test_target_is_the_next_lap_of_the_same_driver_and_race(table: pd.DataFrame) -> None:
+    frame = lt.next_lap_targets(table)
+    by_lap = table.set_index(["Year", "EventName", "DriverNumber", "LapNumber"])["LapTime"]
+    checked = 0
+    for row in frame.itertuples():
+        key = (row.Year, row.EventName, row.DriverNumber, row.LapNumber + 1)
+        if key in by_lap.index:
+            expected = by_lap.loc[key]
+            assert (math.isnan(row.NextLapTime) and pd.isna(expected)) or row.NextLapTime == expected
+            checked += 1
+        else:
+            assert math.isnan(row.NextLapTime), f"{key} has no next lap"
+    assert checked > 2000
+    last = frame.groupby(["Year", "EventName", "DriverNumber"]).LapNumber.transform("max") == frame.LapNumber
+    assert frame.loc[last, lt.TARGET].isna().all() and frame.loc[last, lt.NEXT_CLEAN].isna().all()
+
+
+def test_a_gap_in_the_laps_gives_no_target() -> None:
+    rows = pd.DataFrame(
+        {
+            "Year": 2023,
+            "EventName": "X",
+            "SessionKey": 1,
+            "DriverNumber": ["1", "1", "1", "44"],
+            "LapNumber": [2, 3, 5, 4],
+            "LapTime": [90.0, 91.0, 92.0, 93.0],
+            "IsClean": [True, True, False, True],
+            "Last3Median": [None, 90.5, 91.0, None],
+        }
+    )
+    frame = lt.next_lap_targets(rows)
+    assert frame[lt.TARGET].tolist()[:1] == [91.0]
+    assert frame[lt.TARGET].iloc[1:].isna().all()  # lap 4 missing; lap 5 last; driver 44 alone
+    assert frame[lt.ANCHOR].tolist() == [90.0, 90.5, 91.0, 93.0]
+
+
+def test_baselines_and_metrics_on_hand_checked_rows() -> None:
+    frame = pd.DataFrame(
+        {
+            "LapTime": [95.0, 92.0, 100.0],
+            lt.ANCHOR: [93.0, 92.0, 93.0],
+            lt.TARGET: [92.0, 93.0, 120.0],
+            lt.NEXT_CLEAN: pd.array([True, True, False], dtype="boolean"),
+        }
+    )
+    m = lt.metrics_table(frame, np.array([92.5, 92.5, 95.0]))
+    assert m["clean_laps"] == 2 and m["all_laps"] == 3
+    assert m["persistence_clean_mae"] == pytest.approx((3 + 1) / 2)
+    assert m["rolling_median_clean_mae"] == pytest.approx((1 + 1) / 2)
+    assert m["model_clean_mae"] == pytest.approx(0.5)
+    assert m["persistence_all_rmse"] == pytest.approx(math.sqrt((9 + 1 + 400) / 3))
+    assert m["model_vs_persistence_clean_mae_ratio"] == pytest.approx(0.25)
+
+
+def test_features_are_the_lap_time_v1_service() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "lap_features_repo", Path(__file__).resolve().parents[2] / "feature_repo" / "lap_features.py"
+    )
+    assert spec is not None and spec.loader is not None
+    repo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repo)
+    service = repo.lap_time_v1
+    names = [f.name for p in service.feature_view_projections for f in p.features]
+    assert service.name == lt.FEATURE_SERVICE
+    assert sorted(names) == sorted(lt.SERVICE_FEATURES)
+
+
+def test_feature_matrix_schema(table: pd.DataFrame) -> None:
+    x = lt.feature_matrix(table)
+    assert list(x.columns) == list(lt.SERVICE_FEATURES)
+    assert isinstance(x["Compound"].dtype, pd.CategoricalDtype)
+    assert {"Driver", "DriverNumber", "Team"}.isdisjoint(x.columns)
+    assert all(pd.api.types.is_float_dtype(t) for t in x.drop(columns="Compound").dtypes)
+
+
+# ------------------------------------------------------------------ behaviour (STYLE 7)
+def test_older_tyres_do_not_predict_faster_laps(booster: object, held_out: pd.DataFrame) -> None:
+    older = held_out.copy()
+    older["TyreLife"] = older["TyreLife"] + 10
+    base, aged = training.predict(booster, held_out), training.predict(booster, older)
+    assert np.nanmean(aged - base) >= 0
+    assert (aged >= base - 1e-9).all()  # monotone constraint: row by row, too
+
+
+def test_driver_identity_does_not_change_the_prediction(booster: object, held_out: pd.DataFrame) -> None:
+    swapped = held_out.copy()
+    swapped["Driver"] = swapped["Driver"].iloc[::-1].to_numpy()
+    swapped["DriverNumber"] = swapped["DriverNumber"].iloc[::-1].to_numpy()
+    np.testing.assert_array_equal(training.predict(booster, swapped), training.predict(booster, held_out))
+
+
+def test_held_out_race_beats_persistence(booster: object, held_out: pd.DataFrame) -> None:
+    m = lt.metrics_table(held_out, training.predict(booster, held_out))
+    assert m["clean_laps"] > 500
+    assert m["model_clean_mae"] < m["persistence_clean_mae"]
+    assert m["model_all_mae"] < m["persistence_all_mae"]
+
+
+# ------------------------------------------------------------------ MLflow registry round trip
+
+
+# mlflow.lightgbm.log_model infers the pyfunc predict() type hint as Any and says so, once.
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
+def test_train_registers_and_promotes_only_a_better_model(
+    tmp_path: Path, table: pd.DataFrame, split: pd.Series
+) -> None:
+    settings = training.TrainingSettings(
+        mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_artifact_dir=tmp_path / "artifacts",
+        reports_dir=tmp_path / "reports",
+    )
+    first = training.train(settings, table, SMALL, ROUNDS, progress=False, split=split)
+    assert first.champion and first.previous_champion_mae is None
+    worse = training.train(settings, table, {**SMALL, "learning_rate": 0.001}, 5, progress=False, split=split)
+    assert not worse.champion and worse.previous_champion_mae == pytest.approx(
+        first.metrics["val_model_clean_mae"]
+    )
+    champion = evaluation.load_champion(settings)
+    assert champion.version == first.version
+    assert champion.tags["feast_feature_service"] == "lap_time_v1"
+    assert len(champion.tags["data_snapshot_hash"]) == 64 and champion.tags["git_commit"]
+
+    las_vegas = [sources.load_bundled(LAS_VEGAS_2023)]
+    out = tmp_path / "reports"
+    evaluation.evaluate(settings, las_vegas, out, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())["lap_time"]
+    assert metrics["races"] == ["2023 Las Vegas Grand Prix Race"]
+    assert metrics["metrics"]["model_clean_mae"] < metrics["metrics"]["persistence_clean_mae"]
+    assert (out / "report.md").read_text().startswith("# stratx-lap-time")
+    assert (out / "lap_time_errors.png").stat().st_size > 1000
+
+
+def test_evaluate_main_reads_a_fastf1_exports_folder(tmp_path: Path, las_vegas: object) -> None:
+    """A user's FastF1-format lap table loads through sources.load_exports (no champion needed)."""
+    args = argparse.Namespace(race_dir=None, exports=[str(DATA_DIR / "corpus" / "fastf1_exports")])
+    races = evaluation.user_races(args, training.TrainingSettings())
+    assert len(races) >= 30 and all(r.table("laps").shape[0] for r in races)

@@ -18,7 +18,20 @@ from stratx.quix_apps.settings import ENV_VARS
 
 STRATX = Path(sys.executable).parent / "stratx"
 DEAD_BROKER = "127.0.0.1:1"
-COMMANDS = ("demo", "broker", "topics", "replay", "races", "bundle", "features", "live", "record", "train", "evaluate", "config")
+COMMANDS = (
+    "demo",
+    "broker",
+    "topics",
+    "replay",
+    "races",
+    "bundle",
+    "features",
+    "live",
+    "record",
+    "train",
+    "evaluate",
+    "config",
+)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -65,6 +65,7 @@ def polled(own_broker: str) -> dict[str, Any]:
         {},
     ]
     results = []
+    clocks = []
     try:
         for fault in faults:
             app.clock.advance(60)
@@ -74,6 +75,7 @@ def polled(own_broker: str) -> dict[str, Any]:
                 results.append(
                     live.run(client, settings, live.LiveOptions(session_key=str(SESSION), max_cycles=1))
                 )
+            clocks.append(app.clock.now())
         end = app.clock.now()
     finally:
         stop()
@@ -90,7 +92,13 @@ def polled(own_broker: str) -> dict[str, Any]:
         topics[spec.name] = [
             (m.key().decode(), json.loads(m.value())) for m in kafka_io.read_all(own_broker, spec.name)
         ]
-    return {"results": results, "topics": topics, "end": end, "statuses": dict(app.stats.by_status)}
+    return {
+        "results": results,
+        "topics": topics,
+        "end": end,
+        "clocks": clocks,
+        "statuses": dict(app.stats.by_status),
+    }
 
 
 def test_every_car_sample_arrives_exactly_once(polled: dict[str, Any]) -> None:
@@ -223,3 +231,13 @@ def test_unreachable_openf1_is_one_clear_error(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("stratx: error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr
+
+
+def test_lag_is_bounded_by_one_poll_cycle(polled: dict[str, Any]) -> None:
+    """After every cycle (faults included) everything the source had published by then is on the
+    topic: no record waits longer than one poll cycle."""
+    source = sorted(parse(r["date"]) for r in records("car_data") if r["n_gear"] <= 8)
+    published = 0
+    for clock, result in zip(polled["clocks"], polled["results"], strict=True):
+        published += result.published[catalog.CAR_TELEMETRY.name]
+        assert published == sum(1 for d in source if d <= clock), clock

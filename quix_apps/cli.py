@@ -369,7 +369,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
         aggression = feature_build.build_aggression_table(races, progress=not args.no_progress)
         aggression.to_parquet(args.aggression_out, compression="zstd", index=False)
         print(
-            f"wrote {args.aggression_out}: {len(aggression)} driver-laps of aggression (races with car telemetry)"
+            f"wrote {args.aggression_out}: {len(aggression)} driver-laps of aggression (car samples, else OpenF1 per-lap aggregates)"
         )
     return 0
 

@@ -49,6 +49,38 @@ sample of the window has a valid Throttle and Brake (the usual case), an approxi
 DecelMean and UpshiftRPMMean are weighted by time spent (samples), not by event count. Windows are
 assigned whole to the lap holding their midpoint, so a lap's edges are accurate to 2.5 s.
 
+Per-lap aggregates (fallback, :func:`aggression_from_aggregates`): races without car samples (the
+training corpus) get LapAggression records from the OpenF1 gold per-lap aggregates bundled in
+``data/corpus/openf1_lap_aggregates.parquet`` (``cwgbittencourt/F1.OpenF1.DatasetBuilder``, computed
+by that source from OpenF1 car_data over each OpenF1 lap; see ``data/README.md``). The offline table
+marks every row with ``AggressionSource`` = ``"samples"`` or ``"openf1-aggregates"`` (a parquet column
+only, not a LapAggression field). Field by field, for those rows:
+
+=========================  ==================================================================
+field                      from the aggregates row
+=========================  ==================================================================
+SessionKey .. Date         the matching LapFeatures record (same race, DriverNumber, LapNumber);
+                           LapStartTime as above (previous lap end, else SessionTime - LapTime)
+Windows                    0 (no telemetry windows)
+Samples                    telemetry_points (car-data samples in the source's lap)
+ThrottleMean               avg_throttle (%, 0-100 on the source's rows)
+FullThrottleShare          full_throttle_pct (already a 0-1 fraction in the source, not %)
+BrakeShare                 brake_pct (already 0-1)
+DRSOpenShare               None: the source's drs_pct is the share of samples with DRS code > 0
+                           (it counts the closed codes 1-3 and 8 too; on 2023 Bahrain it matches
+                           ``DRS > 0`` of the bundled samples to 1e-4), not codes 10/12/14
+BrakeEvents                brake_events
+GearChanges                gear_changes
+SpeedMax                   max_speed (km/h)
+ThrottleBrakeOverlapShare  None: not in the aggregates
+DecelMean, UpshiftRPMMean  None: not in the aggregates
+=========================  ==================================================================
+
+The source's lap is OpenF1's (``date_start`` + ``lap_duration``), not the FastF1 interval above, so
+edges differ by up to a sample or two. Skipped (returned as rejected items): rows with
+``has_telemetry`` false, rows without a LapFeatures record with a lap start, and rows whose values
+break the schema (e.g. ``avg_throttle`` 104, the feed's invalid-value code).
+
 Rejected items (``{"Rejected": reason, "Item": item}``, see :func:`is_rejected`) leave the state
 unchanged: a window whose WindowStart is not after the last accepted one (duplicate or out of
 order), a lap whose LapNumber is not above the last accepted one or that does not end after it,
@@ -64,6 +96,7 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from stratx.functions.features.frames import typed_frame
 from stratx.functions.schemas import LapAggression
@@ -312,3 +345,100 @@ def offline_lap_aggression(
 def aggression_frame(rows: Iterable[Mapping[str, Any]], rejected: int = 0, pending: int = 0) -> pd.DataFrame:
     """LapAggression records as a typed DataFrame (None -> NaN, Date -> datetime64 UTC)."""
     return typed_frame(rows, LapAggression, rejected=rejected, pending=pending)
+
+
+# OpenF1 gold per-lap aggregate column -> LapAggression field (fractions are 0-1 in the source)
+AGGREGATE_FIELDS: dict[str, str] = {
+    "telemetry_points": "Samples",
+    "avg_throttle": "ThrottleMean",
+    "full_throttle_pct": "FullThrottleShare",
+    "brake_pct": "BrakeShare",
+    "brake_events": "BrakeEvents",
+    "gear_changes": "GearChanges",
+    "max_speed": "SpeedMax",
+}
+INTS: frozenset[str] = frozenset({"Samples", "BrakeEvents", "GearChanges", "SpeedMax"})
+
+
+def lap_intervals(lap_features: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(DriverNumber, LapNumber) -> lap identity and interval, as :func:`aggression_step` sets it:
+    LapStartTime = the driver's previous lap end, else SessionTime - LapTime; a lap without either
+    (standing-start lap 1 without LapTime) is left out, and so is a lap not after the previous one."""
+    per_driver: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for lap in lap_features:
+        per_driver[str(lap["DriverNumber"])].append(lap)
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for driver, laps in per_driver.items():
+        state: dict[str, Any] = new_state()
+        for lap in sorted(laps, key=lambda x: (float(x["SessionTime"]), int(x["LapNumber"]))):
+            state, rejected = _add_lap(state, lap)
+            if rejected:
+                continue
+            if state["pending"]:
+                item = state["pending"].pop()
+                out[(driver, item["LapNumber"])] = item
+    return out
+
+
+def aggression_from_aggregates(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], lap_features: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """LapAggression records (dicts) of one race from the OpenF1 gold per-lap aggregates.
+
+    ``rows``: aggregate rows of one race (columns of :data:`AGGREGATE_FIELDS`, ``driver_number``,
+    ``lap_number``, ``has_telemetry``); ``lap_features``: the race's LapFeatures records (JSON mode,
+    ``feature_build.lap_feature_rows``). Returns records in (DriverNumber, LapNumber) order, then the
+    skipped rows as rejected items ``{"Rejected": reason, "Item": row}`` (:func:`is_rejected`); the
+    mapping is in the module docstring.
+    """
+    intervals = lap_intervals(lap_features)
+    records: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for row in _records(rows):
+        if not _value(row.get("has_telemetry")):
+            rejected.append(_reject("no telemetry: has_telemetry is false", row))
+            continue
+        driver, n = str(int(row["driver_number"])), int(row["lap_number"])
+        lap = intervals.get((driver, n))
+        if lap is None:
+            rejected.append(
+                _reject(f"no lap: driver {driver} lap {n} has no LapFeatures record with a start", row)
+            )
+            continue
+        record: dict[str, Any] = {
+            "v": 1,
+            **lap,
+            "Windows": 0,
+            "ThrottleBrakeOverlapShare": None,
+            "DRSOpenShare": None,  # drs_pct counts every code > 0, not an open flap
+            "DecelMean": None,
+            "UpshiftRPMMean": None,
+        }
+        for column, name in AGGREGATE_FIELDS.items():
+            value = _value(row.get(column))
+            record[name] = round(float(value)) if value is not None and name in INTS else value
+        record = {name: record[name] for name in FIELDS}
+        try:
+            LapAggression.model_validate(record)
+        except ValidationError as exc:
+            rejected.append(_reject(f"invalid: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}", row))
+            continue
+        records.append(record)
+    records.sort(key=lambda r: (int(r["DriverNumber"]), r["LapNumber"]))
+    return records + rejected
+
+
+def offline_aggregates_aggression(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], lap_features: Iterable[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """:func:`aggression_from_aggregates` as a typed DataFrame; ``df.attrs["rejected"]`` counts the
+    skipped rows and ``df.attrs["skipped"]`` counts them by reason (no telemetry / no lap / invalid)."""
+    out = aggression_from_aggregates(rows, lap_features)
+    good = [x for x in out if not is_rejected(x)]
+    reasons: dict[str, int] = defaultdict(int)
+    for x in out:
+        if is_rejected(x):
+            reasons[str(x[REJECTED]).split(":")[0]] += 1
+    frame = aggression_frame(good, rejected=len(out) - len(good))
+    frame.attrs["skipped"] = dict(reasons)
+    return frame

@@ -44,9 +44,16 @@ def test_build_covers_every_corpus_lap_once(tmp_path: Path) -> None:
     assert set(schemas.LapFeatures.model_fields) - {"v"} <= set(table.columns)
     assert table.Date.notna().all()  # every race got a t0 (telemetry estimate or chequered flag)
     aggression = pd.read_parquet(aggression_out)
-    # only the bundled races carry car telemetry; every aggression lap is one of their lap-feature rows
-    assert set(aggression.SessionKey) == {7953, 9189, 9472}
+    # the bundled races carry car telemetry (samples); the corpus races of 2023-24 get the OpenF1 aggregates
+    samples = aggression[aggression.AggressionSource == "samples"]
+    aggregates = aggression[aggression.AggressionSource == "openf1-aggregates"]
+    assert set(aggression.AggressionSource) == {"samples", "openf1-aggregates"}
+    assert set(samples.SessionKey) == {7953, 9189, 9472}
+    assert (aggregates.SessionKey < 0).all() and aggregates.groupby("SessionKey").ngroups == 22 - 3
+    assert (aggregates.Windows == 0).all() and aggregates.DRSOpenShare.isna().all()
     assert not aggression.duplicated(["SessionKey", "DriverNumber", "LapNumber"]).any()
     laps = table.set_index(["SessionKey", "DriverNumber", "LapNumber"]).index
     assert aggression.set_index(["SessionKey", "DriverNumber", "LapNumber"]).index.isin(laps).all()
-    assert len(aggression) > 0.95 * len(table[table.SessionKey > 0])
+    assert len(samples) > 0.95 * len(table[table.SessionKey > 0])
+    covered = table[table.SessionKey.isin(set(aggregates.SessionKey))]
+    assert len(aggregates) > 0.95 * len(covered)

@@ -192,6 +192,11 @@ def _replay_run(
     return 0, race, result
 
 
+def _print_counts(counts: dict[str, int]) -> None:
+    for topic, n in sorted(counts.items()):
+        print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+
+
 def _print_summary(result: object) -> None:
     r = result
     published: Counter[str] = r.published  # type: ignore[attr-defined]
@@ -203,8 +208,7 @@ def _print_summary(result: object) -> None:
         f"({rate:,.0f}/s), {r.dead_letters} dead letters, {r.skipped} skipped on resume",  # type: ignore[attr-defined]
         file=sys.stderr,
     )
-    for topic, n in sorted(published.items()):
-        print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+    _print_counts(published)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -277,8 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print("waiting for the feature apps to catch up ...", file=sys.stderr, flush=True)
                 drivers = len(race.table("drivers"))
                 counts = pipeline.wait_caught_up(b.address, race.meta.session_key, laps, drivers, procs=procs)
-                for topic, n in counts.items():
-                    print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+                _print_counts(counts)
                 if not args.no_feast:
                     _print_feast_snapshot(race)
             if code == 0 and args.keep_running:
@@ -493,8 +496,7 @@ def _print_live(result: object) -> None:
         f"{sum(published.values())} events published, {r.dead_letters} dead letters",  # type: ignore[attr-defined]
         file=sys.stderr,
     )
-    for topic, n in sorted(published.items()):
-        print(f"  {topic:32s} {n:>9d}", file=sys.stderr)
+    _print_counts(published)
 
 
 # ------------------------------------------------------------------ models

@@ -49,9 +49,9 @@ from quixstreams import Application
 from replay_throughput import (
     REFERENCE_PRODUCER_CONFIG,
     REPO_ROOT,
-    machine_info,
     peak_rss_bytes,
     resolve_race,
+    result_header,
 )
 from tqdm import tqdm
 
@@ -642,21 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         ("lap_push", "lap_push_laps_per_s", lap_rt),
     ):
         summary[f"ratio_{name}_vs_raw_round_trip"] = summary[rate] / ref["round_trip_msg_per_s"]
-    meta = race.meta
     out = {
-        "benchmark": "features_throughput",
-        "command": " ".join(
-            ["python", "bench/features_throughput.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "machine": machine_info(),
-        "race": {
-            "path": str(race_dir.relative_to(REPO_ROOT))
-            if race_dir.is_relative_to(REPO_ROOT)
-            else str(race_dir),
-            "slug": meta.slug,
-            "session_key": meta.session_key,
-            "row_counts": race.row_counts(),
-        },
+        **result_header("features_throughput", argv, race, race_dir),
         "config": {
             "broker": "tansu (memory storage, embedded, loopback)",
             "reference_producer_config": REFERENCE_PRODUCER_CONFIG,

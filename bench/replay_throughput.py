@@ -434,6 +434,23 @@ def verify_raw_topics(address: str, msgs: MessageSet, repeats: int) -> dict[str,
 
 
 # ---------------------------------------------------------------- report
+def result_header(name: str, argv: list[str] | None, race: RaceData, race_dir: Path) -> dict[str, Any]:
+    """The part every benchmark's JSON shares: name, the command to rerun it, machine, race."""
+    return {
+        "benchmark": name,
+        "command": " ".join(["python", f"bench/{name}.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine_info(),
+        "race": {
+            "path": str(race_dir.relative_to(REPO_ROOT))
+            if race_dir.is_relative_to(REPO_ROOT)
+            else str(race_dir),
+            "slug": race.meta.slug,
+            "session_key": race.meta.session_key,
+            "row_counts": race.row_counts(),
+        },
+    }
+
+
 def machine_info() -> dict[str, Any]:
     def version(dist: str) -> str | None:
         try:
@@ -648,21 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     if "tracemalloc_peak_bytes" in ingestion:
         memory["ingestion_tracemalloc_peak_bytes"] = ingestion["tracemalloc_peak_bytes"]
         memory["ingestion_tracemalloc_ratio"] = ingestion["tracemalloc_peak_bytes"] / msgs.size
-    meta = race.meta
     result = {
-        "benchmark": "replay_throughput",
-        "command": " ".join(
-            ["python", "bench/replay_throughput.py", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "machine": machine_info(),
-        "race": {
-            "path": str(race_dir.relative_to(REPO_ROOT))
-            if race_dir.is_relative_to(REPO_ROOT)
-            else str(race_dir),
-            "slug": meta.slug,
-            "session_key": meta.session_key,
-            "row_counts": race.row_counts(),
-        },
+        **result_header("replay_throughput", argv, race, race_dir),
         "config": {
             "repeat": args.repeat,
             "broker": "tansu (memory storage, embedded, loopback)",

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from stratx.functions import catalog
 from stratx.functions.catalog import ALL_TOPICS, BY_NAME
+from stratx.functions.models import MODEL_KEYS
 from stratx.quix_apps import admin, broker, sources
 from stratx.quix_apps.settings import (
     ENV_VARS,
@@ -653,8 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore the checkpoint; start from the beginning")
     p.set_defaults(func=cmd_live)
 
-    p = sub.add_parser("train", help="train a model on the bundled races + corpus, tracked in MLflow")
-    p.add_argument("--model", choices=("lap_time",), default="lap_time")
+    p = sub.add_parser("train", help="train the models on the bundled races + corpus, tracked in MLflow")
+    p.add_argument("--model", choices=("all", *MODEL_KEYS), default="all")
     p.add_argument(
         "--exports", action="append", help="flat FastF1 exports (default: data/corpus/fastf1_exports)"
     )
@@ -662,9 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser(
-        "evaluate", help="score the @champion lap-time model on unseen races: report + metrics.json"
-    )
+    p = sub.add_parser("evaluate", help="score the models' @champions on unseen races: report + metrics.json")
+    p.add_argument("--model", choices=("all", *MODEL_KEYS), default="all")
     p.add_argument("--race-dir", action="append", help="a bundled-format race folder")
     p.add_argument("--exports", action="append", help="folder with FastF1-format laps.parquet etc.")
     p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")

@@ -1,10 +1,11 @@
-"""`stratx train`: build the lap-feature table, fit the lap-time model, track it in MLflow.
+"""`stratx train`: build the offline corpus, fit each model's recipe, track it in MLflow.
 
-I/O only; the recipe (targets, features, baselines, metrics, race split) is
-``stratx.functions.models.lap_time``. The run logs params, validation metrics and the LightGBM
-model; the new registry version of ``stratx-lap-time`` is tagged with its FeatureService, data
-snapshot and git commit, and becomes ``@champion`` when its validation MAE on clean laps beats the
-current champion's (or there is none).
+I/O only; each model's recipe (rows, targets, features, fitting, baselines, metrics) is a module
+of ``stratx.functions.models``. Per model, one MLflow run logs params, validation metrics and the
+model bundle (a pyfunc model whose artifacts are the LightGBM boosters + ``meta.json``); the new
+registry version is tagged with its Feast FeatureService, data snapshot hash and git commit, and
+becomes ``@champion`` when its validation selection metric beats the current champion's (or
+there is none).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import argparse
 import hashlib
 import logging
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,45 +24,27 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from stratx.functions.models import lap_time as lt
+from stratx.functions import models
+from stratx.functions.models import base
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import sources
 from stratx.quix_apps.settings import REPO_ROOT, TrainingSettings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
-SELECTION_METRIC = "val_model_clean_mae"
-EXPERIMENT = "stratx-lap-time"
-
-# LightGBM recipe, chosen on the validation races only: Huber loss (alpha 2 s) on rows whose next
-# lap is clean, early stopping on the validation races' clean laps.
-LGB_PARAMS: dict[str, Any] = {
-    "objective": "huber",
-    "alpha": 2.0,
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_data_in_leaf": 50,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "seed": 0,
-    "deterministic": True,
-    "num_threads": 2,
-    "verbose": -1,
-}
-MAX_ROUNDS = 3000
-EARLY_STOPPING = 100
+BUNDLE_ARTIFACT = "bundle"
 
 
 @dataclass(frozen=True)
 class TrainResult:
+    key: str
+    model_name: str
     run_id: str
     version: str
     champion: bool
-    previous_champion_mae: float | None
+    previous_champion_score: float | None
     metrics: dict[str, float]
     train_seconds: float
-    rounds: int
 
 
 # ------------------------------------------------------------------ data
@@ -88,9 +72,74 @@ def lap_table(races: Sequence[RaceData], progress: bool) -> pd.DataFrame:
     return table
 
 
+def _tagged(race: RaceData, name: str) -> pd.DataFrame:
+    frame = race.table(name).copy()
+    frame.insert(0, "EventName", race.meta.event_name)
+    frame.insert(0, "Year", race.meta.year)
+    return frame
+
+
+def _results(races: Sequence[RaceData], results_files: Sequence[Path]) -> pd.DataFrame:
+    wanted = {(r.meta.year, r.meta.event_name) for r in races}
+    frames = []
+    for path in results_files:
+        if path.is_file():
+            table = pd.read_parquet(path)
+            if "SessionName" in table.columns:
+                table = table[table.SessionName == "Race"]
+            keep = [(int(y), str(e)) in wanted for y, e in zip(table.Year, table.EventName, strict=True)]
+            frames.append(table[keep])
+    if not frames:
+        return pd.DataFrame(columns=["Year", "EventName", "DriverNumber", "Status"])
+    out = pd.concat(frames, ignore_index=True).drop_duplicates(["Year", "EventName", "DriverNumber"])
+    out["DriverNumber"] = out["DriverNumber"].astype(str)
+    return out.reset_index(drop=True)
+
+
+def build_corpus(
+    races: Sequence[RaceData],
+    progress: bool = True,
+    windows: bool = False,
+    results_files: Sequence[Path] = (),
+    laps: pd.DataFrame | None = None,
+) -> base.Corpus:
+    """The offline tables of ``races`` through the feature functions (``laps``: reuse a built
+    lap-feature table); ``windows`` also builds telemetry windows for races with car data."""
+    laps = lap_table(races, progress) if laps is None else laps
+    raw = [_tagged(r, "laps") for r in races]
+    rc = [_tagged(r, "race_control") for r in races if len(r.table("race_control"))]
+    corpus = base.Corpus(
+        laps=laps,
+        raw_laps=pd.concat(raw, ignore_index=True) if raw else pd.DataFrame(),
+        results=_results(races, results_files),
+        race_control=pd.concat(rc, ignore_index=True) if rc else pd.DataFrame(),
+    )
+    if windows:
+        corpus.windows = window_table(races, progress)
+    return corpus
+
+
+def window_table(races: Sequence[RaceData], progress: bool) -> pd.DataFrame:
+    """TelemetryWindow rows (+ Year, EventName) of the races with car telemetry."""
+    from stratx.functions.features.telemetry import offline_windows
+
+    with_car = [r for r in races if len(r.table("car_data"))]
+    frames = []
+    for race in tqdm(with_car, desc="telemetry windows", unit="race", disable=not progress):
+        frame = offline_windows(race).copy()
+        frame.insert(0, "EventName", race.meta.event_name)
+        frame.insert(0, "Year", race.meta.year)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def default_results_files(data_dir: Path) -> list[Path]:
+    return [data_dir / "corpus" / "fastf1_exports" / "results.parquet"]
+
+
 def snapshot_hash(table: pd.DataFrame) -> str:
     """sha256 of the table's content in key order (independent of row order and parquet encoding)."""
-    keys = [*lt.RACE_KEYS, "DriverNumber", "LapNumber"]
+    keys = [k for k in (*base.RACE_KEYS, "SessionKey", "DriverNumber", "LapNumber") if k in table.columns]
     ordered = table.sort_values(keys, kind="stable").reset_index(drop=True)
     ordered = ordered[sorted(ordered.columns)].astype(str)
     return hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes()).hexdigest()
@@ -106,62 +155,8 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
         return "unknown"
 
 
-# ------------------------------------------------------------------ fit
-def fit(
-    frame: pd.DataFrame,
-    params: dict[str, Any] | None = None,
-    rounds: int = MAX_ROUNDS,
-    progress: bool = True,
-    split: pd.Series | None = None,
-) -> Any:
-    """LightGBM booster on the train races' clean next laps, early-stopped on the validation races.
-
-    ``frame`` = ``lt.next_lap_targets(table)``; ``split`` overrides ``lt.race_split`` (tests).
-    Without validation rows, trains ``rounds`` trees.
-    """
-    import lightgbm as lgb
-
-    params = {**LGB_PARAMS, **(params or {})}
-    keep = lt.trainable(frame)
-    frame = frame[keep]
-    split = lt.race_split(frame) if split is None else split[keep]
-    clean = frame[lt.NEXT_CLEAN].fillna(False).astype(bool)
-    x, y = lt.feature_matrix(frame), lt.residual_target(frame)
-    params["monotone_constraints"] = lt.monotone_constraints(list(x.columns))
-    train = (split == "train") & clean
-    val = (split == "validation") & clean
-    if not train.any():
-        raise ValueError("no training rows: every race is a test or validation race")
-    data = lgb.Dataset(x[train], y[train], categorical_feature=list(lt.CATEGORICAL))
-    valid_sets: list[Any] = []
-    callbacks: list[Callable[..., Any]] = []
-    if val.any():
-        valid_sets = [lgb.Dataset(x[val], y[val], reference=data)]
-        callbacks.append(lgb.early_stopping(EARLY_STOPPING, verbose=False))
-    bar = tqdm(total=rounds, desc="lap-time trees", unit="tree", disable=not progress)
-    callbacks.append(lambda env: bar.update(1))
-    try:
-        booster = lgb.train(params, data, rounds, valid_sets=valid_sets, callbacks=callbacks)
-    finally:
-        bar.close()
-    return booster
-
-
-def predict(booster: Any, frame: pd.DataFrame) -> Any:
-    """Next-lap time (s) for rows of ``lt.next_lap_targets`` (or any frame with an Anchor column)."""
-    x = lt.feature_matrix(frame)
-    return lt.from_residual(frame, booster.predict(x, num_iteration=booster.best_iteration or None))
-
-
-def validation_metrics(booster: Any, frame: pd.DataFrame, split: pd.Series) -> dict[str, float]:
-    val = frame[split == "validation"]
-    if val.empty:
-        return {}
-    return {f"val_{k}": v for k, v in lt.metrics_table(val, predict(booster, val)).items()}
-
-
 # ------------------------------------------------------------------ MLflow
-def _client(settings: TrainingSettings) -> Any:
+def client(settings: TrainingSettings) -> Any:
     import mlflow
 
     uri = settings.mlflow_uri
@@ -172,121 +167,147 @@ def _client(settings: TrainingSettings) -> Any:
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _experiment(client: Any, settings: TrainingSettings) -> str:
-    found = client.get_experiment_by_name(EXPERIMENT)
+def _experiment(mlflow_client: Any, settings: TrainingSettings, name: str) -> str:
+    found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
     settings.mlflow_artifact_dir.mkdir(parents=True, exist_ok=True)
-    return str(client.create_experiment(EXPERIMENT, artifact_location=settings.mlflow_artifact_dir.as_uri()))
+    return str(mlflow_client.create_experiment(name, artifact_location=settings.mlflow_artifact_dir.as_uri()))
 
 
-def champion_mae(client: Any) -> float | None:
-    """Validation MAE of the current @champion, or None if there is none."""
+def champion_score(mlflow_client: Any, recipe: base.Recipe) -> float | None:
+    """The current @champion's selection metric, or None if there is none."""
     from mlflow.exceptions import MlflowException
 
     try:
-        version = client.get_model_version_by_alias(lt.MODEL_NAME, CHAMPION)
+        version = mlflow_client.get_model_version_by_alias(recipe.model_name, CHAMPION)
     except MlflowException:
         return None
-    value = client.get_run(version.run_id).data.metrics.get(SELECTION_METRIC)
+    value = mlflow_client.get_run(version.run_id).data.metrics.get(recipe.selection_metric)
     return float(value) if value is not None else None
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("lightgbm", "numpy", "pandas", "mlflow")]
 
 
 def log_and_register(
     settings: TrainingSettings,
-    booster: Any,
+    recipe: base.Recipe,
+    bundle: base.ModelBundle,
     metrics: dict[str, float],
     params: dict[str, Any],
     tags: dict[str, str],
 ) -> tuple[str, str, bool, float | None]:
-    """Log a run with the model, register a version, tag it, promote it if it wins."""
+    """Log a run with the bundle, register a version, tag it, promote it if it wins."""
     import mlflow
-    import mlflow.lightgbm
+    import mlflow.pyfunc
 
-    client = _client(settings)
-    experiment_id = _experiment(client, settings)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
+    from stratx.quix_apps.model_store import BundleModel
+
+    mlflow_client = client(settings)
+    experiment_id = _experiment(mlflow_client, settings, recipe.model_name)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id) as run:
+        folder = bundle.save(Path(tmp) / BUNDLE_ARTIFACT)
         mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics({k: v for k, v in metrics.items() if pd.notna(v)})
         mlflow.set_tags(tags)
-        info = mlflow.lightgbm.log_model(booster, name="model", registered_model_name=lt.MODEL_NAME)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=BundleModel(),
+            artifacts={BUNDLE_ARTIFACT: str(folder)},
+            registered_model_name=recipe.model_name,
+            pip_requirements=_requirements(),
+        )
     version = str(info.registered_model_version)
     for key, value in tags.items():
-        client.set_model_version_tag(lt.MODEL_NAME, version, key, value)
-    previous = champion_mae(client)
-    new = metrics.get(SELECTION_METRIC)
-    wins = new is not None and (previous is None or new < previous)
+        mlflow_client.set_model_version_tag(recipe.model_name, version, key, value)
+    previous = champion_score(mlflow_client, recipe)
+    new = metrics.get(recipe.selection_metric)
+    wins = new is not None and pd.notna(new) and (previous is None or new < previous)
     if wins:
-        client.set_registered_model_alias(lt.MODEL_NAME, CHAMPION, version)
-    return run.info.run_id, version, wins, previous
+        mlflow_client.set_registered_model_alias(recipe.model_name, CHAMPION, version)
+    return run.info.run_id, version, bool(wins), previous
+
+
+def _flat_params(meta: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if not isinstance(v, dict | list)})
+        elif isinstance(value, list):
+            out[key] = ", ".join(map(str, value))[:500]
+        else:
+            out[key] = value
+    return out
 
 
 def train(
     settings: TrainingSettings,
-    table: pd.DataFrame,
-    params: dict[str, Any] | None = None,
-    rounds: int = MAX_ROUNDS,
+    recipe: base.Recipe,
+    corpus: base.Corpus,
     progress: bool = True,
-    split: pd.Series | None = None,
+    split: base.Splitter = base.race_split,
 ) -> TrainResult:
-    """Fit on ``table`` (LapFeatures rows of many races), log to MLflow, register, maybe promote.
-
-    ``split`` ('train'/'validation'/'test' per row of ``table``) overrides the race split (tests)."""
-    frame = lt.next_lap_targets(table)
-    split = lt.race_split(frame) if split is None else split.loc[frame.index]
+    """Fit ``recipe`` on ``corpus``, log to MLflow, register, maybe promote (``split`` overrides the
+    race split, for tests)."""
     started = time.perf_counter()
-    booster = fit(frame, params, rounds, progress, split)
+    bundle, val_metrics = recipe.fit(corpus, split, progress)
     seconds = time.perf_counter() - started
-    metrics = {**validation_metrics(booster, frame, split), "train_seconds": seconds}
-    logged = {
-        **LGB_PARAMS,
-        **(params or {}),
-        "target": lt.TARGET_KIND,
-        "max_rounds": rounds,
-        "best_iteration": booster.best_iteration or booster.current_iteration(),
-        "train_races": int(frame[split == "train"].groupby(list(lt.RACE_KEYS)).ngroups),
-        "validation_races": "; ".join(f"{y} {e}" for y, e in lt.VALIDATION_RACES),
-        "test_races": "; ".join(f"{y} {e}" for y, e in lt.TEST_RACES),
+    metrics = {**val_metrics, "train_seconds": seconds}
+    where = split(corpus.laps)
+    params = {
+        **_flat_params(bundle.meta),
+        "train_races": int(corpus.laps[where == "train"].groupby(list(base.RACE_KEYS)).ngroups),
+        "validation_races": "; ".join(f"{y} {e}" for y, e in base.VALIDATION_RACES),
+        "test_races": "; ".join(f"{y} {e}" for y, e in base.TEST_RACES),
     }
     tags = {
-        "feast_feature_service": lt.FEATURE_SERVICE,
-        "data_snapshot_hash": snapshot_hash(table),
+        "feast_feature_service": recipe.feature_service,
+        "data_snapshot_hash": snapshot_hash(corpus.laps),
         "git_commit": git_commit(),
-        "target": lt.TARGET_KIND,
+        "model_key": recipe.key,
+        "target": str(bundle.meta.get("target", recipe.key)),
     }
-    run_id, version, wins, previous = log_and_register(settings, booster, metrics, logged, tags)
-    return TrainResult(
-        run_id, version, wins, previous, metrics, seconds, int(booster.best_iteration or rounds)
-    )
+    run_id, version, wins, previous = log_and_register(settings, recipe, bundle, metrics, params, tags)
+    return TrainResult(recipe.key, recipe.model_name, run_id, version, wins, previous, metrics, seconds)
 
 
 # ------------------------------------------------------------------ CLI entry
+def selected(name: str | None) -> list[base.Recipe]:
+    keys = models.available() if name in (None, "all") else [str(name)]
+    return [models.recipe(k) for k in keys]
+
+
 def train_main(args: argparse.Namespace, settings: TrainingSettings | None = None) -> int:
-    """`stratx train [--model lap_time] [--exports DIR ...] [--features PARQUET] [--no-progress]`."""
+    """`stratx train [--model all|KEY] [--exports DIR ...] [--features PARQUET] [--no-progress]`."""
     settings = settings or TrainingSettings()
-    if getattr(args, "model", "lap_time") != "lap_time":
-        raise ValueError(f"unknown model {args.model!r}; available: lap_time")
+    recipes = selected(getattr(args, "model", None))
     progress = not getattr(args, "no_progress", False)
-    if getattr(args, "features", None):
-        table = pd.read_parquet(args.features)
-    else:
-        exports = [Path(p) for p in (getattr(args, "exports", None) or [])]
-        races = corpus_races(settings.data_dir, exports)
-        if not races:
-            raise ValueError(f"no races to train on in {settings.data_dir} (and no --exports)")
-        table = lap_table(races, progress)
-    result = train(settings, table, progress=progress)
-    m = result.metrics
-    print(
-        f"lap_time: trained {result.rounds} trees in {result.train_seconds:.1f} s; run {result.run_id}, "
-        f"{lt.MODEL_NAME} version {result.version}"
+    exports = [Path(p) for p in (getattr(args, "exports", None) or [])]
+    races = corpus_races(settings.data_dir, exports)
+    if not races:
+        raise ValueError(f"no races to train on in {settings.data_dir} (and no --exports)")
+    laps = pd.read_parquet(args.features) if getattr(args, "features", None) else None
+    results_files = [*(e / "results.parquet" for e in exports), *default_results_files(settings.data_dir)]
+    corpus = build_corpus(
+        races, progress, any(r.needs_windows for r in recipes), results_files=results_files, laps=laps
     )
-    print(
-        f"  validation clean laps: MAE model {m.get('val_model_clean_mae', float('nan')):.3f} s, "
-        f"persistence {m.get('val_persistence_clean_mae', float('nan')):.3f} s, "
-        f"rolling median {m.get('val_rolling_median_clean_mae', float('nan')):.3f} s"
-    )
-    before = "none" if result.previous_champion_mae is None else f"{result.previous_champion_mae:.3f} s"
-    verdict = "is the new @champion" if result.champion else "did not beat the @champion"
-    print(f"  version {result.version} {verdict} (previous champion MAE {before})")
+    started = time.perf_counter()
+    for recipe in recipes:
+        result = train(settings, recipe, corpus, progress=progress)
+        print(summary(recipe, result))
+    print(f"trained {len(recipes)} model(s) in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def summary(recipe: base.Recipe, result: TrainResult) -> str:
+    score = result.metrics.get(recipe.selection_metric, float("nan"))
+    before = "none" if result.previous_champion_score is None else f"{result.previous_champion_score:.4f}"
+    verdict = "is the new @champion" if result.champion else "did not beat the @champion"
+    return (
+        f"{recipe.key}: {result.model_name} v{result.version} in {result.train_seconds:.1f} s, "
+        f"{recipe.selection_metric} {score:.4f} ({verdict}; previous {before}); run {result.run_id}"
+    )

@@ -20,9 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from stratx.functions.models import base
 
 MODEL_NAME = "stratx-lap-time"
 FEATURE_SERVICE = "lap_time_v1"
@@ -94,22 +97,8 @@ COMPOUNDS: tuple[str, ...] = (
 )
 MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife",)
 
-# Races held out of training (Year, EventName). Test: the 3 bundled races + 3 more of 2023/24,
-# never used for tuning. Validation: 4 late-2023 races, used for early stopping and the champion.
-TEST_RACES: tuple[tuple[int, str], ...] = (
-    (2023, "Bahrain Grand Prix"),
-    (2023, "Las Vegas Grand Prix"),
-    (2024, "Bahrain Grand Prix"),
-    (2024, "Saudi Arabian Grand Prix"),
-    (2023, "Abu Dhabi Grand Prix"),
-    (2023, "São Paulo Grand Prix"),
-)
-VALIDATION_RACES: tuple[tuple[int, str], ...] = (
-    (2023, "Qatar Grand Prix"),
-    (2023, "Singapore Grand Prix"),
-    (2023, "United States Grand Prix"),
-    (2023, "Mexico City Grand Prix"),
-)
+TEST_RACES = base.TEST_RACES
+VALIDATION_RACES = base.VALIDATION_RACES
 
 
 def next_lap_targets(table: pd.DataFrame) -> pd.DataFrame:
@@ -165,14 +154,7 @@ def from_residual(frame: pd.DataFrame, residual: np.ndarray) -> np.ndarray:
     return frame[ANCHOR].to_numpy(dtype=float) + np.asarray(residual, dtype=float)
 
 
-def race_split(frame: pd.DataFrame) -> pd.Series:
-    """'test', 'validation' or 'train' per row, by race (never by lap)."""
-    race = list(zip(frame["Year"].astype(int), frame["EventName"].astype(str), strict=True))
-    test, val = set(TEST_RACES), set(VALIDATION_RACES)
-    return pd.Series(
-        ["test" if r in test else "validation" if r in val else "train" for r in race],
-        index=frame.index,
-    )
+race_split = base.race_split
 
 
 def baselines(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -224,3 +206,137 @@ def metrics_table(frame: pd.DataFrame, predicted: np.ndarray) -> dict[str, float
             out[f"model_{laps}_mae"] / out[f"persistence_{laps}_mae"]
         )
     return out
+
+
+# ------------------------------------------------------------------ fit, predict, evaluate
+# LightGBM recipe, chosen on the validation races only: Huber loss (alpha 2 s) on rows whose next
+# lap is clean, early stopping on the validation races' clean laps.
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "huber",
+    "alpha": 2.0,
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "seed": 0,
+    "deterministic": True,
+    "num_threads": 2,
+    "verbose": -1,
+}
+MAX_ROUNDS = 3000
+EARLY_STOPPING = 100
+BOOSTER = "residual"
+SELECTION_METRIC = "val_model_clean_mae"
+TARGET_RATIO = 0.9  # the model's clean-lap MAE must be <= 0.9 x persistence's
+
+
+def fit_booster(
+    frame: pd.DataFrame,
+    split: pd.Series,
+    params: dict[str, Any] | None = None,
+    rounds: int = MAX_ROUNDS,
+    progress: bool = False,
+) -> Any:
+    """LightGBM booster on the train races' clean next laps, early-stopped on the validation
+    races'. ``frame`` = :func:`next_lap_targets` rows; without validation rows, trains ``rounds`` trees."""
+    import lightgbm as lgb
+
+    params = {**LGB_PARAMS, **(params or {})}
+    keep = trainable(frame)
+    frame, split = frame[keep], split[keep]
+    clean = frame[NEXT_CLEAN].fillna(False).astype(bool)
+    x, y = feature_matrix(frame), residual_target(frame)
+    params["monotone_constraints"] = monotone_constraints(list(x.columns))
+    train, val = (split == "train") & clean, (split == "validation") & clean
+    if not train.any():
+        raise ValueError("no training rows: every race is a test or validation race")
+    data = lgb.Dataset(x[train], y[train], categorical_feature=list(CATEGORICAL))
+    valid_sets: list[Any] = []
+    callbacks: list[Any] = []
+    if val.any():
+        valid_sets = [lgb.Dataset(x[val], y[val], reference=data)]
+        callbacks.append(lgb.early_stopping(EARLY_STOPPING, verbose=False))
+    with base.rounds_progress(rounds, "lap-time trees", progress) as tick:
+        return lgb.train(params, data, rounds, valid_sets=valid_sets, callbacks=[*callbacks, tick])
+
+
+def predict_frame(booster: Any, frame: pd.DataFrame) -> np.ndarray:
+    """Next-lap time (s) for LapFeatures rows (the anchor is computed from them)."""
+    x = feature_matrix(frame)
+    residual = booster.predict(x, num_iteration=booster.best_iteration or None)
+    return anchor(frame).to_numpy(dtype=float) + np.asarray(residual, dtype=float)
+
+
+def fit(
+    corpus: base.Corpus,
+    split: base.Splitter = base.race_split,
+    progress: bool = False,
+    params: dict[str, Any] | None = None,
+    rounds: int = MAX_ROUNDS,
+) -> tuple[base.ModelBundle, dict[str, float]]:
+    frame = next_lap_targets(corpus.laps)
+    where = split(frame)
+    booster = fit_booster(frame, where, params, rounds, progress)
+    bundle = base.ModelBundle(
+        "lap_time",
+        {BOOSTER: booster},
+        {
+            "target": TARGET_KIND,
+            "features": list(SERVICE_FEATURES),
+            "params": {**LGB_PARAMS, **(params or {})},
+            "best_iteration": booster.best_iteration or booster.current_iteration(),
+        },
+    )
+    val = frame[(where == "validation") & trainable(frame)]
+    metrics = {}
+    if not val.empty:
+        metrics = {f"val_{k}": v for k, v in metrics_table(val, predict_frame(booster, val)).items()}
+    return bundle, metrics
+
+
+def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
+    """``PredictedNextLapTime`` (s) per LapFeatures row."""
+    return pd.DataFrame(
+        {"PredictedNextLapTime": predict_frame(bundle.boosters[BOOSTER], rows)}, index=rows.index
+    )
+
+
+def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
+    frame = next_lap_targets(corpus.laps)
+    frame = frame[trainable(frame)].copy()
+    if frame.empty:
+        raise ValueError("no laps with a next lap to score")
+    frame["Predicted"] = predict_frame(bundle.boosters[BOOSTER], frame)
+    overall = metrics_table(frame, frame["Predicted"].to_numpy())
+    per_race = {
+        f"{year} {event}": metrics_table(g, g["Predicted"].to_numpy())
+        for (year, event), g in frame.groupby(list(base.RACE_KEYS), sort=True)
+    }
+    return base.Evaluation(
+        metrics=overall,
+        scored=frame,
+        races=base.race_names(frame),
+        targets=[
+            base.Target(
+                "model_vs_persistence_clean_mae_ratio",
+                overall["model_vs_persistence_clean_mae_ratio"],
+                "<=",
+                TARGET_RATIO,
+            )
+        ],
+        per_race=per_race,
+    )
+
+
+RECIPE = base.Recipe(
+    key="lap_time",
+    model_name=MODEL_NAME,
+    feature_service=FEATURE_SERVICE,
+    selection_metric=SELECTION_METRIC,
+    fit=fit,
+    evaluate=evaluate,
+    predict=predict,
+    description="next lap's time per driver (s), a correction to the clean rolling median",
+)

@@ -7,6 +7,8 @@ Train on 2023 Bahrain, early-stop on 2024 Bahrain, hold out 2023 Las Vegas.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import importlib.util
 import json
 import math
@@ -16,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stratx.functions.models import base
 from stratx.functions.models import lap_time as lt
-from stratx.quix_apps import evaluation, feature_build, sources, training
+from stratx.quix_apps import evaluation, feature_build, model_store, sources, training
 from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
 
 BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"
@@ -32,25 +35,25 @@ def table() -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="module")
-def split(table: pd.DataFrame) -> pd.Series:
+def bundled_split(frame: pd.DataFrame) -> pd.Series:
+    """Train on 2023 Bahrain, validate on 2024 Bahrain, test on 2023 Las Vegas."""
     names = {2023: {"Bahrain Grand Prix": "train", "Las Vegas Grand Prix": "test"}, 2024: {}}
     return pd.Series(
-        [names[y].get(e, "validation") for y, e in zip(table.Year, table.EventName, strict=True)],
-        index=table.index,
+        [names[y].get(e, "validation") for y, e in zip(frame.Year, frame.EventName, strict=True)],
+        index=frame.index,
     )
 
 
 @pytest.fixture(scope="module")
-def booster(table: pd.DataFrame, split: pd.Series) -> object:
+def booster(table: pd.DataFrame) -> object:
     frame = lt.next_lap_targets(table)
-    return training.fit(frame, SMALL, ROUNDS, progress=False, split=split.loc[frame.index])
+    return lt.fit_booster(frame, bundled_split(frame), SMALL, ROUNDS)
 
 
 @pytest.fixture(scope="module")
-def held_out(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+def held_out(table: pd.DataFrame) -> pd.DataFrame:
     frame = lt.next_lap_targets(table)
-    return frame[(split == "test") & lt.trainable(frame)]
+    return frame[(bundled_split(frame) == "test") & lt.trainable(frame)]
 
 
 # ------------------------------------------------------------------ targets and features
@@ -133,7 +136,7 @@ def test_feature_matrix_schema(table: pd.DataFrame) -> None:
 def test_older_tyres_do_not_predict_faster_laps(booster: object, held_out: pd.DataFrame) -> None:
     older = held_out.copy()
     older["TyreLife"] = older["TyreLife"] + 10
-    base, aged = training.predict(booster, held_out), training.predict(booster, older)
+    base, aged = lt.predict_frame(booster, held_out), lt.predict_frame(booster, older)
     assert np.nanmean(aged - base) >= 0
     assert (aged >= base - 1e-9).all()  # monotone constraint: row by row, too
 
@@ -142,11 +145,11 @@ def test_driver_identity_does_not_change_the_prediction(booster: object, held_ou
     swapped = held_out.copy()
     swapped["Driver"] = swapped["Driver"].iloc[::-1].to_numpy()
     swapped["DriverNumber"] = swapped["DriverNumber"].iloc[::-1].to_numpy()
-    np.testing.assert_array_equal(training.predict(booster, swapped), training.predict(booster, held_out))
+    np.testing.assert_array_equal(lt.predict_frame(booster, swapped), lt.predict_frame(booster, held_out))
 
 
 def test_held_out_race_beats_persistence(booster: object, held_out: pd.DataFrame) -> None:
-    m = lt.metrics_table(held_out, training.predict(booster, held_out))
+    m = lt.metrics_table(held_out, lt.predict_frame(booster, held_out))
     assert m["clean_laps"] > 500
     assert m["model_clean_mae"] < m["persistence_clean_mae"]
     assert m["model_all_mae"] < m["persistence_all_mae"]
@@ -155,35 +158,52 @@ def test_held_out_race_beats_persistence(booster: object, held_out: pd.DataFrame
 # ------------------------------------------------------------------ MLflow registry round trip
 
 
-# mlflow.lightgbm.log_model infers the pyfunc predict() type hint as Any and says so, once.
-@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
-def test_train_registers_and_promotes_only_a_better_model(
-    tmp_path: Path, table: pd.DataFrame, split: pd.Series
-) -> None:
+def small_recipe(**params: float) -> base.Recipe:
+    """The lap-time recipe with a few fast trees (the registry logic is what is under test)."""
+    rounds = int(params.pop("rounds", ROUNDS))
+    return dataclasses.replace(
+        lt.RECIPE, fit=functools.partial(lt.fit, params={**SMALL, **params}, rounds=rounds)
+    )
+
+
+def test_train_registers_and_promotes_only_a_better_model(tmp_path: Path, table: pd.DataFrame) -> None:
     settings = training.TrainingSettings(
         mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         mlflow_artifact_dir=tmp_path / "artifacts",
         reports_dir=tmp_path / "reports",
     )
-    first = training.train(settings, table, SMALL, ROUNDS, progress=False, split=split)
-    assert first.champion and first.previous_champion_mae is None
-    worse = training.train(settings, table, {**SMALL, "learning_rate": 0.001}, 5, progress=False, split=split)
-    assert not worse.champion and worse.previous_champion_mae == pytest.approx(
+    corpus = base.Corpus(laps=table)
+    first = training.train(settings, small_recipe(), corpus, progress=False, split=bundled_split)
+    assert first.champion and first.previous_champion_score is None
+    worse = training.train(
+        settings, small_recipe(learning_rate=0.001, rounds=5), corpus, progress=False, split=bundled_split
+    )
+    assert not worse.champion and worse.previous_champion_score == pytest.approx(
         first.metrics["val_model_clean_mae"]
     )
-    champion = evaluation.load_champion(settings)
+    champion = model_store.load_registered(settings, "lap_time", dst=tmp_path / "champion")
     assert champion.version == first.version
     assert champion.tags["feast_feature_service"] == "lap_time_v1"
     assert len(champion.tags["data_snapshot_hash"]) == 64 and champion.tags["git_commit"]
 
     las_vegas = [sources.load_bundled(LAS_VEGAS_2023)]
     out = tmp_path / "reports"
-    evaluation.evaluate(settings, las_vegas, out, progress=False)
+    evaluation.evaluate(settings, las_vegas, out, keys=["lap_time"], progress=False)
     metrics = json.loads((out / "metrics.json").read_text())["lap_time"]
-    assert metrics["races"] == ["2023 Las Vegas Grand Prix Race"]
+    assert metrics["races"] == ["2023 Las Vegas Grand Prix"]
     assert metrics["metrics"]["model_clean_mae"] < metrics["metrics"]["persistence_clean_mae"]
-    assert (out / "report.md").read_text().startswith("# stratx-lap-time")
+    assert metrics["targets"][0]["name"] == "model_vs_persistence_clean_mae_ratio"
+    report = (out / "report.md").read_text()
+    assert report.startswith("# StratX model evaluation") and "## lap_time: stratx-lap-time" in report
     assert (out / "lap_time_errors.png").stat().st_size > 1000
+
+
+def test_bundle_round_trip_predicts_the_same(tmp_path: Path, booster: object, held_out: pd.DataFrame) -> None:
+    bundle = base.ModelBundle("lap_time", {lt.BOOSTER: booster}, {"target": lt.TARGET_KIND})
+    loaded = base.ModelBundle.load(bundle.save(tmp_path / "bundle"))
+    np.testing.assert_allclose(
+        lt.predict(loaded, held_out)["PredictedNextLapTime"], lt.predict_frame(booster, held_out), rtol=1e-12
+    )
 
 
 def test_evaluate_main_reads_a_fastf1_exports_folder(tmp_path: Path, las_vegas: object) -> None:

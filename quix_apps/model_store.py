@@ -1,0 +1,83 @@
+"""Model bundles in the MLflow registry: the pyfunc wrapper they are logged as, and loading the
+``@champion`` (or any version) back as a :class:`~stratx.functions.models.base.ModelBundle`.
+
+Evaluation and the BentoML services load models through :func:`load_registered`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stratx.functions import models
+from stratx.functions.models import base
+from stratx.quix_apps.settings import TrainingSettings
+
+CHAMPION = "champion"
+
+with warnings.catch_warnings():
+    # mlflow's own pyfunc type hints (params: dict[str, Any]) warn "Any type hint is inferred" on import.
+    warnings.filterwarnings("ignore", message=".*Any type hint is inferred", category=UserWarning)
+    from mlflow.pyfunc import PythonModel
+
+
+class BundleModel(PythonModel):  # type: ignore[misc]
+    """pyfunc face of a bundle: ``predict(rows)`` = the recipe's ``predict`` on feature rows."""
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = base.ModelBundle.load(Path(context.artifacts["bundle"]))
+        self.recipe = models.recipe(self.bundle.key)
+
+    def predict(
+        self, context: object, model_input: pd.DataFrame, params: dict[str, str] | None = None
+    ) -> pd.DataFrame:
+        return self.recipe.predict(self.bundle, model_input)
+
+
+@dataclass(frozen=True)
+class Registered:
+    bundle: base.ModelBundle
+    model_name: str
+    version: str
+    tags: dict[str, str]
+
+
+def find_bundle(folder: Path) -> Path:
+    """The bundle folder inside a downloaded pyfunc model (``artifacts/bundle``)."""
+    found = sorted(p.parent for p in folder.rglob("meta.json") if (p.parent / "meta.json").is_file())
+    if not found:
+        raise ValueError(f"no model bundle under {folder}")
+    return found[0]
+
+
+def load_registered(
+    settings: TrainingSettings, key: str, alias: str = CHAMPION, dst: Path | None = None
+) -> Registered:
+    """The registry's ``<model_name>@alias`` for model ``key``; a clear error when there is none."""
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from stratx.quix_apps import training
+
+    recipe = models.recipe(key)
+    client = training.client(settings)
+    try:
+        version = client.get_model_version_by_alias(recipe.model_name, alias)
+    except MlflowException as exc:
+        raise ValueError(
+            f"no {recipe.model_name}@{alias} in {settings.mlflow_uri}; run `stratx train --model {key}` first"
+        ) from exc
+    target = dst or Path(tempfile.mkdtemp(prefix=f"stratx-{key}-"))
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{recipe.model_name}@{alias}", dst_path=str(target)
+    )
+    bundle = base.ModelBundle.load(find_bundle(Path(local)))
+    if bundle.key != key:
+        raise ValueError(f"{recipe.model_name} v{version.version} holds model {bundle.key!r}, not {key!r}")
+    return Registered(bundle, recipe.model_name, str(version.version), dict(version.tags))

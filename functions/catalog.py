@@ -175,7 +175,33 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     WEATHER,
 )
 FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW, LAP_AGGRESSION, PROGRESS, TRACK_GAP)
-ALL_TOPICS: tuple[TopicSpec, ...] = (*RAW_TOPICS, *FEATURE_TOPICS, DEAD_LETTER, REPLAY_CHECKPOINTS)
+PREDICTION_TOPICS: dict[str, TopicSpec] = {
+    key: TopicSpec(
+        f"stratx.predictions.{key}",
+        6,
+        KeyRule.SESSION_DRIVER,
+        7 * DAY_MS,
+        schemas.Prediction,
+        f"{key} model predictions per driver, with the model version and the feature record's event time",
+    )
+    for key in schemas.MODEL_KEYS
+}
+ALERTS = TopicSpec(
+    "stratx.alerts",
+    1,
+    KeyRule.SESSION_DRIVER,
+    30 * DAY_MS,
+    schemas.Alert,
+    "debounced strategy alerts (tyre cliff, anomaly, pit window, overtake likely, drift)",
+)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *RAW_TOPICS,
+    *FEATURE_TOPICS,
+    *PREDICTION_TOPICS.values(),
+    ALERTS,
+    DEAD_LETTER,
+    REPLAY_CHECKPOINTS,
+)
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
 

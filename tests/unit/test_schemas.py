@@ -76,6 +76,36 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
             ReplayId="vegas-2", SessionKey=9189, Seq=12345, SessionTime=4321.5, Finished=True, Date=NOW
         ),
     ]
+    lap = features[200]
+    for key, spec in catalog.PREDICTION_TOPICS.items():
+        head = {
+            "SessionKey": lap["SessionKey"],
+            "DriverNumber": lap["DriverNumber"],
+            "LapNumber": lap["LapNumber"],
+            "Model": key,
+            "EventSessionTime": lap["SessionTime"],
+            "IngestedAt": NOW,
+            "ProducedAt": NOW,
+        }
+        out[spec.name] += [
+            # shape-only samples: the value is the lap's clean rolling median, not a model output
+            schemas.Prediction(**head, ModelVersion="3", Status="ok", Values={"Example": lap["Last3Median"]}),
+            schemas.Prediction(
+                **head, ModelVersion=None, Status="unavailable", Reason="HTTP 503 after 3 tries"
+            ),
+        ]
+    out[catalog.ALERTS.name].append(
+        schemas.Alert(
+            SessionKey=lap["SessionKey"],
+            DriverNumber=lap["DriverNumber"],
+            LapNumber=lap["LapNumber"],
+            Type="pit_window_open",
+            Severity="info",
+            Message=f"{lap['Driver']}: pit window open (shape-only sample)",
+            EventSessionTime=lap["SessionTime"],
+            Date=NOW,
+        )
+    )
     return out
 
 

@@ -101,6 +101,30 @@ class TrainingSettings(_Base):
     )
 
 
+class PredictionAppSettings(KafkaSettings):
+    """`stratx predict` / `stratx alerts`: the prediction and alert apps and the services they call."""
+
+    state_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "state", description="Quix Streams state (RocksDB) folder"
+    )
+    consumer_group_prefix: str = Field("stratx", description="prefix of the apps' consumer groups")
+    lap_time_url: str = Field("http://127.0.0.1:3101", description="base URL of the lap_time service")
+    tyre_deg_url: str = Field("http://127.0.0.1:3102", description="base URL of the tyre_deg service")
+    pit_window_url: str = Field("http://127.0.0.1:3103", description="base URL of the pit_window service")
+    overtake_url: str = Field("http://127.0.0.1:3104", description="base URL of the overtake service")
+    anomaly_url: str = Field("http://127.0.0.1:3105", description="base URL of the anomaly service")
+    model_timeout_s: float = Field(2.0, gt=0, description="timeout of one model-service call, s")
+    model_retries: int = Field(3, ge=0, description="retries of a failed model-service call")
+    model_backoff_s: float = Field(0.05, ge=0, description="first retry delay (doubles, jittered), s")
+
+    def urls(self) -> dict[str, str]:
+        """Base URL per model key."""
+        return {
+            k: getattr(self, f"{k}_url")
+            for k in ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
+        }
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -112,6 +136,7 @@ def env_vars() -> dict[str, str]:
         FeatureAppSettings,
         LiveSettings,
         TrainingSettings,
+        PredictionAppSettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

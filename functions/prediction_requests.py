@@ -1,0 +1,125 @@
+"""What the prediction app asks each model for one lap-feature record, and how answers become
+Prediction records. Pure: dicts in, dicts out.
+
+One session's lap-feature records arrive in line-crossing order (the lap-features app emits them
+so). :func:`request_step` folds a record into the session state and returns, per model key, the
+rows to send:
+
+* ``lap_time``, ``tyre_deg``: the LapFeatures row itself.
+* ``pit_window``: the row plus ``EventName`` and ``RaceLaps`` (the scheduled distance, from
+  SessionInfo ``TotalLaps``) when known.
+* ``overtake``: the pair row (this car behind, the car that crossed the line just before it on the
+  same lap ahead), built by the overtake recipe's ``pair_rows``; no row for the first car on a
+  lap, or when the car ahead's record has not been seen.
+* ``anomaly``: the LapFeatures row plus the driver's recent in-scope laps, as the anomaly recipe's
+  lap-level scoring needs them (see ``ANOMALY_HISTORY``).
+
+A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
+requests, so nothing is predicted twice downstream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+LAP_MODELS = ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
+KEEP_LAPS = 2  # laps of rows kept per session (the pair builder needs the current lap only)
+ANOMALY_HISTORY = 8  # previous laps per driver sent with an anomaly request (rolling references)
+
+
+def new_state() -> dict[str, Any]:
+    return {"rows": {}, "last_lap": {}, "history": {}}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def pair_row(ahead: Mapping[str, Any], behind: Mapping[str, Any]) -> dict[str, Any]:
+    """The overtake pair row for ``behind`` chasing ``ahead`` on the same lap (the recipe's
+    ``pair_rows`` on two rows; imported lazily so this module stays light for the alerts app)."""
+    import pandas as pd
+
+    from stratx.functions.models import overtake
+
+    frame = pd.DataFrame([dict(ahead), dict(behind)])
+    pairs = overtake.pair_rows(frame)
+    if pairs.empty:
+        return {}
+    return {str(k): _clean(v) for k, v in pairs.iloc[0].to_dict().items()}
+
+
+def request_step(
+    state: dict[str, Any] | None, row: Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Fold one LapFeatures record (JSON mode) into the session state; the requests per model.
+
+    ``context``: SessionInfo fields of the session (``EventName``, ``TotalLaps``), if known."""
+    st = state if state is not None else new_state()
+    driver, lap = str(row["DriverNumber"]), int(row["LapNumber"])
+    if st["last_lap"].get(driver, 0) >= lap:
+        return st, {}
+    st["last_lap"][driver] = lap
+    ctx = dict(context or {})
+    this = dict(row)
+    if ctx.get("EventName"):
+        this["EventName"] = ctx["EventName"]
+    lap_rows = st["rows"].setdefault(str(lap), {})
+    lap_rows[driver] = this
+    for old in [n for n in st["rows"] if int(n) <= lap - KEEP_LAPS]:
+        del st["rows"][old]
+
+    requests: dict[str, list[dict[str, Any]]] = {"lap_time": [dict(row)], "tyre_deg": [dict(row)]}
+    pit = dict(this)
+    if ctx.get("TotalLaps"):
+        pit["RaceLaps"] = int(ctx["TotalLaps"])
+    requests["pit_window"] = [pit]
+    position = row.get("PositionOnLap")
+    ahead = next((r for r in lap_rows.values() if r.get("PositionOnLap") == (position or 0) - 1), None)
+    if ahead is not None:
+        pair = pair_row(ahead, this)
+        if pair:
+            requests["overtake"] = [pair]
+    history = st["history"].setdefault(driver, [])
+    requests["anomaly"] = [*history, this]
+    history.append(this)
+    del history[:-ANOMALY_HISTORY]
+    return st, requests
+
+
+def predictions(
+    row: Mapping[str, Any],
+    key: str,
+    version: str | None,
+    values: Mapping[str, Any] | None,
+    reason: str | None,
+    ingested: datetime,
+    produced: datetime,
+    other: str | None = None,
+) -> dict[str, Any]:
+    """A Prediction record (JSON mode) for ``row`` from model ``key``: ``ok`` with the values, or
+    ``unavailable`` with the reason when ``values`` is None."""
+    return {
+        "SessionKey": row["SessionKey"],
+        "DriverNumber": str(row["DriverNumber"]),
+        "LapNumber": row.get("LapNumber"),
+        "Model": key,
+        "ModelVersion": version,
+        "Status": "ok" if values is not None else "unavailable",
+        "Reason": None if values is not None else reason,
+        "Values": {k: _clean(v) for k, v in (values or {}).items()} | _who(row, values),
+        "OtherDriverNumber": other,
+        "EventSessionTime": row["SessionTime"],
+        "EventDate": row.get("Date"),
+        "IngestedAt": ingested.isoformat(),
+        "ProducedAt": produced.isoformat(),
+    }
+
+
+def _who(row: Mapping[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"Driver": row.get("Driver")} if values is not None and row.get("Driver") else {}

@@ -1,0 +1,156 @@
+"""Prediction app: lap features -> the five model services (HTTP) -> ``stratx.predictions.<model>``.
+
+Lap-feature records are re-keyed by session (``group_by``) so one state sees every driver of the
+session in line-crossing order (the overtake pair needs the car ahead's record of the same lap).
+Per record, :func:`stratx.functions.prediction_requests.request_step` says what to ask each model;
+:class:`~stratx.quix_apps.model_client.ModelClient` asks them concurrently, with retries; each
+answer becomes one Prediction record on its model's topic, keyed ``<SessionKey>:<DriverNumber>``,
+carrying the model version, the feature record's event time, the time it was read
+(``IngestedAt``) and produced (``ProducedAt``). A model that does not answer gives a record with
+``Status`` ``unavailable`` and the reason: the record is never lost, and the stream goes on.
+A bad record (not LapFeatures) goes to the dead letters. Duplicates (same driver-lap again) are
+dropped by the state, so nothing is predicted twice downstream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from quixstreams import Application
+from quixstreams.state import State
+
+from stratx.functions import catalog, schemas
+from stratx.functions.prediction_requests import predictions, request_step
+from stratx.quix_apps import wire
+from stratx.quix_apps.model_client import ModelClient
+from stratx.quix_apps.settings import PredictionAppSettings
+from stratx.quix_apps.wire import INVALID, RAW, parse
+
+log = logging.getLogger(__name__)
+STAGE = "predictions"
+CONTEXT_RETRY_S = 30.0
+Context = Callable[[int], Mapping[str, Any]]
+
+
+def session_of(value: dict[str, Any]) -> str:
+    return str(value.get("SessionKey")) if INVALID not in value else "invalid"
+
+
+def make_step(client: ModelClient, context: Context, now: Callable[[], datetime] | None = None) -> Any:
+    """The stateful callback: one feature record -> {model key: [Prediction records]} or a dead letter."""
+    clock = now or (lambda: datetime.now(UTC))
+
+    def step(value: dict[str, Any], state: State) -> dict[str, Any]:
+        ingested = clock()
+        if INVALID in value:
+            return _rejected({"raw": value.get(RAW)}, value[INVALID])
+        try:
+            row = schemas.LapFeatures.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            return _rejected(value, f"LapFeatures schema: {exc.errors(include_url=False)[0]['msg']}")
+        session, requests = request_step(state.get("session"), row, context(row["SessionKey"]))
+        state.set("session", session)
+        if not requests:
+            return {"duplicate": True}
+        outcomes = client.predict_all(requests)
+        produced = clock()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for key, outcome in outcomes.items():
+            answers = outcome.predictions
+            values = answers[-1] if answers else None  # the last row is this record's
+            other = requests[key][-1].get("AheadDriverNumber") if key == "overtake" else None
+            record = predictions(
+                row, key, outcome.version, values, outcome.reason, ingested, produced, other=other
+            )
+            out[key] = [record]
+        return {"predictions": out}
+
+    return step
+
+
+def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
+    letter = schemas.DeadLetter(
+        SourceTopic=catalog.FEATURES_LAP.name,
+        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
+        Reason=reason,
+        Payload=json.dumps(value, sort_keys=True, default=str),
+        Stage=STAGE,
+        Date=datetime.now(UTC),
+    )
+    return {"dead_letter": letter.model_dump(mode="json")}
+
+
+def driver_key(record: dict[str, Any]) -> str:
+    return f"{record['SessionKey']}:{record['DriverNumber']}"
+
+
+def session_context(settings: PredictionAppSettings) -> Context:
+    """SessionInfo fields per session (EventName, TotalLaps), read once from the session-info
+    topic and cached; empty when the session has not announced itself."""
+    from stratx.quix_apps import kafka_io
+
+    cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+    def lookup(session_key: int) -> Mapping[str, Any]:
+        now = time.monotonic()
+        hit = cache.get(session_key)
+        if hit is not None and (hit[1] or now - hit[0] < CONTEXT_RETRY_S):
+            return hit[1]
+        found: dict[str, Any] = {}
+        for message in kafka_io.read_all(settings.broker_address, catalog.SESSION_INFO.name, drain_s=0.2):
+            try:
+                info = json.loads(message.value() or b"")
+            except (TypeError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("SessionKey") == session_key:
+                found = {"EventName": info.get("EventName"), "TotalLaps": info.get("TotalLaps")}
+        cache[session_key] = (now, found)  # a miss is retried after CONTEXT_RETRY_S
+        return found
+
+    return lookup
+
+
+def build_app(
+    settings: PredictionAppSettings, client: ModelClient, context: Context | None = None
+) -> Application:
+    """The app, wired: feature records in, one Prediction per model out, dead letters aside."""
+    app = wire.application(settings, f"{settings.consumer_group_prefix}-predictions", settings.state_dir)
+    features = app.topic(catalog.FEATURES_LAP.name, value_deserializer="bytes")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
+    sdf = app.dataframe(features).apply(parse).group_by(session_of, name="session")
+    results = sdf.apply(make_step(client, context or session_context(settings)), stateful=True)
+    for key, spec in catalog.PREDICTION_TOPICS.items():
+        topic = app.topic(spec.name, value_serializer="json")
+        has, take = _branch(key)
+        results.filter(has).apply(take, expand=True).to_topic(topic, key=driver_key)
+    results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+    return app
+
+
+def _branch(key: str) -> tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], Any]]:
+    def has(r: dict[str, Any]) -> bool:
+        return key in r.get("predictions", {})
+
+    def take(r: dict[str, Any]) -> Any:
+        return r["predictions"][key]
+
+    return has, take
+
+
+def run(settings: PredictionAppSettings) -> None:
+    with ModelClient(settings.urls(), _policy(settings)) as client:
+        build_app(settings, client).run()
+
+
+def _policy(settings: PredictionAppSettings) -> Any:
+    from stratx.quix_apps.model_client import RetryPolicy
+
+    return RetryPolicy(
+        timeout_s=settings.model_timeout_s, retries=settings.model_retries, backoff_s=settings.model_backoff_s
+    )

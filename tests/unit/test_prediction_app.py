@@ -1,0 +1,125 @@
+"""The prediction app's logic on real lap features of 2023 Las Vegas: what each model is asked,
+duplicates, and Prediction records (ok and unavailable).
+
+The services are httpx.MockTransport handlers here (unit tier): they answer with shape-only
+values (the row's own LapNumber), not model output. The integration tier uses real services.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from stratx.functions import schemas
+from stratx.functions.prediction_requests import request_step
+from stratx.functions.racedata import RaceData
+from stratx.quix_apps import feature_build
+from stratx.quix_apps.model_client import ModelClient, RetryPolicy
+from stratx.quix_apps.predictions import make_step
+
+URLS = {k: f"http://{k}" for k in schemas.MODEL_KEYS}
+FAST = RetryPolicy(timeout_s=0.5, retries=1, backoff_s=0.01, max_backoff_s=0.02)
+NOW = datetime(2023, 11, 19, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def rows(las_vegas: RaceData) -> list[dict[str, Any]]:
+    features, _ = feature_build.lap_feature_rows(las_vegas)
+    return sorted(features, key=lambda r: r["SessionTime"])
+
+
+class DictState:
+    """The two State methods the step uses (Quix's State needs a running app)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+def test_every_car_but_the_first_on_a_lap_gets_an_overtake_pair_with_the_car_ahead(
+    rows: list[dict[str, Any]],
+) -> None:
+    state = None
+    lap10 = []
+    for row in rows:
+        state, requests = request_step(state, row, {"EventName": "Las Vegas Grand Prix", "TotalLaps": 50})
+        if row["LapNumber"] == 10:
+            lap10.append((row, requests))
+    assert len(lap10) >= 18
+    for row, requests in lap10:
+        assert requests["lap_time"] == [row] and requests["tyre_deg"] == [row]
+        assert requests["pit_window"][0]["RaceLaps"] == 50
+        assert requests["pit_window"][0]["EventName"] == "Las Vegas Grand Prix"
+        if row["PositionOnLap"] == 1:
+            assert "overtake" not in requests
+        else:
+            pair = requests["overtake"][0]
+            ahead = next(r for r, _ in lap10 if r["PositionOnLap"] == row["PositionOnLap"] - 1)
+            assert pair["DriverNumber"] == row["DriverNumber"]
+            assert pair["AheadDriverNumber"] == ahead["DriverNumber"]
+            assert pair["AheadTyreLife"] == ahead["TyreLife"]
+
+
+def test_a_duplicate_record_asks_nothing(rows: list[dict[str, Any]]) -> None:
+    state = None
+    for row in rows[:200]:
+        state, _ = request_step(state, row)
+    state, again = request_step(state, rows[150])
+    assert again == {}
+
+
+def echo(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content)
+    model = request.url.host
+    predictions = [{"Echo": float(r["LapNumber"])} for r in body["rows"]]
+    return httpx.Response(
+        200, json={"model": model, "version": "5", "rows": len(predictions), "predictions": predictions}
+    )
+
+
+def test_each_model_gives_one_prediction_record_and_a_down_service_gives_unavailable(
+    rows: list[dict[str, Any]],
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "tyre_deg":
+            return httpx.Response(503, text="down for the test")
+        return echo(request)
+
+    state = DictState()
+    with ModelClient(URLS, FAST, seed=0, transport=httpx.MockTransport(handler)) as client:
+        step = make_step(client, lambda _key: {"EventName": "Las Vegas Grand Prix"}, now=lambda: NOW)
+        outputs = [step(dict(r), state) for r in rows[:60]]
+        again = step(dict(rows[30]), state)
+    assert again == {"duplicate": True}
+    later = outputs[-1]["predictions"]
+    assert set(later) >= {"lap_time", "tyre_deg", "pit_window", "anomaly"}
+    for key, records in later.items():
+        assert len(records) == 1
+        record = schemas.Prediction.model_validate(records[0])
+        assert record.Model == key and record.DriverNumber == rows[59]["DriverNumber"]
+        assert record.EventSessionTime == rows[59]["SessionTime"] and record.IngestedAt == NOW
+        if key == "tyre_deg":
+            assert record.Status == "unavailable" and record.Reason and "503" in record.Reason
+            assert record.Values == {}
+        else:
+            assert record.Status == "ok" and record.ModelVersion == "5"
+            assert record.Values["Echo"] == rows[59]["LapNumber"]
+    overtakes = [o["predictions"]["overtake"][0] for o in outputs if "overtake" in o.get("predictions", {})]
+    assert overtakes and all(r["OtherDriverNumber"] for r in overtakes)
+
+
+def test_a_record_that_is_not_lap_features_goes_to_the_dead_letters() -> None:
+    with ModelClient(URLS, FAST, seed=0, transport=httpx.MockTransport(echo)) as client:
+        step = make_step(client, lambda _key: {}, now=lambda: NOW)
+        out = step({"SessionKey": 1, "DriverNumber": "1", "LapNumber": 0}, DictState())
+    letter = schemas.DeadLetter.model_validate(out["dead_letter"])
+    assert letter.Stage == "predictions" and letter.Reason.startswith("LapFeatures schema")

@@ -1,0 +1,81 @@
+"""Alerts app: the five prediction topics -> debounced strategy alerts on ``stratx.alerts``.
+
+The prediction topics are co-partitioned (6 partitions, key ``<SessionKey>:<DriverNumber>``, the
+default murmur2 partitioner), so the app ``concat``s them and keeps one alert state per driver;
+:func:`stratx.functions.alerts.alert_step` holds the rules (hysteresis, re-arming, one
+pit-window alert per window). Records that are not Predictions go to the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import reduce
+from typing import Any
+
+from pydantic import ValidationError
+from quixstreams import Application
+from quixstreams.state import State
+
+from stratx.functions import catalog, schemas
+from stratx.functions.alerts import alert_step
+from stratx.quix_apps import wire
+from stratx.quix_apps.settings import PredictionAppSettings
+from stratx.quix_apps.wire import INVALID, RAW, parse
+
+STAGE = "alerts"
+
+
+def make_step(
+    now: Callable[[], datetime] | None = None,
+) -> Callable[[dict[str, Any], State], list[dict[str, Any]]]:
+    clock = now or (lambda: datetime.now(UTC))
+
+    def step(value: dict[str, Any], state: State) -> list[dict[str, Any]]:
+        if INVALID in value:
+            return [_rejected({"raw": value.get(RAW)}, value[INVALID])]
+        try:
+            prediction = schemas.Prediction.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            return [_rejected(value, f"Prediction schema: {exc.errors(include_url=False)[0]['msg']}")]
+        st, alerts = alert_step(state.get("alerts"), prediction, clock())
+        state.set("alerts", st)
+        return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
+
+    return step
+
+
+def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
+    letter = schemas.DeadLetter(
+        SourceTopic=f"stratx.predictions.{value.get('Model', '?')}",
+        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
+        Reason=reason,
+        Payload=json.dumps(value, sort_keys=True, default=str),
+        Stage=STAGE,
+        Date=datetime.now(UTC),
+    )
+    return {"dead_letter": letter.model_dump(mode="json")}
+
+
+def driver_key(alert: dict[str, Any]) -> str:
+    return f"{alert['SessionKey']}:{alert['DriverNumber']}"
+
+
+def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | None = None) -> Application:
+    app = wire.application(settings, f"{settings.consumer_group_prefix}-alerts", settings.state_dir)
+    inputs = [
+        app.dataframe(app.topic(spec.name, value_deserializer="bytes"))
+        for spec in catalog.PREDICTION_TOPICS.values()
+    ]
+    alerts = app.topic(catalog.ALERTS.name, value_serializer="json")
+    dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
+    merged = reduce(lambda a, b: a.concat(b), inputs).apply(parse)
+    items = merged.apply(make_step(now), stateful=True, expand=True)
+    items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"]).to_topic(alerts, key=driver_key)
+    items.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+    return app
+
+
+def run(settings: PredictionAppSettings) -> None:
+    build_app(settings).run()

@@ -31,6 +31,7 @@ from stratx.quix_apps.settings import (
     FeatureAppSettings,
     KafkaSettings,
     LiveSettings,
+    PredictionAppSettings,
     ReplaySettings,
 )
 
@@ -437,6 +438,24 @@ def cmd_features_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream_app(args: argparse.Namespace) -> int:
+    """`stratx predict` / `stratx alerts`: the prediction or alert app until Ctrl-C (or idle)."""
+    from stratx.quix_apps import alerts_app, predictions
+    from stratx.quix_apps.model_client import ModelClient
+
+    settings = _override(PredictionAppSettings(), broker_address=args.broker)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    admin.create_topics(client)
+    client.close()
+    print(f"{args.command} app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    if args.command == "alerts":
+        alerts_app.build_app(settings).run(timeout=args.idle_timeout or 0.0)
+        return 0
+    with ModelClient(settings.urls(), predictions.policy(settings)) as models:
+        predictions.build_app(settings, models).run(timeout=args.idle_timeout or 0.0)
+    return 0
+
+
 def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     from stratx.quix_apps import pipeline
 
@@ -631,6 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
     r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
     r.set_defaults(func=cmd_features_run)
+
+    for name, text in (
+        ("predict", "run the prediction app: lap features -> the model services -> prediction topics"),
+        ("alerts", "run the alerts app: prediction topics -> debounced alerts on stratx.alerts"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+        p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
+        p.set_defaults(func=cmd_stream_app)
 
     p = sub.add_parser("live", help="follow a session through the OpenF1 API into the raw topics")
     p.add_argument("--session-key", default="latest", help="OpenF1 session key, or 'latest'")

@@ -28,6 +28,8 @@ class AppExited(Exception):
 
 
 ALL_APPS = (*APPS, "progress", "gaps")
+# apps with their own command (the rest are `stratx features run --app <name>`)
+COMMAND_APPS = ("predict", "alerts")
 
 
 def start_apps(
@@ -41,18 +43,10 @@ def start_apps(
     env = {**os.environ, "STRATX_STATE_DIR": str(state_dir)}
     procs = {}
     for name in apps:
-        cmd = [
-            sys.executable,
-            "-m",
-            "stratx.quix_apps.cli",
-            "features",
-            "run",
-            "--app",
-            name,
-            "--broker",
-            broker_address,
-        ]
-        if not feast:
+        head = [sys.executable, "-m", "stratx.quix_apps.cli"]
+        cmd = [*head, name] if name in COMMAND_APPS else [*head, "features", "run", "--app", name]
+        cmd += ["--broker", broker_address]
+        if not feast and name not in COMMAND_APPS:
             cmd.append("--no-feast")
         out = open(log_dir / f"{name}.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
         procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

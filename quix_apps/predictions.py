@@ -144,11 +144,11 @@ def _branch(key: str) -> tuple[Callable[[dict[str, Any]], bool], Callable[[dict[
 
 
 def run(settings: PredictionAppSettings) -> None:
-    with ModelClient(settings.urls(), _policy(settings)) as client:
+    with ModelClient(settings.urls(), policy(settings)) as client:
         build_app(settings, client).run()
 
 
-def _policy(settings: PredictionAppSettings) -> Any:
+def policy(settings: PredictionAppSettings) -> Any:
     from stratx.quix_apps.model_client import RetryPolicy
 
     return RetryPolicy(

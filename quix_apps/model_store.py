@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     from mlflow.pyfunc import PythonModel
 
 
-class BundleModel(PythonModel):  # type: ignore[misc]
+class BundleModel(PythonModel):
     """pyfunc face of a bundle: ``predict(rows)`` = the recipe's ``predict`` on feature rows."""
 
     def load_context(self, context: Any) -> None:

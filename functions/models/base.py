@@ -217,8 +217,12 @@ def rounds_progress(total: int, desc: str, enabled: bool) -> Iterator[Callable[.
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="tree", disable=not enabled, leave=False)
+
+    def tick(env: Any) -> None:
+        bar.update(1)
+
     try:
-        yield lambda env: bar.update(1)
+        yield tick
     finally:
         bar.close()
 

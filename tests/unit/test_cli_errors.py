@@ -30,6 +30,8 @@ COMMANDS = (
     "record",
     "train",
     "evaluate",
+    "predict",
+    "alerts",
     "config",
 )
 

@@ -1,0 +1,618 @@
+"""Model 5, anomaly: a calibrated score for mechanical or driver irregularities, per lap and per
+telemetry window, from how far the measured signals fall from what LightGBM expects.
+
+* **Lap level** (every race): for each signal ``s`` of :data:`LAP_SIGNALS` (the speed traps
+  SpeedI1, SpeedI2, SpeedFL, SpeedST in km/h and LapTime in s) a booster predicts
+  ``s - Ref_s`` from context: ``Ref_s`` is the median of the driver's own in-scope values of ``s``
+  over his previous 5 laps (LapTime: the feature ``Last3Median``), ``Field_s - Ref_s`` where
+  ``Field_s`` is the median over all drivers' in-scope laps of the same LapNumber, plus Compound,
+  TyreLife, FuelKg, LapNumber, PositionOnLap, IntervalAhead, InDRSRange, LapsInStint.
+* **Window level** (5 s TelemetryWindow rows, races with car data): for each signal of
+  :data:`WINDOW_SIGNALS` a booster predicts it from the *other* sensors' window metrics (its own
+  sensor group is left out, so a broken sensor cannot explain itself), the previous window's
+  SpeedMean and ``Ref_s``, the median of the driver's previous 36 in-scope windows (3 min).
+* **Deficit** ``d_s``: the residual ``(actual - expected) / scale_s`` signed so that the fault
+  direction is positive (slower speed, lower RPM, lower gear, less throttle, slower lap: ``-z``;
+  more brake: ``+z``); ``scale_s`` = 1.4826 x MAD of the calibration residuals (floored).
+  Lap statistic ``S`` = the median of the 5 lap deficits (>= 3 present), so at least 3 signals
+  must agree (a power loss slows every trap; one glitchy trap or a driver's slow lap alone does
+  not); window statistic ``S = max_s d_s``. ``AnomalySignal`` names the signal with the largest deficit.
+* **Score**: ``AnomalyScore = 1 - exceed(S)``, ``exceed`` = share of calibration rows with a
+  larger statistic (interpolated; above the largest, an exponential tail), so 0..1.
+  ``AnomalyFlag = AnomalyScore >= threshold``, the lowest threshold giving at most
+  :data:`ALARM_BUDGET_PER_HOUR` alarms per race-hour per level on the calibration races.
+* **Alarm**: a run of flagged in-scope rows of one driver (consecutive laps; windows <= 30 s
+  apart). **In scope**: green-flag laps that the lap features call clean (or only deleted), and
+  the windows inside them; other rows are scored but never counted as false alarms.
+* **Split** (narrowed for the windows, as base.py allows): lap boosters train on the train races
+  and calibrate on base.VALIDATION_RACES. Car telemetry exists in the repo only for the test races,
+  so window boosters train on the bundled windows of :data:`WINDOW_FIT_RACES` (training races)
+  and calibrate on :data:`WINDOW_CALIBRATION_RACES` (two other training races, never fitted on).
+* **SYNTHETIC faults** (:func:`inject_faults`): evaluation only, always marked ``Synthetic=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stratx.functions.models import base
+
+MODEL_NAME = "stratx-anomaly"
+FEATURE_SERVICE = "anomaly_v1"
+SELECTION_METRIC = "val_synthetic_miss_rate"
+WINDOWS_FILE = "telemetry_windows.parquet"
+WINDOW_RACE_FOLDERS = ("2023_miami", "2023_austrian", "2023_italian", "2023_hungarian", "2023_japanese")
+WINDOW_FIT_RACES = ((2023, "Miami Grand Prix"), (2023, "Austrian Grand Prix"), (2023, "Italian Grand Prix"))
+WINDOW_CALIBRATION_RACES = ((2023, "Hungarian Grand Prix"), (2023, "Japanese Grand Prix"))
+KEYS = ["Year", "EventName", "DriverNumber"]
+
+SPEED_TRAPS = ("SpeedI1", "SpeedI2", "SpeedFL", "SpeedST")
+LAP_SIGNALS = (*SPEED_TRAPS, "LapTime")
+LAP_CONTEXT = (
+    "TyreLife", "FuelKg", "LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange", "LapsInStint",
+)  # fmt: skip
+COMPOUNDS = ("SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET")
+SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
+    "speed": ("SpeedMean", "SpeedStd", "SpeedMin", "SpeedMax", "SpeedMeanPrev"),
+    "rpm": ("RPMMean", "RPMMax", "UpshiftRPMMean"),
+    "gear": ("MaxGear", "GearChanges"),
+    "throttle": ("ThrottleMean", "FullThrottleShare", "ThrottleBrakeOverlapShare"),
+    "brake": ("BrakeShare", "BrakeEvents", "DecelMean", "ThrottleBrakeOverlapShare"),
+    "drs": ("DRSOpenShare",),
+}
+# signal -> (sensor group, fault direction: -1 a drop is the fault, +1 a rise)
+WINDOW_SIGNALS: dict[str, tuple[str, int]] = {
+    "RPMMax": ("rpm", -1),
+    "MaxGear": ("gear", -1),
+    "ThrottleMean": ("throttle", -1),
+    "BrakeShare": ("brake", 1),
+    "SpeedMax": ("speed", -1),
+}
+SCALE_FLOOR = {"LapTime": 0.1, "RPMMax": 50.0, "MaxGear": 0.25, "ThrottleMean": 2.0, "BrakeShare": 0.02}
+ALARM_BUDGET_PER_HOUR = 0.5  # per level (laps, windows): together <= 1 false alarm per race-hour
+RUN_GAP_S = 30.0
+LAP_REF_LAPS, WINDOW_REF_WINDOWS = 5, 36
+FAULT_KINDS = ("power_loss", "rpm_drop", "gear_stuck", "throttle_glitch", "brake_glitch")
+MECHANICAL = frozenset(
+    {"Engine", "Power Unit", "Gearbox", "Brakes", "Fuel pressure", "Fuel pump", "Hydraulics",
+     "Retired", "Electrical", "Water pressure", "Oil pressure", "Oil leak", "Water leak",
+     "Transmission", "Mechanical", "Cooling system", "Overheating", "Exhaust", "Turbo"}
+)  # fmt: skip
+SLOW_LAP_S = 5.0
+FIELD_SLOW = 0.03  # a lap whose field median is > 3 % slower than the race's is neutralised, not green
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "l2", "learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "max_bin": 63,
+    "feature_fraction": 0.9, "bagging_fraction": 0.5, "bagging_freq": 1,
+    "seed": 0, "deterministic": True, "num_threads": 2, "verbose": -1,
+}  # fmt: skip
+ROUNDS, EARLY_STOPPING = 120, 15
+
+
+# ------------------------------------------------------------------ rows and context
+def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame) -> pd.DataFrame:
+    """LapFeatures rows + the raw lap's speed traps, times and pit/track status, ``InScope``
+    (clean green-flag lap; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``."""
+    cols = ["LapNumber", "LapStartTime", "Time", "TrackStatus", *SPEED_TRAPS]
+    raw = raw_laps[[*KEYS, *cols]].copy()
+    frame = laps.copy()
+    for f in (raw, frame):
+        f["DriverNumber"] = f["DriverNumber"].astype(str)
+        f["LapNumber"] = f["LapNumber"].astype(int)
+    frame = frame.merge(raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left")
+    reason = frame["CleanReason"].astype(object)
+    frame["InScope"] = (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted")) & frame[
+        "LapTime"
+    ].notna()
+    frame = frame.sort_values([*KEYS, "LapNumber"], kind="stable").reset_index(drop=True)
+    by_driver = frame.groupby(KEYS, sort=False)
+    for s in SPEED_TRAPS:
+        kept = frame[s].where(frame["InScope"])
+        frame[f"Ref_{s}"] = kept.groupby([frame[k] for k in KEYS], sort=False).transform(
+            lambda x: x.shift(1).rolling(LAP_REF_LAPS, min_periods=2).median()
+        )
+        frame[f"Field_{s}"] = kept.groupby([frame.Year, frame.EventName, frame.LapNumber]).transform("median")
+    frame["Ref_LapTime"] = frame["Last3Median"].astype(float)
+    kept = frame["LapTime"].where(frame["InScope"])
+    frame["Field_LapTime"] = kept.groupby([frame.Year, frame.EventName, frame.LapNumber]).transform("median")
+    typical = frame.groupby(["Year", "EventName"])["Field_LapTime"].transform("median")
+    frame["InScope"] &= ~(frame["Field_LapTime"] > (1 + FIELD_SLOW) * typical)  # neutralised lap
+    del by_driver
+    return frame
+
+
+def window_rows(windows: pd.DataFrame, laps: pd.DataFrame) -> pd.DataFrame:
+    """TelemetryWindow rows placed on the driver's lap (``LapNumber``, ``InScope``: the window lies
+    inside an in-scope lap), with ``SpeedMeanPrev`` (the previous contiguous window) and ``Ref_s``.
+    ``laps`` = :func:`lap_rows`. Windows after a driver's last lap get his last LapNumber + 1."""
+    w = windows.copy()
+    w["DriverNumber"] = w["DriverNumber"].astype(str)
+    w = w.sort_values("WindowStart", kind="stable")
+    lap_cols = [*KEYS, "LapNumber", "LapStartTime", "Time", "InScope"]
+    spans = laps[lap_cols].dropna(subset=["LapStartTime"]).sort_values("LapStartTime", kind="stable")
+    w = pd.merge_asof(w, spans, left_on="WindowStart", right_on="LapStartTime", by=KEYS, direction="backward")
+    inside = w["WindowEnd"] <= w["Time"]
+    w["InScope"] = w["InScope"].astype("boolean").fillna(False).to_numpy(dtype=bool) & inside.to_numpy()
+    w["LapNumber"] = w["LapNumber"].where(inside, w["LapNumber"] + 1)
+    w = w.sort_values([*KEYS, "WindowStart"], kind="stable").reset_index(drop=True)
+    g = w.groupby(KEYS, sort=False)
+    contiguous = g["WindowEnd"].shift(1) == w["WindowStart"]
+    w["SpeedMeanPrev"] = g["SpeedMean"].shift(1).where(contiguous)
+    for s in WINDOW_SIGNALS:
+        kept = w[s].where(w["InScope"])
+        w[f"Ref_{s}"] = kept.groupby([w[k] for k in KEYS], sort=False).transform(
+            lambda x: x.shift(1).rolling(WINDOW_REF_WINDOWS, min_periods=6).median()
+        )
+    return w
+
+
+def lap_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    """Inputs of the lap booster of ``signal``."""
+    ref = rows[f"Ref_{signal}"].astype(float)
+    x = pd.DataFrame({"Ref": ref, "FieldDelta": rows[f"Field_{signal}"].astype(float) - ref})
+    for c in LAP_CONTEXT:
+        x[c] = pd.to_numeric(rows[c].astype(object), errors="coerce").astype(float)
+    comp = rows["Compound"].astype(object)
+    x["Compound"] = pd.Categorical(comp.where(comp.isin(COMPOUNDS)), categories=COMPOUNDS)
+    return x
+
+
+def window_inputs(signal: str) -> list[str]:
+    """The window metrics that may explain ``signal``: every sensor group but its own."""
+    own = set(SENSOR_GROUPS[WINDOW_SIGNALS[signal][0]])
+    cols = [c for group in SENSOR_GROUPS.values() for c in group if c not in own]
+    return list(dict.fromkeys(cols))
+
+
+def window_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    x = rows[window_inputs(signal)].astype(float).copy()
+    x["Ref"] = rows[f"Ref_{signal}"].astype(float)
+    return x
+
+
+def _level(rows: pd.DataFrame) -> str:
+    return "window" if "WindowStart" in rows.columns else "lap"
+
+
+def _target(rows: pd.DataFrame, signal: str) -> pd.Series:
+    """What a booster predicts: lap signals relative to ``Ref_s``, window signals as measured."""
+    if _level(rows) == "lap":
+        return rows[signal].astype(float) - rows[f"Ref_{signal}"].astype(float)
+    return rows[signal].astype(float)
+
+
+def _matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    return lap_matrix(rows, signal) if _level(rows) == "lap" else window_matrix(rows, signal)
+
+
+def signals(level: str) -> tuple[str, ...]:
+    return LAP_SIGNALS if level == "lap" else tuple(WINDOW_SIGNALS)
+
+
+def direction(signal: str) -> int:
+    """+1 when a rise is the fault (LapTime, BrakeShare), -1 when a drop is."""
+    if signal in WINDOW_SIGNALS:
+        return WINDOW_SIGNALS[signal][1]
+    return 1 if signal == "LapTime" else -1
+
+
+# ------------------------------------------------------------------ SYNTHETIC faults
+def inject_faults(
+    frame: pd.DataFrame, kind: str, rng: np.random.Generator, share: float = 0.05
+) -> pd.DataFrame:
+    """SYNTHETIC: a copy of lap or window rows (context already computed, so each fault is seen at
+    its onset) where a random ``share`` of the eligible in-scope rows carries fault ``kind``:
+
+    * power_loss: laps: speed traps x (1 - f), LapTime x (1 + 0.15 f); windows: speeds and RPM
+      x (1 - f) (same gear, so consistent), f ~ U(3 %, 8 %).
+    * rpm_drop (windows): RPMMean, RPMMax, UpshiftRPMMean x (1 - f), f ~ U(8 %, 15 %).
+    * gear_stuck (windows with MaxGear >= 7): MaxGear capped at g ~ {4, 5, 6}, GearChanges 0,
+      UpshiftRPMMean NaN; speeds and RPM left as measured.
+    * throttle_glitch (windows with ThrottleMean > 50): ThrottleMean and FullThrottleShare x
+      U(0.3, 0.6).
+    * brake_glitch (windows with BrakeShare < 0.2): BrakeShare + U(0.3, 0.6) (<= 1), BrakeEvents + 1.
+
+    Adds ``Synthetic`` (True on changed rows) and ``FaultKind``. Kinds that do not apply to the
+    level (e.g. rpm_drop on laps) change nothing.
+    """
+    out = frame.copy()
+    out["Synthetic"], out["FaultKind"] = False, None
+    touched = (
+        "SpeedMean",
+        "SpeedMin",
+        "SpeedMax",
+        "SpeedStd",
+        "RPMMean",
+        "RPMMax",
+        "UpshiftRPMMean",
+        *LAP_SIGNALS,
+    )
+    for c in [c for c in touched if c in out.columns]:
+        out[c] = out[c].astype(float)
+    window = _level(frame) == "window"
+    ok = frame["InScope"].astype(bool)
+    if kind == "gear_stuck" and window:
+        ok &= frame["MaxGear"] >= 7
+    elif kind == "throttle_glitch" and window:
+        ok &= frame["ThrottleMean"] > 50
+    elif kind == "brake_glitch" and window:
+        ok &= frame["BrakeShare"] < 0.2
+    elif kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+    if not window and kind != "power_loss":
+        return out
+    eligible = np.flatnonzero(ok.to_numpy())
+    pick = (
+        rng.choice(eligible, size=max(1, round(share * len(eligible))), replace=False)
+        if len(eligible)
+        else np.array([], dtype=int)
+    )
+    idx = out.index[pick]
+    n = len(idx)
+
+    def scale(cols: tuple[str, ...], factor: np.ndarray) -> None:
+        for c in cols:
+            out.loc[idx, c] = out.loc[idx, c].astype(float) * factor
+
+    if kind == "power_loss":
+        f = rng.uniform(0.03, 0.08, n)
+        if window:
+            scale(("SpeedMean", "SpeedMin", "SpeedMax", "SpeedStd", "RPMMean", "RPMMax"), 1 - f)
+        else:
+            scale(SPEED_TRAPS, 1 - f)
+            scale(("LapTime",), 1 + 0.15 * f)
+    elif kind == "rpm_drop":
+        scale(("RPMMean", "RPMMax", "UpshiftRPMMean"), 1 - rng.uniform(0.08, 0.15, n))
+    elif kind == "gear_stuck":
+        out.loc[idx, "MaxGear"] = np.minimum(out.loc[idx, "MaxGear"], rng.integers(4, 7, n))
+        out.loc[idx, "GearChanges"], out.loc[idx, "UpshiftRPMMean"] = 0, np.nan
+    elif kind == "throttle_glitch":
+        scale(("ThrottleMean", "FullThrottleShare"), rng.uniform(0.3, 0.6, n))
+    else:
+        out.loc[idx, "BrakeShare"] = np.minimum(1.0, out.loc[idx, "BrakeShare"] + rng.uniform(0.3, 0.6, n))
+        out.loc[idx, "BrakeEvents"] = out.loc[idx, "BrakeEvents"] + 1
+    out.loc[idx, "Synthetic"], out.loc[idx, "FaultKind"] = True, kind
+    return out
+
+
+# ------------------------------------------------------------------ statistic, calibration, alarms
+def deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """Per signal, the signed standardized residual ``d_s`` (fault direction positive)."""
+    level = _level(rows)
+    out = pd.DataFrame(index=rows.index)
+    for s in signals(level):
+        booster = boosters[f"{level}_{s}"]
+        expected = booster.predict(_matrix(rows, s), num_iteration=booster.best_iteration or None)
+        resid = _target(rows, s).to_numpy() - expected
+        out[s] = direction(s) * resid / meta["scales"][f"{level}_{s}"]
+    return out
+
+
+def statistic(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The anomaly statistic ``S`` per row and the name of the signal with the largest deficit."""
+    if "LapTime" in d.columns:
+        stat = d.median(axis=1).where(d.notna().sum(axis=1) >= 3).to_numpy()
+    else:
+        stat = d.max(axis=1).to_numpy()
+    filled = d.fillna(-np.inf)
+    top = np.where(filled.max(axis=1).to_numpy() > -np.inf, filled.idxmax(axis=1).to_numpy(), "")
+    return stat, top
+
+
+def calibration_table(stat: np.ndarray, points: int = 2000, tail: int = 200) -> dict[str, Any]:
+    """Sorted calibration statistics, thinned to ``points`` quantiles plus the ``tail`` largest."""
+    s = np.sort(stat[np.isfinite(stat)])
+    grid = np.quantile(s, np.linspace(0, 1, points))
+    values = np.unique(np.concatenate([grid, s[-tail:]]))
+    exceed = 1 - np.searchsorted(s, values, side="left") / len(s)
+    top = s[-max(2, len(s) // 100) :]
+    return {
+        "values": values.tolist(),
+        "exceed": exceed.tolist(),
+        "n": len(s),
+        "tau": float(np.std(top) or 1.0),
+    }
+
+
+def calibrated(stat: np.ndarray, table: dict[str, Any]) -> np.ndarray:
+    """``1 - exceed(S)``: interpolated inside the calibration range, exponential tail above it."""
+    values, exceed = np.asarray(table["values"]), np.asarray(table["exceed"])
+    e = np.interp(stat, values, exceed)
+    above = stat > values[-1]
+    e = np.where(above, 0.5 / table["n"] * np.exp(-(stat - values[-1]) / table["tau"]), e)
+    return np.where(np.isfinite(stat), 1 - e, np.nan)
+
+
+def alarm_runs(rows: pd.DataFrame, flag: np.ndarray) -> int:
+    """Alarms: runs of flagged in-scope rows per driver (consecutive laps / windows <= 30 s apart)."""
+    hit = rows.loc[np.asarray(flag, dtype=bool) & rows["InScope"].to_numpy(dtype=bool)]
+    if hit.empty:
+        return 0
+    t, gap = ("WindowStart", RUN_GAP_S) if _level(rows) == "window" else ("LapNumber", 1)
+    hit = hit.sort_values([*KEYS, t])
+    new = (hit[t].diff() > gap) | (hit[KEYS].shift() != hit[KEYS]).any(axis=1)
+    return int(new.sum())
+
+
+def race_hours(laps: pd.DataFrame) -> float:
+    """Race-hours: per race, the first lap's start to the last lap's end, summed."""
+    spans = laps.groupby(["Year", "EventName"]).agg(a=("LapStartTime", "min"), b=("Time", "max"))
+    return float(((spans.b - spans.a) / 3600.0).clip(lower=0).sum())
+
+
+def choose_threshold(rows: pd.DataFrame, score: np.ndarray, hours: float) -> float:
+    """The lowest score threshold whose in-scope alarms stay <= the per-hour budget."""
+    scope = rows["InScope"].to_numpy(dtype=bool) & np.isfinite(score)
+    candidates = np.unique(score[scope])[::-1][:400]
+    best = 1.0
+    for t in candidates:
+        if alarm_runs(rows, score >= t) > ALARM_BUDGET_PER_HOUR * hours:
+            break
+        best = float(t)
+    return best
+
+
+# ------------------------------------------------------------------ fit, predict
+def _fit_booster(x: pd.DataFrame, y: pd.Series, fit_rows: np.ndarray, stop_rows: np.ndarray) -> Any:
+    import lightgbm as lgb
+
+    ok = np.isfinite(y.to_numpy())
+    train = lgb.Dataset(x[fit_rows & ok], y[fit_rows & ok])
+    valid = (
+        [lgb.Dataset(x[stop_rows & ok], y[stop_rows & ok], reference=train)] if (stop_rows & ok).any() else []
+    )
+    callbacks: list[Any] = [lgb.early_stopping(EARLY_STOPPING, verbose=False)] if valid else []
+    return lgb.train(LGB_PARAMS, train, ROUNDS, valid_sets=valid, callbacks=callbacks)
+
+
+def _fit_level(
+    rows: pd.DataFrame, fit_rows: np.ndarray, cal_rows: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Boosters of one level, their residual scales, calibration table and threshold."""
+    level = _level(rows)
+    boosters: dict[str, Any] = {}
+    scales: dict[str, float] = {}
+    scope = rows["InScope"].to_numpy(dtype=bool)
+    for s in signals(level):
+        name = f"{level}_{s}"
+        boosters[name] = _fit_booster(_matrix(rows, s), _target(rows, s), fit_rows & scope, cal_rows & scope)
+        pred = boosters[name].predict(_matrix(rows[cal_rows & scope], s))
+        resid = _target(rows[cal_rows & scope], s).to_numpy() - pred
+        mad = float(np.nanmedian(np.abs(resid - np.nanmedian(resid)))) * 1.4826
+        scales[name] = max(mad, SCALE_FLOOR.get(s, 1.0))
+    meta: dict[str, Any] = {"scales": scales}
+    cal = rows[cal_rows]
+    stat, _ = statistic(deficits(boosters, meta, cal))
+    meta["calibration"] = calibration_table(stat[cal["InScope"].to_numpy(dtype=bool)])
+    return boosters, meta
+
+
+def bundled_windows(data_dir: Path) -> pd.DataFrame:
+    """The bundled TelemetryWindow rows of training races (``data/corpus/telemetry_windows.parquet``)."""
+    path = data_dir / "corpus" / WINDOWS_FILE
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def training_windows(corpus: base.Corpus, data_dir: Path | None = None) -> pd.DataFrame:
+    """corpus.windows plus the bundled windows of the races it lacks."""
+    if data_dir is None:
+        from stratx.quix_apps.settings import REPO_ROOT  # the repo's data folder, read only here
+
+        data_dir = REPO_ROOT / "data"
+    have = corpus.windows if corpus.windows is not None else pd.DataFrame()
+    extra = bundled_windows(data_dir)
+    if not have.empty and not extra.empty:
+        known = set(zip(have.Year, have.EventName, strict=True))
+        extra = extra[[(y, e) not in known for y, e in zip(extra.Year, extra.EventName, strict=True)]]
+    return pd.concat([f for f in (have, extra) if not f.empty], ignore_index=True)
+
+
+def _races(frame: pd.DataFrame, races: tuple[tuple[int, str], ...]) -> np.ndarray:
+    wanted = set(races)
+    return np.array([(int(y), str(e)) in wanted for y, e in zip(frame.Year, frame.EventName, strict=True)])
+
+
+def fit(
+    corpus: base.Corpus, split: base.Splitter = base.race_split, progress: bool = False
+) -> tuple[base.ModelBundle, dict[str, float]]:
+    laps = lap_rows(corpus.laps, corpus.raw_laps)
+    where = split(laps).to_numpy()
+    boosters, lap_meta = _fit_level(laps, where == "train", where == "validation")
+    val_laps = laps[where == "validation"]
+    lap_meta["threshold"] = choose_threshold(
+        val_laps, score_rows(boosters, lap_meta, val_laps)[0], race_hours(val_laps)
+    )
+    meta: dict[str, Any] = {"target": "anomaly_score", "lap": lap_meta, "params": LGB_PARAMS}
+    metrics = {
+        f"val_lap_{k}": v
+        for k, v in level_metrics(boosters, lap_meta, val_laps, race_hours(val_laps)).items()
+    }
+    windows = training_windows(corpus)
+    if not windows.empty:
+        wrows = window_rows(windows, laps)
+        wsplit = split(wrows).to_numpy()
+        fit_rows = (wsplit == "train") & ~_races(wrows, WINDOW_CALIBRATION_RACES)
+        cal_rows = (wsplit == "train") & _races(wrows, WINDOW_CALIBRATION_RACES)
+        if fit_rows.any() and cal_rows.any():
+            wb, wmeta = _fit_level(wrows, fit_rows, cal_rows)
+            cal_laps = laps[_races(laps, WINDOW_CALIBRATION_RACES)]
+            cal = wrows[cal_rows]
+            wmeta["threshold"] = choose_threshold(cal, score_rows(wb, wmeta, cal)[0], race_hours(cal_laps))
+            boosters.update(wb)
+            meta["window"] = wmeta
+            metrics.update(
+                {f"val_window_{k}": v for k, v in level_metrics(wb, wmeta, cal, race_hours(cal_laps)).items()}
+            )
+    recalls = [v for k, v in metrics.items() if "synthetic_recall" in k]
+    metrics[SELECTION_METRIC] = 1 - float(np.mean(recalls)) if recalls else math.nan
+    return base.ModelBundle("anomaly", boosters, meta), metrics
+
+
+def score_rows(
+    boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """AnomalyScore and AnomalySignal of lap or window rows (one level's meta)."""
+    stat, top = statistic(deficits(boosters, meta, rows))
+    return calibrated(stat, meta["calibration"]), top
+
+
+def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
+    """``AnomalyScore`` (0..1), ``AnomalyFlag`` and ``AnomalySignal`` for rows built by
+    :func:`lap_rows` or :func:`window_rows` (the context needs the driver's previous laps/windows)."""
+    meta = bundle.meta[_level(rows)]
+    score, top = score_rows(bundle.boosters, meta, rows)
+    return pd.DataFrame(
+        {"AnomalyScore": score, "AnomalyFlag": score >= meta["threshold"], "AnomalySignal": top},
+        index=rows.index,
+    )
+
+
+# ------------------------------------------------------------------ evaluation
+def level_metrics(
+    boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame, hours: float
+) -> dict[str, float]:
+    """``false_alarms_per_race_hour`` on the real rows, and ``synthetic_recall_<kind>``: the share
+    of SYNTHETIC fault rows (:func:`inject_faults`, seed 0) that are flagged."""
+    score, _ = score_rows(boosters, meta, rows)
+    thr = meta.get("threshold", 1.0)
+    out = {
+        "rows_in_scope": float(rows["InScope"].sum()),
+        "race_hours": hours,
+        "false_alarms": float(alarm_runs(rows, score >= thr)),
+    }
+    out["false_alarms_per_race_hour"] = out["false_alarms"] / hours if hours > 0 else math.nan
+    for kind in FAULT_KINDS:
+        faulty = inject_faults(rows, kind, np.random.default_rng(0))
+        hit = faulty["Synthetic"].to_numpy(dtype=bool)
+        if hit.any():
+            s, _ = score_rows(boosters, meta, faulty[hit])
+            out[f"synthetic_recall_{kind}"] = float(np.mean(s >= thr))
+    return out
+
+
+def retirements(
+    results: pd.DataFrame, laps: pd.DataFrame, flagged: pd.DataFrame, lookback: int = 10
+) -> pd.DataFrame:
+    """Per mechanical retirement (results Status in :data:`MECHANICAL`) of a scored race: the
+    driver's last lap and ``LapsBefore`` = last lap - the first lap within the last ``lookback``
+    laps (or the unfinished lap after it) with a flagged lap or window; NaN when none rose.
+    ``flagged``: rows with Year, EventName, DriverNumber, LapNumber, AnomalyFlag (both levels)."""
+    if results.empty or "Status" not in results.columns:
+        return pd.DataFrame(columns=[*KEYS, "Status", "LastLap", "FirstFlagLap", "LapsBefore"])
+    races = set(zip(laps.Year, laps.EventName, strict=True))
+    out = []
+    for r in results[results.Status.isin(MECHANICAL)].itertuples():
+        if (r.Year, r.EventName) not in races:
+            continue
+        mine = laps[
+            (laps.Year == r.Year)
+            & (laps.EventName == r.EventName)
+            & (laps.DriverNumber == str(r.DriverNumber))
+        ]
+        if mine.empty:
+            continue
+        last = int(mine.LapNumber.max())
+        f = flagged[
+            (flagged.Year == r.Year) & (flagged.EventName == r.EventName) & (flagged.DriverNumber == str(r.DriverNumber))
+            & (flagged.LapNumber > last - lookback) & flagged.AnomalyFlag
+        ]  # fmt: skip
+        first = float(f.LapNumber.min()) if len(f) else math.nan
+        out.append({"Year": r.Year, "EventName": r.EventName, "DriverNumber": str(r.DriverNumber),
+                    "Status": r.Status, "LastLap": last, "FirstFlagLap": first, "LapsBefore": last - first})  # fmt: skip
+    return pd.DataFrame(out, columns=[*KEYS, "Status", "LastLap", "FirstFlagLap", "LapsBefore"])
+
+
+def slow_laps(scored: pd.DataFrame) -> pd.DataFrame:
+    """In-scope (green-flag, clean) laps at least :data:`SLOW_LAP_S` slower than the driver's
+    Last3Median, with their score."""
+    delta = scored["LapTime"] - scored["Last3Median"]
+    keep = scored["InScope"].astype(bool) & (delta >= SLOW_LAP_S)
+    cols = [
+        *KEYS,
+        "Driver",
+        "LapNumber",
+        "LapTime",
+        "Last3Median",
+        "AnomalyScore",
+        "AnomalyFlag",
+        "AnomalySignal",
+    ]
+    return scored.loc[keep, cols].assign(SlowBy=delta[keep])
+
+
+def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
+    laps = lap_rows(corpus.laps, corpus.raw_laps)
+    hours = race_hours(laps)
+    metrics = {
+        f"lap_{k}": v for k, v in level_metrics(bundle.boosters, bundle.meta["lap"], laps, hours).items()
+    }
+    scored = pd.concat([laps, predict(bundle, laps)], axis=1)
+    scored["Level"] = "lap"
+    flagged = [scored[[*KEYS, "LapNumber", "AnomalyFlag"]]]
+    notes = [
+        "SYNTHETIC: synthetic_recall_* come from faults injected into real rows (inject_faults, seed 0)."
+    ]
+    alarms = metrics["lap_false_alarms"]
+    windows = corpus.windows
+    if "window" in bundle.meta and windows is not None and not windows.empty:
+        wrows = window_rows(windows, laps)
+        wmeta = bundle.meta["window"]
+        wm = level_metrics(bundle.boosters, wmeta, wrows, hours)
+        metrics.update({f"window_{k}": v for k, v in wm.items()})
+        alarms += wm["false_alarms"]
+        wscored = pd.concat([wrows, predict(bundle, wrows)], axis=1)
+        flagged.append(wscored[[*KEYS, "LapNumber", "AnomalyFlag"]])
+        notes.append(f"windows scored for {len(base.race_names(wrows))} race(s) with car telemetry")
+    else:
+        wscored = pd.DataFrame()
+        notes.append("no telemetry windows in this corpus: window-level metrics not computed")
+    metrics["race_hours"] = hours
+    metrics["false_alarms_per_race_hour"] = alarms / hours if hours > 0 else math.nan
+    for kind in FAULT_KINDS:
+        found = [
+            metrics[k]
+            for k in (f"lap_synthetic_recall_{kind}", f"window_synthetic_recall_{kind}")
+            if k in metrics
+        ]
+        if found:
+            metrics[f"synthetic_recall_{kind}"] = max(found)  # either level's alarm counts
+    ret = retirements(corpus.results, laps, pd.concat(flagged, ignore_index=True))
+    metrics["retirements_scored"] = float(len(ret))
+    metrics["retirements_flagged"] = float(ret.FirstFlagLap.notna().sum())
+    slow = slow_laps(scored)
+    metrics["slow_green_laps"] = float(len(slow))
+    metrics["slow_green_laps_flagged"] = float(slow.AnomalyFlag.sum())
+    per_race = {
+        f"{y} {e}": {
+            "lap_false_alarms": float(alarm_runs(g, g.AnomalyFlag.to_numpy())),
+            "race_hours": race_hours(g),
+        }
+        for (y, e), g in scored.groupby(["Year", "EventName"], sort=True)
+    }
+    evaluation = base.Evaluation(
+        metrics=metrics,
+        scored=scored,
+        races=base.race_names(laps),
+        targets=[base.Target("false_alarms_per_race_hour", metrics["false_alarms_per_race_hour"], "<=", 1.0)],
+        per_race=per_race,
+        notes=notes,
+    )
+    evaluation.scored.attrs.update({"retirements": ret, "slow_laps": slow, "windows": wscored})
+    return evaluation
+
+
+RECIPE = base.Recipe(
+    key="anomaly",
+    model_name=MODEL_NAME,
+    feature_service=FEATURE_SERVICE,
+    selection_metric=SELECTION_METRIC,
+    fit=fit,
+    evaluate=evaluate,
+    predict=predict,
+    needs_windows=True,
+    description="calibrated 0..1 anomaly score per lap and per 5 s telemetry window (residuals of LightGBM expectations)",
+)

@@ -212,6 +212,15 @@ class LapFeatures(BaseModel):
     IntervalBehind: float | None = Field(default=None, description="s")
     InDRSRange: bool
     LapsDown: int = Field(ge=0)
+    TrackStatus: str | None = Field(
+        default=None, description="track status codes seen on the lap (passed through)"
+    )
+    SpeedI1: float | None = Field(default=None, description="km/h, speed trap 1 (passed through)")
+    SpeedI2: float | None = Field(default=None, description="km/h, speed trap 2 (passed through)")
+    SpeedFL: float | None = Field(default=None, description="km/h, finish line (passed through)")
+    SpeedST: float | None = Field(
+        default=None, description="km/h, speed trap on the longest straight (passed through)"
+    )
 
 
 class TelemetryWindow(BaseModel):

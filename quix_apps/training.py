@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import re
 import subprocess
 import tempfile
 import time
@@ -232,16 +233,20 @@ def log_and_register(
     return run.info.run_id, version, bool(wins), previous
 
 
-def _flat_params(meta: dict[str, Any]) -> dict[str, Any]:
+def _flat_params(meta: dict[str, Any], limit: int = 40) -> dict[str, Any]:
+    """MLflow params from a bundle's meta: scalars, lists (joined) and small dicts of scalars one
+    level deep (``key.sub``); bigger tables stay in the bundle's meta.json (logged with the model).
+    Keys are reduced to the characters MLflow accepts."""
     out: dict[str, Any] = {}
     for key, value in meta.items():
         if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items() if not isinstance(v, dict | list)})
+            if len(value) <= limit and all(not isinstance(v, dict | list) for v in value.values()):
+                out.update({f"{key}.{k}": v for k, v in value.items()})
         elif isinstance(value, list):
             out[key] = ", ".join(map(str, value))[:500]
         else:
             out[key] = value
-    return out
+    return {re.sub(r"[^0-9A-Za-z_\-. :/]", "_", k): v for k, v in out.items()}
 
 
 def train(

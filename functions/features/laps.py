@@ -38,6 +38,7 @@ time = LapTime - 0.03 * fuel on board at the lap's start (the time the lap would
 | IntervalBehind | at the previous line: the next car's crossing minus this car's (the last known gap behind) |
 | InDRSRange | IntervalAhead < 1.0 s (timing-line proxy for DRS detection) |
 | LapsDown | highest lap completed by anyone at this lap's end minus LapNumber |
+| TrackStatus, SpeedI1, SpeedI2, SpeedFL, SpeedST | the lap's own timing values, passed through (track status codes seen on the lap; speed traps, km/h) so a feature record is self-contained for the models |
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ FUEL_EFFECT_S_PER_KG = 0.03
 DRS_RANGE_S = 1.0
 FIELD_WINDOW_LAPS = 3
 GREEN = "1"
+SPEED_TRAPS = ("SpeedI1", "SpeedI2", "SpeedFL", "SpeedST")
 
 
 def clean_reason(lap: dict[str, Any]) -> str | None:
@@ -235,6 +237,8 @@ def lap_step(
         "IntervalBehind": interval_behind,
         "InDRSRange": interval_ahead is not None and interval_ahead < DRS_RANGE_S,
         "LapsDown": leader_laps - n,
+        "TrackStatus": lap.get("TrackStatus"),
+        **{trap: lap.get(trap) for trap in SPEED_TRAPS},
     }
     return st, features
 

@@ -5,7 +5,8 @@ telemetry window, from how far the measured signals fall from what LightGBM expe
   SpeedI1, SpeedI2, SpeedFL, SpeedST in km/h and LapTime in s) a booster predicts
   ``s - Ref_s`` from context: ``Ref_s`` is the median of the driver's own in-scope values of ``s``
   over his previous 5 laps (LapTime: the feature ``Last3Median``), ``Field_s - Ref_s`` where
-  ``Field_s`` is the median over all drivers' in-scope laps of the same LapNumber, plus Compound,
+  ``Field_s`` is the median over the in-scope laps of the drivers who completed the same LapNumber
+  earlier (causal: what the stream knows when the car crosses the line), plus Compound,
   TyreLife, FuelKg, LapNumber, PositionOnLap, IntervalAhead, InDRSRange, LapsInStint.
 * **Window level** (5 s TelemetryWindow rows, races with car data): for each signal of
   :data:`WINDOW_SIGNALS` a booster predicts it from the *other* sensors' window metrics (its own
@@ -94,35 +95,73 @@ ROUNDS, EARLY_STOPPING = 120, 15
 
 
 # ------------------------------------------------------------------ rows and context
-def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame) -> pd.DataFrame:
-    """LapFeatures rows + the raw lap's speed traps, times and pit/track status, ``InScope``
-    (clean green-flag lap; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``."""
-    cols = ["LapNumber", "LapStartTime", "Time", "TrackStatus", *SPEED_TRAPS]
-    raw = raw_laps[[*KEYS, *cols]].copy()
+def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """LapFeatures rows + the lap's speed traps, times and track status, ``InScope`` (clean
+    green-flag lap; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``.
+
+    LapFeatures carry TrackStatus and the speed traps themselves; ``raw_laps`` (the Lap events)
+    only fills what the rows lack. Without it (serving), ``Time`` = SessionTime and
+    ``LapStartTime`` = SessionTime - LapTime. Every reference is causal, so a stream gets the
+    same numbers as the offline build: ``Ref_s`` uses the driver's earlier laps, ``Field_s`` the
+    cars that completed the same lap *earlier* (None for the first car on the lap)."""
     frame = laps.copy()
-    for f in (raw, frame):
-        f["DriverNumber"] = f["DriverNumber"].astype(str)
-        f["LapNumber"] = f["LapNumber"].astype(int)
-    frame = frame.merge(raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left")
+    if "Year" not in frame.columns:
+        frame["Year"] = 0  # serving rows: one session per request, keyed by EventName/SessionKey
+    if "EventName" not in frame.columns:
+        frame["EventName"] = frame["SessionKey"].astype(str)
+    frame["DriverNumber"] = frame["DriverNumber"].astype(str)
+    frame["LapNumber"] = frame["LapNumber"].astype(int)
+    wanted = ["LapStartTime", "Time", "TrackStatus", *SPEED_TRAPS]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing and raw_laps is not None and not raw_laps.empty:
+        raw = raw_laps[[*KEYS, "LapNumber", *[c for c in missing if c in raw_laps.columns]]].copy()
+        raw["DriverNumber"] = raw["DriverNumber"].astype(str)
+        raw["LapNumber"] = raw["LapNumber"].astype(int)
+        frame = frame.merge(raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left")
+    if "Time" not in frame.columns:
+        frame["Time"] = frame["SessionTime"].astype(float)
+    if "LapStartTime" not in frame.columns:
+        frame["LapStartTime"] = frame["SessionTime"].astype(float) - frame["LapTime"].astype(float)
+    for c in ("TrackStatus", *SPEED_TRAPS):
+        if c not in frame.columns:
+            frame[c] = None if c == "TrackStatus" else np.nan
+    for c in SPEED_TRAPS:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     reason = frame["CleanReason"].astype(object)
     frame["InScope"] = (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted")) & frame[
         "LapTime"
     ].notna()
     frame = frame.sort_values([*KEYS, "LapNumber"], kind="stable").reset_index(drop=True)
-    by_driver = frame.groupby(KEYS, sort=False)
+    lap_keys = [frame.Year, frame.EventName, frame.LapNumber]
+    order = frame["Time"].astype(float).rank(method="first")
     for s in SPEED_TRAPS:
         kept = frame[s].where(frame["InScope"])
         frame[f"Ref_{s}"] = kept.groupby([frame[k] for k in KEYS], sort=False).transform(
             lambda x: x.shift(1).rolling(LAP_REF_LAPS, min_periods=2).median()
         )
-        frame[f"Field_{s}"] = kept.groupby([frame.Year, frame.EventName, frame.LapNumber]).transform("median")
+        frame[f"Field_{s}"] = _earlier_median(kept, lap_keys, order)
     frame["Ref_LapTime"] = frame["Last3Median"].astype(float)
-    kept = frame["LapTime"].where(frame["InScope"])
-    frame["Field_LapTime"] = kept.groupby([frame.Year, frame.EventName, frame.LapNumber]).transform("median")
+    kept = frame["LapTime"].astype(float).where(frame["InScope"])
+    frame["Field_LapTime"] = _earlier_median(kept, lap_keys, order)
     typical = frame.groupby(["Year", "EventName"])["Field_LapTime"].transform("median")
     frame["InScope"] &= ~(frame["Field_LapTime"] > (1 + FIELD_SLOW) * typical)  # neutralised lap
-    del by_driver
     return frame
+
+
+def _earlier_median(values: pd.Series, keys: list[pd.Series], order: pd.Series) -> pd.Series:
+    """Per group (one lap of one race), the median of the values of rows earlier in ``order``
+    (line-crossing order): what is known when a car completes the lap."""
+    frame = pd.DataFrame(
+        {
+            "v": values.to_numpy(),
+            "o": order.to_numpy(),
+            **{f"k{i}": k.to_numpy() for i, k in enumerate(keys)},
+        },
+        index=values.index,
+    ).sort_values("o", kind="stable")
+    cols = [f"k{i}" for i in range(len(keys))]
+    result = frame.groupby(cols, sort=False)["v"].transform(lambda x: x.expanding().median().shift(1))
+    return result.reindex(values.index)
 
 
 def window_rows(windows: pd.DataFrame, laps: pd.DataFrame) -> pd.DataFrame:

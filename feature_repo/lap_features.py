@@ -151,6 +151,25 @@ pit_window_v1 = FeatureService(
     description="Inputs of the pit-window model, version 1",
 )
 
+# Lap context: the lap's own timing values (track status, speed traps), passed through by the lap
+# features so the anomaly model reads what the car measured next to what it expects.
+lap_context = FeatureView(
+    name="lap_context",
+    entities=[driver, session],
+    ttl=LAP_TTL,
+    source=lap_features_push,
+    schema=[
+        *_ENTITY_FIELDS,
+        Field(name="TrackStatus", dtype=String),
+        Field(name="SpeedI1", dtype=Float64),
+        Field(name="SpeedI2", dtype=Float64),
+        Field(name="SpeedFL", dtype=Float64),
+        Field(name="SpeedST", dtype=Float64),
+    ],
+    online=True,
+    description="Lap context: track status codes and speed traps of the lap",
+)
+
 # Overtake model v1: the gap to the car ahead and who is faster.
 overtake_v1 = FeatureService(
     name="overtake_v1",
@@ -213,4 +232,29 @@ overtake_v2 = FeatureService(
     name="overtake_v2",
     features=[lap_gaps, lap_pace, lap_aggression],
     description="Inputs of the overtake model (1-3 laps), version 2: v1 + driver aggression",
+)
+
+# Overtake model v3 (the trained model's inputs, per car of the pair): gap and DRS, pace, and the
+# tyre state v1/v2 lacked; no aggression (most races have no car telemetry).
+overtake_v3 = FeatureService(
+    name="overtake_v3",
+    features=[
+        lap_gaps[["LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange"]],
+        lap_pace[["LapTime", "Last3Median", "Last5Median", "DeltaToCarAhead"]],
+        lap_stint[["Compound", "TyreLife", "LapsInStint", "StintDegSlope"]],
+    ],
+    description="Inputs of the overtake model (1-3 laps), version 3: gaps, pace and tyres of both cars",
+)
+
+# Anomaly model v1, lap level: what the car measured (speed traps, lap time) and the context that
+# sets what to expect. Its window level reads TelemetryWindow records from the stream.
+anomaly_v1 = FeatureService(
+    name="anomaly_v1",
+    features=[
+        lap_context,
+        lap_pace[["LapTime", "IsClean", "Last3Median"]],
+        lap_stint[["Compound", "TyreLife", "FuelKg", "LapsInStint"]],
+        lap_gaps[["LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange"]],
+    ],
+    description="Inputs of the anomaly model (lap level), version 1",
 )

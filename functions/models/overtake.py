@@ -45,7 +45,7 @@ import pandas as pd
 from stratx.functions.models import base
 
 MODEL_NAME = "stratx-overtake"
-FEATURE_SERVICE = "overtake_v2"
+FEATURE_SERVICE = "overtake_v3"
 HORIZONS: tuple[int, ...] = (1, 2, 3)
 SESSION_KEYS: tuple[str, ...] = ("Year", "EventName", "SessionKey")
 AHEAD = "Ahead"

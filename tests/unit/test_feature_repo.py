@@ -62,7 +62,10 @@ SERVICES = {
     "overtake_v1",
     "driver_aggression_v1",
     "overtake_v2",
+    "overtake_v3",
+    "anomaly_v1",
 }
+CONTEXT = {"TrackStatus", "SpeedI1", "SpeedI2", "SpeedFL", "SpeedST"}
 FEAST_TYPES = {float: Float64, int: Int64, bool: Bool, str: String}
 
 
@@ -129,6 +132,7 @@ def test_repo_applies_every_definition_into_the_data_dir(store: FeatureStore, da
         "lap_stint",
         "lap_gaps",
         "lap_aggression",
+        "lap_context",
     }
     assert {s.name for s in store.list_feature_services()} == SERVICES
     assert store.get_data_source("lap_features_push").batch_source.path == "lap_features.parquet"
@@ -144,6 +148,7 @@ def test_feature_views_hold_the_documented_families() -> None:
         "lap_stint": STINT,
         "lap_gaps": GAPS,
         "lap_aggression": AGGRESSION,
+        "lap_context": CONTEXT,
     }
     for name, view in views.items():
         assert view.entities == ["driver", "session"]
@@ -173,6 +178,16 @@ def test_services_compose_the_families_as_documented(store: FeatureStore) -> Non
     lap_time = set(service_features(store, "lap_time_v1"))
     assert PACE | STINT <= lap_time <= PACE | STINT | GAPS
     assert {"LapNumber", "IntervalAhead", "InDRSRange"} <= lap_time
+    assert set(service_features(store, "anomaly_v1")) >= CONTEXT
+
+
+def test_model_recipes_name_services_that_hold_their_features() -> None:
+    from stratx.functions.models import overtake
+
+    services = {o.name: o for o in fs.load_definitions(REPO_DIR) if isinstance(o, FeatureService)}
+    assert overtake.FEATURE_SERVICE == "overtake_v3"
+    held = {f.name for p in services["overtake_v3"].feature_view_projections for f in p.features}
+    assert held == set(overtake.SERVICE_FEATURES)
 
 
 # ------------------------------------------------------------------ frame

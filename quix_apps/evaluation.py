@@ -137,6 +137,7 @@ def evaluate_main(args: argparse.Namespace, settings: TrainingSettings | None = 
     """`stratx evaluate [--model all|KEY] [--race-dir DIR ...] [--exports DIR ...] [--fastf1-cache DIR
     --year Y --event E [--session R]] [--out DIR] [--no-progress]`; no race given = the test races."""
     settings = settings or TrainingSettings()
+    training.quiet_mlflow()
     races = user_races(args, settings) or test_races(settings)
     out = Path(args.out) if getattr(args, "out", None) else settings.reports_dir
     keys = [r.key for r in training.selected(getattr(args, "model", None))]

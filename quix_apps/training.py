@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import re
 import subprocess
 import tempfile
@@ -34,6 +35,7 @@ from stratx.quix_apps.settings import REPO_ROOT, TrainingSettings
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 BUNDLE_ARTIFACT = "bundle"
+PYFUNC_CODE = Path(__file__).with_name("bundle_pyfunc.py")
 
 
 @dataclass(frozen=True)
@@ -206,8 +208,6 @@ def log_and_register(
     import mlflow
     import mlflow.pyfunc
 
-    from stratx.quix_apps.model_store import BundleModel
-
     mlflow_client = client(settings)
     experiment_id = _experiment(mlflow_client, settings, recipe.model_name)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id) as run:
@@ -217,7 +217,7 @@ def log_and_register(
         mlflow.set_tags(tags)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=BundleModel(),
+            python_model=str(PYFUNC_CODE),
             artifacts={BUNDLE_ARTIFACT: str(folder)},
             registered_model_name=recipe.model_name,
             pip_requirements=_requirements(),
@@ -281,6 +281,14 @@ def train(
 
 
 # ------------------------------------------------------------------ CLI entry
+def quiet_mlflow() -> None:
+    """MLflow's INFO/WARNING chatter (uv detection, signature inference, artifact progress bars)
+    says nothing a `stratx` user acts on; errors still show."""
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+
 def selected(name: str | None) -> list[base.Recipe]:
     keys = models.available() if name in (None, "all") else [str(name)]
     return [models.recipe(k) for k in keys]
@@ -289,6 +297,7 @@ def selected(name: str | None) -> list[base.Recipe]:
 def train_main(args: argparse.Namespace, settings: TrainingSettings | None = None) -> int:
     """`stratx train [--model all|KEY] [--exports DIR ...] [--features PARQUET] [--no-progress]`."""
     settings = settings or TrainingSettings()
+    quiet_mlflow()
     recipes = selected(getattr(args, "model", None))
     progress = not getattr(args, "no_progress", False)
     exports = [Path(p) for p in (getattr(args, "exports", None) or [])]

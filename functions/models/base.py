@@ -14,6 +14,7 @@ few races (the anomaly model's telemetry), and says so in its docstring.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -123,14 +124,20 @@ class ModelBundle:
         return folder
 
     @classmethod
-    def load(cls, folder: Path) -> ModelBundle:
+    def load(cls, folder: Path, num_threads: int = 1) -> ModelBundle:
+        """Load a saved bundle; ``num_threads`` for prediction (1: a service scales by processes,
+        and one-row calls pay OpenMP start-up and spin on a busy machine with more)."""
         import lightgbm as lgb
 
         manifest_path = folder / "meta.json"
         if not manifest_path.is_file():
             raise ValueError(f"{folder} is not a saved model bundle (no meta.json)")
         manifest = json.loads(manifest_path.read_text())
-        boosters = {n: lgb.Booster(model_file=str(folder / f"{n}.txt")) for n in manifest["boosters"]}
+        boosters: dict[str, Any] = {}
+        for name in manifest["boosters"]:
+            booster = lgb.Booster(model_file=str(folder / f"{name}.txt"))
+            booster.predict = functools.partial(booster.predict, num_threads=num_threads)  # type: ignore[method-assign]
+            boosters[name] = booster
         return cls(manifest["key"], boosters, manifest.get("meta", {}))
 
 
@@ -225,6 +232,33 @@ def rounds_progress(total: int, desc: str, enabled: bool) -> Iterator[Callable[.
         yield tick
     finally:
         bar.close()
+
+
+def lap_matrix(
+    table: pd.DataFrame,
+    features: tuple[str, ...],
+    relative: tuple[str, ...],
+    anchor: pd.Series,
+    categories: tuple[str, ...],
+) -> pd.DataFrame:
+    """The LapFeatures model matrix the lap recipes share: ``features`` in order, ``Compound``
+    categorical over ``categories`` (unknown -> missing), the absolute lap times of ``relative``
+    minus ``anchor`` (seconds off the driver's usual pace), everything else float (bools 0/1).
+    Built in one DataFrame construction: column-by-column inserts cost more than the model on
+    one-row service calls."""
+    columns: dict[str, Any] = {}
+    base_values = anchor.to_numpy(dtype=float)
+    for name in features:
+        col = table[name]
+        if name == "Compound":
+            columns[name] = pd.Categorical(
+                col.astype(object).where(col.isin(categories)), categories=categories
+            )
+        elif name in relative:
+            columns[name] = col.to_numpy(dtype=float, na_value=np.nan) - base_values
+        else:
+            columns[name] = pd.to_numeric(col.astype(object), errors="coerce").to_numpy(dtype=float)
+    return pd.DataFrame(columns, index=table.index)
 
 
 def best_iteration(booster: Any) -> int | None:

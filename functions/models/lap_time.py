@@ -124,17 +124,7 @@ def anchor(table: pd.DataFrame) -> pd.Series:
 
 def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
     """Model inputs for LapFeatures rows (any extra columns, e.g. Driver, are ignored)."""
-    base = anchor(table)
-    x = pd.DataFrame(index=table.index)
-    for name in SERVICE_FEATURES:
-        col = table[name]
-        if name in CATEGORICAL:
-            x[name] = pd.Categorical(col.astype(object).where(col.isin(COMPOUNDS)), categories=COMPOUNDS)
-        elif name in RELATIVE_TO_ANCHOR:
-            x[name] = col.astype(float) - base
-        else:
-            x[name] = pd.to_numeric(col.astype(object), errors="coerce").astype(float)
-    return x
+    return base.lap_matrix(table, SERVICE_FEATURES, RELATIVE_TO_ANCHOR, anchor(table), COMPOUNDS)
 
 
 def monotone_constraints(columns: Sequence[str]) -> list[int]:

@@ -223,16 +223,7 @@ def with_derived(rows: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
 def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     """Model inputs (:data:`FEATURES`) of rows that already carry the derived columns."""
     anchor = frame["Last3Median"].astype(float).fillna(frame["LapTime"].astype(float))
-    x = pd.DataFrame(index=frame.index)
-    for name in FEATURES:
-        col = frame[name]
-        if name == "Compound":
-            x[name] = pd.Categorical(col.astype(object).where(col.isin(COMPOUNDS)), categories=COMPOUNDS)
-        elif name in RELATIVE_TO_ANCHOR:
-            x[name] = col.astype(float) - anchor
-        else:
-            x[name] = pd.to_numeric(col.astype(object), errors="coerce").astype(float)
-    return x
+    return base.lap_matrix(frame, FEATURES, RELATIVE_TO_ANCHOR, anchor, COMPOUNDS)
 
 
 def monotone_constraints(columns: list[str]) -> list[int]:
@@ -283,11 +274,27 @@ def aged(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
+def aged_stack(frame: pd.DataFrame, lookahead: int) -> pd.DataFrame:
+    """``pd.concat([aged(frame, k) for k in range(lookahead)])`` in one vectorised pass (serving
+    scores one row at a time: 45 frame copies cost ~50x the model call)."""
+    n = len(frame)
+    out = frame.iloc[np.tile(np.arange(n), lookahead)].reset_index(drop=True)
+    k = np.repeat(np.arange(lookahead, dtype=float), n)
+    for name in AGED:
+        out[name] = out[name].astype(float).to_numpy() + k
+    out["FuelKg"] = np.clip(out["FuelKg"].astype(float).to_numpy() - 1.7 * k, 0.0, None)
+    out["LapsRemaining"] = out["RaceLaps"] - out["LapNumber"]
+    out["RaceProgress"] = out["LapNumber"] / out["RaceLaps"]
+    for name in GREEN_NOW:
+        out[name] = np.where(k == 0, out[name].astype(float).to_numpy(), 0.0)
+    return out
+
+
 def stop_cdf(booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD) -> np.ndarray:
     """(rows, lookahead) cumulative stop probability: column j = P(in-lap <= LapNumber + 1 + j)."""
     if frame.empty:
         return np.zeros((0, lookahead))
-    stacked = pd.concat([aged(frame, k) for k in range(lookahead)], ignore_index=True)
+    stacked = aged_stack(frame, lookahead)
     p = booster.predict(feature_matrix(stacked), num_iteration=booster.best_iteration or None)
     p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
     in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]

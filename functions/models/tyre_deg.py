@@ -186,17 +186,7 @@ def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
     """Model inputs for LapFeatures rows (other columns are ignored): the tyre_deg_v1 service in
     its order, Compound categorical (:data:`COMPOUNDS`), booleans 0/1, and the absolute lap times
     of :data:`RELATIVE_TO_ANCHOR` minus the :func:`anchor` (seconds off the driver's usual pace)."""
-    ref = anchor(table)
-    x = pd.DataFrame(index=table.index)
-    for name in SERVICE_FEATURES:
-        col = table[name]
-        if name == "Compound":
-            x[name] = pd.Categorical(col.astype(object).where(col.isin(COMPOUNDS)), categories=COMPOUNDS)
-        elif name in RELATIVE_TO_ANCHOR:
-            x[name] = col.astype(float) - ref
-        else:
-            x[name] = pd.to_numeric(col.astype(object), errors="coerce").astype(float)
-    return x
+    return base.lap_matrix(table, SERVICE_FEATURES, RELATIVE_TO_ANCHOR, anchor(table), COMPOUNDS)
 
 
 def monotone_constraints(columns: list[str]) -> list[int]:

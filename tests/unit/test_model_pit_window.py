@@ -252,3 +252,10 @@ def test_predict_columns_and_bundle_round_trip(
     assert out.loc[~near, "UndercutScore"].isna().all() and out.loc[near, "UndercutScore"].notna().any()
     loaded = base.ModelBundle.load(bundle.save(tmp_path / "bundle"))
     pd.testing.assert_frame_equal(pw.predict(loaded, rows), out)
+
+
+def test_the_vectorised_roll_forward_equals_the_lap_by_lap_one(corpus: base.Corpus) -> None:
+    rows = pw.with_derived(corpus.laps.head(30).assign(RaceLaps=57), {"pit_loss": {"": 20.0}, "race_laps": {}})
+    stacked = pw.aged_stack(rows, 7)
+    expected = pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True)
+    pd.testing.assert_frame_equal(stacked[expected.columns], expected, check_dtype=False)

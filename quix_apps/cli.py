@@ -456,6 +456,20 @@ def cmd_stream_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`stratx serve`: every model's BentoML service on its own port until Ctrl-C."""
+    from stratx.quix_apps import serve
+
+    return serve.serve_main(args)
+
+
+def cmd_bentos(args: argparse.Namespace) -> int:
+    """`stratx bentos build`: the serving wheel, the champions, then `bentoml build` per model."""
+    from stratx.quix_apps import serve
+
+    return serve.build_main(args)
+
+
 def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     from stratx.quix_apps import pipeline
 
@@ -650,6 +664,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
     r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
     r.set_defaults(func=cmd_features_run)
+
+    p = sub.add_parser(
+        "serve", help="serve every model's @champion with BentoML, one port each (Ctrl-C stops)"
+    )
+    p.add_argument("--model", dest="models", action="append", choices=MODEL_KEYS, help="only these models")
+    p.add_argument("--no-import", action="store_true", help="serve the BentoML store as it is (no MLflow)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bentos", help="build one Bento per model (bentoml build, offline)")
+    bsub = p.add_subparsers(dest="bentos_command", required=True, metavar="ACTION")
+    b = bsub.add_parser("build", help="serving wheel + champions into the BentoML store + bentoml build")
+    b.add_argument("--model", dest="models", action="append", choices=MODEL_KEYS, help="only these models")
+    b.add_argument("--no-import", action="store_true", help="use the BentoML store as it is (no MLflow)")
+    b.set_defaults(func=cmd_bentos)
 
     for name, text in (
         ("predict", "run the prediction app: lap features -> the model services -> prediction topics"),

@@ -101,6 +101,28 @@ class TrainingSettings(_Base):
     )
 
 
+class ServingSettings(TrainingSettings):
+    """`stratx serve`: where each model's BentoML service listens and how long it may take to start.
+
+    The services need the MLflow registry only when a champion is imported into the BentoML model
+    store (`stratx serve` does it before starting, `make bentos` before `bentoml build`); the store
+    itself is BentoML's own (``$BENTOML_HOME``, default ``~/bentoml``)."""
+
+    serve_host: str = Field("127.0.0.1", description="address every BentoML service binds to")
+    lap_time_port: int = Field(3101, ge=1, le=65535, description="port of the lap_time service")
+    tyre_deg_port: int = Field(3102, ge=1, le=65535, description="port of the tyre_deg service")
+    pit_window_port: int = Field(3103, ge=1, le=65535, description="port of the pit_window service")
+    overtake_port: int = Field(3104, ge=1, le=65535, description="port of the overtake service")
+    anomaly_port: int = Field(3105, ge=1, le=65535, description="port of the anomaly service")
+    serve_start_timeout_s: float = Field(120.0, gt=0, description="fail if a service is not ready by then")
+    model_alias: str = Field("champion", description="MLflow registry alias imported by `stratx serve`")
+
+    def port(self, key: str) -> int:
+        """The port of model ``key``'s service."""
+        found: int = getattr(self, f"{key}_port")
+        return found
+
+
 class PredictionAppSettings(KafkaSettings):
     """`stratx predict` / `stratx alerts`: the prediction and alert apps and the services they call."""
 
@@ -136,6 +158,7 @@ def env_vars() -> dict[str, str]:
         FeatureAppSettings,
         LiveSettings,
         TrainingSettings,
+        ServingSettings,
         PredictionAppSettings,
     ):
         for name, info in cls.model_fields.items():

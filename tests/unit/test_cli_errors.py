@@ -32,6 +32,8 @@ COMMANDS = (
     "evaluate",
     "predict",
     "alerts",
+    "serve",
+    "bentos",
     "config",
 )
 

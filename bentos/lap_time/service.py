@@ -1,0 +1,32 @@
+"""BentoML service of model 1, next lap time: LapFeatures rows in, ``PredictedNextLapTime`` out.
+
+Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make bentos``.
+"""
+
+import bentoml
+
+from stratx.functions.schemas import LapFeatures
+from stratx.quix_apps import serving
+from stratx.quix_apps.serving_schemas import LapTimePrediction, PredictResponse
+
+KEY = "lap_time"
+
+
+@bentoml.service(**serving.service_config(KEY))
+class LapTime:
+    """The registry's champion next-lap-time model."""
+
+    champion = bentoml.models.BentoModel(serving.bento_tag(KEY))
+
+    def __init__(self) -> None:
+        self.served = serving.load_served(self.champion, KEY)
+
+    @bentoml.api
+    def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[LapTimePrediction]:
+        """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
+        return serving.respond(self.served, rows, LapTimePrediction)
+
+    @bentoml.api(batchable=True, max_batch_size=serving.MAX_BATCH_SIZE, max_latency_ms=serving.MAX_LATENCY_MS)
+    def predict_rows(self, rows: serving.Rows[LapFeatures]) -> list[LapTimePrediction]:
+        """Adaptive batching: concurrent requests are merged into one model call."""
+        return serving.score(self.served, rows, LapTimePrediction)

@@ -1,0 +1,32 @@
+"""BentoML service of model 3, pit window: LapFeatures rows (+ optional EventName, RaceLaps,
+TrackStatus) in; P(pit within 3 laps), the recommended in-lap window, pit loss and undercut score out.
+
+Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make bentos``.
+"""
+
+import bentoml
+
+from stratx.quix_apps import serving
+from stratx.quix_apps.serving_schemas import PitWindowPrediction, PitWindowRow, PredictResponse
+
+KEY = "pit_window"
+
+
+@bentoml.service(**serving.service_config(KEY))
+class PitWindow:
+    """The registry's champion pit-window model."""
+
+    champion = bentoml.models.BentoModel(serving.bento_tag(KEY))
+
+    def __init__(self) -> None:
+        self.served = serving.load_served(self.champion, KEY)
+
+    @bentoml.api
+    def predict(self, rows: serving.Rows[PitWindowRow]) -> PredictResponse[PitWindowPrediction]:
+        """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
+        return serving.respond(self.served, rows, PitWindowPrediction)
+
+    @bentoml.api(batchable=True, max_batch_size=serving.MAX_BATCH_SIZE, max_latency_ms=serving.MAX_LATENCY_MS)
+    def predict_rows(self, rows: serving.Rows[PitWindowRow]) -> list[PitWindowPrediction]:
+        """Adaptive batching: concurrent requests are merged into one model call."""
+        return serving.score(self.served, rows, PitWindowPrediction)

@@ -1,0 +1,152 @@
+"""What every BentoML service under ``bentos/`` shares: loading the champion, scoring rows, responses.
+
+Model loading (see ``bentos/README.md``): the registry's ``@champion`` is imported into the BentoML
+model store by :func:`import_champion` (``stratx serve`` does it before starting the services,
+``make bentos`` before ``bentoml build``, which packs the model into the Bento). A service declares
+``bentoml.models.BentoModel(bento_tag(key))`` and loads it in ``__init__`` with :func:`load_served`,
+so a built Bento needs neither MLflow nor the registry at run time.
+
+This module is shipped inside every Bento (``stratx_serving`` wheel): it imports only pydantic,
+pandas and the recipes at module level; MLflow and BentoML's model store only inside the functions
+that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from stratx.functions import models
+from stratx.functions.models import base
+from stratx.quix_apps.serving_schemas import MAX_ROWS, Prediction, PredictResponse
+
+if TYPE_CHECKING:
+    import bentoml
+
+    from stratx.quix_apps.settings import TrainingSettings
+
+R = TypeVar("R", bound=BaseModel)
+P = TypeVar("P", bound=Prediction)
+
+# Adaptive batching of the ``predict_rows`` endpoints: BentoML merges concurrent requests into one
+# recipe call of at most MAX_BATCH_SIZE rows, waiting at most MAX_LATENCY_MS (503 beyond it).
+MAX_BATCH_SIZE = 2000
+MAX_LATENCY_MS = 2000
+REQUEST_TIMEOUT_S = 30
+
+Rows = Annotated[list[R], Field(min_length=1, max_length=MAX_ROWS)]
+"""A request batch: 1..MAX_ROWS rows (an empty or oversized batch is a 400 with the reason)."""
+
+
+def bento_tag(key: str) -> str:
+    """The BentoML model tag a service loads: the MLflow model name, latest import."""
+    return f"{models.recipe(key).model_name}:latest"
+
+
+def service_name(key: str) -> str:
+    """The service (and Bento) name of model ``key``, e.g. ``stratx-lap-time-service``."""
+    return f"{models.recipe(key).model_name}-service"
+
+
+def service_config(key: str) -> dict[str, Any]:
+    """``@bentoml.service`` options, the same for every model."""
+    return {
+        "name": service_name(key),
+        "workers": 1,
+        "traffic": {"timeout": REQUEST_TIMEOUT_S},
+        "metrics": {"enabled": True},
+    }
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded champion: the recipe, its bundle and where it came from."""
+
+    key: str
+    recipe: base.Recipe
+    bundle: base.ModelBundle
+    model_name: str
+    version: str
+    bento_tag: str
+
+
+def load_served(stored: bentoml.Model, key: str) -> Served:
+    """The bundle saved in a BentoML model by :func:`import_champion`, checked to be model ``key``."""
+    bundle = base.ModelBundle.load(Path(stored.path))
+    if bundle.key != key:
+        raise ValueError(f"BentoML model {stored.tag} holds model {bundle.key!r}, not {key!r}")
+    meta = stored.info.metadata
+    return Served(
+        key=key,
+        recipe=models.recipe(key),
+        bundle=bundle,
+        model_name=str(meta.get("mlflow_model", stored.tag.name)),
+        version=str(meta.get("mlflow_version", stored.tag.version)),
+        bento_tag=str(stored.tag),
+    )
+
+
+# ------------------------------------------------------------------ scoring
+def rows_frame(rows: Sequence[BaseModel]) -> pd.DataFrame:
+    """Validated request rows as the feature frame a recipe's ``predict`` takes."""
+    return pd.DataFrame.from_records([r.model_dump() for r in rows])
+
+
+def _native(value: Any) -> Any:
+    """NaN -> None; everything else as it is (``tolist`` already made it a Python scalar)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def score(served: Served, rows: Sequence[BaseModel], prediction: type[P]) -> list[P]:
+    """One prediction per row, in order (NaN outputs become null)."""
+    frame = served.recipe.predict(served.bundle, rows_frame(rows))
+    columns = {c: [_native(v) for v in frame[c].tolist()] for c in frame.columns}
+    return [
+        prediction(**dict(zip(columns, values, strict=True)))
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
+def respond(served: Served, rows: Sequence[BaseModel], prediction: type[P]) -> PredictResponse[P]:
+    """The ``/predict`` response: the predictions plus the model name and registry version."""
+    predictions = score(served, rows, prediction)
+    return PredictResponse[prediction](  # type: ignore[valid-type]
+        model=served.model_name, version=served.version, rows=len(predictions), predictions=predictions
+    )
+
+
+# ------------------------------------------------------------------ registry -> BentoML store
+def import_champion(settings: TrainingSettings, key: str, alias: str = "champion") -> str:
+    """Copy the registry's ``<model>@alias`` bundle into the BentoML model store (``$BENTOML_HOME``)
+    as ``<model>:<new version>``; returns its tag. When the store's latest already holds the same
+    registry version with the same tags, nothing is copied and that tag is returned."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from stratx.quix_apps import model_store
+
+    with tempfile.TemporaryDirectory(prefix=f"stratx-{key}-") as tmp:
+        registered = model_store.load_registered(settings, key, alias, dst=Path(tmp))
+        metadata = {
+            "mlflow_model": registered.model_name,
+            "mlflow_version": registered.version,
+            "mlflow_alias": alias,
+            "mlflow_tags": registered.tags,
+        }
+        try:
+            latest = bentoml.models.get(f"{registered.model_name}:latest")
+            if {k: latest.info.metadata.get(k) for k in metadata} == metadata:
+                return str(latest.tag)
+        except NotFound:
+            pass
+        labels = {"stratx_model": key, "mlflow_version": registered.version, "mlflow_alias": alias}
+        with bentoml.models.create(registered.model_name, labels=labels, metadata=metadata) as stored:
+            registered.bundle.save(Path(stored.path))
+        return str(stored.tag)

@@ -1,0 +1,163 @@
+"""Small real champions for the BentoML service tests and benchmark (few trees, two bundled races).
+
+Train on 2023 Bahrain, validate on 2024 Bahrain: every model is fitted by its own recipe on real
+laps, registered in a temp MLflow registry, promoted to ``@champion`` and imported into a temp
+BentoML model store, as ``stratx serve`` does with the real registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stratx.functions import models
+from stratx.functions.models import base
+
+# model_store before training: it imports mlflow.pyfunc with mlflow's import-time UserWarning
+# silenced (an error under filterwarnings=error); training.log_and_register imports it unguarded.
+from stratx.quix_apps import model_store, serving, sources, training  # noqa: F401
+from stratx.quix_apps.serving_schemas import SCHEMAS
+from stratx.quix_apps.settings import TrainingSettings
+
+REPO = Path(__file__).resolve().parents[1]
+RACES = (
+    REPO / "data" / "races" / "2023_bahrain_grand_prix_race",
+    REPO / "data" / "races" / "2024_bahrain_grand_prix_race",
+)
+SERVED_KEYS: tuple[str, ...] = tuple(
+    k for k in models.MODEL_KEYS if (REPO / "bentos" / k / "service.py").is_file() and k in models.available()
+)
+# Few trees: the serving path is under test, not the model's quality.
+SMALL: dict[str, dict[str, float]] = {
+    "lap_time": {"learning_rate": 0.1, "num_leaves": 15, "min_data_in_leaf": 20},
+    "tyre_deg": {"learning_rate": 0.1, "num_leaves": 15},
+    "pit_window": {"learning_rate": 0.1, "num_leaves": 15},
+    "overtake": {"learning_rate": 0.1, "num_leaves": 15},
+}
+ROUNDS = 40
+
+
+def split(frame: pd.DataFrame) -> pd.Series:
+    """2023 races train, 2024 races validate."""
+    return pd.Series(
+        ["train" if int(y) == 2023 else "validation" for y in frame["Year"]], index=frame.index, dtype=object
+    )
+
+
+def small_recipe(key: str) -> base.Recipe:
+    recipe = models.recipe(key)
+    if key not in SMALL:
+        return recipe
+    module = importlib.import_module(f"stratx.functions.models.{key}")
+    return dataclasses.replace(recipe, fit=functools.partial(module.fit, params=SMALL[key], rounds=ROUNDS))
+
+
+def corpus() -> base.Corpus:
+    races = [sources.load_bundled(p) for p in RACES]
+    return training.build_corpus(races, progress=False)
+
+
+def settings(folder: Path) -> TrainingSettings:
+    return TrainingSettings(
+        mlflow_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        mlflow_artifact_dir=folder / "artifacts",
+        reports_dir=folder / "reports",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Champions:
+    tags: dict[str, str]  # key -> BentoML model tag
+    corpus: base.Corpus
+    settings: TrainingSettings  # the temp MLflow registry
+    failed: dict[str, str]  # key -> why its recipe could not be trained and registered
+
+    def require(self, key: str) -> None:
+        """Skip the calling test when model ``key`` has no champion (its recipe failed)."""
+        import pytest
+
+        if key in self.failed:
+            pytest.skip(f"{key}: no champion ({self.failed[key]})")
+
+
+def train_and_import(folder: Path, keys: Sequence[str] = SERVED_KEYS) -> Champions:
+    """Champions of ``keys`` in ``folder``'s MLflow registry, imported into the BentoML store of
+    ``$BENTOML_HOME`` (set it first)."""
+    assert os.environ.get("BENTOML_HOME"), "set BENTOML_HOME to a temp folder first"
+    data = corpus()
+    conf = settings(folder)
+    tags, failed = {}, {}
+    for key in keys:
+        try:
+            training.train(conf, small_recipe(key), data, progress=False, split=split)
+        except Exception as exc:  # a recipe still in progress must not hide the other services
+            failed[key] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            continue
+        tags[key] = serving.import_champion(conf, key)
+    return Champions(tags, data, conf, failed)
+
+
+def request_rows(key: str, laps: pd.DataFrame, n: int = 40) -> list[dict[str, Any]]:
+    """Real rows for model ``key``'s service (2024 Bahrain, laps 20-21 of the corpus), JSON-ready."""
+    row_type = SCHEMAS[key].row
+    table = laps[(laps["Year"] == 2024) & laps["LapNumber"].isin([20, 21])].head(n)
+    table = table[[c for c in table.columns if c in row_type.model_fields]]
+    records = table.astype(object).where(table.notna(), None).to_dict("records")
+    return [row_type.model_validate(r).model_dump(mode="json") for r in records]
+
+
+def load_service(key: str) -> Any:
+    """The ``@bentoml.service`` object of ``bentos/<key>/service.py`` (bentos/ is not a package)."""
+    import bentoml
+
+    path = REPO / "bentos" / key / "service.py"
+    spec = importlib.util.spec_from_file_location(f"stratx_bento_{key}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return next(v for v in vars(module).values() if isinstance(v, bentoml.Service))
+
+
+def isolated_metrics() -> None:
+    """A fresh Prometheus registry for the next in-process BentoML app: BentoML registers its
+    metrics in prometheus_client's global registry, so a second ``to_asgi()`` app in one process
+    fails with "Duplicated timeseries" (``bentoml serve`` runs one service per process)."""
+    import prometheus_client
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.server.metrics.prometheus import PrometheusClient
+
+    client = PrometheusClient(multiproc=False)
+    client._registry = prometheus_client.CollectorRegistry()
+    BentoMLContainer.metrics_client.set(client)
+
+
+@contextmanager
+def bentoml_home(folder: Path) -> Iterator[Path]:
+    """``$BENTOML_HOME`` = ``folder`` for this process (BentoML's container caches the store: point
+    it there too) and its subprocesses; restored on exit."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    saved = {k: os.environ.get(k) for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")}
+    os.environ.update(BENTOML_HOME=str(folder), BENTOML_DO_NOT_TRACK="true")
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    BentoMLContainer.bentoml_home.set(str(folder))
+    BentoMLContainer.model_store.set(ModelStore(str(folder / "models")))
+    try:
+        yield folder
+    finally:
+        BentoMLContainer.model_store.reset()
+        BentoMLContainer.bentoml_home.reset()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

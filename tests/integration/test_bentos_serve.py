@@ -1,0 +1,83 @@
+"""Layer 3 of the service tests: real ``bentoml serve`` processes (started the way ``stratx serve``
+starts them, one per model on a free port) and ``bentoml build`` of every Bento, offline."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from stratx.quix_apps import serve
+from stratx.quix_apps.broker import free_port
+from stratx.quix_apps.settings import ServingSettings
+from tests import bentos_support as support
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Champions]:
+    folder = tmp_path_factory.mktemp("serving")
+    with support.bentoml_home(folder / "bentoml"):
+        yield support.train_and_import(folder / "registry")
+
+
+@pytest.fixture(scope="module")
+def running(
+    champions: support.Champions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, serve.Running]]:
+    """Every service with a champion, each a `bentoml serve` subprocess; all killed afterwards."""
+    keys = list(champions.tags)
+    ports = {f"{k}_port": free_port() for k in keys}
+    settings = ServingSettings(serve_start_timeout_s=180, **ports)  # type: ignore[arg-type]
+    logs = tmp_path_factory.mktemp("serve-logs")
+    with serve.services(keys, settings, log_dir=logs) as started:
+        yield {r.key: r for r in started}
+    assert all(r.process.returncode is not None for r in started)  # stopped
+
+
+def request_count(url: str, route: str, code: int) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    pattern = (
+        rf'bentoml_service_request_total\{{endpoint="{route}",http_response_code="{code}"[^}}]*\}} (\S+)'
+    )
+    return sum(float(v) for v in re.findall(pattern, text))
+
+
+@pytest.mark.parametrize("key", support.SERVED_KEYS)
+def test_served_model_answers_and_counts(
+    key: str, champions: support.Champions, running: dict[str, serve.Running]
+) -> None:
+    champions.require(key)
+    url = running[key].url
+    assert httpx.get(f"{url}/livez", timeout=5).status_code == 200
+    assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    rows = support.request_rows(key, champions.corpus.laps)
+    before = request_count(url, "/predict", 200)
+
+    response = httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["rows"] == len(rows) and response.json()["version"] == "1"
+    batched = httpx.post(f"{url}/predict_rows", json={"rows": rows[:1]}, timeout=30)
+    assert batched.status_code == 200 and batched.json() == response.json()["predictions"][:1]
+
+    bad = httpx.post(f"{url}/predict", json={"rows": [{**rows[0], "LapNumber": 0}]}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["detail"][0]["loc"] == ["rows", 0, "LapNumber"]
+    junk = httpx.post(f"{url}/predict", content=b"\x00\xff", headers={"Content-Type": "application/json"})
+    assert junk.status_code == 400
+
+    assert request_count(url, "/predict", 200) == before + 1
+    assert request_count(url, "/predict", 400) >= 2
+
+
+@pytest.mark.parametrize("key", support.SERVED_KEYS)
+def test_bentoml_build_works_offline(key: str, champions: support.Champions) -> None:
+    """`bentoml build bentos/<key>` with the wheel and the imported champion (no network needed:
+    lock_packages is off and the model comes from the local store)."""
+    champions.require(key)
+    serve.build_wheel()
+    tag, seconds = serve.bentoml_build(key)
+    assert tag.startswith(f"stratx-{key.replace('_', '-')}-service:")
+    assert seconds < 120

@@ -288,7 +288,6 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-
 def selected(name: str | None) -> list[base.Recipe]:
     keys = models.available() if name in (None, "all") else [str(name)]
     return [models.recipe(k) for k in keys]

@@ -11,8 +11,9 @@ rows to send:
 * ``overtake``: the pair row (this car behind, the car that crossed the line just before it on the
   same lap ahead), built by the overtake recipe's ``pair_rows``; no row for the first car on a
   lap, or when the car ahead's record has not been seen.
-* ``anomaly``: the LapFeatures row plus the driver's recent in-scope laps, as the anomaly recipe's
-  lap-level scoring needs them (see ``ANOMALY_HISTORY``).
+* ``anomaly``: the rows the anomaly recipe's causal references need, the scored row last: the
+  cars that completed this lap earlier (field reference), the driver's previous
+  ``ANOMALY_HISTORY`` laps (own reference), then this row.
 
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
 requests, so nothing is predicted twice downstream.
@@ -86,7 +87,8 @@ def request_step(
         if pair:
             requests["overtake"] = [pair]
     history = st["history"].setdefault(driver, [])
-    requests["anomaly"] = [*history, this]
+    earlier = [r for d, r in lap_rows.items() if d != driver]  # the field reference of this lap
+    requests["anomaly"] = [*earlier, *history, this]
     history.append(this)
     del history[:-ANOMALY_HISTORY]
     return st, requests

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features test test-unit test-integration lint typecheck typecheck-links bench clean
+.PHONY: help install up demo features train evaluate serve bentos dashboard browser test test-unit test-integration lint typecheck typecheck-links bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,10 +19,33 @@ $(BIN)/.installed: pyproject.toml uv.lock
 
 install: $(BIN)/.installed ## create .venv/ from the lock file (uv.lock)
 
+up: install ## quickstart: champions (trained if missing), broker, 5 model services, streaming apps, dashboard, replay of a real race (SPEED=1: real time; Ctrl-C stops)
+	$(BIN)/stratx up --speed $(SPEED)
+
 demo: install ## quickstart: broker, topics, feature apps, replay of a bundled real race, Feast (SPEED=1: real time)
 	$(BIN)/stratx demo --speed $(SPEED)
 
-test: install typecheck-links ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
+train: install ## train the five models on the bundled corpus (MLflow registry, @champion)
+	$(BIN)/stratx train
+
+evaluate: install ## score the champions on the unseen test races: .stratx/reports/report.md + metrics.json
+	$(BIN)/stratx evaluate
+
+serve: install ## every model's BentoML service on its own port (Ctrl-C stops)
+	$(BIN)/stratx serve
+
+bentos: install ## build one Bento per model (offline; needs the champions: make train)
+	$(BIN)/stratx bentos build
+
+dashboard: install ## the live dashboard + overlay (http://127.0.0.1:5006/, /overlay) on STRATX_BROKER_ADDRESS
+	$(BIN)/stratx dashboard
+
+# the browser tests drive Debian's chromium through Playwright (no browser download); as root this
+# installs it, otherwise those tests skip and say why
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "note: Debian chromium not installed (needs root): browser tests will skip"; }
+
+test: install typecheck-links browser ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -45,10 +68,14 @@ typecheck-links:
 	@mkdir -p .typecheck/stratx
 	@ln -sfn ../../functions .typecheck/stratx/functions
 	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
+	@ln -sfn ../../panel_app .typecheck/stratx/panel_app
 
-bench: install ## benchmarks: replay and feature apps vs raw confluent-kafka round trips, Feast reads
+bench: install ## benchmarks: replay, feature apps, training time, serving latency, dashboard latency
 	$(BIN)/python bench/replay_throughput.py --repeat 3
 	$(BIN)/python bench/features_throughput.py
+	$(BIN)/python bench/train_time.py --no-progress
+	$(BIN)/python bench/serving_latency.py
+	$(BIN)/python bench/dashboard_latency.py
 
 features: install ## offline lap features + lap aggression of the bundled races and corpus (parquet)
 	$(BIN)/stratx features build

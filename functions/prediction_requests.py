@@ -17,6 +17,13 @@ rows to send:
 
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
 requests, so nothing is predicted twice downstream.
+
+Two kinds of state: ``state`` (which laps of which driver were already asked for: small, kept in
+the app's changelogged Quix state, so a restart never predicts a lap twice) and ``cache`` (the
+recent rows the overtake pair and the anomaly references are built from: ~200 full rows, kept in
+process memory because serializing them into the state store on every record cost ~250 ms per
+record; after a restart the cache warms up again within a lap, meanwhile those requests carry
+less context).
 """
 
 from __future__ import annotations
@@ -32,7 +39,11 @@ ANOMALY_HISTORY = 8  # previous laps per driver sent with an anomaly request (ro
 
 
 def new_state() -> dict[str, Any]:
-    return {"rows": {}, "last_lap": {}, "history": {}}
+    return {"last_lap": {}}
+
+
+def new_cache() -> dict[str, Any]:
+    return {"rows": {}, "history": {}}
 
 
 def _clean(value: Any) -> Any:
@@ -56,12 +67,17 @@ def pair_row(ahead: Mapping[str, Any], behind: Mapping[str, Any]) -> dict[str, A
 
 
 def request_step(
-    state: dict[str, Any] | None, row: Mapping[str, Any], context: Mapping[str, Any] | None = None
+    state: dict[str, Any] | None,
+    row: Mapping[str, Any],
+    context: Mapping[str, Any] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Fold one LapFeatures record (JSON mode) into the session state; the requests per model.
 
-    ``context``: SessionInfo fields of the session (``EventName``, ``TotalLaps``), if known."""
+    ``context``: SessionInfo fields of the session (``EventName``, ``TotalLaps``), if known;
+    ``cache``: the session's row cache (:func:`new_cache`; updated in place; None: a fresh one)."""
     st = state if state is not None else new_state()
+    cache = cache if cache is not None else new_cache()
     driver, lap = str(row["DriverNumber"]), int(row["LapNumber"])
     if st["last_lap"].get(driver, 0) >= lap:
         return st, {}
@@ -70,10 +86,10 @@ def request_step(
     this = dict(row)
     if ctx.get("EventName"):
         this["EventName"] = ctx["EventName"]
-    lap_rows = st["rows"].setdefault(str(lap), {})
+    lap_rows = cache["rows"].setdefault(str(lap), {})
     lap_rows[driver] = this
-    for old in [n for n in st["rows"] if int(n) <= lap - KEEP_LAPS]:
-        del st["rows"][old]
+    for old in [n for n in cache["rows"] if int(n) <= lap - KEEP_LAPS]:
+        del cache["rows"][old]
 
     requests: dict[str, list[dict[str, Any]]] = {"lap_time": [dict(row)], "tyre_deg": [dict(row)]}
     pit = dict(this)
@@ -86,7 +102,7 @@ def request_step(
         pair = pair_row(ahead, this)
         if pair:
             requests["overtake"] = [pair]
-    history = st["history"].setdefault(driver, [])
+    history = cache["history"].setdefault(driver, [])
     earlier = [r for d, r in lap_rows.items() if d != driver]  # the field reference of this lap
     requests["anomaly"] = [*earlier, *history, this]
     history.append(this)

@@ -294,6 +294,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """The whole pipeline on one machine (see ``quix_apps/up.py``); the race is the demo's."""
+    from stratx.quix_apps import up
+
+    def replay(address: str) -> tuple[int, sources.RaceData, object]:
+        args.broker = address
+        year, event, session = DEMO_RACE
+        return _replay_run(_replay_settings(args), args, year, event, session)
+
+    return up.up_main(args, replay)
+
+
 def _print_feast_snapshot(race: sources.RaceData) -> None:
     """The Feast online store's view of the race: every driver's latest lap features."""
     from stratx.quix_apps import feature_store
@@ -456,6 +468,19 @@ def cmd_stream_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """`stratx dashboard`: the Panel dashboard + broadcast overlay until Ctrl-C."""
+    from stratx.panel_app import app
+
+    return app.main(args=args)
+
+
+def _dashboard_arguments(p: argparse.ArgumentParser) -> None:
+    from stratx.panel_app.options import add_arguments  # no Panel import until the server starts
+
+    add_arguments(p)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`stratx serve`: every model's BentoML service on its own port until Ctrl-C."""
     from stratx.quix_apps import serve
@@ -595,6 +620,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay_flags(p)
     p.set_defaults(func=cmd_demo, broker=None, pace_from_lap=1)
 
+    p = sub.add_parser(
+        "up",
+        help="the whole pipeline: broker, model services, streaming apps, dashboard, replay of a bundled race",
+    )
+    p.add_argument("--port", type=int, help="embedded broker port (default 9092, or a free one)")
+    p.add_argument("--exit-when-done", action="store_true", help="stop everything after the summary")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the Panel dashboard")
+    p.add_argument("--dashboard-port", type=int, help="dashboard port (default: a free one)")
+    p.add_argument(
+        "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
+    )
+    _add_replay_flags(p)
+    p.set_defaults(func=cmd_up, broker=None, pace_from_lap=1)
+
     p = sub.add_parser("broker", help="run the embedded Kafka-API broker (Tansu) and create the topics")
     p.add_argument("--host", help="listen address (STRATX_BROKER_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (STRATX_BROKER_PORT, default 9092)")
@@ -664,6 +703,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-feast", action="store_true", help="do not push to the Feast online store")
     r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
     r.set_defaults(func=cmd_features_run)
+
+    p = sub.add_parser("dashboard", help="the live Panel dashboard (/) and broadcast overlay (/overlay)")
+    _dashboard_arguments(p)
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser(
         "serve", help="serve every model's @champion with BentoML, one port each (Ctrl-C stops)"
@@ -757,8 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("fastf1", "quixstreams"):
+    for noisy in ("fastf1", "quixstreams", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    if not args.verbose:  # one line per HTTP call of the model/OpenF1 clients is debug output
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # its retries are reported by us, once
     _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background

@@ -38,9 +38,11 @@ def start_apps(
     apps: tuple[str, ...] = APPS,
     feast: bool = True,
     log_dir: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """One process per app; ``state_dir`` must live as long as the broker (Tansu: a fresh one)."""
-    env = {**os.environ, "STRATX_STATE_DIR": str(state_dir)}
+    """One process per app; ``state_dir`` must live as long as the broker (Tansu: a fresh one).
+    ``extra_env``: more STRATX_* settings for the apps (e.g. the model services' URLs)."""
+    env = {**os.environ, "STRATX_STATE_DIR": str(state_dir), **(extra_env or {})}
     procs = {}
     for name in apps:
         head = [sys.executable, "-m", "stratx.quix_apps.cli"]
@@ -48,8 +50,11 @@ def start_apps(
         cmd += ["--broker", broker_address]
         if not feast and name not in COMMAND_APPS:
             cmd.append("--no-feast")
-        out = open(log_dir / f"{name}.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
-        procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        if log_dir is None:
+            procs[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
+            continue
+        with (log_dir / f"{name}.log").open("ab") as out:  # the child keeps its own descriptor
+            procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     return procs
 
 
@@ -95,6 +100,32 @@ def wait_caught_up(
         if complete and stable >= 2:
             return counts
         time.sleep(1.0)
+    return counts
+
+
+def wait_predicted(
+    broker_address: str,
+    session_key: int,
+    expected: int,
+    keys: tuple[str, ...],
+    timeout_s: float = 300.0,
+    procs: dict[str, subprocess.Popen[bytes]] | None = None,
+) -> dict[str, int]:
+    """Poll the prediction topics until each of ``keys`` holds ``expected`` records of the session
+    (one per lap-feature record; overtake: one per car that had a car ahead, so it is not waited for)."""
+    deadline = time.monotonic() + timeout_s
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        for name, proc in (procs or {}).items():
+            if proc.poll() is not None:
+                raise AppExited(f"the {name} app exited early (code {proc.returncode}); see its log")
+        counts = {
+            key: count_session(broker_address, catalog.PREDICTION_TOPICS[key].name, session_key)
+            for key in catalog.PREDICTION_TOPICS
+        }
+        if all(counts[k] >= expected for k in keys if k != "overtake"):
+            return counts
+        time.sleep(2.0)
     return counts
 
 

@@ -26,7 +26,7 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
-from stratx.functions.prediction_requests import predictions, request_step
+from stratx.functions.prediction_requests import new_cache, predictions, request_step
 from stratx.quix_apps import wire
 from stratx.quix_apps.model_client import ModelClient
 from stratx.quix_apps.settings import PredictionAppSettings
@@ -45,6 +45,7 @@ def session_of(value: dict[str, Any]) -> str:
 def make_step(client: ModelClient, context: Context, now: Callable[[], datetime] | None = None) -> Any:
     """The stateful callback: one feature record -> {model key: [Prediction records]} or a dead letter."""
     clock = now or (lambda: datetime.now(UTC))
+    caches: dict[int, dict[str, Any]] = {}  # per session, in process memory (see prediction_requests)
 
     def step(value: dict[str, Any], state: State) -> dict[str, Any]:
         ingested = clock()
@@ -54,7 +55,8 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
             row = schemas.LapFeatures.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
             return _rejected(value, f"LapFeatures schema: {exc.errors(include_url=False)[0]['msg']}")
-        session, requests = request_step(state.get("session"), row, context(row["SessionKey"]))
+        cache = caches.setdefault(row["SessionKey"], new_cache())
+        session, requests = request_step(state.get("session"), row, context(row["SessionKey"]), cache)
         state.set("session", session)
         if not requests:
             return {"duplicate": True}

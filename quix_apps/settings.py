@@ -147,6 +147,26 @@ class PredictionAppSettings(KafkaSettings):
         }
 
 
+class DashboardSettings(KafkaSettings):
+    """The Panel server: where it listens, who may embed it, how often sessions refresh."""
+
+    dashboard_host: str = Field("127.0.0.1", description="address the dashboard server listens on")
+    dashboard_port: int = Field(
+        5006, ge=0, le=65535, description="port of the dashboard server (0: any free)"
+    )
+    dashboard_allow_websocket_origin: list[str] = Field(
+        default_factory=list,
+        description="extra origins (host[:port]) allowed to open the websocket, e.g. an embedding page "
+        "or a broadcast graphics machine; JSON list in the environment",
+    )
+    dashboard_refresh_ms: int = Field(
+        100, ge=20, le=5000, description="period of each browser session's refresh callback"
+    )
+    dashboard_replay_control: bool = Field(
+        False, description="show the replay panel (start/restart a bundled race replay at a speed)"
+    )
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -160,6 +180,7 @@ def env_vars() -> dict[str, str]:
         TrainingSettings,
         ServingSettings,
         PredictionAppSettings,
+        DashboardSettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

@@ -20,6 +20,7 @@ STRATX = Path(sys.executable).parent / "stratx"
 DEAD_BROKER = "127.0.0.1:1"
 COMMANDS = (
     "demo",
+    "up",
     "broker",
     "topics",
     "replay",
@@ -34,6 +35,7 @@ COMMANDS = (
     "alerts",
     "serve",
     "bentos",
+    "dashboard",
     "config",
 )
 

@@ -255,7 +255,9 @@ def test_predict_columns_and_bundle_round_trip(
 
 
 def test_the_vectorised_roll_forward_equals_the_lap_by_lap_one(corpus: base.Corpus) -> None:
-    rows = pw.with_derived(corpus.laps.head(30).assign(RaceLaps=57), {"pit_loss": {"": 20.0}, "race_laps": {}})
+    rows = pw.with_derived(
+        corpus.laps.head(30).assign(RaceLaps=57), {"pit_loss": {"": 20.0}, "race_laps": {}}
+    )
     stacked = pw.aged_stack(rows, 7)
     expected = pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True)
     pd.testing.assert_frame_equal(stacked[expected.columns], expected, check_dtype=False)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from stratx.functions import schemas
-from stratx.functions.prediction_requests import request_step
+from stratx.functions.prediction_requests import new_cache, request_step
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import feature_build
 from stratx.quix_apps.model_client import ModelClient, RetryPolicy
@@ -48,10 +48,11 @@ class DictState:
 def test_every_car_but_the_first_on_a_lap_gets_an_overtake_pair_with_the_car_ahead(
     rows: list[dict[str, Any]],
 ) -> None:
-    state = None
+    state, cache = None, new_cache()
     lap10 = []
     for row in rows:
-        state, requests = request_step(state, row, {"EventName": "Las Vegas Grand Prix", "TotalLaps": 50})
+        context = {"EventName": "Las Vegas Grand Prix", "TotalLaps": 50}
+        state, requests = request_step(state, row, context, cache)
         if row["LapNumber"] == 10:
             lap10.append((row, requests))
     assert len(lap10) >= 18
@@ -69,11 +70,17 @@ def test_every_car_but_the_first_on_a_lap_gets_an_overtake_pair_with_the_car_ahe
             assert pair["AheadTyreLife"] == ahead["TyreLife"]
 
 
-def test_a_duplicate_record_asks_nothing(rows: list[dict[str, Any]]) -> None:
-    state = None
-    for row in rows[:200]:
-        state, _ = request_step(state, row)
-    state, again = request_step(state, rows[150])
+def test_a_duplicate_record_asks_nothing_and_the_kept_state_stays_small(rows: list[dict[str, Any]]) -> None:
+    state, cache = None, new_cache()
+    for row in rows[:600]:
+        state, _ = request_step(state, row, None, cache)
+    state, again = request_step(state, rows[150], None, cache)
+    assert again == {}
+    assert len(json.dumps(state)) < 1000  # per-record state-store writes stay cheap
+    # the cache keeps only what the requests need: two laps of rows and 8 laps per driver
+    assert len(cache["rows"]) <= 2 and max(len(h) for h in cache["history"].values()) <= 8
+    # after a restart (empty cache) nothing is asked twice either
+    state, again = request_step(state, rows[150], None, new_cache())
     assert again == {}
 
 

@@ -1,0 +1,214 @@
+"""`stratx up`: the whole pipeline on one machine, from a fresh clone.
+
+1. Champions: every model without an ``@champion`` in the registry is trained first (the bundled
+   corpus, a few minutes on 2 cores, with progress).
+2. The embedded broker and the catalog topics.
+3. The model services: each champion imported into the BentoML store, one ``bentoml serve``
+   process per model (configured ports, or free ones when taken), waited for on ``/readyz``.
+4. The streaming apps, each in its own process: lap features, telemetry windows, lap
+   aggression, predictions (calling the services) and alerts.
+5. The dashboard (Panel), when ``panel_app`` is installed.
+6. A replay of a bundled real race; then it waits until every driver-lap has its predictions and
+   prints what landed (predictions per model, alerts, serving latency).
+
+Everything keeps running (topics readable, dashboard live) until Ctrl-C, which stops every
+process it started; ``--exit-when-done`` stops right after the summary (tests, CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from stratx.functions import catalog, models
+from stratx.quix_apps import admin, broker, kafka_io, pipeline, serve
+from stratx.quix_apps.settings import BrokerSettings, ServingSettings
+
+STREAM_APPS = (*pipeline.APPS, "predict", "alerts")
+
+
+def missing_champions(settings: ServingSettings, keys: list[str]) -> list[str]:
+    from mlflow.exceptions import MlflowException
+
+    from stratx.quix_apps import training
+
+    client = training.client(settings)
+    missing = []
+    for key in keys:
+        try:
+            client.get_model_version_by_alias(models.recipe(key).model_name, "champion")
+        except MlflowException:
+            missing.append(key)
+    return missing
+
+
+def ensure_champions(settings: ServingSettings, keys: list[str], progress: bool) -> None:
+    """Train the models that have no champion yet (all of them on a fresh clone)."""
+    from stratx.quix_apps import training
+
+    missing = missing_champions(settings, keys)
+    if not missing:
+        return
+    say(f"no @champion yet for {', '.join(missing)}: training on the bundled corpus first")
+    args = argparse.Namespace(model=None, exports=None, features=None, no_progress=not progress)
+    for key in missing:
+        args.model = key
+        training.train_main(args, settings)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def free_ports(settings: ServingSettings, keys: list[str]) -> ServingSettings:
+    """The configured ports, each replaced by a free one when taken."""
+    changes = {}
+    for key in keys:
+        port = settings.port(key)
+        if not broker.port_is_free(settings.serve_host, port):
+            changes[f"{key}_port"] = broker.free_port(settings.serve_host)
+    return settings.model_copy(update=changes) if changes else settings
+
+
+def latency_summary(broker_address: str, session_key: int) -> dict[str, Any]:
+    """Predictions per model and status, and ProducedAt - IngestedAt (ms) p50/p99 over them."""
+    status: Counter[str] = Counter()
+    latencies: list[float] = []
+    for spec in catalog.PREDICTION_TOPICS.values():
+        for message in kafka_io.read_all(broker_address, spec.name, drain_s=0.3):
+            record = json.loads(message.value() or b"{}")
+            if record.get("SessionKey") != session_key:
+                continue
+            status[f"{record['Model']}:{record['Status']}"] += 1
+            produced = datetime.fromisoformat(record["ProducedAt"])
+            latencies.append((produced - datetime.fromisoformat(record["IngestedAt"])).total_seconds() * 1000)
+    alerts: Counter[str] = Counter()
+    for message in kafka_io.read_all(broker_address, catalog.ALERTS.name, drain_s=0.3):
+        record = json.loads(message.value() or b"{}")
+        if record.get("SessionKey") == session_key:
+            alerts[record["Type"]] += 1
+    latencies.sort()
+    return {
+        "predictions": dict(sorted(status.items())),
+        "alerts": dict(sorted(alerts.items())),
+        "serving_ms_p50": statistics.median(latencies) if latencies else None,
+        "serving_ms_p99": latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+    }
+
+
+def up_main(args: argparse.Namespace, replay: Any) -> int:
+    """``replay(broker_address) -> (code, race, result)`` replays the demo race (the CLI's)."""
+    from stratx.quix_apps import training
+
+    training.quiet_mlflow()
+    settings = ServingSettings()
+    keys = serve.served_keys()
+    progress = not args.no_progress
+    ensure_champions(settings, keys, progress)
+    base = BrokerSettings()
+    port = args.port or (
+        base.broker_port
+        if broker.port_is_free(base.broker_host, base.broker_port)
+        else broker.free_port(base.broker_host)
+    )
+    with ExitStack() as stack:
+        b = stack.enter_context(broker.EmbeddedBroker(base.broker_host, port))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stratx-up-")))
+        say(f"embedded broker at {b.address}; logs in {work}")
+        client = admin.connect(b.address)
+        admin.create_topics(client)
+        client.close()
+        serving = free_ports(settings, keys)
+        from stratx.quix_apps import serving as serving_mod
+
+        for key in keys:
+            serving_mod.import_champion(serving, key, serving.model_alias)
+        say(f"starting {len(keys)} model services ({', '.join(keys)}) ...")
+        running = stack.enter_context(serve.services(keys, serving, log_dir=work))
+        urls = {f"STRATX_{k.upper()}_URL": "" for k in models.MODEL_KEYS}  # no service: unavailable
+        urls.update({f"STRATX_{r.key.upper()}_URL": r.url for r in running})
+        for r in running:
+            say(f"  {r.key:<11} {r.url}")
+        procs = pipeline.start_apps(
+            b.address, work / "quix", apps=STREAM_APPS, feast=not args.no_feast, log_dir=work, extra_env=urls
+        )
+        stack.callback(pipeline.stop_apps, procs)
+        say(f"streaming apps: {', '.join(procs)}")
+        dashboard = start_dashboard(args, b.address, work)
+        if dashboard is not None:
+            stack.callback(dashboard.stop)
+            say(f"dashboard: {dashboard.url}  (overlay: {dashboard.url}/overlay)")
+        code, race, result = replay(b.address)
+        if code != 0:
+            return code
+        laps = result.published[catalog.LAPS.name]
+        say("waiting for every driver-lap's predictions ...")
+        counts = pipeline.wait_predicted(b.address, race.meta.session_key, laps, tuple(keys), procs=procs)
+        summary = latency_summary(b.address, race.meta.session_key)
+        print_summary(counts, summary, laps)
+        if not args.exit_when_done:
+            say("everything keeps running; Ctrl-C stops it all")
+            wait_forever(b, procs)
+    return 0
+
+
+def print_summary(counts: dict[str, int], summary: dict[str, Any], laps: int) -> None:
+    print(f"{laps} driver-laps replayed; prediction records per model:")
+    for key, n in counts.items():
+        print(f"  {catalog.PREDICTION_TOPICS[key].name:32s} {n:>6d}")
+    print("  by status: " + ", ".join(f"{k} {v}" for k, v in summary["predictions"].items()))
+    print("alerts: " + (", ".join(f"{k} {v}" for k, v in summary["alerts"].items()) or "none"))
+    if summary["serving_ms_p50"] is not None:
+        print(
+            f"serving latency (feature record read -> prediction produced): "
+            f"p50 {summary['serving_ms_p50']:.1f} ms, p99 {summary['serving_ms_p99']:.1f} ms"
+        )
+
+
+def wait_forever(b: broker.EmbeddedBroker, procs: dict[str, Any]) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while b.proc is not None and b.proc.poll() is None and all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        say("a process exited; stopping everything")
+    except KeyboardInterrupt:
+        say("stopping everything")
+
+
+@dataclasses.dataclass
+class Dashboard:
+    url: str
+    process: Any
+
+    def stop(self) -> None:
+        from stratx.quix_apps.pipeline import stop_apps
+
+        stop_apps({"dashboard": self.process})
+
+
+def start_dashboard(args: argparse.Namespace, broker_address: str, work: Path) -> Dashboard | None:
+    """The Panel dashboard in its own process, or None (``--no-dashboard``, or not installed)."""
+    import importlib.util
+    import os
+    import subprocess
+
+    if args.no_dashboard or importlib.util.find_spec("stratx.panel_app") is None:
+        return None
+    host, port = "127.0.0.1", args.dashboard_port or broker.free_port("127.0.0.1")
+    env = {**os.environ, "STRATX_BROKER_ADDRESS": broker_address}
+    command = [sys.executable, "-m", "stratx.panel_app", "--port", str(port), "--host", host]
+    with (work / "dashboard.log").open("ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Dashboard(f"http://{host}:{port}", process)

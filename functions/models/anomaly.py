@@ -10,18 +10,26 @@ telemetry window, from how far the measured signals fall from what LightGBM expe
   TyreLife, FuelKg, LapNumber, PositionOnLap, IntervalAhead, InDRSRange, LapsInStint.
 * **Window level** (5 s TelemetryWindow rows, races with car data): for each signal of
   :data:`WINDOW_SIGNALS` a booster predicts it from the *other* sensors' window metrics (its own
-  sensor group is left out, so a broken sensor cannot explain itself), the previous window's
-  SpeedMean and ``Ref_s``, the median of the driver's previous 36 in-scope windows (3 min).
+  sensor group is left out, so a broken sensor cannot explain itself; SpeedMax also leaves out
+  RPM, which falls with it in a power loss), the previous window's SpeedMean and ``Ref_s``, the
+  median of the driver's previous 36 in-scope windows (3 min).
 * **Deficit** ``d_s``: the residual ``(actual - expected) / scale_s`` signed so that the fault
   direction is positive (slower speed, lower RPM, lower gear, less throttle, slower lap: ``-z``;
   more brake: ``+z``); ``scale_s`` = 1.4826 x MAD of the calibration residuals (floored).
   Lap statistic ``S`` = the median of the 5 lap deficits (>= 3 present), so at least 3 signals
   must agree (a power loss slows every trap; one glitchy trap or a driver's slow lap alone does
-  not); window statistic ``S = max_s d_s``. ``AnomalySignal`` names the signal with the largest deficit.
+  not). Window statistic: real faults persist, feed oddities (BrakeShare 1.0 at 310 km/h) mostly
+  do not, so per signal the *run deficit* = mean of the last :data:`RUN_WINDOWS` contiguous
+  windows' deficits clipped to +-:data:`RUN_CLIP`, divided by its :data:`RUN_QUANTILE`
+  calibration quantile (per-signal calibration), ``S = max_s``. ``AnomalySignal`` names the
+  signal that drives ``S``. Window rows must come in driver / WindowStart order with the
+  driver's previous windows (as :func:`window_rows` builds them and a stream delivers them).
 * **Score**: ``AnomalyScore = 1 - exceed(S)``, ``exceed`` = share of calibration rows with a
   larger statistic (interpolated; above the largest, an exponential tail), so 0..1.
   ``AnomalyFlag = AnomalyScore >= threshold``, the lowest threshold giving at most
-  :data:`ALARM_BUDGET_PER_HOUR` alarms per race-hour per level on the calibration races.
+  :data:`ALARM_BUDGET_PER_HOUR` (0.4) alarms per race-hour per level on the calibration races,
+  so a race with both levels expects <= 0.8 (issue: <= 1). The reported combined rate is the
+  lap rate plus the window rate per hour of the races that have car telemetry.
 * **Alarm**: a run of flagged in-scope rows of one driver (consecutive laps; windows <= 30 s
   apart). **In scope**: green-flag laps that the lap features call clean (or only deleted), and
   the windows inside them; other rows are scored but never counted as false alarms.
@@ -29,7 +37,10 @@ telemetry window, from how far the measured signals fall from what LightGBM expe
   and calibrate on base.VALIDATION_RACES. Car telemetry exists in the repo only for the test races,
   so window boosters train on the bundled windows of :data:`WINDOW_FIT_RACES` (training races)
   and calibrate on :data:`WINDOW_CALIBRATION_RACES` (two other training races, never fitted on).
-* **SYNTHETIC faults** (:func:`inject_faults`): evaluation only, always marked ``Synthetic=True``.
+* **SYNTHETIC faults** (:func:`inject_faults`): evaluation only, always marked ``Synthetic=True``;
+  episodes that persist 2-4 laps / 30-90 s, references recomputed from the faulty rows.
+  ``synthetic_recall_<kind>`` = share of episodes with a flagged in-scope row,
+  ``synthetic_delay_<kind>`` = median laps / seconds from onset to the first flag.
 """
 
 from __future__ import annotations
@@ -66,16 +77,25 @@ SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
     "brake": ("BrakeShare", "BrakeEvents", "DecelMean", "ThrottleBrakeOverlapShare"),
     "drs": ("DRSOpenShare",),
 }
-# signal -> (sensor group, fault direction: -1 a drop is the fault, +1 a rise)
-WINDOW_SIGNALS: dict[str, tuple[str, int]] = {
-    "RPMMax": ("rpm", -1),
-    "MaxGear": ("gear", -1),
-    "ThrottleMean": ("throttle", -1),
-    "BrakeShare": ("brake", 1),
-    "SpeedMax": ("speed", -1),
+# signal -> (sensor groups it may not be explained by, fault direction: -1 a drop is the fault, +1 a rise).
+# SpeedMax leaves out RPM too: speed and RPM fall together in a power loss (same gear), so the
+# speed booster predicts the speed the throttle, gear and brake traces call for.
+WINDOW_SIGNALS: dict[str, tuple[tuple[str, ...], int]] = {
+    "RPMMax": (("rpm",), -1),
+    "MaxGear": (("gear",), -1),
+    "ThrottleMean": (("throttle",), -1),
+    "BrakeShare": (("brake",), 1),
+    "SpeedMax": (("speed", "rpm"), -1),
 }
 SCALE_FLOOR = {"LapTime": 0.1, "RPMMax": 50.0, "MaxGear": 0.25, "ThrottleMean": 2.0, "BrakeShare": 0.02}
-ALARM_BUDGET_PER_HOUR = 0.5  # per level (laps, windows): together <= 1 false alarm per race-hour
+# alarms per race-hour allowed per level on the calibration races: 0.4 + 0.4 leaves margin under
+# the issue's 1 per race-hour (a threshold set on a few races' tail does not transfer exactly)
+ALARM_BUDGET_PER_HOUR = {"lap": 0.4, "window": 0.4}
+# window statistic: mean deficit over 6 contiguous windows (30 s), each clipped to +-3; chosen on
+# the window calibration races among min / median / mean / CUSUM runs of 3-8 windows
+RUN_WINDOWS, RUN_CLIP = 6, 3.0
+RUN_QUANTILE = 0.999  # per-signal run deficits are divided by this calibration quantile
+FAULT_LAPS, FAULT_WINDOWS = (2, 4), (6, 18)  # SYNTHETIC fault duration, inclusive range
 RUN_GAP_S = 30.0
 LAP_REF_LAPS, WINDOW_REF_WINDOWS = 5, 36
 FAULT_KINDS = ("power_loss", "rpm_drop", "gear_stuck", "throttle_glitch", "brake_glitch")
@@ -86,10 +106,11 @@ MECHANICAL = frozenset(
 )  # fmt: skip
 SLOW_LAP_S = 5.0
 FIELD_SLOW = 0.03  # a lap whose field median is > 3 % slower than the race's is neutralised, not green
+# 1 thread: the same model, ~11 s for the whole fit; 2 threads took 10-30 s on a busy 2-core box
 LGB_PARAMS: dict[str, Any] = {
     "objective": "l2", "learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "max_bin": 63,
     "feature_fraction": 0.9, "bagging_fraction": 0.5, "bagging_freq": 1,
-    "seed": 0, "deterministic": True, "num_threads": 2, "verbose": -1,
+    "seed": 0, "deterministic": True, "num_threads": 1, "verbose": -1,
 }  # fmt: skip
 ROUNDS, EARLY_STOPPING = 120, 15
 
@@ -178,11 +199,18 @@ def window_rows(windows: pd.DataFrame, laps: pd.DataFrame) -> pd.DataFrame:
     w["InScope"] = w["InScope"].astype("boolean").fillna(False).to_numpy(dtype=bool) & inside.to_numpy()
     w["LapNumber"] = w["LapNumber"].where(inside, w["LapNumber"] + 1)
     w = w.sort_values([*KEYS, "WindowStart"], kind="stable").reset_index(drop=True)
+    return window_context(w)
+
+
+def window_context(w: pd.DataFrame) -> pd.DataFrame:
+    """``SpeedMeanPrev`` and ``Ref_s`` of window rows sorted by driver and WindowStart, from the
+    rows' own values (so a SYNTHETIC fault enters the references of the windows after it)."""
+    w = w.copy()
     g = w.groupby(KEYS, sort=False)
     contiguous = g["WindowEnd"].shift(1) == w["WindowStart"]
     w["SpeedMeanPrev"] = g["SpeedMean"].shift(1).where(contiguous)
     for s in WINDOW_SIGNALS:
-        kept = w[s].where(w["InScope"])
+        kept = w[s].astype(float).where(w["InScope"])
         w[f"Ref_{s}"] = kept.groupby([w[k] for k in KEYS], sort=False).transform(
             lambda x: x.shift(1).rolling(WINDOW_REF_WINDOWS, min_periods=6).median()
         )
@@ -201,8 +229,8 @@ def lap_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
 
 
 def window_inputs(signal: str) -> list[str]:
-    """The window metrics that may explain ``signal``: every sensor group but its own."""
-    own = set(SENSOR_GROUPS[WINDOW_SIGNALS[signal][0]])
+    """The window metrics that may explain ``signal``: every sensor group but the ones it excludes."""
+    own = {c for group in WINDOW_SIGNALS[signal][0] for c in SENSOR_GROUPS[group]}
     cols = [c for group in SENSOR_GROUPS.values() for c in group if c not in own]
     return list(dict.fromkeys(cols))
 
@@ -241,81 +269,133 @@ def direction(signal: str) -> int:
 
 # ------------------------------------------------------------------ SYNTHETIC faults
 def inject_faults(
-    frame: pd.DataFrame, kind: str, rng: np.random.Generator, share: float = 0.05
+    frame: pd.DataFrame, kind: str, rng: np.random.Generator, share: float | None = None
 ) -> pd.DataFrame:
-    """SYNTHETIC: a copy of lap or window rows (context already computed, so each fault is seen at
-    its onset) where a random ``share`` of the eligible in-scope rows carries fault ``kind``:
+    """SYNTHETIC: a copy of lap or window rows (one driver's rows in order, as :func:`lap_rows` /
+    :func:`window_rows` sort them) with fault *episodes* of ``kind``. Onsets: a random ``share``
+    (laps 5 %, windows 1 %) of the eligible in-scope rows, at most one episode per driver within
+    twice the reference span; each fault then persists over the driver's next rows
+    (:data:`FAULT_LAPS` laps / :data:`FAULT_WINDOWS` contiguous windows) with one magnitude:
 
     * power_loss: laps: speed traps x (1 - f), LapTime x (1 + 0.15 f); windows: speeds and RPM
       x (1 - f) (same gear, so consistent), f ~ U(3 %, 8 %).
     * rpm_drop (windows): RPMMean, RPMMax, UpshiftRPMMean x (1 - f), f ~ U(8 %, 15 %).
-    * gear_stuck (windows with MaxGear >= 7): MaxGear capped at g ~ {4, 5, 6}, GearChanges 0,
-      UpshiftRPMMean NaN; speeds and RPM left as measured.
-    * throttle_glitch (windows with ThrottleMean > 50): ThrottleMean and FullThrottleShare x
-      U(0.3, 0.6).
-    * brake_glitch (windows with BrakeShare < 0.2): BrakeShare + U(0.3, 0.6) (<= 1), BrakeEvents + 1.
+    * gear_stuck (onset window MaxGear >= 7): MaxGear capped at g ~ {4, 5, 6}; the capped
+      windows get GearChanges 0, UpshiftRPMMean NaN; speeds and RPM left as measured.
+    * throttle_glitch (onset ThrottleMean > 50): ThrottleMean and FullThrottleShare x U(0.3, 0.6).
+    * brake_glitch (onset BrakeShare < 0.2): BrakeShare + U(0.3, 0.6) (<= 1), BrakeEvents + 1 at onset.
 
-    Adds ``Synthetic`` (True on changed rows) and ``FaultKind``. Kinds that do not apply to the
-    level (e.g. rpm_drop on laps) change nothing.
+    The references are then recomputed from the faulty values (windows: :func:`window_context`;
+    laps: the driver's trap references and Last3Median move by what the faulty laps change), so
+    every row sees what a stream would: the healthy past at the onset, the fault afterwards.
+    Adds ``Synthetic`` (True on every row of an episode), ``FaultKind`` and ``FaultEpisode``
+    (onset row position, -1 elsewhere). Kinds that do not apply to the level change nothing.
     """
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+    window = _level(frame) == "window"
     out = frame.copy()
-    out["Synthetic"], out["FaultKind"] = False, None
-    touched = (
-        "SpeedMean",
-        "SpeedMin",
-        "SpeedMax",
-        "SpeedStd",
-        "RPMMean",
-        "RPMMax",
-        "UpshiftRPMMean",
-        *LAP_SIGNALS,
-    )
+    out["Synthetic"], out["FaultKind"], out["FaultEpisode"] = False, None, -1
+    touched = ("SpeedMean", "SpeedMin", "SpeedMax", "SpeedStd", "RPMMean", "RPMMax", "UpshiftRPMMean",
+               "ThrottleMean", "FullThrottleShare", "BrakeShare", *LAP_SIGNALS)  # fmt: skip
     for c in [c for c in touched if c in out.columns]:
         out[c] = out[c].astype(float)
-    window = _level(frame) == "window"
-    ok = frame["InScope"].astype(bool)
-    if kind == "gear_stuck" and window:
-        ok &= frame["MaxGear"] >= 7
-    elif kind == "throttle_glitch" and window:
-        ok &= frame["ThrottleMean"] > 50
-    elif kind == "brake_glitch" and window:
-        ok &= frame["BrakeShare"] < 0.2
-    elif kind not in FAULT_KINDS:
-        raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
     if not window and kind != "power_loss":
         return out
-    eligible = np.flatnonzero(ok.to_numpy())
-    pick = (
-        rng.choice(eligible, size=max(1, round(share * len(eligible))), replace=False)
-        if len(eligible)
-        else np.array([], dtype=int)
-    )
-    idx = out.index[pick]
-    n = len(idx)
+    ok = frame["InScope"].to_numpy(dtype=bool, copy=True)
+    if window and kind == "gear_stuck":
+        ok &= frame["MaxGear"].to_numpy() >= 7
+    elif window and kind == "throttle_glitch":
+        ok &= frame["ThrottleMean"].to_numpy() > 50
+    elif window and kind == "brake_glitch":
+        ok &= frame["BrakeShare"].to_numpy() < 0.2
+    for onset, rows in _episodes(frame, ok, rng, share if share is not None else (0.01 if window else 0.05)):
+        idx = out.index[rows]
+        _apply_fault(out, idx, kind, window, rng)
+        out.loc[idx, "Synthetic"], out.loc[idx, "FaultKind"], out.loc[idx, "FaultEpisode"] = True, kind, onset
+    return window_context(out) if window else _moved_lap_refs(frame, out)
 
-    def scale(cols: tuple[str, ...], factor: np.ndarray) -> None:
+
+def _episodes(
+    frame: pd.DataFrame, ok: np.ndarray, rng: np.random.Generator, share: float
+) -> list[tuple[int, np.ndarray]]:
+    """(onset position, row positions) of non-overlapping SYNTHETIC fault episodes."""
+    window = _level(frame) == "window"
+    eligible = np.flatnonzero(ok)
+    if not len(eligible):
+        return []
+    onsets = np.sort(rng.choice(eligible, size=max(1, round(share * len(eligible))), replace=False))
+    low, high = FAULT_WINDOWS if window else FAULT_LAPS
+    spacing = 2 * (WINDOW_REF_WINDOWS if window else LAP_REF_LAPS)
+    driver = frame.groupby(KEYS, sort=False).ngroup().to_numpy()
+    if window:  # a window continues its predecessor: same driver, no gap
+        start, end = frame["WindowStart"].to_numpy(), frame["WindowEnd"].to_numpy()
+        follows = np.r_[False, (driver[1:] == driver[:-1]) & (start[1:] == end[:-1])]
+    else:
+        lap = frame["LapNumber"].to_numpy()
+        follows = np.r_[False, (driver[1:] == driver[:-1]) & (lap[1:] == lap[:-1] + 1)]
+    out: list[tuple[int, np.ndarray]] = []
+    last_end = -(10**9)
+    for onset in onsets:
+        if onset - last_end < spacing and driver[onset] == driver[max(last_end, 0)]:
+            continue
+        length, stop = int(rng.integers(low, high + 1)), onset + 1
+        while stop < len(frame) and stop - onset < length and follows[stop]:
+            stop += 1
+        out.append((int(onset), np.arange(onset, stop)))
+        last_end = stop - 1
+    return out
+
+
+def _apply_fault(out: pd.DataFrame, idx: pd.Index, kind: str, window: bool, rng: np.random.Generator) -> None:
+    """One SYNTHETIC episode of ``kind`` on the rows ``idx`` of ``out`` (in place, one magnitude)."""
+
+    def scale(cols: tuple[str, ...], factor: float) -> None:
         for c in cols:
-            out.loc[idx, c] = out.loc[idx, c].astype(float) * factor
+            out.loc[idx, c] = out.loc[idx, c] * factor
 
     if kind == "power_loss":
-        f = rng.uniform(0.03, 0.08, n)
+        f = float(rng.uniform(0.03, 0.08))
         if window:
             scale(("SpeedMean", "SpeedMin", "SpeedMax", "SpeedStd", "RPMMean", "RPMMax"), 1 - f)
         else:
             scale(SPEED_TRAPS, 1 - f)
             scale(("LapTime",), 1 + 0.15 * f)
     elif kind == "rpm_drop":
-        scale(("RPMMean", "RPMMax", "UpshiftRPMMean"), 1 - rng.uniform(0.08, 0.15, n))
+        scale(("RPMMean", "RPMMax", "UpshiftRPMMean"), 1 - float(rng.uniform(0.08, 0.15)))
     elif kind == "gear_stuck":
-        out.loc[idx, "MaxGear"] = np.minimum(out.loc[idx, "MaxGear"], rng.integers(4, 7, n))
-        out.loc[idx, "GearChanges"], out.loc[idx, "UpshiftRPMMean"] = 0, np.nan
+        cap = int(rng.integers(4, 7))
+        capped = idx[out.loc[idx, "MaxGear"].to_numpy() > cap]
+        out.loc[capped, "MaxGear"], out.loc[capped, "GearChanges"] = cap, 0
+        out.loc[capped, "UpshiftRPMMean"] = np.nan
     elif kind == "throttle_glitch":
-        scale(("ThrottleMean", "FullThrottleShare"), rng.uniform(0.3, 0.6, n))
+        scale(("ThrottleMean", "FullThrottleShare"), float(rng.uniform(0.3, 0.6)))
     else:
-        out.loc[idx, "BrakeShare"] = np.minimum(1.0, out.loc[idx, "BrakeShare"] + rng.uniform(0.3, 0.6, n))
-        out.loc[idx, "BrakeEvents"] = out.loc[idx, "BrakeEvents"] + 1
-    out.loc[idx, "Synthetic"], out.loc[idx, "FaultKind"] = True, kind
-    return out
+        out.loc[idx, "BrakeShare"] = np.minimum(
+            1.0, out.loc[idx, "BrakeShare"] + float(rng.uniform(0.3, 0.6))
+        )
+        out.loc[idx[:1], "BrakeEvents"] = out.loc[idx[:1], "BrakeEvents"] + 1
+
+
+def _moved_lap_refs(clean: pd.DataFrame, faulty: pd.DataFrame) -> pd.DataFrame:
+    """Lap references of ``faulty`` moved by what its SYNTHETIC laps change: the trap ``Ref_s``
+    (median of the previous 5 in-scope laps) and Last3Median (last 3 clean laps, this one
+    included, as LapFeatures define it). Field_s is left as built (one car barely moves it)."""
+    keys = [clean[k] for k in KEYS]
+
+    def rolled(values: pd.Series, n: int, shift: int) -> pd.Series:
+        kept = values.astype(float).where(clean["InScope"])
+        return kept.groupby(keys, sort=False).transform(
+            lambda x: x.shift(shift).rolling(n, min_periods=1).median()
+        )
+
+    for s in SPEED_TRAPS:
+        faulty[f"Ref_{s}"] = (
+            clean[f"Ref_{s}"] + rolled(faulty[s], LAP_REF_LAPS, 1) - rolled(clean[s], LAP_REF_LAPS, 1)
+        )
+    moved = rolled(faulty["LapTime"], 3, 0) - rolled(clean["LapTime"], 3, 0)
+    faulty["Ref_LapTime"] = clean["Ref_LapTime"] + moved.fillna(0.0)
+    return faulty
 
 
 # ------------------------------------------------------------------ statistic, calibration, alarms
@@ -331,11 +411,39 @@ def deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame)
     return out
 
 
-def statistic(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The anomaly statistic ``S`` per row and the name of the signal with the largest deficit."""
+def run_deficits(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per signal, the mean deficit over the last :data:`RUN_WINDOWS` contiguous windows of the
+    driver, each clipped to +-:data:`RUN_CLIP` (NaN until that many): one odd window adds at most
+    RUN_CLIP / RUN_WINDOWS, a fault that persists keeps the mean high. ``rows`` in
+    :func:`window_rows` order (driver, WindowStart), as a stream delivers them."""
+    driver = rows.groupby(KEYS, sort=False).ngroup().to_numpy()
+    start, end = rows["WindowStart"].to_numpy(dtype=float), rows["WindowEnd"].to_numpy(dtype=float)
+    follows = np.r_[False, (driver[1:] == driver[:-1]) & (start[1:] == end[:-1])]
+    segment = np.cumsum(~follows)
+    values = np.clip(d.to_numpy(dtype=float), -RUN_CLIP, RUN_CLIP)
+    run = values.copy()
+    for k in range(1, RUN_WINDOWS):
+        run[k:] += values[:-k]
+    back = RUN_WINDOWS - 1
+    whole = np.r_[np.zeros(back, dtype=bool), segment[back:] == segment[:-back]]
+    run[~whole] = np.nan
+    return pd.DataFrame(run / RUN_WINDOWS, index=d.index, columns=d.columns)
+
+
+def statistic(
+    d: pd.DataFrame, rows: pd.DataFrame | None = None, meta: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The anomaly statistic ``S`` per row and the name of the signal that drives it. Laps: the
+    median deficit (>= 3 present). Windows (``rows`` and ``meta`` given): the largest run deficit
+    (:func:`run_deficits`) over its calibration quantile ``meta["run_scales"][s]``."""
     if "LapTime" in d.columns:
         stat = d.median(axis=1).where(d.notna().sum(axis=1) >= 3).to_numpy()
     else:
+        if rows is None:
+            raise ValueError("window statistics need the window rows (runs of contiguous windows)")
+        d = run_deficits(d, rows)
+        if meta is not None and "run_scales" in meta:
+            d = d / pd.Series(meta["run_scales"])[d.columns]
         stat = d.max(axis=1).to_numpy()
     filled = d.fillna(-np.inf)
     top = np.where(filled.max(axis=1).to_numpy() > -np.inf, filled.idxmax(axis=1).to_numpy(), "")
@@ -384,12 +492,12 @@ def race_hours(laps: pd.DataFrame) -> float:
 
 
 def choose_threshold(rows: pd.DataFrame, score: np.ndarray, hours: float) -> float:
-    """The lowest score threshold whose in-scope alarms stay <= the per-hour budget."""
+    """The lowest score threshold whose in-scope alarms stay <= the level's per-hour budget."""
     scope = rows["InScope"].to_numpy(dtype=bool) & np.isfinite(score)
     candidates = np.unique(score[scope])[::-1][:400]
     best = 1.0
     for t in candidates:
-        if alarm_runs(rows, score >= t) > ALARM_BUDGET_PER_HOUR * hours:
+        if alarm_runs(rows, score >= t) > ALARM_BUDGET_PER_HOUR[_level(rows)] * hours:
             break
         best = float(t)
     return best
@@ -425,7 +533,11 @@ def _fit_level(
         scales[name] = max(mad, SCALE_FLOOR.get(s, 1.0))
     meta: dict[str, Any] = {"scales": scales}
     cal = rows[cal_rows]
-    stat, _ = statistic(deficits(boosters, meta, cal))
+    d = deficits(boosters, meta, cal)
+    if level == "window":
+        run = run_deficits(d, cal)[cal["InScope"].to_numpy(dtype=bool)]
+        meta["run_scales"] = {s: max(float(run[s].quantile(RUN_QUANTILE)), 0.5) for s in run.columns}
+    stat, _ = statistic(d, cal, meta)
     meta["calibration"] = calibration_table(stat[cal["InScope"].to_numpy(dtype=bool)])
     return boosters, meta
 
@@ -495,7 +607,7 @@ def score_rows(
     boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
     """AnomalyScore and AnomalySignal of lap or window rows (one level's meta)."""
-    stat, top = statistic(deficits(boosters, meta, rows))
+    stat, top = statistic(deficits(boosters, meta, rows), rows, meta)
     return calibrated(stat, meta["calibration"]), top
 
 
@@ -514,8 +626,9 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
 def level_metrics(
     boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame, hours: float
 ) -> dict[str, float]:
-    """``false_alarms_per_race_hour`` on the real rows, and ``synthetic_recall_<kind>``: the share
-    of SYNTHETIC fault rows (:func:`inject_faults`, seed 0) that are flagged."""
+    """``false_alarms_per_race_hour`` on the real rows; per fault kind, ``synthetic_recall_<kind>``:
+    the share of SYNTHETIC fault episodes (:func:`inject_faults`, seed 0) with a flagged in-scope
+    row, and ``synthetic_delay_<kind>``: the median from onset to the first flag (laps or s)."""
     score, _ = score_rows(boosters, meta, rows)
     thr = meta.get("threshold", 1.0)
     out = {
@@ -524,12 +637,23 @@ def level_metrics(
         "false_alarms": float(alarm_runs(rows, score >= thr)),
     }
     out["false_alarms_per_race_hour"] = out["false_alarms"] / hours if hours > 0 else math.nan
+    clock = "WindowStart" if _level(rows) == "window" else "LapNumber"
     for kind in FAULT_KINDS:
         faulty = inject_faults(rows, kind, np.random.default_rng(0))
         hit = faulty["Synthetic"].to_numpy(dtype=bool)
-        if hit.any():
-            s, _ = score_rows(boosters, meta, faulty[hit])
-            out[f"synthetic_recall_{kind}"] = float(np.mean(s >= thr))
+        if not hit.any():
+            continue
+        s, _ = score_rows(boosters, meta, faulty)
+        episode = faulty["FaultEpisode"].to_numpy()
+        caught = hit & (s >= thr) & faulty["InScope"].to_numpy(dtype=bool)
+        out[f"synthetic_episodes_{kind}"] = float(len(np.unique(episode[hit])))
+        out[f"synthetic_recall_{kind}"] = len(np.unique(episode[caught])) / out[f"synthetic_episodes_{kind}"]
+        t = faulty[clock].to_numpy(dtype=float)
+        first = pd.Series(t[caught]).groupby(episode[caught]).min()
+        onset = t[first.index.to_numpy(dtype=int)]
+        out[f"synthetic_delay_{kind}"] = (
+            float(np.median(first.to_numpy() - onset)) if len(first) else math.nan
+        )
     return out
 
 
@@ -595,14 +719,15 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     notes = [
         "SYNTHETIC: synthetic_recall_* come from faults injected into real rows (inject_faults, seed 0)."
     ]
-    alarms = metrics["lap_false_alarms"]
+    window_rate = 0.0
     windows = corpus.windows
     if "window" in bundle.meta and windows is not None and not windows.empty:
         wrows = window_rows(windows, laps)
         wmeta = bundle.meta["window"]
-        wm = level_metrics(bundle.boosters, wmeta, wrows, hours)
+        whours = race_hours(laps[_races(laps, tuple(zip(wrows.Year, wrows.EventName, strict=True)))])
+        wm = level_metrics(bundle.boosters, wmeta, wrows, whours)
         metrics.update({f"window_{k}": v for k, v in wm.items()})
-        alarms += wm["false_alarms"]
+        window_rate = wm["false_alarms_per_race_hour"]
         wscored = pd.concat([wrows, predict(bundle, wrows)], axis=1)
         flagged.append(wscored[[*KEYS, "LapNumber", "AnomalyFlag"]])
         notes.append(f"windows scored for {len(base.race_names(wrows))} race(s) with car telemetry")
@@ -610,7 +735,9 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
         wscored = pd.DataFrame()
         notes.append("no telemetry windows in this corpus: window-level metrics not computed")
     metrics["race_hours"] = hours
-    metrics["false_alarms_per_race_hour"] = alarms / hours if hours > 0 else math.nan
+    # a race with both levels running: lap alarms per race-hour + window alarms per hour of the
+    # races with car telemetry
+    metrics["false_alarms_per_race_hour"] = metrics["lap_false_alarms_per_race_hour"] + window_rate
     for kind in FAULT_KINDS:
         found = [
             metrics[k]

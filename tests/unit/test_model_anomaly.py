@@ -144,36 +144,67 @@ def test_mechanical_retirement_reports_laps_before_the_end() -> None:
 
 
 # ------------------------------------------------------------------ SYNTHETIC faults
+def _constant_windows(n: int, drivers: int = 2) -> pd.DataFrame:
+    rows = []
+    for d in range(drivers):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "Year": 2023, "EventName": "X", "DriverNumber": str(d + 1),
+                    "WindowStart": np.arange(n) * 5.0, "WindowEnd": np.arange(n) * 5.0 + 5, "InScope": True,
+                    "SpeedMean": 250.0, "SpeedMin": 200.0, "SpeedMax": 300.0, "SpeedStd": 20.0,
+                    "RPMMean": 10500.0, "RPMMax": 11500.0, "UpshiftRPMMean": 11000.0,
+                    "MaxGear": 8, "GearChanges": 2, "ThrottleMean": 90.0, "FullThrottleShare": 0.8,
+                    "BrakeShare": 0.0, "BrakeEvents": 0,
+                }
+            )
+        )  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
 @pytest.mark.parametrize("kind", an.FAULT_KINDS)
-def test_injected_faults_are_marked_synthetic(kind: str) -> None:
-    rng = np.random.default_rng(0)
-    n = 400
-    windows = pd.DataFrame(
-        {
-            "WindowStart": np.arange(n) * 5.0,
-            "InScope": True,
-            "SpeedMean": 250.0, "SpeedMin": 200.0, "SpeedMax": 300.0, "SpeedStd": 20.0,
-            "RPMMean": 10500.0, "RPMMax": 11500.0, "UpshiftRPMMean": 11000.0,
-            "MaxGear": 8, "GearChanges": 2, "ThrottleMean": 90.0, "FullThrottleShare": 0.8,
-            "BrakeShare": 0.0, "BrakeEvents": 0,
-        }
-    )  # fmt: skip
-    out = an.inject_faults(windows, kind, rng, share=0.1)
+def test_injected_faults_are_synthetic_episodes_that_persist(kind: str) -> None:
+    windows = _constant_windows(400)
+    out = an.inject_faults(windows, kind, np.random.default_rng(0), share=0.05)
     hit = out["Synthetic"].to_numpy(dtype=bool)
-    assert (
-        hit.sum() == 40
-        and (out.loc[hit, "FaultKind"] == kind).all()
-        and out.loc[~hit, "FaultKind"].isna().all()
-    )
-    changed = (out.drop(columns=["Synthetic", "FaultKind"]).astype(float) != windows.astype(float)).any(
-        axis=1
-    )
-    np.testing.assert_array_equal(changed.to_numpy(), hit)
+    assert (out.loc[hit, "FaultKind"] == kind).all() and out.loc[~hit, "FaultKind"].isna().all()
+    assert (out.loc[~hit, "FaultEpisode"] == -1).all()
+    sizes = out.loc[hit].groupby("FaultEpisode").size()
+    low, high = an.FAULT_WINDOWS
+    assert len(sizes) >= 4 and sizes.between(1, high).all() and (sizes >= low).mean() > 0.8
+    for onset, episode in out.loc[hit].groupby("FaultEpisode"):  # one driver, contiguous, from the onset
+        assert episode.DriverNumber.nunique() == 1 and episode.index[0] == onset
+        assert (np.diff(episode.WindowStart) == 5.0).all()
+    signals = windows.columns.drop(["Year", "EventName", "DriverNumber", "InScope"])
+    changed = (out[signals].astype(float) != windows[signals].astype(float)).any(axis=1)
+    np.testing.assert_array_equal(changed.to_numpy(), hit)  # a constant trace: every fault row changes
     if kind == "gear_stuck":
         assert (out.loc[hit, "MaxGear"] <= 6).all() and (out.loc[hit, "GearChanges"] == 0).all()
     if kind == "power_loss":
         ratio = out.loc[hit, "SpeedMax"] / 300.0
         assert ((ratio >= 0.92) & (ratio <= 0.97)).all()
+        assert ratio.groupby(out.loc[hit, "FaultEpisode"]).nunique().eq(1).all()  # one magnitude
+
+
+def test_references_see_the_healthy_past_at_the_onset() -> None:
+    windows = an.window_context(_constant_windows(400, drivers=1))
+    out = an.inject_faults(windows, "rpm_drop", np.random.default_rng(0), share=0.05)
+    onsets = out.loc[out.Synthetic, "FaultEpisode"].unique()
+    np.testing.assert_array_equal(out.loc[onsets, "Ref_RPMMax"], windows.loc[onsets, "Ref_RPMMax"])
+    assert out.loc[onsets, "RPMMax"].lt(11500.0).all()
+
+
+def test_one_odd_window_does_not_make_a_run_but_a_persistent_fault_does() -> None:
+    rows = _constant_windows(20, drivers=1)
+    d = pd.DataFrame({"RPMMax": 0.0, "BrakeShare": 0.0}, index=rows.index)
+    d.loc[5, "BrakeShare"] = 40.0  # one absurd window (a feed oddity)
+    d.loc[10:, "RPMMax"] = 4.0  # a fault from window 10 on
+    run = an.run_deficits(d, rows)
+    assert run.iloc[: an.RUN_WINDOWS - 1].isna().all().all()  # not enough history yet
+    assert run["BrakeShare"].max() <= an.RUN_CLIP / an.RUN_WINDOWS
+    assert run["RPMMax"].iloc[-1] == an.RUN_CLIP and run["RPMMax"].iloc[9] == 0.0
+    gap = rows.assign(WindowStart=rows.WindowStart.where(rows.index < 12, rows.WindowStart + 1))
+    assert an.run_deficits(d, gap)["RPMMax"].iloc[12 : 12 + an.RUN_WINDOWS - 1].isna().all()  # a gap restarts
 
 
 def test_lap_faults_change_only_power(laps: pd.DataFrame) -> None:
@@ -181,9 +212,18 @@ def test_lap_faults_change_only_power(laps: pd.DataFrame) -> None:
     assert not an.inject_faults(laps, "rpm_drop", rng)["Synthetic"].any()
     out = an.inject_faults(laps, "power_loss", rng)
     hit = out["Synthetic"].to_numpy(dtype=bool)
-    assert hit.any() and laps.loc[hit, "InScope"].all()
-    assert (out.loc[hit, "SpeedST"] < laps.loc[hit, "SpeedST"]).all()
-    assert (out.loc[hit, "LapTime"] > laps.loc[hit, "LapTime"]).all()
+    onsets = out.loc[hit, "FaultEpisode"].unique()
+    assert len(onsets) > 20 and laps.loc[onsets, "InScope"].all()  # a fault starts on a green lap
+    for col, op in (("SpeedST", np.less), ("LapTime", np.greater)):
+        timed = hit & laps[col].notna().to_numpy()  # a pit or untimed lap keeps its missing value
+        assert timed.sum() > 0.8 * hit.sum() and op(out.loc[timed, col], laps.loc[timed, col]).all()
+    sizes = out.loc[hit].groupby("FaultEpisode").size()
+    assert sizes.between(1, an.FAULT_LAPS[1]).all() and (sizes >= an.FAULT_LAPS[0]).mean() > 0.8
+    # causal references: the healthy past at the onset, the faulty laps afterwards
+    np.testing.assert_array_equal(out.loc[onsets, "Ref_SpeedST"], laps.loc[onsets, "Ref_SpeedST"])
+    later = hit & (out["FaultEpisode"].to_numpy() != out.index.to_numpy()) & laps["InScope"].to_numpy()
+    moved = out.loc[later, "Ref_SpeedST"] < laps.loc[later, "Ref_SpeedST"]
+    assert moved.any() and (out.loc[~hit, "SpeedST"].fillna(0) == laps.loc[~hit, "SpeedST"].fillna(0)).all()
 
 
 # ------------------------------------------------------------------ data checks

@@ -77,6 +77,8 @@ def _sample(default: object, tmp_path: Path, annotation: object = None) -> tuple
         return str(default + 0.5), default + 0.5
     if isinstance(default, Path) or (default is None and "Path" in str(annotation)):
         return str(tmp_path / "somewhere"), tmp_path / "somewhere"
+    if "list" in str(annotation):  # lists are JSON in the environment
+        return '["studio.example:8080"]', ["studio.example:8080"]
     return "example.invalid:1234", "example.invalid:1234"
 
 

@@ -73,7 +73,9 @@ def in_process(key: str, rows: list[dict[str, Any]]) -> Callable[[], Any]:
     import bentoml
 
     served = serving.load_served(bentoml.models.get(serving.bento_tag(key)), key)
-    frame = serving.rows_frame([SCHEMAS[key].row.model_validate(r) for r in rows])
+    frame, _ = serving.recipe_rows(
+        key, serving.rows_frame([SCHEMAS[key].row.model_validate(r) for r in rows])
+    )
     return lambda: served.recipe.predict(served.bundle, frame)
 
 

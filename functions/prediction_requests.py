@@ -8,9 +8,9 @@ rows to send:
 * ``lap_time``, ``tyre_deg``: the LapFeatures row itself.
 * ``pit_window``: the row plus ``EventName`` and ``RaceLaps`` (the scheduled distance, from
   SessionInfo ``TotalLaps``) when known.
-* ``overtake``: the pair row (this car behind, the car that crossed the line just before it on the
-  same lap ahead), built by the overtake recipe's ``pair_rows``; no row for the first car on a
-  lap, or when the car ahead's record has not been seen.
+* ``overtake``: the pair rows (car behind, the car that crossed the line just before it on the
+  same lap), built by the overtake recipe's ``pair_rows``, for every pair this record completes
+  (:func:`overtake_pairs`: records of different drivers can arrive in any order); each pair once.
 * ``anomaly``: the rows the anomaly recipe's causal references need, the scored row last: the
   cars that completed this lap earlier (field reference), the driver's previous
   ``ANOMALY_HISTORY`` laps (own reference), then this row.
@@ -43,7 +43,7 @@ def new_state() -> dict[str, Any]:
 
 
 def new_cache() -> dict[str, Any]:
-    return {"rows": {}, "history": {}}
+    return {"rows": {}, "history": {}, "paired": {}}
 
 
 def _clean(value: Any) -> Any:
@@ -64,6 +64,25 @@ def pair_row(ahead: Mapping[str, Any], behind: Mapping[str, Any]) -> dict[str, A
     if pairs.empty:
         return {}
     return {str(k): _clean(v) for k, v in pairs.iloc[0].to_dict().items()}
+
+
+def overtake_pairs(cache: dict[str, Any], lap: int, this: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pair rows this record completes: (this, the car ahead) if the car ahead's record is in,
+    and (the car behind, this) if the car behind's record came first (records of different
+    drivers may arrive in any order across partitions). Each pair is asked for once."""
+    rows = cache["rows"][str(lap)]
+    paired = cache.setdefault("paired", {}).setdefault(str(lap), [])
+    position = int(this.get("PositionOnLap") or 0)
+    by_position = {int(r.get("PositionOnLap") or 0): r for r in rows.values()}
+    out = []
+    for behind, ahead in ((this, by_position.get(position - 1)), (by_position.get(position + 1), this)):
+        if behind is None or ahead is None or str(behind["DriverNumber"]) in paired:
+            continue
+        pair = pair_row(ahead, behind)
+        if pair:
+            paired.append(str(behind["DriverNumber"]))
+            out.append(pair)
+    return out
 
 
 def request_step(
@@ -90,18 +109,16 @@ def request_step(
     lap_rows[driver] = this
     for old in [n for n in cache["rows"] if int(n) <= lap - KEEP_LAPS]:
         del cache["rows"][old]
+        cache.get("paired", {}).pop(old, None)
 
     requests: dict[str, list[dict[str, Any]]] = {"lap_time": [dict(row)], "tyre_deg": [dict(row)]}
     pit = dict(this)
     if ctx.get("TotalLaps"):
         pit["RaceLaps"] = int(ctx["TotalLaps"])
     requests["pit_window"] = [pit]
-    position = row.get("PositionOnLap")
-    ahead = next((r for r in lap_rows.values() if r.get("PositionOnLap") == (position or 0) - 1), None)
-    if ahead is not None:
-        pair = pair_row(ahead, this)
-        if pair:
-            requests["overtake"] = [pair]
+    pairs = overtake_pairs(cache, lap, this)
+    if pairs:
+        requests["overtake"] = pairs
     history = cache["history"].setdefault(driver, [])
     earlier = [r for d, r in lap_rows.items() if d != driver]  # the field reference of this lap
     requests["anomaly"] = [*earlier, *history, this]

@@ -64,13 +64,22 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
         produced = clock()
         out: dict[str, list[dict[str, Any]]] = {}
         for key, outcome in outcomes.items():
-            answers = outcome.predictions
-            values = answers[-1] if answers else None  # the last row is this record's
-            other = requests[key][-1].get("AheadDriverNumber") if key == "overtake" else None
-            record = predictions(
-                row, key, outcome.version, values, outcome.reason, ingested, produced, other=other
-            )
-            out[key] = [record]
+            sent = requests[key]
+            # overtake: one record per pair, about the car behind; the others: the last row is this record's
+            subjects = list(enumerate(sent)) if key == "overtake" else [(len(sent) - 1, row)]
+            out[key] = [
+                predictions(
+                    subject,
+                    key,
+                    outcome.version,
+                    outcome.predictions[i] if outcome.predictions else None,
+                    outcome.reason,
+                    ingested,
+                    produced,
+                    other=subject.get("AheadDriverNumber") if key == "overtake" else None,
+                )
+                for i, subject in subjects
+            ]
         return {"predictions": out}
 
     return step

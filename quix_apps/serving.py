@@ -104,9 +104,36 @@ def _native(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+# Request rows that identify one driver-lap of one session (anomaly batches are deduplicated on them).
+LAP_KEYS = ["SessionKey", "DriverNumber", "LapNumber"]
+
+
+def recipe_rows(key: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any] | None]:
+    """The rows model ``key``'s ``predict`` takes, built from a request frame (:func:`rows_frame`),
+    and for each request row, in order, the index label of its recipe row (None: the same rows).
+
+    Every model but anomaly takes the request rows as they are. Anomaly: the recipe's ``lap_rows``
+    over the batch (one session's LapFeatures rows: the references come from the driver's earlier
+    laps and the cars that completed the same lap earlier in the batch); a driver-lap sent twice
+    (e.g. two requests merged by adaptive batching) is built once, from its first row, and both
+    rows get its prediction. ``EventName`` is dropped so that the session is keyed by SessionKey."""
+    if key != "anomaly":
+        return frame, None
+    from stratx.functions.models import anomaly
+
+    position = pd.Series(range(len(frame)), index=frame.index)
+    first = position.groupby([frame[k] for k in LAP_KEYS], sort=False).transform("first")
+    unique = frame[position == first].drop(columns=["EventName"], errors="ignore")
+    built = anomaly.lap_rows(unique.assign(_RequestRow=position[position == first]))
+    return built.set_index("_RequestRow"), first.tolist()
+
+
 def score(served: Served, rows: Sequence[BaseModel], prediction: type[P]) -> list[P]:
     """One prediction per row, in order (NaN outputs become null)."""
-    frame = served.recipe.predict(served.bundle, rows_frame(rows))
+    recipe_frame, labels = recipe_rows(served.key, rows_frame(rows))
+    frame = served.recipe.predict(served.bundle, recipe_frame)
+    if labels is not None:
+        frame = frame.loc[labels]
     columns = {c: [_native(v) for v in frame[c].tolist()] for c in frame.columns}
     return [
         prediction(**dict(zip(columns, values, strict=True)))

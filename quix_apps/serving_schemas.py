@@ -4,7 +4,9 @@ A request is a batch ``{"rows": [...]}`` of feature rows; a response names the m
 registry version and holds one prediction per row, in order. A prediction field is ``null`` where
 the recipe cannot score a row (e.g. no lap time yet to anchor on). Field names are the recipes'
 output columns (F1 timing vocabulary). Adding a model = a row model (when it is not LapFeatures),
-a prediction model, and an entry in :data:`SCHEMAS`.
+a prediction model, and an entry in :data:`SCHEMAS`. Rows are what the recipe's ``predict`` takes,
+except anomaly: its rows are LapFeatures and the service builds the recipe's rows from the batch
+(``serving.recipe_rows``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stratx.functions.schemas import LapFeatures
 
@@ -71,6 +73,64 @@ class PitWindowPrediction(Prediction):
     )
 
 
+# ------------------------------------------------------------------ overtake
+class OvertakeRow(LapFeatures):
+    """A pair row (the overtake recipe's ``pair_rows``): the car behind's LapFeatures unprefixed, the
+    car ahead's ``overtake.PAIR_COLUMNS`` prefixed ``Ahead`` (its ``LapNumber`` is the same lap, so not
+    repeated). The car ahead is the one that crossed the line just before on the same lap."""
+
+    EventName: str | None = Field(default=None, description="circuit pass rate; else the overall rate")
+    AheadDriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    AheadSessionTime: float = Field(description="the car ahead's lap end, s since session t0")
+    AheadLapTime: float | None = Field(default=None, description="s")
+    AheadCompound: str | None = None
+    AheadTyreLife: float | None = Field(default=None, description="laps")
+    AheadLapsInStint: int
+    AheadLast3Median: float | None = None
+    AheadLast5Median: float | None = None
+    AheadStintDegSlope: float | None = Field(default=None, description="fuel-corrected s/lap of tyre life")
+    AheadDeltaToCarAhead: float | None = None
+    AheadIntervalAhead: float | None = Field(default=None, description="s, the car ahead's own gap")
+    AheadInDRSRange: bool
+    AheadPositionOnLap: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _adjacent(self) -> OvertakeRow:
+        if self.AheadPositionOnLap != self.PositionOnLap - 1:
+            raise ValueError(
+                f"not a pair: the car ahead crossed the line P{self.AheadPositionOnLap}, "
+                f"the car behind P{self.PositionOnLap} (must be adjacent)"
+            )
+        return self
+
+
+class OvertakePrediction(Prediction):
+    OvertakeProbability1Lap: float | None = Field(description="P(the car behind passes within 1 lap)")
+    OvertakeProbability2Laps: float | None = Field(description="P(passes within 2 laps)")
+    OvertakeProbability3Laps: float | None = Field(description="P(passes within 3 laps)")
+
+
+# ------------------------------------------------------------------ anomaly
+class AnomalyRow(LapFeatures):
+    """One LapFeatures row of a lap-level anomaly request. The recipe's references are causal and
+    built from the *batch* (``anomaly.lap_rows``): a request holds one session's context, the cars
+    that completed the current lap earlier (field reference), the driver's recent laps (own
+    reference, >= 5 for a full one) and the row to score, which the client reads last. Every row
+    gets a prediction; a (SessionKey, DriverNumber, LapNumber) sent twice is scored once.
+    ``EventName`` is accepted (the prediction app sends it) and unused: one session per request, keyed
+    by ``SessionKey``. Window-level (TelemetryWindow) scoring is offline only for now."""
+
+    EventName: str | None = Field(default=None, description="accepted, unused (sessions key on SessionKey)")
+
+
+class AnomalyPrediction(Prediction):
+    AnomalyScore: float | None = Field(ge=0, le=1, description="calibrated, 0..1 (null: too few signals)")
+    AnomalyFlag: bool | None = Field(description="score at or above the alarm threshold")
+    AnomalySignal: str | None = Field(
+        description="the signal with the largest deficit (SpeedI1/I2/FL/ST, LapTime); '' when none"
+    )
+
+
 @dataclass(frozen=True)
 class ModelSchema:
     """The request row type and the per-row prediction type of one model's service."""
@@ -83,4 +143,6 @@ SCHEMAS: dict[str, ModelSchema] = {
     "lap_time": ModelSchema(LapFeatures, LapTimePrediction),
     "tyre_deg": ModelSchema(LapFeatures, TyreDegPrediction),
     "pit_window": ModelSchema(PitWindowRow, PitWindowPrediction),
+    "overtake": ModelSchema(OvertakeRow, OvertakePrediction),
+    "anomaly": ModelSchema(AnomalyRow, AnomalyPrediction),
 }

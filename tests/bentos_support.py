@@ -15,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pandas as pd
 
 from stratx.functions import models
-from stratx.functions.models import base
+from stratx.functions.models import anomaly, base, overtake
 
 # model_store before training: it imports mlflow.pyfunc with mlflow's import-time UserWarning
 # silenced (an error under filterwarnings=error); training.log_and_register imports it unguarded.
@@ -52,8 +53,17 @@ def split(frame: pd.DataFrame) -> pd.Series:
     )
 
 
+def lap_level_anomaly_fit(*args: Any, **kwargs: Any) -> tuple[base.ModelBundle, dict[str, float]]:
+    """The anomaly recipe's fit without its window level: the services score laps only, and the
+    bundled telemetry windows belong to races whose laps are not in this two-race corpus."""
+    with mock.patch.object(anomaly, "training_windows", lambda *_a, **_k: pd.DataFrame()):
+        return anomaly.fit(*args, **kwargs)
+
+
 def small_recipe(key: str) -> base.Recipe:
     recipe = models.recipe(key)
+    if key == "anomaly":
+        return dataclasses.replace(recipe, fit=lap_level_anomaly_fit)
     if key not in SMALL:
         return recipe
     module = importlib.import_module(f"stratx.functions.models.{key}")
@@ -106,12 +116,40 @@ def train_and_import(folder: Path, keys: Sequence[str] = SERVED_KEYS) -> Champio
 
 
 def request_rows(key: str, laps: pd.DataFrame, n: int = 40) -> list[dict[str, Any]]:
-    """Real rows for model ``key``'s service (2024 Bahrain, laps 20-21 of the corpus), JSON-ready."""
+    """Real rows for model ``key``'s service (2024 Bahrain), JSON-ready: laps 20-21 of the corpus;
+    overtake: their pair rows (``overtake.pair_rows``); anomaly: laps 17-21 of the cars crossing the
+    line in the top 8, so every lap has earlier cars and every driver previous laps."""
     row_type = SCHEMAS[key].row
-    table = laps[(laps["Year"] == 2024) & laps["LapNumber"].isin([20, 21])].head(n)
+    race = laps[laps["Year"] == 2024]
+    if key == "overtake":
+        table = overtake.pair_rows(race[race["LapNumber"].isin([20, 21])]).head(n)
+    elif key == "anomaly":
+        window = race[race["LapNumber"].between(17, 21) & (race["PositionOnLap"] <= 8)]
+        table = window.sort_values(["LapNumber", "PositionOnLap"]).head(n)
+    else:
+        table = race[race["LapNumber"].isin([20, 21])].head(n)
     table = table[[c for c in table.columns if c in row_type.model_fields]]
     records = table.astype(object).where(table.notna(), None).to_dict("records")
     return [row_type.model_validate(r).model_dump(mode="json") for r in records]
+
+
+def app_requests(laps: pd.DataFrame, lap: int = 21) -> list[dict[str, list[dict[str, Any]]]]:
+    """The prediction app's requests per model (``prediction_requests.request_step`` over the
+    LapFeatures records of 2024 Bahrain in line-crossing order, JSON mode), for each record of ``lap``."""
+    from stratx.functions.prediction_requests import new_cache, request_step
+    from stratx.functions.schemas import LapFeatures
+
+    race = laps[(laps["Year"] == 2024) & (laps["LapNumber"] <= lap)].sort_values("SessionTime")
+    table = race[[c for c in race.columns if c in LapFeatures.model_fields]]
+    records = table.astype(object).where(table.notna(), None).to_dict("records")
+    context = {"EventName": str(race["EventName"].iloc[0]), "TotalLaps": 57}
+    state, cache, out = None, new_cache(), []
+    for record in records:
+        row = LapFeatures.model_validate(record).model_dump(mode="json")
+        state, requests = request_step(state, row, context, cache)
+        if record["LapNumber"] == lap:
+            out.append(requests)
+    return out
 
 
 def load_service(key: str) -> Any:

@@ -595,7 +595,8 @@ def fit(
         wsplit = split(wrows).to_numpy()
         fit_rows = (wsplit == "train") & ~_races(wrows, WINDOW_CALIBRATION_RACES)
         cal_rows = (wsplit == "train") & _races(wrows, WINDOW_CALIBRATION_RACES)
-        if fit_rows.any() and cal_rows.any():
+        scope = wrows["InScope"].to_numpy(dtype=bool)
+        if (fit_rows & scope).any() and (cal_rows & scope).any():  # the windows' laps are in the corpus
             wb, wmeta = _fit_level(wrows, fit_rows, cal_rows)
             cal_laps = laps[_races(laps, WINDOW_CALIBRATION_RACES)]
             cal = wrows[cal_rows]

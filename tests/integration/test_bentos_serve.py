@@ -60,6 +60,7 @@ def test_served_model_answers_and_counts(
     response = httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["rows"] == len(rows) and response.json()["version"] == "1"
+    # row 0 alone: also for anomaly (its first row, the leader's earliest lap, has no context either way)
     batched = httpx.post(f"{url}/predict_rows", json={"rows": rows[:1]}, timeout=30)
     assert batched.status_code == 200 and batched.json() == response.json()["predictions"][:1]
 
@@ -70,6 +71,25 @@ def test_served_model_answers_and_counts(
 
     assert request_count(url, "/predict", 200) == before + 1
     assert request_count(url, "/predict", 400) >= 2
+
+
+def test_the_prediction_app_requests_are_answered_by_every_service(
+    champions: support.Champions, running: dict[str, serve.Running]
+) -> None:
+    """The prediction app's requests for real records (every model, overtake pair rows and anomaly
+    contexts included) through its own client: every service answers, one prediction per row."""
+    from stratx.quix_apps.model_client import ModelClient
+
+    requests = support.app_requests(champions.corpus.laps)[-3:]
+    with ModelClient({k: r.url for k, r in running.items()}) as client:
+        for record in requests:
+            outcomes = client.predict_all({k: rows for k, rows in record.items() if k in running})
+            assert set(outcomes) == set(record) & set(running) and "overtake" in outcomes
+            for key, outcome in outcomes.items():
+                assert outcome.predictions is not None, (key, outcome.reason)
+                assert len(outcome.predictions) == len(record[key]) and outcome.version == "1"
+            scored = outcomes["anomaly"].predictions if "anomaly" in outcomes else None
+            assert scored is None or scored[-1]["AnomalyScore"] is not None  # the row read: full context
 
 
 @pytest.mark.parametrize("key", support.SERVED_KEYS)

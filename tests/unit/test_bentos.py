@@ -19,6 +19,7 @@ import yaml
 from starlette.exceptions import StarletteDeprecationWarning
 
 from stratx.functions import models
+from stratx.functions.models import anomaly, overtake
 from stratx.quix_apps import serve, serving
 from stratx.quix_apps.serving_schemas import MAX_ROWS, SCHEMAS, PredictResponse
 from tests import bentos_support as support
@@ -62,28 +63,53 @@ def app(request: pytest.FixtureRequest, champions: support.Champions) -> Iterato
 
 
 def expected(key: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The recipe's own predictions for the same rows, in-process (what the service must return)."""
+    """The recipe's own predictions for the same rows, in-process (what the service must return).
+    Anomaly: ``lap_rows`` of the batch first (it sorts the rows: matched back on driver and lap)."""
     store_model = serving.load_served(bentoml.models.get(serving.bento_tag(key)), key)
-    frame = store_model.recipe.predict(
-        store_model.bundle, serving.rows_frame([SCHEMAS[key].row.model_validate(r) for r in rows])
-    )
+    table = serving.rows_frame([SCHEMAS[key].row.model_validate(r) for r in rows])
+    if key == "anomaly":
+        built = anomaly.lap_rows(table.drop(columns=["EventName"]))
+        scored = store_model.recipe.predict(store_model.bundle, built)
+        scored.index = pd.MultiIndex.from_frame(built[["DriverNumber", "LapNumber"]])
+        frame = scored.loc[list(zip(table["DriverNumber"], table["LapNumber"], strict=True))]
+    else:
+        frame = store_model.recipe.predict(store_model.bundle, table)
     out = frame.astype(object).where(frame.notna(), None)
     return [dict(r) for r in out.to_dict("records")]
 
 
 def assert_same(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
-    """Same rows, same fields; numbers equal to 1e-9 relative, nulls where the recipe gave NaN."""
+    """Same rows, same fields; floats equal to 1e-9 relative, other values equal, nulls where the
+    recipe gave NaN."""
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         assert g.keys() == w.keys()
         for name, value in w.items():
             assert (g[name] is None) == (value is None), name
-            if value is not None:
+            if isinstance(value, float):
                 assert g[name] == pytest.approx(value, rel=1e-9), name
+            else:
+                assert g[name] == value, name
 
 
-def test_lap_time_is_served_and_the_keys_follow_the_recipes() -> None:
-    assert "lap_time" in KEYS
+def stream_requests(laps: pd.DataFrame, key: str) -> list[list[dict[str, Any]]]:
+    """Model ``key``'s requests for lap 21 of 2024 Bahrain, as the prediction app builds them."""
+    return [r[key] for r in support.app_requests(laps) if key in r]
+
+
+def offline(key: str, laps: pd.DataFrame, lap: int = 21) -> pd.DataFrame:
+    """Model ``key``'s offline scores of ``lap`` of 2024 Bahrain from the whole race's LapFeatures,
+    indexed by DriverNumber (the car behind for overtake)."""
+    store_model = serving.load_served(bentoml.models.get(serving.bento_tag(key)), key)
+    race = laps[laps["Year"] == 2024]
+    rows = anomaly.lap_rows(race) if key == "anomaly" else overtake.pair_rows(race)
+    rows = rows[rows["LapNumber"] == lap]
+    scored = store_model.recipe.predict(store_model.bundle, rows)
+    return scored.set_axis(rows["DriverNumber"].astype(str).to_numpy())
+
+
+def test_every_model_with_a_recipe_is_served_and_the_keys_follow_the_recipes() -> None:
+    assert set(KEYS) == set(models.MODEL_KEYS)
     assert set(KEYS) <= set(SCHEMAS) and set(KEYS) <= set(models.available())
 
 
@@ -173,6 +199,61 @@ def test_probes_and_metrics(app: App) -> None:
     # Prometheus text; the request counters are checked on a real `bentoml serve` (integration)
     metrics = app.client.get("/metrics")
     assert metrics.status_code == 200 and metrics.text.startswith("# HELP")
+
+
+@pytest.mark.parametrize("app", ["overtake"], indirect=True)
+def test_overtake_scores_the_pair_rows_the_prediction_app_sends(app: App, laps: pd.DataFrame) -> None:
+    requests = stream_requests(laps, "overtake")
+    assert len(requests) == 19 and all(len(r) == 1 for r in requests)  # every car but the first
+    rows = [r[0] for r in requests]
+    response = app.client.post("/predict", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    want = offline("overtake", laps).loc[[r["DriverNumber"] for r in rows]]
+    got = pd.DataFrame(response.json()["predictions"], index=want.index)
+    pd.testing.assert_frame_equal(got, want, rtol=1e-9)
+    assert ((got >= 0) & (got <= 1)).all().all()
+
+
+@pytest.mark.parametrize("app", ["overtake"], indirect=True)
+def test_overtake_rejects_a_row_that_is_not_an_adjacent_pair(app: App, laps: pd.DataFrame) -> None:
+    rows = support.request_rows("overtake", laps, n=2)
+    rows[1] = {**rows[1], "AheadPositionOnLap": rows[1]["PositionOnLap"] + 1, "AheadSpeedST": 300.0}
+    response = app.client.post("/predict", json={"rows": rows})
+    assert response.status_code == 400
+    problems = {(tuple(d["loc"]), d["type"]) for d in response.json()["detail"]}
+    assert problems == {(("rows", 1, "AheadSpeedST"), "extra_forbidden")}
+    rows[1].pop("AheadSpeedST")
+    response = app.client.post("/predict", json={"rows": rows})
+    assert response.status_code == 400 and "not a pair" in response.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("app", ["anomaly"], indirect=True)
+def test_anomaly_scores_the_prediction_app_context_as_the_offline_race(app: App, laps: pd.DataFrame) -> None:
+    """The app's request (earlier cars on the lap, the driver's last laps, the row last) gets the
+    same score for its last row as the recipe over the whole race: the references are causal."""
+    requests = stream_requests(laps, "anomaly")
+    assert len(requests) == 20 and all(r[-1]["LapNumber"] == 21 for r in requests)
+    want = offline("anomaly", laps)
+    for rows in requests:
+        response = app.client.post("/predict", json={"rows": rows})
+        assert response.status_code == 200, response.text
+        assert response.json()["rows"] == len(rows)
+        last = response.json()["predictions"][-1]
+        row = want.loc[rows[-1]["DriverNumber"]]
+        assert last["AnomalySignal"] == row["AnomalySignal"] and last["AnomalyFlag"] == row["AnomalyFlag"]
+        assert last["AnomalyScore"] == pytest.approx(row["AnomalyScore"], rel=1e-9)
+    assert want["AnomalyScore"].notna().sum() >= 15
+
+
+@pytest.mark.parametrize("app", ["anomaly"], indirect=True)
+def test_anomaly_merged_contexts_score_their_last_rows_as_alone(app: App, laps: pd.DataFrame) -> None:
+    """Adaptive batching merges requests: driver-laps sent twice are scored once, and the row each
+    client reads (its last) keeps the score of its own request (context rows may gain history)."""
+    first, second = stream_requests(laps, "anomaly")[-2:]
+    alone = [app.client.post("/predict_rows", json={"rows": rows}).json() for rows in (first, second)]
+    merged = app.client.post("/predict_rows", json={"rows": first + second})
+    assert merged.status_code == 200 and len(merged.json()) == len(first) + len(second)
+    assert merged.json()[len(first) - 1] == alone[0][-1] and merged.json()[-1] == alone[1][-1]
 
 
 # ------------------------------------------------------------------ model store and build config

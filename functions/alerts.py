@@ -13,7 +13,8 @@ only ``REARM_LAPS`` laps after the last one):
 type                   value (Prediction.Values)         raise     clear     severity
 =====================  ================================  ========  ========  ===================
 tyre_cliff             CliffProbability (tyre_deg)       >= 0.60   < 0.40    warning, critical >= 0.80
-anomaly                AnomalyScore (anomaly)            >= 0.95   < 0.80    warning, critical >= 0.99
+anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning, critical when
+                       calibrated threshold)                                AnomalyScore >= 0.999
 overtake_likely        OvertakeProbability1Lap           >= 0.50   < 0.30    info, warning >= 0.70
 pit_window_open        LapNumber >= WindowOpenLap and <= WindowCloseLap (pit_window): once per window
 pit_window_closing     LapNumber == WindowCloseLap - 1 while open: once per window
@@ -44,6 +45,7 @@ class Hysteresis:
     severity: str
     escalated: str
     text: str
+    flag: str | None = None  # a model's own calibrated flag: raise while it is set, clear when not
 
 
 THRESHOLD_RULES: tuple[Hysteresis, ...] = (
@@ -52,8 +54,8 @@ THRESHOLD_RULES: tuple[Hysteresis, ...] = (
         "tyre cliff likely within 3 laps (p={v:.2f})",
     ),
     Hysteresis(
-        "anomaly", "anomaly", "AnomalyScore", 0.95, 0.80, 0.99, "warning", "critical",
-        "irregular lap, check the car (anomaly score {v:.2f}{why})",
+        "anomaly", "anomaly", "AnomalyScore", 0.0, 0.0, 0.999, "warning", "critical",
+        "irregular lap, check the car (anomaly score {v:.3f}{why})", flag="AnomalyFlag",
     ),
     Hysteresis(
         "overtake_likely", "overtake", "OvertakeProbability1Lap", 0.50, 0.30, 0.70, "info", "warning",
@@ -110,18 +112,20 @@ def _threshold(
         key = f"{rule.alert}:{prediction.get('OtherDriverNumber')}"
     active = st["active"].get(key, False)
     lap = prediction.get("LapNumber") or 0
+    values = prediction.get("Values") or {}
+    flagged = bool(values.get(rule.flag)) if rule.flag else value >= rule.raise_at
     if active:
-        if value < rule.clear_below:
+        if (not flagged) if rule.flag else value < rule.clear_below:
             st["active"][key] = False
         return []
     last = st["last_lap"].get(key)
-    if value < rule.raise_at or (last is not None and lap - last < REARM_LAPS):
+    if not flagged or (last is not None and lap - last < REARM_LAPS):
         return []
     st["active"][key] = True
     st["last_lap"][key] = lap
     severity = rule.escalated if value >= rule.escalate_at else rule.severity
-    values = prediction.get("Values") or {}
-    why = f", {values['TopSignal']}" if values.get("TopSignal") else ""
+    signal = values.get("AnomalySignal") or values.get("TopSignal")
+    why = f", {signal}" if signal else ""
     text = rule.text.format(v=value, other=prediction.get("OtherDriverNumber") or "?", why=why)
     return [_alert(prediction, rule.alert, severity, text, value, now)]
 

@@ -86,6 +86,17 @@ def test_pit_window_opens_and_closes_once_even_if_the_forecast_shifts_a_lap() ->
     ]
 
 
+def test_anomaly_alerts_follow_the_models_own_flag() -> None:
+    scores = [(0.97, False), (0.9991, True), (0.999, True), (0.5, False), (0.99, True)]
+    records = [
+        prediction("anomaly", 20 + i, AnomalyScore=s, AnomalyFlag=f, AnomalySignal="SpeedST")
+        for i, (s, f) in enumerate(scores)
+    ]
+    alerts = fold(records)
+    assert [(a["LapNumber"], a["Severity"]) for a in alerts] == [(21, "critical"), (24, "warning")]
+    assert "SpeedST" in alerts[0]["Message"]
+
+
 def test_unavailable_predictions_and_missing_values_change_nothing() -> None:
     records = [
         prediction("tyre_deg", 5, status="unavailable"),
@@ -99,7 +110,7 @@ def test_unavailable_predictions_and_missing_values_change_nothing() -> None:
 @pytest.mark.parametrize(
     "record",
     [
-        prediction("anomaly", 30, AnomalyScore=0.995, TopSignal="SpeedST"),
+        prediction("anomaly", 30, AnomalyScore=0.995, AnomalyFlag=True, AnomalySignal="SpeedST"),
         prediction("tyre_deg", 30, CliffProbability=0.7),
         prediction("pit_window", 30, WindowOpenLap=30, WindowCloseLap=33),
         prediction("overtake", 30, other="11", OvertakeProbability1Lap=0.9),

@@ -59,11 +59,15 @@ def pair_row(ahead: Mapping[str, Any], behind: Mapping[str, Any]) -> dict[str, A
 
     from stratx.functions.models import overtake
 
-    frame = pd.DataFrame([dict(ahead), dict(behind)])
-    pairs = overtake.pair_rows(frame)
+    event = behind.get("EventName") or ahead.get("EventName")
+    rows = [
+        {k: v for k, v in r.items() if k != "EventName"} for r in (ahead, behind)
+    ]  # may differ in presence
+    pairs = overtake.pair_rows(pd.DataFrame(rows))
     if pairs.empty:
         return {}
-    return {str(k): _clean(v) for k, v in pairs.iloc[0].to_dict().items()}
+    pair = {str(k): _clean(v) for k, v in pairs.iloc[0].to_dict().items()}
+    return {**pair, "EventName": event} if event else pair
 
 
 def overtake_pairs(cache: dict[str, Any], lap: int, this: dict[str, Any]) -> list[dict[str, Any]]:

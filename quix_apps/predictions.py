@@ -34,7 +34,7 @@ from stratx.quix_apps.wire import INVALID, RAW, parse
 
 log = logging.getLogger(__name__)
 STAGE = "predictions"
-CONTEXT_RETRY_S = 30.0
+CONTEXT_RETRY_S = 5.0
 Context = Callable[[int], Mapping[str, Any]]
 
 

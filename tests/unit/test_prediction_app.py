@@ -78,8 +78,9 @@ def test_out_of_order_records_still_pair_every_car_with_the_car_ahead_once(
     lap = [r for r in rows if r["LapNumber"] == 12]
     shuffled = random.Random(3).sample(lap, len(lap))  # records of different drivers interleave freely
     state, cache, pairs = None, new_cache(), []
-    for row in shuffled:
-        state, requests = request_step(state, row, None, cache)
+    for i, row in enumerate(shuffled):
+        context = {"EventName": "Las Vegas Grand Prix"} if i % 2 else None  # SessionInfo known late
+        state, requests = request_step(state, row, context, cache)
         pairs += requests.get("overtake", [])
     by_position = {r["PositionOnLap"]: r["DriverNumber"] for r in lap}
     expected = {(by_position[p], by_position[p - 1]) for p in by_position if p > 1}

@@ -34,7 +34,10 @@ from datetime import datetime
 from typing import Any
 
 LAP_MODELS = ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
-KEEP_LAPS = 2  # laps of rows kept per session (the pair builder needs the current lap only)
+# Laps of rows kept per session. The pair builder needs one lap, but records of different drivers
+# come through different partitions and, when the app catches up on a backlog, can arrive many laps
+# apart; a race has at most ~80 laps, so this keeps the session (~1,600 rows) and never loses a pair.
+KEEP_LAPS = 80
 ANOMALY_HISTORY = 8  # previous laps per driver sent with an anomaly request (rolling references)
 
 

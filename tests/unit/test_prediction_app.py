@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from stratx.functions import schemas
-from stratx.functions.prediction_requests import new_cache, request_step
+from stratx.functions.prediction_requests import KEEP_LAPS, new_cache, request_step
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import feature_build
 from stratx.quix_apps.model_client import ModelClient, RetryPolicy
@@ -88,6 +88,20 @@ def test_out_of_order_records_still_pair_every_car_with_the_car_ahead_once(
     assert sorted(got) == sorted(expected)  # every car behind once, with the right car ahead
 
 
+def test_drivers_many_laps_apart_still_pair(rows: list[dict[str, Any]]) -> None:
+    """A backlog read partition by partition: one half of the field's records, 20 laps of them,
+    before the other half's."""
+    window = [r for r in rows if 10 <= r["LapNumber"] < 30]
+    drivers = sorted({r["DriverNumber"] for r in window})
+    first = [r for r in window if r["DriverNumber"] in drivers[::2]]
+    second = [r for r in window if r["DriverNumber"] not in drivers[::2]]
+    state, cache, pairs = None, new_cache(), 0
+    for row in first + second:
+        state, requests = request_step(state, row, None, cache)
+        pairs += len(requests.get("overtake", []))
+    assert pairs == sum(1 for r in window if r["PositionOnLap"] > 1)
+
+
 def test_a_duplicate_record_asks_nothing_and_the_kept_state_stays_small(rows: list[dict[str, Any]]) -> None:
     state, cache = None, new_cache()
     for row in rows[:600]:
@@ -95,8 +109,9 @@ def test_a_duplicate_record_asks_nothing_and_the_kept_state_stays_small(rows: li
     state, again = request_step(state, rows[150], None, cache)
     assert again == {}
     assert len(json.dumps(state)) < 1000  # per-record state-store writes stay cheap
-    # the cache keeps only what the requests need: two laps of rows and 8 laps per driver
-    assert len(cache["rows"]) <= 2 and max(len(h) for h in cache["history"].values()) <= 8
+    # the cache is bounded: the race's laps of rows (a backlog may interleave drivers by many
+    # laps) and 8 laps per driver for the anomaly references
+    assert len(cache["rows"]) <= KEEP_LAPS and max(len(h) for h in cache["history"].values()) <= 8
     # after a restart (empty cache) nothing is asked twice either
     state, again = request_step(state, rows[150], None, new_cache())
     assert again == {}

@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         bundle, val = recipe.fit(corpus, base.race_split, progress)
         fit_s = time.perf_counter() - started
         evaluation = recipe.evaluate(bundle, test)
-        rates = predict_rates(recipe, bundle, evaluation.scored, args.repeat_predict)
+        rows = evaluation.scored.copy()
+        rows.attrs = {}  # the card's tables ride in attrs; pandas deep-copies attrs on every operation
+        rates = predict_rates(recipe, bundle, rows, args.repeat_predict)
         per_model[recipe.key] = {
             "fit_seconds": fit_s,
             "selection_metric": recipe.selection_metric,

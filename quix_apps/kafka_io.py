@@ -57,3 +57,20 @@ def read_all(
                     remaining.discard(msg.partition())
     finally:
         consumer.close()
+
+
+def produce_json(
+    broker_address: str, topic: str, key: str, value: dict[str, object], timeout_s: float = 10.0
+) -> None:
+    """Produce one JSON record and wait for its delivery (tests, tools; not a hot path)."""
+    import json
+
+    from confluent_kafka import Producer
+
+    errors: list[object] = []
+    producer = Producer({"bootstrap.servers": broker_address, "partitioner": "murmur2_random"})
+    producer.produce(
+        topic, key=key.encode(), value=json.dumps(value).encode(), on_delivery=lambda e, _m: errors.append(e)
+    )
+    if producer.flush(timeout_s) or any(errors):
+        raise KafkaException(f"delivery to {topic} failed: {errors}")

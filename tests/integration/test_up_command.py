@@ -1,0 +1,84 @@
+"""The Quickstart's main command, `stratx up --exit-when-done`, as a user runs it: a subprocess
+that starts the broker, the five model services, the streaming apps and the dashboard, replays a
+bundled real race (six drivers, to keep CI short) and prints the summary; then nothing is left
+running. Champions: small real ones in a temp registry (tests/bentos_support.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests import bentos_support as support
+
+pytestmark = pytest.mark.integration
+DRIVERS = "VER,PER,ALO,SAI,HAM,LEC"
+
+
+@pytest.fixture(scope="module")
+def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[support.Champions, Path]]:
+    folder = tmp_path_factory.mktemp("up")
+    with support.bentoml_home(folder / "bentoml") as home:
+        yield support.train_and_import(folder / "registry"), home
+
+
+def stratx_children() -> set[int]:
+    """PIDs of processes this command would leave behind (services, apps, broker, dashboard)."""
+    found = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        line = " ".join(proc.info["cmdline"] or [])
+        if (
+            ("bentoml" in line and " serve " in line)
+            or "stratx.quix_apps.cli" in line
+            or "stratx.panel_app" in line
+        ):
+            found.add(proc.pid)
+    return found
+
+
+def test_up_runs_the_whole_pipeline_and_stops_everything(
+    champions: tuple[support.Champions, Path], tmp_path: Path
+) -> None:
+    registered, home = champions
+    assert not registered.failed, registered.failed
+    before = stratx_children()
+    env = {
+        **os.environ,
+        "STRATX_MLFLOW_URI": registered.settings.mlflow_uri,
+        "BENTOML_HOME": str(home),
+        "STRATX_STATE_DIR": str(tmp_path / "state"),
+        "STRATX_SERVE_START_TIMEOUT_S": "300",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stratx.quix_apps.cli",
+            "up",
+            "--exit-when-done",
+            "--no-progress",
+            "--no-feast",
+            "--drivers",
+            DRIVERS,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    laps = int(re.search(r"(\d+) driver-laps replayed", out).group(1))  # type: ignore[union-attr]
+    assert laps > 250  # 6 drivers x 57 laps, minus retirements
+    for key in ("lap_time", "tyre_deg", "pit_window", "anomaly"):
+        assert re.search(rf"stratx\.predictions\.{key}\s+{laps}\b", out), f"{key}: {out[-2000:]}"
+        assert f"{key}:ok {laps}" in out
+    assert re.search(r"stratx\.predictions\.overtake\s+\d+", out)
+    assert "serving latency" in out and "dashboard: http://127.0.0.1:" in out
+    assert stratx_children() - before == set(), "stratx up left processes running"

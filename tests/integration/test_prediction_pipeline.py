@@ -81,6 +81,7 @@ def broker_address(tmp_path: Path) -> Iterator[str]:
         yield broker.address
 
 
+@pytest.mark.timeout(1500)
 def test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage(
     broker_address: str, champions: support.Champions, tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ def stratx_children() -> set[int]:
     return found
 
 
+@pytest.mark.timeout(1500)
 def test_up_runs_the_whole_pipeline_and_stops_everything(
     champions: tuple[support.Champions, Path], tmp_path: Path
 ) -> None:

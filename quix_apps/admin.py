@@ -6,6 +6,7 @@ auto-created topics lack ``retention.ms`` and Quix Streams raises on them.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,24 @@ class TopicInfo:
     configs: dict[str, str]
 
 
+def refused(broker_address: str, timeout_s: float = 1.0) -> str | None:
+    """Why no bootstrap server can even be reached over TCP (e.g. connection refused), or None.
+    A refused port fails at once; without this check kafka-python retries for its whole timeout."""
+    reasons = []
+    for server in broker_address.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return None
+        except (OSError, ValueError) as exc:
+            reasons.append(f"{server.strip()}: {exc}")
+    return "; ".join(reasons)
+
+
 def connect(broker_address: str, timeout_s: float = 5.0) -> KafkaAdminClient:
+    why = refused(broker_address, min(timeout_s, 1.0))
+    if why:
+        raise AdminError(f"no Kafka broker answers at {broker_address} ({why})")
     try:
         return KafkaAdminClient(
             bootstrap_servers=broker_address,

@@ -30,6 +30,13 @@ class KafkaSettings(_Base):
 
     broker_address: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (Redpanda or Tansu)")
     consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
+    consumer_fetch_wait_ms: int = Field(
+        20,
+        ge=1,
+        le=5000,
+        description="longest a consumer fetch waits for data (librdkafka fetch.wait.max.ms, default 500): "
+        "each app-to-app hop can cost up to this on brokers that do not wake long polls (Tansu)",
+    )
     connect_timeout_s: float = Field(5.0, gt=0, description="fail if the broker does not answer in this time")
 
 

@@ -22,12 +22,16 @@ def application(
     loglevel: int = logging.WARNING,
 ) -> Application:
     """A Quix Streams Application as every StratX app runs it: from the earliest offset, the
-    short consumer session timeout Tansu needs, state (RocksDB) under ``state_dir``."""
+    short consumer session timeout Tansu needs, short fetch waits (each hop between apps costs
+    up to one), state (RocksDB) under ``state_dir``."""
     return Application(
         broker_address=settings.broker_address,
         consumer_group=consumer_group,
         auto_offset_reset="earliest",
-        consumer_extra_config={"session.timeout.ms": settings.consumer_session_timeout_ms},
+        consumer_extra_config={
+            "session.timeout.ms": settings.consumer_session_timeout_ms,
+            "fetch.wait.max.ms": settings.consumer_fetch_wait_ms,
+        },
         state_dir=str(state_dir) if state_dir is not None else None,
         loglevel=loglevel,
     )

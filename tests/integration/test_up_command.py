@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +29,19 @@ def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[suppor
         yield support.train_and_import(folder / "registry"), home
 
 
-def stratx_children() -> set[int]:
-    """PIDs of processes this command would leave behind (services, apps, broker, dashboard)."""
+def started_by(marker: str) -> set[int]:
+    """PIDs of processes (other than this test process) whose environment carries ``marker``: every
+    process `stratx up` starts inherits its environment, so this finds exactly its children and
+    nothing that other jobs on the machine run."""
     found = set()
-    for proc in psutil.process_iter(["cmdline"]):
-        line = " ".join(proc.info["cmdline"] or [])
-        if (
-            ("bentoml" in line and " serve " in line)
-            or "stratx.quix_apps.cli" in line
-            or "stratx.panel_app" in line
-        ):
-            found.add(proc.pid)
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if any(marker in value for value in proc.environ().values()):
+                found.add(proc.pid)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
     return found
 
 
@@ -48,12 +51,13 @@ def test_up_runs_the_whole_pipeline_and_stops_everything(
 ) -> None:
     registered, home = champions
     assert not registered.failed, registered.failed
-    before = stratx_children()
+    marker = f"up-test-{uuid.uuid4().hex}"
     env = {
         **os.environ,
         "STRATX_MLFLOW_URI": registered.settings.mlflow_uri,
         "BENTOML_HOME": str(home),
         "STRATX_STATE_DIR": str(tmp_path / "state"),
+        "UP_TEST_MARKER": marker,  # inherited by every process `stratx up` starts
         "STRATX_SERVE_START_TIMEOUT_S": "300",
     }
     done = subprocess.run(
@@ -82,4 +86,4 @@ def test_up_runs_the_whole_pipeline_and_stops_everything(
         assert f"{key}:ok {laps}" in out
     assert re.search(r"stratx\.predictions\.overtake\s+\d+", out)
     assert "serving latency" in out and "dashboard: http://127.0.0.1:" in out
-    assert stratx_children() - before == set(), "stratx up left processes running"
+    assert started_by(marker) == set(), "stratx up left processes running"

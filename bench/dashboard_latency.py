@@ -200,18 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(3.0)
             rss = {"0_sessions_mb": rss_mb(server.pid)}
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path="/usr/bin/chromium",
-                    args=[
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--no-first-run",
-                    ],
-                )
+                browser = pw.chromium.launch(executable_path=str(ds.CHROMIUM), args=ds.CHROMIUM_ARGS)
                 url = f"http://127.0.0.1:{port}/?driver=VER"
                 pages = [browser.new_page(viewport={"width": 1600, "height": 1200})]
                 pages[0].goto(url)

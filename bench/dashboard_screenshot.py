@@ -22,16 +22,8 @@ from typing import Any
 from playwright.sync_api import sync_playwright
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+sys.path.insert(0, str(REPO_ROOT))  # tests.dashboard_support: the browser settings
+from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 def wait_until(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
@@ -68,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for_port(where.hostname or "127.0.0.1", where.port or 80, 180):  # Panel starts in seconds
         raise SystemExit(f"nothing listens at {args.url}")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
             page.goto(f"{args.url}/?driver={args.driver}")

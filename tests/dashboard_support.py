@@ -36,6 +36,19 @@ Z80 = 1.2816  # standard-normal quantile of 0.90: P10..P90 is an 80 % band
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts"
 
+# Debian's chromium, driven by Playwright (no browser download); without the background-network
+# flags it keeps dialling Google's hosts, which this closed network refuses.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 def session_info(race: RaceData) -> dict[str, Any]:
     record = next(ingest.iter_records(race))

@@ -1,4 +1,4 @@
-# StratX application image: the CLI, the Quix apps and the bundled races.
+# StratX application image: the CLI, the Quix apps, the model services, the dashboard, the bundled races.
 # Built from the lock file, like `make install`. (No Docker engine on the dev machines: this file
 # is kept valid and its commands are the ones `make install` / `stratx` run there.)
 FROM python:3.11-slim-bookworm
@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv PATH=/opt/venv/bin:$PATH \
     STRATX_DATA_DIR=/app/data \
     STRATX_FEAST_REPO=/app/feature_repo STRATX_FEAST_DATA_DIR=/app/.stratx/feast \
-    STRATX_STATE_DIR=/app/.stratx/state
+    STRATX_STATE_DIR=/app/.stratx/state \
+    BENTOML_HOME=/app/.stratx/bentoml BENTOML_DO_NOT_TRACK=true
 WORKDIR /app
 
 RUN pip install --no-cache-dir uv==0.13.8
@@ -15,9 +16,12 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-install-project --no-dev
 COPY functions ./functions
 COPY quix_apps ./quix_apps
+COPY panel_app ./panel_app
+COPY bentos ./bentos
 COPY data ./data
 COPY feature_repo ./feature_repo
-RUN uv sync --frozen --no-dev --no-editable
+# editable, as `make install`: the code finds bentos/, data/ and feature_repo/ beside itself (/app)
+RUN uv sync --frozen --no-dev
 
 RUN useradd --create-home stratx && mkdir -p /app/.stratx && chown stratx /app/.stratx
 USER stratx

@@ -755,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the models on the bundled races + corpus, tracked in MLflow")
     p.add_argument("--model", choices=("all", *MODEL_KEYS), default="all")
+    p.add_argument("--if-missing", action="store_true", help="only the models without a @champion yet")
     p.add_argument(
         "--exports", action="append", help="flat FastF1 exports (default: data/corpus/fastf1_exports)"
     )

@@ -293,11 +293,32 @@ def selected(name: str | None) -> list[base.Recipe]:
     return [models.recipe(k) for k in keys]
 
 
+def missing_champions(settings: TrainingSettings, keys: Sequence[str]) -> list[str]:
+    """The model keys whose registered model has no ``@champion`` yet."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    missing = []
+    for key in keys:
+        try:
+            mlflow_client.get_model_version_by_alias(models.recipe(key).model_name, CHAMPION)
+        except MlflowException:
+            missing.append(key)
+    return missing
+
+
 def train_main(args: argparse.Namespace, settings: TrainingSettings | None = None) -> int:
-    """`stratx train [--model all|KEY] [--exports DIR ...] [--features PARQUET] [--no-progress]`."""
+    """`stratx train [--model all|KEY] [--if-missing] [--exports DIR ...] [--features PARQUET]
+    [--no-progress]`."""
     settings = settings or TrainingSettings()
     quiet_mlflow()
     recipes = selected(getattr(args, "model", None))
+    if getattr(args, "if_missing", False):
+        missing = set(missing_champions(settings, [r.key for r in recipes]))
+        recipes = [r for r in recipes if r.key in missing]
+        if not recipes:
+            print("every model has a @champion; nothing to train (--if-missing)")
+            return 0
     progress = not getattr(args, "no_progress", False)
     exports = [Path(p) for p in (getattr(args, "exports", None) or [])]
     races = corpus_races(settings.data_dir, exports)

@@ -37,26 +37,11 @@ from stratx.quix_apps.settings import BrokerSettings, ServingSettings
 STREAM_APPS = (*pipeline.APPS, "predict", "alerts")
 
 
-def missing_champions(settings: ServingSettings, keys: list[str]) -> list[str]:
-    from mlflow.exceptions import MlflowException
-
-    from stratx.quix_apps import training
-
-    client = training.client(settings)
-    missing = []
-    for key in keys:
-        try:
-            client.get_model_version_by_alias(models.recipe(key).model_name, "champion")
-        except MlflowException:
-            missing.append(key)
-    return missing
-
-
 def ensure_champions(settings: ServingSettings, keys: list[str], progress: bool) -> None:
     """Train the models that have no champion yet (all of them on a fresh clone)."""
     from stratx.quix_apps import training
 
-    missing = missing_champions(settings, keys)
+    missing = training.missing_champions(settings, keys)
     if not missing:
         return
     say(f"no @champion yet for {', '.join(missing)}: training on the bundled corpus first")

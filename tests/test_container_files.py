@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from stratx.functions.models import MODEL_KEYS
 from stratx.quix_apps.cli import build_parser
+from stratx.quix_apps.settings import ServingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,10 +25,25 @@ def test_compose_services_run_real_stratx_commands() -> None:
         "lap-features",
         "telemetry-features",
         "lap-aggression",
+        "train",
+        "predict",
+        "alerts",
+        "dashboard",
+        *(f"{key.replace('_', '-')}-service" for key in MODEL_KEYS),
     } <= set(services)
     assert "--mode=dev-container" in services["redpanda"]["command"]
     built = [name for name, svc in services.items() if svc.get("build") == "."]
-    assert len(built) == 5
+    assert len(built) == 14
+    for key in MODEL_KEYS:  # every model has its own service, and the prediction app calls it
+        svc = services[f"{key.replace('_', '-')}-service"]
+        assert (
+            svc["command"] == ["serve", "--model", key]
+            and svc["environment"]["STRATX_SERVE_HOST"] == "0.0.0.0"
+        )
+        port = ServingSettings().port(key)
+        assert str(port) in svc["healthcheck"]["test"][1]
+        url = services["predict"]["environment"][f"STRATX_{key.upper()}_URL"]
+        assert url == f"http://{key.replace('_', '-')}-service:{port}"
     for name in built:
         svc = services[name]
         assert svc["environment"]["STRATX_BROKER_ADDRESS"] == "redpanda:9092"

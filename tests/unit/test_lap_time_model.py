@@ -173,8 +173,10 @@ def test_train_registers_and_promotes_only_a_better_model(tmp_path: Path, table:
         reports_dir=tmp_path / "reports",
     )
     corpus = base.Corpus(laps=table)
+    assert training.missing_champions(settings, ["lap_time", "tyre_deg"]) == ["lap_time", "tyre_deg"]
     first = training.train(settings, small_recipe(), corpus, progress=False, split=bundled_split)
     assert first.champion and first.previous_champion_score is None
+    assert training.missing_champions(settings, ["lap_time", "tyre_deg"]) == ["tyre_deg"]  # --if-missing
     worse = training.train(
         settings, small_recipe(learning_rate=0.001, rounds=5), corpus, progress=False, split=bundled_split
     )

@@ -760,13 +760,13 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     slow = slow_laps(scored)
     metrics["slow_green_laps"] = float(len(slow))
     metrics["slow_green_laps_flagged"] = float(slow.AnomalyFlag.sum())
-    per_race = {
-        f"{y} {e}": {
+    per_race = base.per_race(
+        scored,
+        lambda g: {
             "lap_false_alarms": float(alarm_runs(g, g.AnomalyFlag.to_numpy())),
             "race_hours": race_hours(g),
-        }
-        for (y, e), g in scored.groupby(["Year", "EventName"], sort=True)
-    }
+        },
+    )
     evaluation = base.Evaluation(
         metrics=metrics,
         scored=scored,

@@ -298,6 +298,13 @@ def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(p[ok] - a[ok]))) if ok.any() else math.nan
 
 
+def per_race(
+    frame: pd.DataFrame, metrics: Callable[[pd.DataFrame], dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """``metrics`` of each race's rows, keyed '<Year> <EventName>', races in order."""
+    return {f"{y} {e}": metrics(g) for (y, e), g in frame.groupby(list(RACE_KEYS), sort=True)}
+
+
 def race_names(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return []

@@ -300,10 +300,7 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
         raise ValueError("no laps with a next lap to score")
     frame["Predicted"] = predict_frame(bundle.boosters[BOOSTER], frame)
     overall = metrics_table(frame, frame["Predicted"].to_numpy())
-    per_race = {
-        f"{year} {event}": metrics_table(g, g["Predicted"].to_numpy())
-        for (year, event), g in frame.groupby(list(base.RACE_KEYS), sort=True)
-    }
+    per_race = base.per_race(frame, lambda g: metrics_table(g, g["Predicted"].to_numpy()))
     return base.Evaluation(
         metrics=overall,
         scored=frame,

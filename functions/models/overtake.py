@@ -473,10 +473,7 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
         raise ValueError("no labelled pairs to score")
     scored = score_pairs(bundle, pairs)
     overall = metrics_table(scored)
-    per_race = {
-        f"{year} {event}": metrics_table(g)
-        for (year, event), g in scored.groupby(list(base.RACE_KEYS), sort=True)
-    }
+    per_race = base.per_race(scored, metrics_table)
     return base.Evaluation(
         metrics=overall,
         scored=scored,

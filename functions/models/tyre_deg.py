@@ -464,7 +464,7 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
         return {**rate_metrics(rows, medians), **cliff_metrics(rows, table, rate)}
 
     overall = metrics(scored)
-    per_race = {f"{y} {e}": metrics(g) for (y, e), g in scored.groupby(list(base.RACE_KEYS), sort=True)}
+    per_race = base.per_race(scored, metrics)
     return base.Evaluation(
         metrics=overall,
         scored=scored,

@@ -38,17 +38,18 @@ STREAM_APPS = (*pipeline.APPS, "predict", "alerts")
 
 
 def ensure_champions(settings: ServingSettings, keys: list[str], progress: bool) -> None:
-    """Train the models that have no champion yet (all of them on a fresh clone)."""
+    """Train the models that have no champion yet (all of them on a fresh clone), building the
+    corpus once for all of them."""
     from stratx.quix_apps import training
 
     missing = training.missing_champions(settings, keys)
     if not missing:
         return
     say(f"no @champion yet for {', '.join(missing)}: training on the bundled corpus first")
-    args = argparse.Namespace(model=None, exports=None, features=None, no_progress=not progress)
-    for key in missing:
-        args.model = key
-        training.train_main(args, settings)
+    args = argparse.Namespace(
+        model=None, if_missing=True, exports=None, features=None, no_progress=not progress
+    )
+    training.train_main(args, settings)
 
 
 def say(text: str) -> None:

@@ -69,6 +69,7 @@ typecheck-links:
 	@ln -sfn ../../functions .typecheck/stratx/functions
 	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
 	@ln -sfn ../../panel_app .typecheck/stratx/panel_app
+	@ln -sfn ../../localstack .typecheck/stratx/localstack
 
 bench: install ## benchmarks: replay, feature apps, training time, serving latency, dashboard latency
 	$(BIN)/python bench/replay_throughput.py --repeat 3

@@ -204,6 +204,18 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
 
+# Inbound topics (not raw events yet; kept out of ALL_TOPICS, whose topics all carry StratX schemas):
+# the stateless ingest function (quix_apps/ingest_app.py, localstack/adapters/) reads them.
+INBOUND_OPENF1 = TopicSpec(
+    "stratx.inbound.openf1",
+    6,
+    KeyRule.SESSION_DRIVER,  # session-wide endpoints (weather, race control) use <SessionKey>
+    7 * DAY_MS,
+    schemas.OpenF1Inbound,
+    "raw OpenF1 API records as JSON; headers openf1-endpoint and openf1-session-start",
+)
+INBOUND_TOPICS: tuple[TopicSpec, ...] = (INBOUND_OPENF1,)
+
 
 def message_key(spec: TopicSpec, session_key: int, driver_number: str | None = None) -> str:
     """The message key for an event on ``spec``; raises for a driver topic without a driver."""

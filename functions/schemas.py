@@ -405,3 +405,13 @@ class ReplayCheckpoint(BaseModel):
     SessionTime: float
     Finished: bool
     Date: datetime
+
+
+class OpenF1Inbound(BaseModel):
+    """An OpenF1 API record as forwarded to ``stratx.inbound.openf1`` (fields as OpenF1 names them;
+    the endpoint and the session start travel in headers, see ``functions/inbound.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    schema_name: ClassVar[str] = "OpenF1Inbound"
+
+    session_key: int = Field(description="OpenF1 session key")

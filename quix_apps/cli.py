@@ -512,6 +512,21 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     return max((p.returncode or 0) for p in procs.values())
 
 
+# ------------------------------------------------------------------ ingest
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """`stratx ingest`: the stateless OpenF1 ingest app (inbound topic -> raw topics + dead letters)."""
+    from stratx.quix_apps import ingest_app
+    from stratx.quix_apps.settings import IngestSettings
+
+    settings = _override(IngestSettings(), broker_address=args.broker)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    admin.create_topics(client, (*ALL_TOPICS, *catalog.INBOUND_TOPICS))
+    client.close()
+    print(f"ingest app consuming {catalog.INBOUND_OPENF1.name} on {settings.broker_address}", file=sys.stderr)
+    ingest_app.run(settings, timeout_s=args.idle_timeout or 0.0)
+    return 0
+
+
 # ------------------------------------------------------------------ live
 def cmd_live(args: argparse.Namespace) -> int:
     """Follow a session through OpenF1 into the raw topics (same schemas as the replay)."""
@@ -730,6 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
         p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
         p.set_defaults(func=cmd_stream_app)
+
+    p = sub.add_parser("ingest", help="stateless ingest: inbound OpenF1 records -> raw topics + dead letters")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    p.add_argument("--idle-timeout", type=float, help="stop after this many seconds without new input")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("live", help="follow a session through the OpenF1 API into the raw topics")
     p.add_argument("--session-key", default="latest", help="OpenF1 session key, or 'latest'")

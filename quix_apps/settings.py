@@ -174,6 +174,27 @@ class DashboardSettings(KafkaSettings):
     )
 
 
+class IngestSettings(KafkaSettings):
+    """`stratx ingest` and the serverless adapters (``localstack/adapters/``): the stateless OpenF1
+    ingest function (``functions/inbound.py``) and the idempotency store in front of it."""
+
+    ingest_consumer_group: str = Field("stratx-ingest", description="consumer group of `stratx ingest`")
+    idempotency_table: str = Field(
+        "stratx-idempotency",
+        description="DynamoDB table of processed source records (key Id = topic/partition/offset)",
+    )
+    idempotency_backend: str = Field(
+        "memory",
+        description="where the serverless adapters remember processed records: memory (per warm "
+        "instance), dynamodb (STRATX_IDEMPOTENCY_TABLE, conditional puts) or none",
+    )
+    lambda_batch_item_failures: bool = Field(
+        False,
+        description="the Lambda Kafka mapping has ReportBatchItemFailures (provisioned mode): report "
+        "failed records instead of failing the whole invocation",
+    )
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -188,6 +209,7 @@ def env_vars() -> dict[str, str]:
         ServingSettings,
         PredictionAppSettings,
         DashboardSettings,
+        IngestSettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

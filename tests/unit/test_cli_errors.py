@@ -29,6 +29,7 @@ COMMANDS = (
     "features",
     "live",
     "record",
+    "ingest",
     "train",
     "evaluate",
     "predict",

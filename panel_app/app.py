@@ -22,10 +22,12 @@ from stratx.panel_app.options import add_arguments
 from stratx.panel_app.replay_control import ReplayController
 from stratx.panel_app.settings import DashboardSettings
 from stratx.panel_app.state import StateStore
+from stratx.quix_apps import metrics
 from stratx.quix_apps.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 CONSUMER_CACHE_KEY = "stratx-dashboard-consumer"
+APP = "dashboard"  # metrics app label and exporter port offset
 REPLAY_CACHE_KEY = "stratx-dashboard-replay"
 CIRCUITS_DIR = REPO_ROOT / "data" / "circuits"
 PAGE_CSS = "body { background: #030712; color: #e5e7eb; margin: 0; }"
@@ -42,6 +44,14 @@ def shared_consumer(settings: DashboardSettings) -> SharedConsumer:
         ).start()
 
     return pn.state.as_cached(CONSUMER_CACHE_KEY, make)
+
+
+def count_session() -> None:
+    """One more open browser session in ``stratx_dashboard_sessions``, one fewer when it closes."""
+    if pn.state.curdoc is None:  # not a server session (e.g. a page built in a test)
+        return
+    metrics.DASHBOARD_SESSIONS.inc()
+    pn.state.on_session_destroyed(lambda _ctx: metrics.DASHBOARD_SESSIONS.dec())
 
 
 def replay_controller(settings: DashboardSettings) -> ReplayController:
@@ -117,6 +127,7 @@ class Refresher:
 def dashboard_page(settings: DashboardSettings) -> pn.viewable.Viewable:
     """The strategy dashboard of one browser session."""
     pn.config.raw_css = [*pn.config.raw_css, PAGE_CSS]
+    count_session()
     store = shared_consumer(settings).store
     session_arg = query_arg("session")
     session_key = int(session_arg) if session_arg and session_arg.lstrip("-").isdigit() else None
@@ -213,6 +224,7 @@ def replay_panel(settings: DashboardSettings) -> pn.viewable.Viewable:
 def overlay_page(settings: DashboardSettings) -> pn.viewable.Viewable:
     """1920x1080, transparent page; ``?driver=VER&theme=light&session=9189``."""
     pn.config.raw_css = [*pn.config.raw_css, OVERLAY_CSS]
+    count_session()
     store = shared_consumer(settings).store
     session_arg = query_arg("session")
     session_key = int(session_arg) if session_arg and session_arg.lstrip("-").isdigit() else None
@@ -248,6 +260,7 @@ def serve(settings: DashboardSettings | None = None, show: bool = False, threade
     """Serve the dashboard and the overlay until interrupted (``threaded``: in the background)."""
     settings = settings or DashboardSettings()
     shared_consumer(settings)  # start reading before the first browser connects
+    metrics.serve(APP, settings)
     return pn.serve(
         routes(settings),
         address=settings.dashboard_host,

@@ -14,12 +14,15 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from stratx.panel_app.state import LATEST_RAW_TOPICS, PARSED_TOPICS, StateStore
+from stratx.quix_apps import metrics
 
 log = logging.getLogger(__name__)
+APP = "dashboard"  # metrics app label
 
 
 class SharedConsumer:
@@ -97,6 +100,7 @@ class SharedConsumer:
                 assignment = self._assignment(consumer)
             consumer.assign(assignment)
             self.assigned.set()
+            counters: dict[str | None, Any] = {}  # stratx_records_consumed_total{app="dashboard",topic}
             self.error = None
             while not self._stop.is_set():
                 for msg in consumer.consume(5000, timeout=self.poll_s):
@@ -105,7 +109,12 @@ class SharedConsumer:
                         if err.code() != KafkaError._PARTITION_EOF:
                             self.error = str(err)
                         continue
-                    self.store.apply(msg.topic(), msg.key(), msg.value())
+                    topic = msg.topic()
+                    self.store.apply(topic, msg.key(), msg.value())
+                    counter = counters.get(topic)
+                    if counter is None:
+                        counter = counters[topic] = metrics.RECORDS_CONSUMED.labels(APP, topic)
+                    counter.inc()
         finally:
             consumer.close()
 

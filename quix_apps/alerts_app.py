@@ -20,11 +20,12 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.alerts import alert_step
-from stratx.quix_apps import wire
+from stratx.quix_apps import metrics, wire
 from stratx.quix_apps.settings import PredictionAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
 
 STAGE = "alerts"
+APP = "alerts"  # metrics app label and exporter port offset
 
 
 def make_step(
@@ -64,16 +65,19 @@ def driver_key(alert: dict[str, Any]) -> str:
 
 def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | None = None) -> Application:
     app = wire.application(settings, f"{settings.consumer_group_prefix}-alerts", settings.state_dir)
+    m = metrics.AppMeter(APP, settings.metrics_enabled)
     inputs = [
-        app.dataframe(app.topic(spec.name, value_deserializer="bytes"))
+        m.consumed(app.dataframe(app.topic(spec.name, value_deserializer="bytes")), spec.name)
         for spec in catalog.PREDICTION_TOPICS.values()
     ]
     alerts = app.topic(catalog.ALERTS.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
     merged = reduce(lambda a, b: a.concat(b), inputs).apply(parse)
-    items = merged.apply(make_step(now), stateful=True, expand=True)
-    items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"]).to_topic(alerts, key=driver_key)
-    items.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+    items = merged.apply(m.timed(make_step(now)), stateful=True, expand=True)
+    m.produced(items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"]), alerts.name).to_topic(
+        alerts, key=driver_key
+    )
+    m.letters(items.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app
 
 

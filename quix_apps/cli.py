@@ -186,6 +186,9 @@ def _replay_run(
         progress=not args.no_progress,
         pace_from_lap=args.pace_from_lap,
     )
+    from stratx.quix_apps import metrics
+
+    metrics.serve(replay.APP, settings)
     result = replay.run(race, settings, options)
     _print_summary(result)
     if result.interrupted:
@@ -225,7 +228,7 @@ def _replay_recording(args: argparse.Namespace) -> int:
     """Serve the recording on loopback (simulated clock at --speed) and follow it with the live poller."""
     from datetime import timedelta
 
-    from stratx.quix_apps import live, openf1_client, openf1_server
+    from stratx.quix_apps import live, metrics, openf1_client, openf1_server
 
     folder = Path(args.recording)
     if not (folder / "MANIFEST.json").exists():
@@ -246,6 +249,7 @@ def _replay_recording(args: argparse.Namespace) -> int:
     options = live.LiveOptions(session_key=key, idle_cycles=3 if args.speed else 1, resume=args.resume)
     try:
         with openf1_client.OpenF1Client(base_url=settings.openf1_url, rate_limit=10_000) as client:
+            metrics.serve(live.APP, settings)
             result = live.run(client, settings, options)
     finally:
         stop()
@@ -442,6 +446,9 @@ def cmd_features_run(args: argparse.Namespace) -> int:
             on_records=pusher,
         )
     print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    from stratx.quix_apps import metrics
+
+    metrics.instrument_app(args.app, settings, app.config.consumer_group)
     try:
         app.run(timeout=args.idle_timeout or 0.0)
     finally:
@@ -460,11 +467,17 @@ def cmd_stream_app(args: argparse.Namespace) -> int:
     admin.create_topics(client)
     client.close()
     print(f"{args.command} app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    from stratx.quix_apps import metrics
+
     if args.command == "alerts":
-        alerts_app.build_app(settings).run(timeout=args.idle_timeout or 0.0)
+        app = alerts_app.build_app(settings)
+        metrics.instrument_app("alerts", settings, app.config.consumer_group)
+        app.run(timeout=args.idle_timeout or 0.0)
         return 0
     with ModelClient(settings.urls(), predictions.policy(settings)) as models:
-        predictions.build_app(settings, models).run(timeout=args.idle_timeout or 0.0)
+        app = predictions.build_app(settings, models)
+        metrics.instrument_app("predict", settings, app.config.consumer_group)
+        app.run(timeout=args.idle_timeout or 0.0)
     return 0
 
 
@@ -530,7 +543,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ live
 def cmd_live(args: argparse.Namespace) -> int:
     """Follow a session through OpenF1 into the raw topics (same schemas as the replay)."""
-    from stratx.quix_apps import live, openf1_client, recording
+    from stratx.quix_apps import live, metrics, openf1_client, recording
 
     settings = LiveSettings()
     settings = _override(
@@ -552,6 +565,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         rate_window=settings.openf1_rate_window_s,
         token_provider=token,
     ) as client:
+        metrics.serve(live.APP, settings)
         result = live.run(client, settings, options, recorder)
     _print_live(result)
     if recorder is not None:

@@ -34,13 +34,14 @@ from quixstreams.state import State
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression
-from stratx.quix_apps import admin, wire
+from stratx.quix_apps import admin, metrics, wire
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 LAP_AGGRESSION = catalog.LAP_AGGRESSION
 
 CONSUMER_GROUP = "stratx-lap-aggression"
 STAGE = "lap_aggression"
+APP = "aggression"  # metrics app label and exporter port offset
 STATE_KEY = "aggression"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -110,20 +111,25 @@ def build_pipeline(
     out: Topic,
     dead_letters: Topic,
     on_records: Callable[[dict[str, Any]], None] | None = None,
+    meter: metrics.AppMeter | None = None,
 ) -> StreamingDataFrame:
     """Wire: each input validated against its schema -> concat -> stateful laps -> out / dead letters.
 
     ``on_records`` is a side effect per LapAggression record (JSON mode), run before the record is
-    produced (e.g. a Feast push); it must not modify the record.
+    produced (e.g. a Feast push); it must not modify the record. ``meter``: count records, time
+    the step (none by default).
     """
+    m = meter or metrics.AppMeter(APP, enabled=False)
+    windows, laps = m.consumed(windows, window_spec.name), m.consumed(laps, lap_spec.name)
     w = windows.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, window_spec), metadata=True)
     lp = laps.apply(wire.parse).apply(lambda v, k, t, h: validated(v, k, lap_spec), metadata=True)
-    items = w.concat(lp).apply(process, stateful=True, metadata=True, expand=True)
+    items = w.concat(lp).apply(m.timed(process), stateful=True, metadata=True, expand=True)
     letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
-    letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
+    m.letters(letters).to_topic(dead_letters, key=lambda letter: letter["Key"])
     records = items.filter(lambda item: "Lap" in item).apply(lambda item: item["Lap"])
     if on_records is not None:
         records = records.update(on_records)
+    records = m.produced(records, out.name)
     return records.set_timestamp(lap_timestamp).to_topic(out, key=lap_key)
 
 
@@ -157,8 +163,9 @@ def build_app(
     laps = app.topic(lap_spec.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
+    meter = metrics.AppMeter(APP, settings.metrics_enabled)
     sdf = build_pipeline(
-        app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead, on_records
+        app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead, on_records, meter
     )
     return app, sdf
 

@@ -22,11 +22,12 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.features.laps import lap_step
-from stratx.quix_apps import wire
+from stratx.quix_apps import metrics, wire
 from stratx.quix_apps.settings import FeatureAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
 
 STAGE = "lap_features"
+APP = "lap"  # metrics app label and exporter port offset
 
 
 def session_of(value: dict[str, Any]) -> str:
@@ -73,11 +74,14 @@ def build_app(
     out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
 
-    sdf = app.dataframe(laps).apply(parse).group_by(session_of, name="session")
-    results = sdf.apply(step, stateful=True)
+    meter = metrics.AppMeter(APP, settings.metrics_enabled)
+    sdf = meter.consumed(app.dataframe(laps), laps.name).apply(parse).group_by(session_of, name="session")
+    results = sdf.apply(meter.timed(step), stateful=True)
     features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
     if on_features is not None:
         features = features.update(on_features)
-    features.to_topic(out, key=driver_key)
-    results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+    meter.produced(features, out.name).to_topic(out, key=driver_key)
+    meter.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(
+        dead
+    )
     return app

@@ -22,7 +22,7 @@ from quixstreams import Application
 from quixstreams.kafka import Producer
 
 from stratx.functions import catalog, ingest, openf1, schemas
-from stratx.quix_apps import admin, kafka_io
+from stratx.quix_apps import admin, kafka_io, metrics
 from stratx.quix_apps.openf1_client import OpenF1Client, OpenF1ResponseError
 from stratx.quix_apps.recording import Recorder
 from stratx.quix_apps.replay import DeliveryTracker, StopFlag
@@ -30,6 +30,7 @@ from stratx.quix_apps.settings import LiveSettings
 
 log = logging.getLogger(__name__)
 STAGE = "live"
+APP = "live"  # metrics app label and exporter port offset
 PER_DRIVER = ("laps", "car_data", "location")
 SESSION_WIDE = ("intervals", "position", "race_control", "weather")
 
@@ -190,8 +191,13 @@ class LivePoller:
             timestamp=int(date.timestamp() * 1000) if date is not None else None,
         )
         self.result.published[out.topic.name] += 1
+        if self.settings.metrics_enabled:
+            metrics.RECORDS_PRODUCED.labels(APP, out.topic.name).inc()
 
     def _dead(self, source: str, record: Any, reason: str) -> None:
+        if self.settings.metrics_enabled:
+            metrics.dead_letter(APP, reason)
+            metrics.RECORDS_PRODUCED.labels(APP, catalog.DEAD_LETTER.name).inc()
         letter = schemas.DeadLetter(
             SourceTopic=f"openf1:{source}",
             Key=str(self.result.session_key),

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from stratx.quix_apps import metrics
+
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -99,7 +101,7 @@ class ModelClient:
     async def _call(self, key: str, rows: Sequence[Mapping[str, Any]]) -> Outcome:
         url = self.urls.get(key)
         if url is None:
-            return Outcome(key, None, None, f"no service URL configured for {key}", attempts=0)
+            return _counted(Outcome(key, None, None, f"no service URL configured for {key}", attempts=0))
         loop = asyncio.get_running_loop()
         started = loop.time()
         reason = "not attempted"
@@ -116,11 +118,17 @@ class ModelClient:
                 reason = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             if response.status_code == 200:
-                return _parsed(key, response, attempt + 1, loop.time() - started)
+                return _counted(_parsed(key, response, attempt + 1, loop.time() - started))
             reason = f"HTTP {response.status_code}: {response.text[:300]}"
             if response.status_code not in RETRY_STATUS:
                 break
-        return Outcome(key, None, None, reason, attempts=attempt + 1, seconds=loop.time() - started)
+        return _counted(Outcome(key, None, None, reason, attempts=attempt + 1, seconds=loop.time() - started))
+
+
+def _counted(outcome: Outcome) -> Outcome:
+    """``outcome``, after counting it (calls by status, latency, retries) in the app's metrics."""
+    metrics.model_call(outcome.key, outcome.predictions is not None, outcome.seconds, outcome.attempts)
+    return outcome
 
 
 def _parsed(key: str, response: httpx.Response, attempts: int, seconds: float) -> Outcome:

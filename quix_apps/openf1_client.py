@@ -28,6 +28,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from stratx.quix_apps import metrics
+
 DEFAULT_BASE_URL = "https://api.openf1.org/v1"
 DEFAULT_TOKEN_URL = "https://api.openf1.org/token"
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -216,9 +218,11 @@ class OpenF1Client:
             try:
                 resp = self._send(endpoint, query)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                metrics.openf1_response(None)
                 attempt = self._wait_or_raise(attempt, None, f"{endpoint}: {exc!r}")
                 continue
             status = resp.status_code
+            metrics.openf1_response(status)
             if status in (401, 403) and self._tokens is not None and not refreshed:
                 self._tokens.invalidate()
                 refreshed = True
@@ -259,6 +263,7 @@ class OpenF1Client:
     def _wait_or_raise(self, attempt: int, resp: httpx.Response | None, what: str) -> int:
         if attempt >= self._retries:
             raise OpenF1UnavailableError(f"OpenF1 {what}: giving up after {attempt + 1} attempts")
+        metrics.openf1_retry()
         delay = backoff_delay(attempt, self._base, self._cap, self._jitter, self._rand())
         if resp is not None:
             after = retry_after_seconds(resp.headers.get("Retry-After"), self._now())

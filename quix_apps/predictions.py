@@ -27,13 +27,14 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.prediction_requests import new_cache, predictions, request_step
-from stratx.quix_apps import wire
+from stratx.quix_apps import metrics, wire
 from stratx.quix_apps.model_client import ModelClient
 from stratx.quix_apps.settings import PredictionAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
 
 log = logging.getLogger(__name__)
 STAGE = "predictions"
+APP = "predict"  # metrics app label and exporter port offset
 CONTEXT_RETRY_S = 5.0
 Context = Callable[[int], Mapping[str, Any]]
 
@@ -132,15 +133,16 @@ def build_app(
 ) -> Application:
     """The app, wired: feature records in, one Prediction per model out, dead letters aside."""
     app = wire.application(settings, f"{settings.consumer_group_prefix}-predictions", settings.state_dir)
+    m = metrics.AppMeter(APP, settings.metrics_enabled)
     features = app.topic(catalog.FEATURES_LAP.name, value_deserializer="bytes")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
-    sdf = app.dataframe(features).apply(parse).group_by(session_of, name="session")
-    results = sdf.apply(make_step(client, context or session_context(settings)), stateful=True)
+    sdf = m.consumed(app.dataframe(features), features.name).apply(parse).group_by(session_of, name="session")
+    results = sdf.apply(m.timed(make_step(client, context or session_context(settings))), stateful=True)
     for key, spec in catalog.PREDICTION_TOPICS.items():
         topic = app.topic(spec.name, value_serializer="json")
         has, take = _branch(key)
-        results.filter(has).apply(take, expand=True).to_topic(topic, key=driver_key)
-    results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"]).to_topic(dead)
+        m.produced(results.filter(has).apply(take, expand=True), topic.name).to_topic(topic, key=driver_key)
+    m.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app
 
 

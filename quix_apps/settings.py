@@ -25,7 +25,22 @@ class BrokerSettings(_Base):
     broker_port: int = Field(9092, ge=1, le=65535, description="port of the embedded broker")
 
 
-class KafkaSettings(_Base):
+class MetricsSettings(_Base):
+    """The Prometheus exporter of every app (``quix_apps/metrics.py``): one port per app, at a fixed
+    offset from ``metrics_port_base`` (``metrics.PORT_OFFSETS``), so one variable moves them all."""
+
+    metrics_host: str = Field(
+        "127.0.0.1", description="address the apps' /metrics exporters bind to (0.0.0.0 in containers)"
+    )
+    metrics_port_base: int = Field(
+        9400, ge=1, le=65000, description="first exporter port; each app listens on base + its fixed offset"
+    )
+    metrics_enabled: bool = Field(
+        True, description="start the /metrics exporter and count records (false: no metrics at all)"
+    )
+
+
+class KafkaSettings(MetricsSettings):
     """Any client of the broker: the bootstrap address is the one thing that changes for Redpanda."""
 
     broker_address: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (Redpanda or Tansu)")
@@ -53,6 +68,11 @@ class ReplaySettings(KafkaSettings):
         None, description="OpenF1 car_data/location parquet folder for sessions without FastF1 telemetry"
     )
     checkpoint_every: int = Field(5000, ge=1, description="events between resume checkpoints")
+    replay_validate: bool = Field(
+        True,
+        description="check every record against its schema before producing (false: publish the source "
+        "rows as they are, no dead letters; for the observability-overhead benchmark)",
+    )
 
 
 class FeastSettings(_Base):
@@ -200,6 +220,7 @@ def env_vars() -> dict[str, str]:
     out: dict[str, str] = {}
     for cls in (
         BrokerSettings,
+        MetricsSettings,
         KafkaSettings,
         ReplaySettings,
         FeastSettings,

@@ -24,11 +24,12 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry
-from stratx.quix_apps import admin, wire
+from stratx.quix_apps import admin, metrics, wire
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 CONSUMER_GROUP = "stratx-telemetry-features"
 STAGE = "telemetry_features"
+APP = "telemetry"  # metrics app label and exporter port offset
 STATE_KEY = "window"
 TOPICS = catalog.ALL_TOPICS  # created up front (Tansu needs retention.ms)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,12 +72,18 @@ def window_timestamp(window: dict[str, Any], key: Any, timestamp: int, headers: 
     return (datetime.fromisoformat(window["Date"]) - _EPOCH) // timedelta(milliseconds=1)
 
 
-def build_pipeline(sdf: StreamingDataFrame, windows: Topic, dead_letters: Topic) -> StreamingDataFrame:
-    """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic."""
-    items = sdf.apply(wire.parse).apply(process, stateful=True, metadata=True, expand=True)
+def build_pipeline(
+    sdf: StreamingDataFrame, windows: Topic, dead_letters: Topic, meter: metrics.AppMeter | None = None
+) -> StreamingDataFrame:
+    """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic
+    (``meter``: count records, time the step; none by default)."""
+    m = meter or metrics.AppMeter(APP, enabled=False)
+    sdf = m.consumed(sdf, catalog.CAR_TELEMETRY.name)
+    items = sdf.apply(wire.parse).apply(m.timed(process), stateful=True, metadata=True, expand=True)
     letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
-    letters.to_topic(dead_letters, key=lambda letter: letter["Key"])
+    m.letters(letters).to_topic(dead_letters, key=lambda letter: letter["Key"])
     closed = items.filter(lambda item: "Window" in item).apply(lambda item: item["Window"])
+    closed = m.produced(closed, windows.name)
     return closed.set_timestamp(window_timestamp).to_topic(windows, key=window_key)
 
 
@@ -97,7 +104,8 @@ def build_app(
     raw = app.topic(catalog.CAR_TELEMETRY.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
-    return app, build_pipeline(app.dataframe(raw), out, dead)
+    meter = metrics.AppMeter(APP, settings.metrics_enabled)
+    return app, build_pipeline(app.dataframe(raw), out, dead, meter)
 
 
 def main() -> None:

@@ -37,10 +37,11 @@ from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, sources, wire
+from stratx.quix_apps import admin, metrics, sources, wire
 from stratx.quix_apps.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
 
 STAGE = "track_gaps"
+PROGRESS_APP, GAPS_APP = "progress", "gaps"  # metrics app labels and exporter port offsets
 PROGRESS_GROUP = "stratx-track-progress"
 GAP_GROUP = "stratx-track-gaps"
 STATE_KEY = "track"
@@ -172,13 +173,14 @@ def build_progress_app(
 ) -> Application:
     """Positions -> per-driver progress points (needs the broker: creates the topics first)."""
     app = _application(settings, consumer_group, state_dir, loglevel)
+    m = metrics.AppMeter(PROGRESS_APP, settings.metrics_enabled)
     raw = app.topic(catalog.CAR_POSITION.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(PROGRESS.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
-    items = app.dataframe(raw).apply(wire.parse)
-    items = items.apply(progress_callback(tracks), stateful=True, metadata=True, expand=True)
-    _split(items, "DeadLetter").to_topic(dead, key=lambda letter: letter["Key"])
-    progress = _split(items, "Progress").set_timestamp(date_timestamp)
+    items = m.consumed(app.dataframe(raw), raw.name).apply(wire.parse)
+    items = items.apply(m.timed(progress_callback(tracks)), stateful=True, metadata=True, expand=True)
+    m.letters(_split(items, "DeadLetter")).to_topic(dead, key=lambda letter: letter["Key"])
+    progress = m.produced(_split(items, "Progress"), out.name).set_timestamp(date_timestamp)
     progress.to_topic(out, key=lambda p: catalog.message_key(PROGRESS, p["SessionKey"], p["DriverNumber"]))
     return app
 
@@ -194,13 +196,16 @@ def build_gap_app(
 ) -> Application:
     """Progress points -> per-session gaps (needs the broker: creates the topics first)."""
     app = _application(settings, consumer_group, state_dir, loglevel)
+    m = metrics.AppMeter(GAPS_APP, settings.metrics_enabled)
     points = app.topic(PROGRESS.name, value_deserializer="bytes", key_deserializer="str")
     out = app.topic(TRACK_GAP.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
-    sdf = app.dataframe(points).apply(wire.parse).group_by(session_of, name="session")
-    items = sdf.apply(gap_callback(tracks, stale_s), stateful=True, expand=True)
-    _split(items, "DeadLetter").to_topic(dead, key=lambda letter: letter["Key"])
-    _split(items, "Gap").set_timestamp(date_timestamp).to_topic(out, key=driver_key)
+    sdf = (
+        m.consumed(app.dataframe(points), points.name).apply(wire.parse).group_by(session_of, name="session")
+    )
+    items = sdf.apply(m.timed(gap_callback(tracks, stale_s)), stateful=True, expand=True)
+    m.letters(_split(items, "DeadLetter")).to_topic(dead, key=lambda letter: letter["Key"])
+    m.produced(_split(items, "Gap"), out.name).set_timestamp(date_timestamp).to_topic(out, key=driver_key)
     return app
 
 

@@ -139,11 +139,19 @@ def to_frame(rows: Iterable[Mapping[str, Any]], model: type[BaseModel] = LapFeat
 
 
 # ------------------------------------------------------------------ store and repo
-def repo_config(repo_dir: Path, data_dir: Path) -> RepoConfig:
-    """``feature_store.yaml`` read the way Feast reads it, with the data dir filled in."""
+def repo_config(repo_dir: Path, data_dir: Path, redis_connection: str | None = None) -> RepoConfig:
+    """``feature_store.yaml`` read the way Feast reads it, with the data dir filled in.
+
+    With ``redis_connection`` (``STRATX_FEAST_REDIS_CONNECTION``, "host:port[,password=...,ssl=true]")
+    the online store is Redis instead of the yaml's SQLite file, so app replicas on several
+    machines share it; the registry and offline store stay as configured. Nothing connects here.
+    """
     text = (repo_dir / "feature_store.yaml").read_text()
     text = text.replace("${" + DATA_DIR_VAR + "}", str(data_dir.resolve()))
-    config = RepoConfig(**yaml.safe_load(os.path.expandvars(text)))
+    raw = yaml.safe_load(os.path.expandvars(text))
+    if redis_connection:
+        raw["online_store"] = {"type": "redis", "redis_type": "redis", "connection_string": redis_connection}
+    config = RepoConfig(**raw)
     config.repo_path = data_dir.resolve()
     return config
 
@@ -151,18 +159,24 @@ def repo_config(repo_dir: Path, data_dir: Path) -> RepoConfig:
 _REPO_DIRS: weakref.WeakKeyDictionary[FeatureStore, Path] = weakref.WeakKeyDictionary()
 
 
-def open_store(repo_dir: Path | None = None, data_dir: Path | None = None) -> FeatureStore:
-    """The Feast store of ``repo_dir`` keeping its registry, online store and parquet in ``data_dir``.
+def open_store(
+    repo_dir: Path | None = None, data_dir: Path | None = None, redis_connection: str | None = None
+) -> FeatureStore:
+    """The Feast store of ``repo_dir`` keeping its registry, online store and parquet in ``data_dir``
+    (the online store in Redis when ``redis_connection`` is given).
 
-    Entry points should pass both (from :class:`FeastSettings`); a missing one is read from the
-    environment through FeastSettings.
+    Entry points should pass them (from :class:`FeastSettings`, see :func:`setup_store`); when
+    ``repo_dir`` or ``data_dir`` is missing, all three are read from the environment through
+    FeastSettings.
     """
     if repo_dir is None or data_dir is None:
         settings = FeastSettings()
         repo_dir = repo_dir or settings.feast_repo
         data_dir = data_dir or settings.feast_data_dir
+        redis_connection = redis_connection or settings.feast_redis_connection
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = FeatureStore(repo_path=str(data_dir.resolve()), config=repo_config(repo_dir, data_dir))
+    config = repo_config(repo_dir, data_dir, redis_connection)
+    store = FeatureStore(repo_path=str(data_dir.resolve()), config=config)
     _REPO_DIRS[store] = repo_dir
     return store
 
@@ -201,7 +215,7 @@ def apply_repo(store: FeatureStore, repo_dir: Path | None = None) -> list[FeastO
 
 def setup_store(settings: FeastSettings) -> FeatureStore:
     """Open the configured store and apply the repo: all a deployable needs before pushing."""
-    store = open_store(settings.feast_repo, settings.feast_data_dir)
+    store = open_store(settings.feast_repo, settings.feast_data_dir, settings.feast_redis_connection)
     apply_repo(store, settings.feast_repo)
     return store
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +84,12 @@ class FeastSettings(_Base):
     feast_data_dir: Path = Field(
         REPO_ROOT / ".stratx" / "feast",
         description="Feast registry, online store and offline parquet; ${STRATX_FEAST_DATA_DIR} in the yaml",
+    )
+    feast_redis_connection: str | None = Field(
+        None,
+        repr=False,
+        description="scale-out: Redis as the Feast online store, connection string 'host:port[,password=...,"
+        "ssl=true]' (needs the `scale` extra); unset: the SQLite file of feature_store.yaml",
     )
 
 
@@ -215,6 +221,66 @@ class IngestSettings(KafkaSettings):
     )
 
 
+class DeploySettings(KafkaSettings):
+    """`python -m stratx.localstack.deploy`: the serverless ingest function on AWS or LocalStack.
+
+    The AWS endpoint and credentials are boto3's own variables (AWS_ENDPOINT_URL for LocalStack or
+    moto, AWS_ACCESS_KEY_ID, ...). ``broker_address`` is the Kafka the function writes to and the
+    bootstrap of the self-managed Kafka trigger."""
+
+    deploy_name: str = Field("stratx", description="prefix of every AWS resource the deploy script creates")
+    deploy_region: str | None = Field(
+        None,
+        validation_alias=AliasChoices("STRATX_DEPLOY_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="AWS region of the deployment (else AWS_REGION, else AWS_DEFAULT_REGION)",
+    )
+    deploy_handler: str = Field(
+        "stratx.localstack.adapters.aws_lambda.handler", description="module.function of the Lambda handler"
+    )
+    deploy_memory_mb: int = Field(512, ge=128, le=10240, description="Lambda memory, MB")
+    deploy_timeout_s: int = Field(60, ge=1, le=900, description="Lambda timeout, s")
+    deploy_layer_arns: list[str] = Field(
+        default_factory=list,
+        description="Lambda layers with the handler's dependencies (JSON list; see localstack/README.md)",
+    )
+    idempotency_table: str = Field(
+        "stratx-idempotency",
+        description="DynamoDB table of processed source records (key Id = topic/partition/offset)",
+    )
+    deploy_sqs_queue: str | None = Field(
+        "stratx-replay",
+        description="SQS queue mapped to the function (replay / dead-letter redrive); empty: no queue",
+    )
+    deploy_batch_size: int = Field(100, ge=1, le=10000, description="records per function invocation")
+    deploy_kafka_trigger: bool = Field(
+        False, description="map the function to the self-managed Kafka (Redpanda) at STRATX_BROKER_ADDRESS"
+    )
+    deploy_msk_cluster_arn: str | None = Field(
+        None, description="map the function to this Amazon MSK cluster (unset: no MSK mapping)"
+    )
+    deploy_kafka_topics: list[str] = Field(
+        default_factory=lambda: ["stratx.inbound.openf1"],
+        description="topics of the Kafka/MSK mappings (JSON list)",
+    )
+    deploy_kafka_starting_position: str = Field(
+        "TRIM_HORIZON", description="where a new Kafka mapping starts: TRIM_HORIZON or LATEST"
+    )
+    deploy_kafka_consumer_group: str = Field(
+        "stratx-lambda-ingest", description="consumer group id of the Kafka/MSK mappings"
+    )
+    deploy_kafka_sasl_mechanism: str = Field(
+        "SASL_SCRAM_512_AUTH",
+        description="Lambda auth type of the Kafka mapping: SASL_SCRAM_512_AUTH, SASL_SCRAM_256_AUTH or "
+        "BASIC_AUTH (SASL/PLAIN)",
+    )
+    deploy_kafka_sasl_username: str | None = Field(
+        None, repr=False, description="Kafka SASL user, stored in Secrets Manager (never printed)"
+    )
+    deploy_kafka_sasl_password: str | None = Field(
+        None, repr=False, description="Kafka SASL password, stored in Secrets Manager (never printed)"
+    )
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -231,6 +297,7 @@ def env_vars() -> dict[str, str]:
         PredictionAppSettings,
         DashboardSettings,
         IngestSettings,
+        DeploySettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

@@ -363,7 +363,10 @@ class Alert(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(
+        pattern=r"^\d{1,2}$",
+        description='the car; "0" = the whole session (drift alerts; no car races as 0)',
+    )
     LapNumber: int | None = Field(default=None, ge=1)
     Type: Literal[
         "tyre_cliff", "anomaly", "pit_window_open", "pit_window_closing", "overtake_likely", "drift"

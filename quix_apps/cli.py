@@ -600,6 +600,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluation.evaluate_main(args)
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """`stratx drift`: Evidently drift of a session's lap features vs the training reference (once,
+    or every S seconds), HTML + JSON reports, Prometheus gauges, a drift alert on a crossing."""
+    from stratx.quix_apps import drift
+    from stratx.quix_apps.settings import DriftSettings
+
+    settings = _override(
+        DriftSettings(),
+        broker_address=args.broker,
+        drift_window_laps=args.window_laps,
+        drift_window_minutes=args.window_minutes,
+        drift_threshold=args.threshold,
+        drift_reports_dir=Path(args.reports_dir) if args.reports_dir else None,
+    )
+    every = settings.drift_period_s if args.periodic else args.every
+    if every is not None and every <= 0:
+        raise UserError("--every must be a positive number of seconds")
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s)  # fails fast if unreachable
+    admin.create_topics(client)
+    client.close()
+    if every is not None:
+        drift.serve_metrics(settings)
+    try:
+        return drift.run_job(settings, args.session_key, every, args.max_runs, args.rebuild_reference)
+    except drift.NoData as exc:
+        raise UserError(str(exc)) from exc
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     for name, doc in ENV_VARS.items():
         print(f"{name:36s} {doc}")
@@ -808,6 +836,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (STRATX_REPORTS_DIR, default .stratx/reports)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("drift", help="Evidently drift of a session's lap features vs the training reference")
+    p.add_argument("--session-key", type=int, help="the session (default: the latest on stratx.features.lap)")
+    p.add_argument(
+        "--window-laps", type=int, help="last N race laps (0: all so far; STRATX_DRIFT_WINDOW_LAPS)"
+    )
+    p.add_argument(
+        "--window-minutes", type=float, help="last T minutes of session time (STRATX_DRIFT_WINDOW_MINUTES)"
+    )
+    p.add_argument(
+        "--threshold", type=float, help="drifted-column share that raises an alert (STRATX_DRIFT_THRESHOLD)"
+    )
+    p.add_argument("--reports-dir", help="reports folder (STRATX_DRIFT_REPORTS_DIR)")
+    p.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")
+    p.add_argument("--every", type=float, help="repeat every S seconds until Ctrl-C (exports /metrics)")
+    p.add_argument("--periodic", action="store_true", help="repeat every STRATX_DRIFT_PERIOD_S seconds")
+    p.add_argument("--max-runs", type=int, help="with --every: stop after N runs")
+    p.add_argument("--rebuild-reference", action="store_true", help="rebuild the reference parquet first")
+    p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("config", help="list the STRATX_* environment variables")
     p.set_defaults(func=cmd_config)

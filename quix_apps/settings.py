@@ -281,6 +281,52 @@ class DeploySettings(KafkaSettings):
     )
 
 
+class DriftSettings(KafkaSettings):
+    """`stratx drift`: Evidently drift of a live session's lap features vs the training reference."""
+
+    data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
+    drift_window_laps: int = Field(
+        0, ge=0, description="compare the session's last N race laps (0: every lap of the session so far)"
+    )
+    drift_window_minutes: float = Field(
+        0.0,
+        ge=0,
+        description="also cut the window to laps ended in the last T minutes of session time (0: no cut)",
+    )
+    drift_min_rows: int = Field(
+        200, ge=1, description="skip a run while the window has fewer driver-laps (early laps of a race)"
+    )
+    drift_threshold: float = Field(
+        0.9, gt=0, description="raise a drift alert when this share of the compared columns drifted (0-1)"
+    )
+    drift_rearm_share: float = Field(
+        0.8,
+        ge=0,
+        description="after an alert, a new one needs a run below this share first (hysteresis; <= threshold)",
+    )
+    drift_period_s: float = Field(30.0, gt=0, description="seconds between runs of the periodic drift job")
+    drift_reports_dir: Path = Field(
+        REPO_ROOT / ".stratx" / "reports" / "drift",
+        description="drift HTML reports, JSON summaries, the reference parquet and the alarm state",
+    )
+    drift_reference_size: int = Field(
+        5000, ge=100, description="training driver-laps sampled (seed 0) as the drift reference"
+    )
+    drift_reference_years: str = Field(
+        "",
+        description="comma-separated seasons of the training races in the reference, e.g. 2023 (empty: all)",
+    )
+
+    def reference_years(self) -> list[int]:
+        """``drift_reference_years`` as numbers (a clear ValueError for anything else)."""
+        try:
+            return sorted(int(y) for y in self.drift_reference_years.split(",") if y.strip())
+        except ValueError:
+            raise ValueError(
+                f"STRATX_DRIFT_REFERENCE_YEARS must be comma-separated years, not {self.drift_reference_years!r}"
+            ) from None
+
+
 def env_vars() -> dict[str, str]:
     """Every environment variable StratX reads, with its description."""
     out: dict[str, str] = {}
@@ -298,6 +344,7 @@ def env_vars() -> dict[str, str]:
         DashboardSettings,
         IngestSettings,
         DeploySettings,
+        DriftSettings,
     ):
         for name, info in cls.model_fields.items():
             out[f"STRATX_{name.upper()}"] = info.description or ""

@@ -37,6 +37,7 @@ COMMANDS = (
     "serve",
     "bentos",
     "dashboard",
+    "drift",
     "config",
 )
 

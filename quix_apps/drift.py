@@ -1,0 +1,329 @@
+"""`stratx drift`: Evidently data drift of a live session against the training reference.
+
+One run (:func:`run_once`):
+
+1. the *reference*: a fixed sample (``STRATX_DRIFT_REFERENCE_SIZE`` driver-laps, seed 0) of the
+   LapFeatures rows of the training races (``base.race_split`` == train, optionally only the
+   seasons in ``STRATX_DRIFT_REFERENCE_YEARS``), built once with the offline feature functions and
+   saved as ``reference_<years>_<size>.parquet`` in the reports folder, its parquet metadata
+   carrying the data snapshot hash of the rows it was sampled from (``training.snapshot_hash``) and
+   the races; ``--rebuild-reference`` rebuilds it (~15-40 s);
+2. the *current window*: the session's records on ``stratx.features.lap`` (the latest session
+   unless one is given), cut to its last N laps / T minutes;
+3. Evidently's ``DataDriftPreset`` with its default per-column tests on the columns of
+   ``functions/drift.py`` (:func:`~stratx.functions.drift.feature_view`); ``drift_<session>_<UTC
+   time>.html`` and a ``.json`` summary in the reports folder (the last :data:`KEEP_HTML` HTML
+   reports of a session are kept, ~4 MB each; every JSON summary is kept);
+4. Prometheus gauges (exported by ``metrics.serve("drift")`` when metrics are on) and, when the
+   share of drifted columns crosses ``STRATX_DRIFT_THRESHOLD``, one Alert record (Type ``drift``,
+   ``DriverNumber`` "0" = the whole session) on ``stratx.alerts``; the alarm state per session is
+   kept in ``drift_state.json`` so repeated runs (``--every``) raise one alert per crossing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prometheus_client import Counter, Gauge
+
+from stratx.functions import catalog, drift, schemas
+from stratx.functions.models import base
+from stratx.quix_apps import kafka_io
+from stratx.quix_apps.settings import DriftSettings
+
+log = logging.getLogger(__name__)
+REFERENCE_SEED = 0
+KEEP_HTML = 10
+STATE_FILE = "drift_state.json"
+META_KEY = b"stratx.drift_reference"
+
+DRIFT_SHARE = Gauge(
+    "stratx_drift_share", "share of compared columns Evidently found drifted, last run", ["dataset"]
+)
+DRIFT_DETECTED = Gauge(
+    "stratx_drift_detected", "1 when the last run's drift share reached STRATX_DRIFT_THRESHOLD", ["dataset"]
+)
+FEATURE_DRIFT_SCORE = Gauge(
+    "stratx_feature_drift_score",
+    "Evidently's drift score of one column, last run (Wasserstein distance (normed) for numbers, "
+    "Jensen-Shannon distance for categories when the reference has > 1000 rows)",
+    ["dataset", "feature"],
+)
+DRIFT_RUNS = Counter("stratx_drift_runs", "drift runs completed (windows compared)")
+METRIC_NAMES = (
+    "stratx_drift_share",
+    "stratx_drift_detected",
+    "stratx_feature_drift_score",
+    "stratx_drift_runs_total",
+)
+
+
+class NoData(Exception):
+    """Nothing to compare yet (no lap features of the session on the topic)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    rows: pd.DataFrame
+    path: Path
+    snapshot_hash: str
+    races: list[str]
+
+
+# ------------------------------------------------------------------ reference
+def reference_path(settings: DriftSettings) -> Path:
+    years = "-".join(str(y) for y in settings.reference_years()) or "all"
+    return settings.drift_reports_dir / f"reference_{years}_{settings.drift_reference_size}.parquet"
+
+
+def build_reference(settings: DriftSettings, progress: bool = False) -> Reference:
+    """Sample the training races' lap features (module doc) and save them with their tags."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stratx.quix_apps import feature_build, training
+
+    years = set(settings.reference_years())
+    keep = []
+    for race in training.corpus_races(settings.data_dir):
+        ident = pd.DataFrame({"Year": [race.meta.year], "EventName": [race.meta.event_name]})
+        if base.race_split(ident).iloc[0] == "train" and (not years or race.meta.year in years):
+            keep.append(race)
+    if not keep:
+        raise ValueError(f"no training races for the drift reference in {settings.data_dir} (years {years})")
+    table, _ = feature_build.build_lap_table(keep, progress=progress)
+    digest = training.snapshot_hash(table)
+    sample = table.sample(n=min(settings.drift_reference_size, len(table)), random_state=REFERENCE_SEED)
+    sample = sample.sort_index().reset_index(drop=True)
+    races = base.race_names(table)
+    path = reference_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(sample, preserve_index=False)
+    tags = {"snapshot_hash": digest, "races": races, "rows_sampled_from": len(table), "seed": REFERENCE_SEED}
+    arrow = arrow.replace_schema_metadata(
+        {**(arrow.schema.metadata or {}), META_KEY: json.dumps(tags).encode()}
+    )
+    pq.write_table(arrow, path, compression="zstd")
+    log.info(
+        "drift reference: %d of %d driver-laps of %d races -> %s", len(sample), len(table), len(races), path
+    )
+    return Reference(sample, path, digest, races)
+
+
+def load_reference(settings: DriftSettings, rebuild: bool = False) -> Reference:
+    """The saved reference of these settings, built first when missing (or ``rebuild``)."""
+    import pyarrow.parquet as pq
+
+    path = reference_path(settings)
+    if rebuild or not path.is_file():
+        return build_reference(settings)
+    arrow = pq.read_table(path)
+    tags = json.loads((arrow.schema.metadata or {}).get(META_KEY, b"{}"))
+    return Reference(arrow.to_pandas(), path, str(tags.get("snapshot_hash", "")), list(tags.get("races", [])))
+
+
+# ------------------------------------------------------------------ current window
+def read_records(broker_address: str, topic: str) -> list[dict[str, Any]]:
+    return [json.loads(m.value() or b"{}") for m in kafka_io.read_all(broker_address, topic, drain_s=0.5)]
+
+
+def current_window(settings: DriftSettings, session_key: int | None) -> tuple[int, pd.DataFrame]:
+    """(session key, its windowed LapFeatures rows) from ``stratx.features.lap``."""
+    records = read_records(settings.broker_address, catalog.FEATURES_LAP.name)
+    key = session_key if session_key is not None else drift.latest_session(records)
+    if key is None:
+        raise NoData(f"no lap features on {catalog.FEATURES_LAP.name} yet")
+    rows = pd.DataFrame([r for r in records if r.get("SessionKey") == key])
+    if rows.empty:
+        raise NoData(f"no lap features of session {key} on {catalog.FEATURES_LAP.name}")
+    rows = rows.drop_duplicates(["DriverNumber", "LapNumber"], keep="last")
+    window = drift.session_window(rows, key, settings.drift_window_laps, settings.drift_window_minutes)
+    return key, window.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ Evidently
+def evidently_run(current: pd.DataFrame, reference: pd.DataFrame) -> Any:
+    """Evidently's DataDriftPreset (default per-column tests) of ``current`` vs ``reference``; the
+    Snapshot. Its import and run warn (numpy/pandas deprecations) and are silenced here only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import Report
+        from evidently.presets import DataDriftPreset
+
+        return Report([DataDriftPreset()], include_tests=True).run(current, reference)
+
+
+def compare(current: pd.DataFrame, reference: pd.DataFrame, html: Path) -> drift.DriftResult:
+    """Compare the drift views of two LapFeatures frames; writes the HTML report."""
+    ref_view, cur_view = drift.feature_view(reference), drift.feature_view(current)
+    columns = drift.select_columns(ref_view, cur_view)
+    snapshot = evidently_run(cur_view[columns], ref_view[columns])
+    html.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot.save_html(str(html))
+        return drift.read_snapshot(snapshot.dict())
+
+
+# ------------------------------------------------------------------ one run
+def _load_state(folder: Path) -> dict[str, bool]:
+    path = folder / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save_state(folder: Path, state: dict[str, bool]) -> None:
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def _prune(folder: Path, session_key: int) -> None:
+    for old in sorted(folder.glob(f"drift_{session_key}_*.html"))[:-KEEP_HTML]:
+        old.unlink(missing_ok=True)
+
+
+def set_gauges(dataset: str, result: drift.DriftResult, threshold: float) -> None:
+    DRIFT_SHARE.labels(dataset).set(result.share)
+    DRIFT_DETECTED.labels(dataset).set(1.0 if result.share >= threshold else 0.0)
+    for column in result.columns:
+        FEATURE_DRIFT_SCORE.labels(dataset, column.column).set(column.score)
+    DRIFT_RUNS.inc()
+
+
+def run_once(
+    settings: DriftSettings,
+    reference: Reference,
+    session_key: int | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One comparison (module doc); returns the JSON summary it wrote (``status`` ``ok`` or
+    ``skipped`` when the window has fewer than ``drift_min_rows`` rows)."""
+    now = now or datetime.now(UTC)
+    key, window = current_window(settings, session_key)
+    folder = settings.drift_reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"drift_{key}_{now.strftime('%Y%m%dT%H%M%S%fZ')}"
+    summary: dict[str, Any] = {
+        "session_key": key,
+        "dataset": drift.FEATURES,
+        "run_at": now.isoformat(),
+        "window": {
+            "laps": settings.drift_window_laps,
+            "minutes": settings.drift_window_minutes,
+            "rows": len(window),
+            "first_lap": int(window["LapNumber"].min()) if len(window) else None,
+            "last_lap": int(window["LapNumber"].max()) if len(window) else None,
+        },
+        "reference": {
+            "path": str(reference.path),
+            "snapshot_hash": reference.snapshot_hash,
+            "rows": len(reference.rows),
+            "races": reference.races,
+        },
+        "threshold": settings.drift_threshold,
+        "rearm_share": settings.drift_rearm_share,
+    }
+    if len(window) < settings.drift_min_rows:
+        summary.update(
+            status="skipped", reason=f"{len(window)} rows < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows}"
+        )
+        return summary
+    html = folder / f"{stem}.html"
+    result = compare(window, reference.rows, html)
+    set_gauges(drift.FEATURES, result, settings.drift_threshold)
+    state = _load_state(folder)
+    state_key = f"{key}:{drift.FEATURES}"
+    armed, fire = drift.alarm_step(
+        state.get(state_key, True), result.share, settings.drift_threshold, settings.drift_rearm_share
+    )
+    alert = None
+    if fire:
+        alert = schemas.Alert.model_validate(
+            drift.drift_alert(key, drift.FEATURES, result, settings.drift_threshold, window, now)
+        ).model_dump(mode="json")
+        kafka_io.produce_json(
+            settings.broker_address, catalog.ALERTS.name, f"{key}:{drift.SESSION_WIDE_DRIVER}", alert
+        )
+    state[state_key] = armed
+    _save_state(folder, state)
+    summary.update(
+        status="ok",
+        share=result.share,
+        drifted=len(result.drifted),
+        compared=len(result.columns),
+        detected=result.share >= settings.drift_threshold,
+        alert=alert,
+        html=str(html),
+        columns=drift.column_summary(result),
+    )
+    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _prune(folder, key)
+    return summary
+
+
+def latest_summary(folder: Path, session_key: int | None = None) -> dict[str, Any] | None:
+    """The newest JSON summary in ``folder`` (of one session, or any), or None."""
+    pattern = f"drift_{session_key}_*.json" if session_key is not None else "drift_*_*.json"
+    found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line for the terminal."""
+    if summary.get("status") != "ok":
+        return f"drift session {summary['session_key']}: skipped ({summary.get('reason')})"
+    alert = "; drift alert raised" if summary.get("alert") else ""
+    return (
+        f"drift session {summary['session_key']}: {summary['drifted']}/{summary['compared']} columns drifted, "
+        f"share {summary['share']:.3f} (threshold {summary['threshold']:.2f}, "
+        f"{summary['window']['rows']} driver-laps){alert} -> {summary['html']}"
+    )
+
+
+# ------------------------------------------------------------------ the job
+def serve_metrics(settings: DriftSettings) -> Any:
+    """The drift job's /metrics exporter (``metrics.serve("drift")``), or None."""
+    from stratx.quix_apps import metrics
+
+    return metrics.serve("drift", settings)
+
+
+def run_job(
+    settings: DriftSettings,
+    session_key: int | None = None,
+    every_s: float | None = None,
+    max_runs: int | None = None,
+    rebuild_reference: bool = False,
+    stop: threading.Event | None = None,
+) -> int:
+    """One run (``every_s`` None) or a run every ``every_s`` seconds until ``stop``/``max_runs``/
+    Ctrl-C. Periodic runs keep going when there is no data yet or the broker hiccups."""
+    from confluent_kafka import KafkaException
+
+    reference = load_reference(settings, rebuild=rebuild_reference)
+    print(
+        f"drift reference: {len(reference.rows)} driver-laps of {len(reference.races)} training races, "
+        f"snapshot {reference.snapshot_hash[:12]} ({reference.path})",
+        flush=True,
+    )
+    if every_s is None:
+        print(describe(run_once(settings, reference, session_key)), flush=True)
+        return 0
+    stop = stop or threading.Event()
+    runs = 0
+    while not stop.is_set() and (max_runs is None or runs < max_runs):
+        started = time.monotonic()
+        try:
+            print(describe(run_once(settings, reference, session_key)), flush=True)
+        except (NoData, KafkaException, TimeoutError) as exc:
+            print(f"drift: {exc}", flush=True)
+        runs += 1
+        stop.wait(max(0.0, every_s - (time.monotonic() - started)))
+    return 0

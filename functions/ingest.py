@@ -204,38 +204,78 @@ def _finish(
     return RawRecord(spec, key, row)
 
 
+REASON_INPUT_CHARS = 120  # a rejected value is quoted in the reason up to this many characters
+
+
+def _quoted(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= REASON_INPUT_CHARS else f"{text[:REASON_INPUT_CHARS]}... ({len(text)} chars)"
+
+
 def validate(record: RawRecord) -> BaseModel | Rejected:
     """The record as its topic's schema, or the reason it is rejected (for the dead letters)."""
     try:
         return record.topic.schema.model_validate(record.payload)
     except ValidationError as exc:
         errors = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']} (got {e.get('input')!r})"
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']} (got {_quoted(e.get('input'))})"
             for e in exc.errors(include_url=False)[:3]
         )
         return Rejected(f"{record.topic.schema.__name__} schema: {errors}")
 
 
-def _car_ok(p: dict[str, Any]) -> bool:
-    """The CarTelemetry schema's checks, for payloads built by ``_car_frame`` (types are exact)."""
-    thr = p["Throttle"]
+_HEADER_KEYS = frozenset({"v", "SessionKey", "Seq", "SessionTime", "Date", "DriverNumber"})
+_CAR_KEYS = _HEADER_KEYS | {"Speed", "RPM", "nGear", "Throttle", "Brake", "DRS"}
+_POS_KEYS = _HEADER_KEYS | {"X", "Y", "Z"}
+_INT32 = 2**31
+_XYZ = 100_000
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _header_ok(p: dict[str, Any]) -> bool:
+    """The Event/DriverEvent checks for exactly typed payloads (anything else: False, pydantic decides)."""
+    t, date, number = p["SessionTime"], p["Date"], p["DriverNumber"]
     return (
-        0 <= p["Speed"] <= 400
-        and 0 <= p["RPM"] <= 20000
-        and 0 <= p["nGear"] <= 8
-        and (thr is None or 0 <= thr <= 100)
-        and 0 <= p["DRS"] <= 15
-        and _driver_ok(p["DriverNumber"])
-        and p["SessionTime"] is not None
+        _int_in(p["v"], 1, 1)
+        and _int_in(p["SessionKey"], -_INT32, _INT32 - 1)
+        and _int_in(p["Seq"], 0, 2**63 - 1)
+        and type(t) is float
+        and -schemas.SESSION_TIME_MAX_S <= t <= schemas.SESSION_TIME_MAX_S  # False for NaN
+        and (date is None or (type(date) is datetime and date.tzinfo is UTC and 1950 <= date.year <= 2100))
+        and type(number) is str
+        and 1 <= len(number) <= 2
+        and number.isascii()
+        and number.isdigit()
+    )
+
+
+def _car_ok(p: dict[str, Any]) -> bool:
+    """The CarTelemetry schema's checks, for exactly typed payloads such as ``_car_frame`` builds."""
+    if p.keys() != _CAR_KEYS:
+        return False
+    thr, brake = p["Throttle"], p["Brake"]
+    return (
+        _int_in(p["Speed"], 0, 400)
+        and _int_in(p["RPM"], 0, 20000)
+        and _int_in(p["nGear"], 0, 8)
+        and (thr is None or _int_in(thr, 0, 100))
+        and (brake is None or type(brake) is bool)
+        and _int_in(p["DRS"], 0, 15)
+        and _header_ok(p)
     )
 
 
 def _pos_ok(p: dict[str, Any]) -> bool:
-    return _driver_ok(p["DriverNumber"]) and p["SessionTime"] is not None
-
-
-def _driver_ok(number: str) -> bool:
-    return 1 <= len(number) <= 2 and number.isdigit()
+    return (
+        p.keys() == _POS_KEYS
+        and _int_in(p["X"], -_XYZ, _XYZ)
+        and _int_in(p["Y"], -_XYZ, _XYZ)
+        and _int_in(p["Z"], -_XYZ, _XYZ)
+        and _header_ok(p)
+    )
 
 
 # hot topics (~98 % of events): schema checks in plain Python, then orjson; the contract test
@@ -246,7 +286,7 @@ _FAST_CHECKS = {catalog.CAR_TELEMETRY.name: _car_ok, catalog.CAR_POSITION.name: 
 def encode(record: RawRecord) -> bytes | Rejected:
     """The record as JSON bytes of its topic's schema, or the reason it is rejected."""
     check = _FAST_CHECKS.get(record.topic.name)
-    if check is not None and check(record.payload):
+    if check is not None and isinstance(record.payload, dict) and check(record.payload):
         return orjson.dumps(record.payload)
     checked = validate(record)
     if isinstance(checked, Rejected):

@@ -14,51 +14,82 @@ used for resume and de-duplication downstream). Units are given per field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
+# ---- ingestion ranges (README "Data quality": each bound is checked against every record of the
+# bundled races and the 37-race corpus, tests/unit/test_data_quality.py)
+def _not_bool(value: Any) -> Any:
+    """JSON true/false is not a number (pydantic's lax mode would read it as 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return value
+
+
+def _utc_date(value: datetime) -> datetime:
+    """A timezone-aware date between 1950 (the first championship) and 2100."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("date has no timezone (UTC expected)")
+    if not 1950 <= value.year <= 2100:
+        raise ValueError(f"date year {value.year} outside 1950-2100")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+UtcDate = Annotated[datetime, AfterValidator(_utc_date)]
+# |SessionTime| bound, 10 years: guards date arithmetic (bundled races: -5,399 to 15,287 s)
+SESSION_TIME_MAX_S = 3_650 * 86_400.0
+SessionSeconds = Annotated[Float, Field(ge=-SESSION_TIME_MAX_S, le=SESSION_TIME_MAX_S)]
+DRIVER_NUMBER = r"^[0-9]{1,2}$"  # ASCII only: the regex engine's \d also matches other scripts' digits
+LONGEST_S = 14_400.0  # a lap or sector that spans a red-flag stoppage: 4 h bound (corpus max 216 s)
+MAX_LAPS = 200  # lap numbers (longest race in the corpus: 78 laps)
+
+
 class Event(BaseModel):
     """Header shared by every raw event."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     schema_name: ClassVar[str] = "Event"
 
     v: Literal[1] = 1
-    SessionKey: int = Field(description="F1 live-timing / OpenF1 session key")
-    Seq: int = Field(ge=0, description="position in the session's event-time order")
-    SessionTime: float = Field(description="event time, seconds since session t0")
-    Date: datetime | None = Field(default=None, description="event time, UTC")
+    SessionKey: Int = Field(
+        ge=-(2**31), le=2**31 - 1, description="F1 live-timing / OpenF1 session key (corpus: negative)"
+    )
+    Seq: Int = Field(ge=0, le=2**63 - 1, description="position in the session's event-time order")
+    SessionTime: SessionSeconds = Field(description="event time, seconds since session t0")
+    Date: UtcDate | None = Field(default=None, description="event time, UTC")
 
 
 class DriverEvent(Event):
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$", description="car number as F1 timing gives it")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER, description="car number as F1 timing gives it")
 
 
 class CarTelemetry(DriverEvent):
     """One car-data sample (~3.7 Hz per car)."""
 
     schema_name: ClassVar[str] = "CarTelemetry"
-    Speed: int = Field(ge=0, le=400, description="km/h")
-    RPM: int = Field(ge=0, le=20000, description="engine revolutions per minute")
-    nGear: int = Field(ge=0, le=8, description="0 neutral, 1-8 gear")
-    Throttle: int | None = Field(ge=0, le=100, description="% pedal; None when the feed has no valid value")
+    Speed: Int = Field(ge=0, le=400, description="km/h")
+    RPM: Int = Field(ge=0, le=20000, description="engine revolutions per minute")
+    nGear: Int = Field(ge=0, le=8, description="0 neutral, 1-8 gear")
+    Throttle: Int | None = Field(ge=0, le=100, description="% pedal; None when the feed has no valid value")
     Brake: bool | None = Field(description="brake pedal on/off; None when the feed has no valid value")
-    DRS: int = Field(ge=0, le=15, description="raw feed code: 0/1 off, 8 eligible, 10/12/14 open")
+    DRS: Int = Field(ge=0, le=15, description="raw feed code: 0/1 off, 8 eligible, 10/12/14 open")
 
 
 class CarPosition(DriverEvent):
     """One car-position sample (~3.8 Hz per car), FastF1 pos_data track frame (1/10 m)."""
 
     schema_name: ClassVar[str] = "CarPosition"
-    X: int
-    Y: int
-    Z: int
+    X: Int = Field(ge=-100_000, le=100_000, description="1/10 m; |X| <= 10 km (bundled max 7,734)")
+    Y: Int = Field(ge=-100_000, le=100_000, description="1/10 m (bundled max 17,775)")
+    Z: Int = Field(ge=-100_000, le=100_000, description="1/10 m (bundled max 6,164)")
 
 
 class Lap(DriverEvent):
@@ -66,53 +97,68 @@ class Lap(DriverEvent):
 
     schema_name: ClassVar[str] = "Lap"
     Driver: str = Field(min_length=2, max_length=3, description="three-letter code")
-    Team: str | None = None
-    LapNumber: int = Field(ge=1)
-    LapTime: NonNegFloat | None = Field(default=None, description="s; None when not timed (e.g. lap 1)")
-    Sector1Time: NonNegFloat | None = None
-    Sector2Time: NonNegFloat | None = None
-    Sector3Time: NonNegFloat | None = None
-    LapStartTime: float | None = Field(default=None, description="session time of lap start, s")
-    PitInTime: float | None = Field(default=None, description="session time of pit entry, s")
-    PitOutTime: float | None = Field(default=None, description="session time of pit exit, s")
-    Stint: int | None = Field(default=None, ge=1)
-    Compound: str | None = None
-    TyreLife: float | None = Field(default=None, ge=0, description="laps on this tyre set")
+    Team: str | None = Field(default=None, max_length=100)
+    LapNumber: Int = Field(ge=1, le=MAX_LAPS)
+    LapTime: Float | None = Field(
+        default=None,
+        ge=30,
+        le=LONGEST_S,
+        description="s; None when not timed (e.g. lap 1); corpus 65.6-216.4",
+    )
+    Sector1Time: Float | None = Field(default=None, gt=0, le=LONGEST_S)
+    Sector2Time: Float | None = Field(default=None, gt=0, le=LONGEST_S)
+    Sector3Time: Float | None = Field(default=None, gt=0, le=LONGEST_S)
+    LapStartTime: SessionSeconds | None = Field(default=None, description="session time of lap start, s")
+    PitInTime: SessionSeconds | None = Field(default=None, description="session time of pit entry, s")
+    PitOutTime: SessionSeconds | None = Field(default=None, description="session time of pit exit, s")
+    Stint: Int | None = Field(default=None, ge=1, le=20)
+    Compound: str | None = Field(
+        default=None, pattern=r"^[A-Z_]{1,20}$", description="e.g. SOFT, INTERMEDIATE"
+    )
+    TyreLife: Float | None = Field(default=None, ge=0, le=MAX_LAPS, description="laps on this tyre set")
     FreshTyre: bool | None = None
-    TrackStatus: str | None = Field(default=None, description="track status codes seen on the lap, e.g. '14'")
-    Position: int | None = Field(default=None, ge=1, le=30)
+    TrackStatus: str | None = Field(
+        default=None, pattern=r"^[1-7]{0,32}$", description="track status codes seen on the lap, e.g. '14'"
+    )
+    Position: Int | None = Field(default=None, ge=1, le=30)
     IsPersonalBest: bool | None = None
     Deleted: bool | None = None
     IsAccurate: bool | None = None
-    SpeedI1: float | None = Field(default=None, description="km/h")
-    SpeedI2: float | None = Field(default=None, description="km/h")
-    SpeedFL: float | None = Field(default=None, description="km/h")
-    SpeedST: float | None = Field(default=None, description="km/h")
+    SpeedI1: Float | None = Field(default=None, ge=0, le=400, description="km/h")
+    SpeedI2: Float | None = Field(default=None, ge=0, le=400, description="km/h")
+    SpeedFL: Float | None = Field(default=None, ge=0, le=400, description="km/h")
+    SpeedST: Float | None = Field(default=None, ge=0, le=400, description="km/h")
 
 
 class Timing(DriverEvent):
     """A live-timing tower update: running position and gaps (FastF1 timing stream)."""
 
     schema_name: ClassVar[str] = "Timing"
-    Position: int | None = Field(default=None, ge=1, le=30)
-    GapToLeader: float | None = Field(default=None, ge=0, description="s; None when lapped or unknown")
-    IntervalToPositionAhead: float | None = Field(default=None, ge=0, description="s; None when unknown")
-    GapToLeaderRaw: str | None = Field(default=None, description="as shown on the tower, e.g. '+1.234', '1L'")
-    IntervalRaw: str | None = Field(default=None, description="as shown on the tower")
+    Position: Int | None = Field(default=None, ge=1, le=30)
+    GapToLeader: Float | None = Field(
+        default=None, ge=0, le=3600, description="s; None when lapped or unknown"
+    )
+    IntervalToPositionAhead: Float | None = Field(
+        default=None, ge=0, le=3600, description="s; None when unknown"
+    )
+    GapToLeaderRaw: str | None = Field(
+        default=None, max_length=32, description="as shown on the tower, e.g. '+1.234', '1L'"
+    )
+    IntervalRaw: str | None = Field(default=None, max_length=32, description="as shown on the tower")
 
 
 class RaceControl(Event):
     """A race-control message (flags, safety car, penalties, DRS)."""
 
     schema_name: ClassVar[str] = "RaceControl"
-    Category: str
-    Message: str
-    Status: str | None = None
-    Flag: str | None = None
-    Scope: str | None = None
-    Sector: int | None = None
-    RacingNumber: str | None = None
-    Lap: int | None = None
+    Category: str = Field(max_length=64)
+    Message: str = Field(max_length=2000, description="free text (corpus: up to 146 characters)")
+    Status: str | None = Field(default=None, max_length=64)
+    Flag: str | None = Field(default=None, max_length=64)
+    Scope: str | None = Field(default=None, max_length=64)
+    Sector: Int | None = Field(default=None, ge=1, le=99, description="marshal sector (corpus: 1-21)")
+    RacingNumber: str | None = Field(default=None, pattern=DRIVER_NUMBER)
+    Lap: Int | None = Field(default=None, ge=1, le=MAX_LAPS)
 
 
 class TrackStatus(Event):
@@ -120,41 +166,41 @@ class TrackStatus(Event):
 
     schema_name: ClassVar[str] = "TrackStatus"
     Status: str = Field(pattern=r"^[1-7]$")
-    Message: str | None = None
+    Message: str | None = Field(default=None, max_length=64)
 
 
 class Weather(Event):
     """Weather-station reading (about once a minute)."""
 
     schema_name: ClassVar[str] = "Weather"
-    AirTemp: float | None = Field(default=None, description="deg C")
-    Humidity: float | None = Field(default=None, description="%")
-    Pressure: float | None = Field(default=None, description="mbar")
+    AirTemp: Float | None = Field(default=None, ge=-30, le=60, description="deg C (corpus 11.1-37.2)")
+    Humidity: Float | None = Field(default=None, ge=0, le=100, description="%")
+    Pressure: Float | None = Field(default=None, ge=500, le=1100, description="mbar (corpus 778.5-1019)")
     Rainfall: bool | None = None
-    TrackTemp: float | None = Field(default=None, description="deg C")
-    WindDirection: float | None = Field(default=None, description="deg")
-    WindSpeed: float | None = Field(default=None, description="m/s")
+    TrackTemp: Float | None = Field(default=None, ge=-30, le=90, description="deg C (corpus 15.6-55.6)")
+    WindDirection: Float | None = Field(default=None, ge=0, le=360, description="deg")
+    WindSpeed: Float | None = Field(default=None, ge=0, le=100, description="m/s (corpus max 7.6)")
 
 
 class DriverInfo(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    DriverNumber: str
-    Abbreviation: str
-    FullName: str | None = None
-    TeamName: str | None = None
-    TeamColor: str | None = None
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
+    Abbreviation: str = Field(min_length=1, max_length=8)
+    FullName: str | None = Field(default=None, max_length=200)
+    TeamName: str | None = Field(default=None, max_length=200)
+    TeamColor: str | None = Field(default=None, max_length=16)
 
 
 class SessionInfo(Event):
     """Describes the session; emitted first, so consumers know the drivers and the clock."""
 
     schema_name: ClassVar[str] = "SessionInfo"
-    Year: int
-    EventName: str
-    SessionName: str
-    Circuit: str | None = None
-    TotalLaps: int | None = None
-    T0Date: datetime | None = Field(default=None, description="UTC time of SessionTime 0")
+    Year: Int = Field(ge=1950, le=2100)
+    EventName: str = Field(max_length=200)
+    SessionName: str = Field(max_length=200)
+    Circuit: str | None = Field(default=None, max_length=200)
+    TotalLaps: Int | None = Field(default=None, ge=1, le=MAX_LAPS)
+    T0Date: UtcDate | None = Field(default=None, description="UTC time of SessionTime 0")
     T0Source: str = Field(description="'fastf1' (exact) or 'estimate' (OpenF1 lap alignment)")
     Drivers: list[DriverInfo]
     Sources: dict[str, int] = Field(description="rows per source table in this replay")
@@ -169,7 +215,7 @@ class LapFeatures(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
     Driver: str | None = None
     Team: str | None = None
     LapNumber: int = Field(ge=1)
@@ -231,7 +277,7 @@ class TelemetryWindow(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
     WindowStart: float = Field(description="s, SessionTime of the window start (inclusive)")
     WindowEnd: float = Field(description="s, SessionTime of the window end (exclusive)")
     Date: datetime | None = Field(description="UTC time of WindowEnd; None when samples had no Date")
@@ -266,7 +312,7 @@ class LapAggression(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
     LapNumber: int = Field(ge=1)
     LapStartTime: float = Field(description="s, lap start (previous lap end), SessionTime axis")
     SessionTime: float = Field(description="s, lap end")
@@ -293,7 +339,7 @@ class CarProgress(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
     SessionTime: float = Field(description="s since session t0, of the position sample")
     Date: datetime | None = Field(default=None, description="UTC of the sample")
     DistanceTotal: float = Field(description="m from the line at the race start (monotone)")
@@ -309,7 +355,7 @@ class TrackGap(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
     SessionTime: float = Field(description="grid time T, s since session t0")
     Date: datetime | None = Field(default=None, description="UTC of T")
     DistanceTotal: float = Field(description="m from the line at the race start")
@@ -341,7 +387,7 @@ class Prediction(BaseModel):
 
     v: Literal[1] = 1
     SessionKey: int
-    DriverNumber: str = Field(pattern=r"^\d{1,2}$", description="the driver the prediction is about")
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER, description="the driver the prediction is about")
     LapNumber: int | None = Field(default=None, ge=1, description="the lap of the feature record")
     Model: ModelKey
     ModelVersion: str | None = Field(description="registry version of the model that answered")
@@ -364,7 +410,7 @@ class Alert(BaseModel):
     v: Literal[1] = 1
     SessionKey: int
     DriverNumber: str = Field(
-        pattern=r"^\d{1,2}$",
+        pattern=DRIVER_NUMBER,
         description='the car; "0" = the whole session (drift alerts; no car races as 0)',
     )
     LapNumber: int | None = Field(default=None, ge=1)

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stratx.functions.schemas import LapFeatures
+from stratx.functions.schemas import DRIVER_NUMBER, LapFeatures
 
 MAX_ROWS = 5000  # rows per request; larger batches get a 400 (split them client-side)
 
@@ -80,7 +80,7 @@ class OvertakeRow(LapFeatures):
     repeated). The car ahead is the one that crossed the line just before on the same lap."""
 
     EventName: str | None = Field(default=None, description="circuit pass rate; else the overall rate")
-    AheadDriverNumber: str = Field(pattern=r"^\d{1,2}$")
+    AheadDriverNumber: str = Field(pattern=DRIVER_NUMBER)
     AheadSessionTime: float = Field(description="the car ahead's lap end, s since session t0")
     AheadLapTime: float | None = Field(default=None, description="s")
     AheadCompound: str | None = None

@@ -203,8 +203,10 @@ def log_and_register(
     metrics: dict[str, float],
     params: dict[str, Any],
     tags: dict[str, str],
+    artifacts: Sequence[Path] = (),
 ) -> tuple[str, str, bool, float | None]:
-    """Log a run with the bundle, register a version, tag it, promote it if it wins."""
+    """Log a run with the bundle (and ``artifacts``, e.g. the data-quality report), register a
+    version, tag it, promote it if it wins."""
     import mlflow
     import mlflow.pyfunc
 
@@ -215,6 +217,8 @@ def log_and_register(
         mlflow.log_params(params)
         mlflow.log_metrics({k: v for k, v in metrics.items() if pd.notna(v)})
         mlflow.set_tags(tags)
+        for path in artifacts:
+            mlflow.log_artifact(str(path), artifact_path="data_quality")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -255,9 +259,10 @@ def train(
     corpus: base.Corpus,
     progress: bool = True,
     split: base.Splitter = base.race_split,
+    artifacts: Sequence[Path] = (),
 ) -> TrainResult:
-    """Fit ``recipe`` on ``corpus``, log to MLflow, register, maybe promote (``split`` overrides the
-    race split, for tests)."""
+    """Fit ``recipe`` on ``corpus``, log to MLflow (with ``artifacts``), register, maybe promote
+    (``split`` overrides the race split, for tests)."""
     started = time.perf_counter()
     bundle, val_metrics = recipe.fit(corpus, split, progress)
     seconds = time.perf_counter() - started
@@ -276,7 +281,9 @@ def train(
         "model_key": recipe.key,
         "target": str(bundle.meta.get("target", recipe.key)),
     }
-    run_id, version, wins, previous = log_and_register(settings, recipe, bundle, metrics, params, tags)
+    run_id, version, wins, previous = log_and_register(
+        settings, recipe, bundle, metrics, params, tags, artifacts
+    )
     return TrainResult(recipe.key, recipe.model_name, run_id, version, wins, previous, metrics, seconds)
 
 
@@ -329,12 +336,25 @@ def train_main(args: argparse.Namespace, settings: TrainingSettings | None = Non
     corpus = build_corpus(
         races, progress, any(r.needs_windows for r in recipes), results_files=results_files, laps=laps
     )
+    quality_report = check_quality(settings, corpus)
     started = time.perf_counter()
     for recipe in recipes:
-        result = train(settings, recipe, corpus, progress=progress)
+        result = train(settings, recipe, corpus, progress=progress, artifacts=[quality_report])
         print(summary(recipe, result))
     print(f"trained {len(recipes)} model(s) in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def check_quality(settings: TrainingSettings, corpus: base.Corpus) -> Path:
+    """Run the data-quality suite on the corpus tables, write its JSON report to
+    ``<reports_dir>/data_quality.json``; raise ``DataQualityError`` (nothing is trained) on failure."""
+    from stratx.quix_apps import data_quality
+
+    report = data_quality.check_tables({"laps": corpus.laps, "windows": corpus.windows})
+    path = data_quality.write_report(report, settings.reports_dir / "data_quality.json")
+    data_quality.require(report, path)
+    print(f"{report.summary()}; report {path}")
+    return path
 
 
 def summary(recipe: base.Recipe, result: TrainResult) -> str:

@@ -197,7 +197,7 @@ def test_bad_settings_fail_before_any_call(
     assert _client("iam").list_roles()["Roles"] == []  # type: ignore[attr-defined]
 
 
-# ------------------------------------------------------------------ pure parts (no server)
+# ------------------------------------------------------------------ without a server
 def test_role_policy_scopes_msk_topics_and_group() -> None:
     names = deploy.Names.of(
         DeploySettings(deploy_msk_cluster_arn="arn:aws:kafka:eu-west-1:1:cluster/f1/abc-1")
@@ -222,6 +222,7 @@ def test_role_policy_scopes_msk_topics_and_group() -> None:
         deploy.msk_arn("arn:aws:kafka:eu-west-1:1:topic/x", "topic", "t")
 
 
+@pytest.mark.integration  # imports the handler in a child interpreter
 def test_zip_is_deterministic_and_holds_the_handler_modules() -> None:
     package = deploy.handler_package("stratx.localstack.adapters.aws_lambda.handler")
     assert "stratx/localstack/adapters/aws_lambda.py" in package.files

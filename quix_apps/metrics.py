@@ -249,16 +249,17 @@ class LoopMeter:
     own running totals), and one event in ``sample_every`` is timed (so the histogram's ``_count``
     is the number of *sampled* events; its quantiles are those of all events)."""
 
-    def __init__(self, app: str, sample_every: int = 16) -> None:
-        self.app, self.sample_every = app, sample_every
+    def __init__(self, app: str, sample_every: int = 16, flush_every: int = 1024) -> None:
+        self.app, self.sample_every, self.flush_every = app, sample_every, flush_every
         self._hist = PROCESSING_SECONDS.labels(app)
         self._n = 0
         self._flushed: dict[str, int] = {}
 
-    def sampled(self) -> bool:
-        """True for the events to time (call once per event)."""
+    def tick(self) -> int:
+        """Count one event; returns how many so far (time it when ``n % sample_every == 0``,
+        flush when ``n % flush_every == 0``)."""
         self._n += 1
-        return self._n % self.sample_every == 0
+        return self._n
 
     def observe(self, seconds: float) -> None:
         self._hist.observe(seconds)

@@ -256,8 +256,10 @@ def _metered_publish(
     result: ReplayResult,
     encode: Callable[[ingest.RawRecord], bytes | ingest.Rejected],
 ) -> None:
-    """:func:`_publish`, timed for one event in ``meter.sample_every``; counts pushed every 1024 events."""
-    if meter.sampled():
+    """:func:`_publish`, timed for one event in ``meter.sample_every``; counts pushed to the
+    counters every ``meter.flush_every`` events (and at the end of the run)."""
+    n = meter.tick()
+    if n % meter.sample_every == 0:
         started = time.perf_counter()
         reason = _publish(producer, tracker, record, result, encode)
         meter.observe(time.perf_counter() - started)
@@ -265,7 +267,7 @@ def _metered_publish(
         reason = _publish(producer, tracker, record, result, encode)
     if reason is not None:
         metrics.dead_letter(APP, reason)
-    if result.total % 1024 == 0:
+    if n % meter.flush_every == 0:
         meter.flush(_produced_totals(result))
 
 

@@ -244,3 +244,24 @@ def test_loop_meter_adds_only_the_increase() -> None:
     meter.flush({"t": 25})
     assert value("stratx_records_produced_total", app="unit-loop", topic="t") == before + 25
     assert [meter.tick() % meter.sample_every == 0 for _ in range(8)] == [False, False, False, True] * 2
+
+
+def test_openf1_requests_are_counted_by_status_and_retries() -> None:
+    from stratx.quix_apps.openf1_client import OpenF1Client
+
+    replies = iter(
+        [httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(503), httpx.Response(200, json=[])]
+    )
+    before = {s: value("stratx_openf1_requests_total", status=s) for s in ("200", "429", "5xx")}
+    retries = value("stratx_retries_total", app="live", target="openf1")
+    client = OpenF1Client(
+        base_url="http://openf1.test/v1",
+        rate_limit=1000,
+        transport=httpx.MockTransport(lambda _request: next(replies)),
+        sleep=lambda _s: None,
+    )
+    with client:
+        assert client.fetch("laps", {"session_key": "9189"}) == []
+    after = {s: value("stratx_openf1_requests_total", status=s) for s in ("200", "429", "5xx")}
+    assert {s: after[s] - before[s] for s in after} == {"200": 1, "429": 1, "5xx": 1}
+    assert value("stratx_retries_total", app="live", target="openf1") == retries + 2

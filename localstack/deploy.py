@@ -217,6 +217,9 @@ def msk_arn(cluster_arn: str, kind: str, name: str) -> str:
 
 
 # ------------------------------------------------------------------ packaging
+LAZY_IMPORTS = ("kafka",)
+"""Top-level modules the handler imports only when it runs (kafka-python: the output sink); boto3
+is left out, the Lambda runtime has it."""
 _PROBE = """
 import importlib, importlib.metadata as md, json, sys
 before = set(sys.modules)
@@ -224,7 +227,7 @@ importlib.import_module(sys.argv[1])
 mods = {n: m.__file__ for n, m in list(sys.modules.items()) if n.split(".")[0] == "stratx" and getattr(m, "__file__", None)}
 tops = {n.split(".")[0] for n in set(sys.modules) - before} - set(sys.stdlib_module_names) - {"stratx"}
 dists = md.packages_distributions()
-pins = sorted({f"{d}=={md.version(d)}" for t in tops for d in dists.get(t, [])})
+pins = sorted({f"{d}=={md.version(d)}" for t in tops | set(sys.argv[2:]) for d in dists.get(t, [])})
 print(json.dumps({"modules": mods, "requirements": pins}))
 """
 
@@ -240,7 +243,9 @@ class Package:
 def handler_package(handler: str) -> Package:
     """Import the handler's module in a child interpreter and list what it loaded."""
     module = handler.rsplit(".", 1)[0]
-    run = subprocess.run([sys.executable, "-c", _PROBE, module], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, module, *LAZY_IMPORTS], capture_output=True, text=True, check=False
+    )
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"cannot import the handler module {module}: {last}")

@@ -122,7 +122,7 @@ def transform(record: InboundRecord) -> list[OutboundRecord]:
         return [_dead(record, "empty value (tombstone)")]
     try:
         parsed = json.loads(record.value)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep
         return [_dead(record, f"value is not JSON: {exc}")]
     if not isinstance(parsed, dict):
         return [_dead(record, f"value is a JSON {type(parsed).__name__}, not an OpenF1 record (object)")]

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeGuard
 
+from pydantic import ValidationError
+
 from stratx.functions import catalog, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.ingest import FEED_INVALID, RawRecord, Rejected, parse_gap
@@ -94,7 +96,10 @@ def parse_date(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     else:
         raise ValueError(f"not a date: {value!r}")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"date out of range: {value!r}") from exc
 
 
 def _is_int(v: Any) -> TypeGuard[int]:
@@ -112,6 +117,29 @@ def _num(v: Any) -> float | None:
 _INT_FIELDS = {"driver_number", "lap_number", "speed", "rpm", "n_gear", "throttle", "brake", "drs",
                "x", "y", "z", "position", "stint_number", "lap_start", "session_key"}  # fmt: skip
 _DATE_FIELDS = {"date", "date_start"}
+
+
+def _not_numbers(endpoint: str, record: Record, names: Sequence[str], ints: bool = False) -> str | None:
+    """Why an optional numeric field holds something else than a (finite) number, or None: such a
+    record is rejected with the reason rather than having the value silently dropped."""
+    for name in names:
+        value = record.get(name)
+        if value is not None and not (_is_int(value) if ints else _is_num(value)):
+            kind = "an integer" if ints else "a finite number"
+            return f"openf1 {endpoint}: {name} is not {kind} (got {str(value)[:80]!r})"
+    return None
+
+
+_LAP_NUMBERS = ("lap_duration", "duration_sector_1", "duration_sector_2", "duration_sector_3",
+                "i1_speed", "i2_speed", "st_speed")  # fmt: skip
+_WEATHER_NUMBERS = (
+    "air_temperature",
+    "humidity",
+    "pressure",
+    "track_temperature",
+    "wind_direction",
+    "wind_speed",
+)
 
 
 def malformed(endpoint: str, record: Any) -> str | None:
@@ -379,6 +407,8 @@ def normalise_position(record: Record, ctx: SessionContext, seq: int) -> RawReco
 def normalise_race_control(record: Record, ctx: SessionContext, seq: int) -> RawRecord | Rejected:
     if (reason := malformed("race_control", record)) is not None:
         return Rejected(reason)
+    if (reason := _not_numbers("race_control", record, ("sector", "lap_number"), ints=True)) is not None:
+        return Rejected(reason)
     number, lap, sector = record.get("driver_number"), record.get("lap_number"), record.get("sector")
     return _finish(
         catalog.RACE_CONTROL,
@@ -400,7 +430,11 @@ def normalise_race_control(record: Record, ctx: SessionContext, seq: int) -> Raw
 def normalise_weather(record: Record, ctx: SessionContext, seq: int) -> RawRecord | Rejected:
     if (reason := malformed("weather", record)) is not None:
         return Rejected(reason)
+    if (reason := _not_numbers("weather", record, _WEATHER_NUMBERS)) is not None:
+        return Rejected(reason)
     rain = record.get("rainfall")
+    if rain is not None and not (_is_num(rain) or isinstance(rain, bool)):
+        return Rejected(f"openf1 weather: rainfall is not a number or boolean (got {str(rain)[:80]!r})")
     return _finish(
         catalog.WEATHER,
         ctx,
@@ -443,10 +477,12 @@ def stint_for_lap(stints: Iterable[Record], driver: str, lap: int) -> dict[str, 
         if start <= lap and (not _is_int(end) or lap <= int(end)):
             age = s.get("tyre_age_at_start")
             compound = s.get("compound")
+            life = age + lap - start + 1 if _is_int(age) else None
             return {
                 "Stint": int(s["stint_number"]),
                 "Compound": str(compound) if compound else None,
-                "TyreLife": float(age + lap - start + 1) if _is_int(age) else None,
+                # an absurd age becomes inf, which the Lap schema rejects with the reason
+                "TyreLife": (float(life) if abs(life) < 1e15 else math.inf) if life is not None else None,
                 "FreshTyre": age == 0 if _is_int(age) else None,
             }
     return {}
@@ -477,7 +513,7 @@ def normalise_lap(
     next_lap_start: datetime | None = None,
 ) -> RawRecord | Rejected:
     """A completed lap; event time = ``date_start + lap_duration`` (or the next lap's start)."""
-    if (reason := malformed("laps", record)) is not None:
+    if (reason := malformed("laps", record) or _not_numbers("laps", record, _LAP_NUMBERS)) is not None:
         return Rejected(reason)
     driver = str(record["driver_number"])
     info = ctx.drivers.get(driver)
@@ -491,7 +527,10 @@ def normalise_lap(
         return Rejected(f"openf1 laps: date_start is not an ISO date (got {record['date_start']!r})")
     duration = _num(record.get("lap_duration"))
     if duration is not None:
-        end = start + timedelta(seconds=duration)
+        try:
+            end = start + timedelta(seconds=duration)
+        except OverflowError:
+            return Rejected(f"openf1 laps: lap_duration out of range (got {duration!r})")
     elif next_lap_start is not None:
         end = next_lap_start
     else:
@@ -543,13 +582,18 @@ def driver_info(record: Record) -> schemas.DriverInfo | Rejected:
     if (reason := malformed("drivers", record)) is not None:
         return Rejected(reason)
     colour = record.get("team_colour")
-    return schemas.DriverInfo(
-        DriverNumber=str(record["driver_number"]),
-        Abbreviation=str(record["name_acronym"]),
-        FullName=record.get("full_name"),
-        TeamName=record.get("team_name"),
-        TeamColor=f"#{colour}" if colour and not str(colour).startswith("#") else colour,
-    )
+    try:
+        return schemas.DriverInfo(
+            DriverNumber=str(record["driver_number"]),
+            Abbreviation=str(record["name_acronym"]),
+            FullName=record.get("full_name"),
+            TeamName=record.get("team_name"),
+            TeamColor=f"#{colour}" if colour and not str(colour).startswith("#") else colour,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Rejected(f"openf1 drivers: {where}: {first['msg']} (got {str(first.get('input'))[:80]!r})")
 
 
 def session_context(session: Record, drivers: Iterable[Record]) -> SessionContext | Rejected:

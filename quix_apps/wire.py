@@ -46,7 +46,7 @@ def parse(raw: bytes | dict[str, Any] | None) -> dict[str, Any]:
         return raw
     try:
         value = json.loads(raw) if raw is not None else None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # RecursionError: nesting too deep
         return {INVALID: f"not JSON: {exc}", RAW: (raw or b"")[:2000].decode("utf-8", "replace")}
     if not isinstance(value, dict):
         return {INVALID: f"not a JSON object: {type(value).__name__}", RAW: json.dumps(value)}

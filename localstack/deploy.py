@@ -360,7 +360,17 @@ class Deployer:
             arns["msk-mapping"] = self._mapping(
                 "msk-mapping", self._kafka_source(arns.get("secret"), msk=True)
             )
+        self._prune({v for k, v in arns.items() if k.endswith("-mapping")})
         return arns
+
+    def _prune(self, keep: set[str]) -> None:
+        """Delete the function's mappings this run did not ask for (a trigger turned off, a Kafka
+        mapping whose topics or bootstrap servers changed), so a deploy leaves exactly the
+        configured triggers."""
+        for mapping in self._mappings():
+            if mapping["UUID"] not in keep:
+                self.lam.delete_event_source_mapping(UUID=mapping["UUID"])
+                self._line("mapping", self.names.function, "deleted", f"{mapping['UUID']} (not configured)")
 
     def _role(self) -> str:
         name = self.names.role
@@ -401,9 +411,8 @@ class Deployer:
 
     def _secret(self) -> str:
         s, name = self.settings, self.names.secret
-        value = json.dumps(
-            {"username": s.deploy_kafka_sasl_username, "password": s.deploy_kafka_sasl_password}
-        )
+        password = s.deploy_kafka_sasl_password.get_secret_value() if s.deploy_kafka_sasl_password else None
+        value = json.dumps({"username": s.deploy_kafka_sasl_username, "password": password})
         try:
             current = self.secrets.get_secret_value(SecretId=name)
         except ClientError as exc:

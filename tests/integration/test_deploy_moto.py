@@ -152,6 +152,15 @@ def test_deploy_is_idempotent_and_teardown_leaves_nothing(
     )
     assert lam.get_function(FunctionName=names.function)["Configuration"]["MemorySize"] == 1024  # type: ignore[attr-defined]
 
+    # a trigger turned off is removed by the next deploy (the queue itself stays until teardown)
+    with monkeypatch.context() as patch:
+        patch.setenv("STRATX_DEPLOY_SQS_QUEUE", "")
+        deploy.Deployer(DeploySettings()).deploy()
+    assert "(not configured)" in capsys.readouterr().out
+    assert lam.list_event_source_mappings()["EventSourceMappings"] == []  # type: ignore[attr-defined]
+    deploy.Deployer(DeploySettings()).deploy()
+    assert _states(capsys.readouterr().out)["sqs-mapping"] == "created"
+
     assert deploy.main(["status"]) == 0
     status = capsys.readouterr().out
     assert status.count(" present ") == 6 and " absent" not in status and first["queue"] in status

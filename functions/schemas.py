@@ -426,6 +426,17 @@ class Alert(BaseModel):
     Date: datetime = Field(description="UTC wall clock when the alert was raised")
 
 
+DEAD_LETTER_PAYLOAD_MAX = 65_536  # characters; a dead letter must stay far below the broker's 1 MB limit
+
+
+def _bounded(payload: str) -> str:
+    """The payload, cut to :data:`DEAD_LETTER_PAYLOAD_MAX` characters with a note saying so: a
+    huge poison record must not make its own dead letter too large to produce (the app would stop)."""
+    if len(payload) <= DEAD_LETTER_PAYLOAD_MAX:
+        return payload
+    return payload[:DEAD_LETTER_PAYLOAD_MAX] + f"...[truncated: {len(payload)} characters]"
+
+
 class DeadLetter(BaseModel):
     """A record that could not be published, with the reason and the original payload."""
 
@@ -436,7 +447,9 @@ class DeadLetter(BaseModel):
     SourceTopic: str
     Key: str | None
     Reason: str
-    Payload: str = Field(description="the original record, JSON")
+    Payload: Annotated[str, AfterValidator(_bounded)] = Field(
+        description="the original record, JSON (cut to DEAD_LETTER_PAYLOAD_MAX characters)"
+    )
     Stage: str = Field(description="pipeline stage that rejected the record, e.g. 'replay'")
     Date: datetime = Field(description="UTC time the record was rejected")
 

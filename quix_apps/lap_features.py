@@ -7,6 +7,10 @@ cross-driver features (gaps, car ahead/behind, field median) equal the offline b
 Late and duplicate policy: a lap whose LapNumber is not above the driver's last processed lap
 is a duplicate or a late replay; it changes nothing and goes to the dead letters with the reason.
 A lap that fails the Lap schema goes there too. The pipeline keeps going.
+
+Restart after a hard kill: the laps after the last committed offset are processed again from the
+committed state and give the same features; those already on the output topic are not sent
+again (:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber, LapNumber).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from quixstreams.state import State
 from stratx.functions import catalog, schemas
 from stratx.functions.features.laps import lap_step
 from stratx.quix_apps import metrics, wire
+from stratx.quix_apps.emitted import Emitted, read_topic
 from stratx.quix_apps.settings import FeatureAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
 
@@ -61,6 +66,11 @@ def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
     return {"dead_letter": letter.model_dump(mode="json")}
 
 
+def lap_id(features: dict[str, Any]) -> tuple[object, ...]:
+    """The idempotency key of a feature record: one per driver-lap."""
+    return (features["SessionKey"], features["DriverNumber"], features["LapNumber"])
+
+
 def driver_key(features: dict[str, Any]) -> str:
     return catalog.message_key(catalog.FEATURES_LAP, features["SessionKey"], features["DriverNumber"])
 
@@ -80,6 +90,8 @@ def build_app(
     features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
     if on_features is not None:
         features = features.update(on_features)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    features = features.filter(Emitted(read_topic(settings.broker_address, out.name), lap_id, topic=out.name))
     meter.produced(features, out.name).to_topic(out, key=driver_key)
     meter.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(
         dead

@@ -17,7 +17,9 @@ One run (:func:`run_once`):
 4. Prometheus gauges (exported by ``metrics.serve("drift")`` when metrics are on) and, when the
    share of drifted columns crosses ``STRATX_DRIFT_THRESHOLD``, one Alert record (Type ``drift``,
    ``DriverNumber`` "0" = the whole session) on ``stratx.alerts``; the alarm state per session is
-   kept in ``drift_state.json`` so repeated runs (``--every``) raise one alert per crossing.
+   kept in ``alarm_state.json`` so repeated runs (``--every``, or one-shot runs) raise one alert
+   per crossing; a session counts as disarmed only while the broker holds its drift alert, so a
+   replay of the same session into a fresh broker starts armed.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from stratx.quix_apps.settings import DriftSettings
 log = logging.getLogger(__name__)
 REFERENCE_SEED = 0
 KEEP_HTML = 10
-STATE_FILE = "drift_state.json"
+STATE_FILE = "alarm_state.json"
 META_KEY = b"stratx.drift_reference"
 
 DRIFT_SHARE = Gauge(
@@ -189,6 +191,14 @@ def _prune(folder: Path, session_key: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def drift_alerted(broker_address: str, session_key: int, dataset: str) -> bool:
+    """Whether ``stratx.alerts`` holds a drift alert of this session and dataset."""
+    return any(
+        a.get("Type") == "drift" and a.get("SessionKey") == session_key and a.get("Model") == dataset
+        for a in read_records(broker_address, catalog.ALERTS.name)
+    )
+
+
 def set_gauges(dataset: str, result: drift.DriftResult, threshold: float) -> None:
     DRIFT_SHARE.labels(dataset).set(result.share)
     DRIFT_DETECTED.labels(dataset).set(1.0 if result.share >= threshold else 0.0)
@@ -240,9 +250,10 @@ def run_once(
     set_gauges(drift.FEATURES, result, settings.drift_threshold)
     state = _load_state(folder)
     state_key = f"{key}:{drift.FEATURES}"
-    armed, fire = drift.alarm_step(
-        state.get(state_key, True), result.share, settings.drift_threshold, settings.drift_rearm_share
-    )
+    # disarmed only while this broker holds the alert that disarmed it (a replay of the same session
+    # into a fresh broker starts armed)
+    armed = state.get(state_key, True) or not drift_alerted(settings.broker_address, key, drift.FEATURES)
+    armed, fire = drift.alarm_step(armed, result.share, settings.drift_threshold, settings.drift_rearm_share)
     alert = None
     if fire:
         alert = schemas.Alert.model_validate(
@@ -327,3 +338,40 @@ def run_job(
         runs += 1
         stop.wait(max(0.0, every_s - (time.monotonic() - started)))
     return 0
+
+
+# ------------------------------------------------------------------ offline measurement
+def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20)) -> list[dict[str, Any]]:
+    """The drift share of every validation and test race (never trained on) against the reference,
+    offline (the races' lap features built with the feature functions, no broker): what the
+    README's table reports. ``python -m stratx.quix_apps.drift [YEARS]``."""
+    import tempfile
+
+    from stratx.quix_apps import feature_build, training
+
+    reference = load_reference(settings)
+    wanted = {*base.VALIDATION_RACES, *base.TEST_RACES}
+    races = [
+        r for r in training.corpus_races(settings.data_dir) if (r.meta.year, r.meta.event_name) in wanted
+    ]
+    table, _ = feature_build.build_lap_table(races, progress=False)
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for (year, event), laps in table.groupby(list(base.RACE_KEYS), sort=True):
+            split = base.race_split(laps.head(1)).iloc[0]
+            row: dict[str, Any] = {"race": f"{year} {event}", "split": split, "rows": len(laps)}
+            for n in window_laps:
+                window = drift.session_window(laps, int(laps["SessionKey"].iloc[0]), n)
+                row[f"share_last_{n}" if n else "share_race"] = compare(
+                    window, reference.rows, Path(tmp) / "r.html"
+                ).share
+            out.append(row)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    years = sys.argv[1] if len(sys.argv) > 1 else ""
+    measured = measure_races(DriftSettings(drift_reference_years=years))
+    print(pd.DataFrame(measured).to_string(index=False, float_format="%.3f"))

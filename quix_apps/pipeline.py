@@ -29,7 +29,9 @@ class AppExited(Exception):
 
 ALL_APPS = (*APPS, "progress", "gaps")
 # apps with their own command (the rest are `stratx features run --app <name>`)
-COMMAND_APPS = ("predict", "alerts")
+COMMAND_APPS = ("predict", "alerts", "drift")
+# extra arguments of a command app (the drift job repeats every STRATX_DRIFT_PERIOD_S)
+COMMAND_ARGS: dict[str, tuple[str, ...]] = {"drift": ("--periodic",)}
 
 
 def start_apps(
@@ -46,7 +48,10 @@ def start_apps(
     procs = {}
     for name in apps:
         head = [sys.executable, "-m", "stratx.quix_apps.cli"]
-        cmd = [*head, name] if name in COMMAND_APPS else [*head, "features", "run", "--app", name]
+        if name in COMMAND_APPS:
+            cmd = [*head, name, *COMMAND_ARGS.get(name, ())]
+        else:
+            cmd = [*head, "features", "run", "--app", name]
         cmd += ["--broker", broker_address]
         if not feast and name not in COMMAND_APPS:
             cmd.append("--no-feast")

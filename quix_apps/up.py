@@ -6,10 +6,12 @@
 3. The model services: each champion imported into the BentoML store, one ``bentoml serve``
    process per model (configured ports, or free ones when taken), waited for on ``/readyz``.
 4. The streaming apps, each in its own process: lap features, telemetry windows, lap
-   aggression, predictions (calling the services) and alerts.
+   aggression, predictions (calling the services) and alerts; and the periodic drift job
+   (``stratx drift --periodic``: Evidently on the session's lap features vs the training reference).
 5. The dashboard (Panel), when ``panel_app`` is installed.
 6. A replay of a bundled real race; then it waits until every driver-lap has its predictions and
-   prints what landed (predictions per model, alerts, serving latency).
+   prints what landed (predictions per model, alerts, serving latency, the drift job's share and
+   report after its first run over every lap).
 
 Everything keeps running (topics readable, dashboard live) until Ctrl-C, which stops every
 process it started; ``--exit-when-done`` stops right after the summary (tests, CI).
@@ -26,7 +28,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from stratx.functions import catalog, models
 from stratx.quix_apps import admin, broker, kafka_io, pipeline, serve
 from stratx.quix_apps.settings import BrokerSettings, ServingSettings
 
-STREAM_APPS = (*pipeline.APPS, "predict", "alerts")
+STREAM_APPS = (*pipeline.APPS, "predict", "alerts", "drift")
 
 
 def ensure_champions(settings: ServingSettings, keys: list[str], progress: bool) -> None:
@@ -142,6 +144,7 @@ def up_main(args: argparse.Namespace, replay: Any) -> int:
         counts = pipeline.wait_predicted(b.address, race.meta.session_key, laps, tuple(keys), procs=procs)
         summary = latency_summary(b.address, race.meta.session_key)
         print_summary(counts, summary, laps)
+        print(drift_line(race.meta.session_key, datetime.now(UTC), procs.get("drift")))
         if not args.exit_when_done:
             say("everything keeps running; Ctrl-C stops it all")
             wait_forever(b, procs)
@@ -159,6 +162,29 @@ def print_summary(counts: dict[str, int], summary: dict[str, Any], laps: int) ->
             f"serving latency (feature record read -> prediction produced): "
             f"p50 {summary['serving_ms_p50']:.1f} ms, p99 {summary['serving_ms_p99']:.1f} ms"
         )
+
+
+def drift_line(session_key: int, since: datetime, proc: Any = None, timeout_s: float | None = None) -> str:
+    """The drift job's last result for the session, from its first run that started after
+    ``since`` (all laps in), waited for up to one period + 60 s."""
+    from stratx.quix_apps import drift
+    from stratx.quix_apps.settings import DriftSettings
+
+    settings = DriftSettings()
+    deadline = time.monotonic() + (timeout_s if timeout_s is not None else settings.drift_period_s + 60.0)
+    say("waiting for the drift job's run over every lap ...")
+    while True:
+        found = drift.latest_summary(settings.drift_reports_dir, session_key)
+        if found is not None and datetime.fromisoformat(found["run_at"]) >= since:
+            alert = "drift alert raised" if found.get("alert") else "no alert"
+            return (
+                f"drift (lap features vs the training reference): share {found['share']:.3f} "
+                f"({found['drifted']}/{found['compared']} columns, threshold {found['threshold']:.2f}, "
+                f"{alert}); report {found['html']}"
+            )
+        if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+            return "drift: no run over every lap yet (see drift.log in the logs folder)"
+        time.sleep(1.0)
 
 
 def wait_forever(b: broker.EmbeddedBroker, procs: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ from confluent_kafka import Producer
 from stratx.functions import catalog, schemas
 from stratx.functions import drift as fdrift
 from stratx.quix_apps import admin, drift, feature_build, kafka_io, sources
-from stratx.quix_apps.broker import free_port
+from stratx.quix_apps.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.settings import DriftSettings
 from tests.conftest import BAHRAIN_2023, DATA_DIR
 
@@ -215,6 +215,16 @@ def test_synthetic_shift_raises_one_alert_per_crossing(
     second = drift.run_once(settings, reference, SYNTHETIC_SESSION)
     assert second["alert"] is not None
     assert len(drift_alerts(settings.broker_address, SYNTHETIC_SESSION)) == 2
+    # the same session replayed into a fresh broker: the saved state says disarmed, but this broker
+    # holds no drift alert of the session, so the crossing raises one there
+    with EmbeddedBroker("127.0.0.1", free_port()) as fresh:
+        client = admin.connect(fresh.address)
+        admin.create_topics(client)
+        client.close()
+        produce(fresh.address, shifted)
+        elsewhere = drift.run_once(settings.model_copy(update={"broker_address": fresh.address}), reference)
+        assert elsewhere["session_key"] == SYNTHETIC_SESSION and elsewhere["alert"] is not None
+        assert len(drift_alerts(fresh.address, SYNTHETIC_SESSION)) == 1
 
 
 def test_real_evidently_snapshot_parses(tmp_path: Path) -> None:

@@ -364,3 +364,66 @@ def test_flush_failure_marks_nothing() -> None:
     with pytest.raises(BatchFailedError, match="flush"):
         run_aws(load("aws_msk.json"), Runtime(store, FlushFails()))
     assert store.ids == set()
+
+
+def sqs_event(kafka_event: dict[str, Any]) -> dict[str, Any]:
+    """The replay queue's Lambda event (documented SQS envelope, constructed): one Kafka record per body."""
+    items = [item for group in kafka_event["records"].values() for item in group]
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{i}",
+                "receiptHandle": f"handle-{i}",
+                "body": json.dumps(item),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(item["timestamp"])},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:stratx-replay",
+                "awsRegion": "eu-west-1",
+            }
+            for i, item in enumerate(items)
+        ]
+    }
+
+
+def test_replay_queue_messages_give_the_core_outputs_once() -> None:
+    rt = fresh()
+    event = sqs_event(load("aws_self_managed_kafka.json"))
+    answer = run_aws(event, rt)
+    assert answer["batchItemFailures"] == [] and answer["stratx"]["processed"] == len(load("records.json"))
+    again = run_aws(event, rt)  # SQS redelivers the same messages: nothing new
+    assert again["stratx"]["skipped"] == len(load("records.json"))
+    run_aws(load("aws_self_managed_kafka.json"), rt)  # the same records from Kafka: skipped too
+    assert isinstance(rt.sink, ListSink)
+    assert by_source(rt.sink.records) == expected()
+
+
+def test_replay_queue_reports_failed_messages_by_id() -> None:
+    failing = ListSink(fail_on={f"{catalog.INBOUND_OPENF1.name}/1/3"})
+    rt = Runtime(MemoryStore(), failing, report_batch_item_failures=True)
+    event = sqs_event(load("aws_self_managed_kafka.json"))
+    answer = run_aws(event, rt)
+    ids = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    bodies = {m["messageId"]: json.loads(m["body"]) for m in event["Records"]}
+    assert ids and all(isinstance(i, str) for i in ids)
+    assert any(bodies[i]["partition"] == 1 and bodies[i]["offset"] == 3 for i in ids)
+    failing.fail_on.clear()
+    run_aws({"Records": [m for m in event["Records"] if m["messageId"] in ids]}, rt)
+    assert by_source(failing.records) == expected()
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda m: m.update(eventSource="aws:sns"), "is not 'aws:sqs'"),
+        (lambda m: m.update(body="{not json"), "not JSON"),
+        (lambda m: m.pop("messageId"), "messageId"),
+        (lambda m: m.update(body=json.dumps({"topic": "t"})), "missing 'partition'"),
+    ],
+)
+def test_bad_replay_queue_messages_fail_clearly(mutate: Any, message: str) -> None:
+    event = sqs_event(load("aws_self_managed_kafka.json"))
+    mutate(event["Records"][0])
+    with pytest.raises(BadEventError, match=message):
+        run_aws(event, fresh())

@@ -673,11 +673,13 @@ def _function_config(current: dict[str, Any]) -> dict[str, Any]:
 
 
 def _same_source(mapping: dict[str, Any], source: dict[str, Any]) -> bool:
-    """Whether an existing mapping reads the source a new one would read."""
+    """Whether an existing mapping reads the source a new one would read (Kafka: same topics too;
+    Lambda cannot change a mapping's topics or servers, so another source means a new mapping)."""
+    if "Topics" in source and sorted(mapping.get("Topics", [])) != sorted(source["Topics"]):
+        return False
     if "SelfManagedEventSource" in source:
         endpoints = mapping.get("SelfManagedEventSource", {}).get("Endpoints", {})
-        wanted = source["SelfManagedEventSource"]["Endpoints"]
-        return bool(endpoints) and endpoints == wanted and mapping.get("Topics") == source["Topics"]
+        return bool(endpoints) and endpoints == source["SelfManagedEventSource"]["Endpoints"]
     return bool(mapping.get("EventSourceArn")) and mapping.get("EventSourceArn") == source["EventSourceArn"]
 
 

@@ -231,6 +231,24 @@ def test_role_policy_scopes_msk_topics_and_group() -> None:
         deploy.msk_arn("arn:aws:kafka:eu-west-1:1:topic/x", "topic", "t")
 
 
+def test_a_mapping_is_the_same_source_only_with_the_same_servers_and_topics() -> None:
+    servers = {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["a:9092"]}}
+    kafka = {"SelfManagedEventSource": servers, "Topics": ["t1", "t2"]}
+    assert deploy._same_source(
+        {"SelfManagedEventSource": servers, "Topics": ["t2", "t1"], "UUID": "u"}, kafka
+    )
+    assert not deploy._same_source({"SelfManagedEventSource": servers, "Topics": ["t1"]}, kafka)
+    other = {"Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["b:9092"]}}
+    assert not deploy._same_source({"SelfManagedEventSource": other, "Topics": ["t1", "t2"]}, kafka)
+    msk = {"EventSourceArn": "arn:aws:kafka:eu-west-1:1:cluster/f1/abc-1", "Topics": ["t1"]}
+    assert deploy._same_source({**msk, "UUID": "u"}, msk)
+    assert not deploy._same_source({**msk, "Topics": ["t9"]}, msk)
+    assert not deploy._same_source({"EventSourceArn": "arn:aws:sqs:eu-west-1:1:q"}, msk)
+    sqs = {"EventSourceArn": "arn:aws:sqs:eu-west-1:1:q"}
+    assert deploy._same_source({"EventSourceArn": "arn:aws:sqs:eu-west-1:1:q", "BatchSize": 5}, sqs)
+    assert not deploy._same_source({"SelfManagedEventSource": servers, "Topics": ["t1"]}, sqs)
+
+
 @pytest.mark.integration  # imports the handler in a child interpreter
 def test_zip_is_deterministic_and_holds_the_handler_modules() -> None:
     package = deploy.handler_package("stratx.localstack.adapters.aws_lambda.handler")

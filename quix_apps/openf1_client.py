@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+from pydantic import SecretStr
 
 from stratx.quix_apps import metrics
 
@@ -95,19 +96,21 @@ class TokenSource(Protocol):
 class TokenProvider:
     """OpenF1 bearer token: POST username/password (form) to ``token_url``; the response carries
     ``access_token`` and ``expires_in`` (seconds, sometimes as a string). The token is refreshed
-    ``refresh_margin`` seconds before it expires, or after :meth:`invalidate`."""
+    ``refresh_margin`` seconds before it expires, or after :meth:`invalidate`. The password is kept
+    as a :class:`~pydantic.SecretStr`; neither it nor the token appears in a message, log or repr."""
 
     def __init__(
         self,
         username: str,
-        password: str,
+        password: str | SecretStr,
         token_url: str = DEFAULT_TOKEN_URL,
         http: httpx.Client | None = None,
         refresh_margin: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         timeout: float = 10.0,
     ) -> None:
-        self._form = {"username": username, "password": password}
+        self._username = username
+        self._password = password if isinstance(password, SecretStr) else SecretStr(password)
         self._url = token_url
         self._http = http or httpx.Client(timeout=timeout)
         self._margin = refresh_margin
@@ -115,6 +118,9 @@ class TokenProvider:
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(username={self._username!r}, password=SecretStr('**********'))"
 
     def token(self) -> str:
         with self._lock:
@@ -128,7 +134,8 @@ class TokenProvider:
 
     def _login(self) -> tuple[str, float]:
         try:
-            resp = self._http.post(self._url, data=self._form)
+            form = {"username": self._username, "password": self._password.get_secret_value()}
+            resp = self._http.post(self._url, data=form)
         except httpx.HTTPError as exc:
             raise OpenF1AuthError(f"OpenF1 token request failed: {exc!r}") from exc
         if resp.status_code != 200:

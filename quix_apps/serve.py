@@ -38,6 +38,7 @@ WHEEL_FILES: tuple[str, ...] = (
     "quix_apps/__init__.py",
     "quix_apps/serving.py",
     "quix_apps/serving_schemas.py",
+    "quix_apps/serving_limits.py",
 )
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources make the same wheel
 

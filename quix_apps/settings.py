@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,9 @@ class LiveSettings(KafkaSettings):
     )
     openf1_rate_window_s: float = Field(10.0, gt=0, description="rate window, s")
     openf1_username: str | None = Field(None, description="OpenF1 account for the authenticated live tier")
-    openf1_password: str | None = Field(None, description="OpenF1 account password")
+    openf1_password: SecretStr | None = Field(
+        None, description="OpenF1 account password (a secret: never printed or logged)"
+    )
     poll_interval_s: float = Field(2.0, ge=0, description="seconds between poll cycles")
 
 
@@ -276,7 +278,7 @@ class DeploySettings(KafkaSettings):
     deploy_kafka_sasl_username: str | None = Field(
         None, repr=False, description="Kafka SASL user, stored in Secrets Manager (never printed)"
     )
-    deploy_kafka_sasl_password: str | None = Field(
+    deploy_kafka_sasl_password: SecretStr | None = Field(
         None, repr=False, description="Kafka SASL password, stored in Secrets Manager (never printed)"
     )
 

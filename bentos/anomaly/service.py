@@ -9,13 +9,13 @@ build: ``make bentos``.
 
 import bentoml
 
-from stratx.quix_apps import serving
+from stratx.quix_apps import serving, serving_limits
 from stratx.quix_apps.serving_schemas import AnomalyPrediction, AnomalyRow, PredictResponse
 
 KEY = "anomaly"
 
 
-@bentoml.service(**serving.service_config(KEY))
+@bentoml.service(**serving_limits.loopback(serving.service_config(KEY)))
 class Anomaly:
     """The registry's champion anomaly model."""
 
@@ -34,3 +34,6 @@ class Anomaly:
         """Adaptive batching: concurrent contexts are merged into one model call; driver-laps sent twice
         are scored once and, the references being causal, each context's last row keeps its score."""
         return serving.score(self.served, rows, AnomalyPrediction)
+
+
+Anomaly.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)

@@ -6,13 +6,13 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 import bentoml
 
 from stratx.functions.schemas import LapFeatures
-from stratx.quix_apps import serving
+from stratx.quix_apps import serving, serving_limits
 from stratx.quix_apps.serving_schemas import LapTimePrediction, PredictResponse
 
 KEY = "lap_time"
 
 
-@bentoml.service(**serving.service_config(KEY))
+@bentoml.service(**serving_limits.loopback(serving.service_config(KEY)))
 class LapTime:
     """The registry's champion next-lap-time model."""
 
@@ -30,3 +30,6 @@ class LapTime:
     def predict_rows(self, rows: serving.Rows[LapFeatures]) -> list[LapTimePrediction]:
         """Adaptive batching: concurrent requests are merged into one model call."""
         return serving.score(self.served, rows, LapTimePrediction)
+
+
+LapTime.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)

@@ -7,13 +7,13 @@ per car behind). Serve: ``bentoml serve`` in this folder (or ``stratx serve``); 
 
 import bentoml
 
-from stratx.quix_apps import serving
+from stratx.quix_apps import serving, serving_limits
 from stratx.quix_apps.serving_schemas import OvertakePrediction, OvertakeRow, PredictResponse
 
 KEY = "overtake"
 
 
-@bentoml.service(**serving.service_config(KEY))
+@bentoml.service(**serving_limits.loopback(serving.service_config(KEY)))
 class Overtake:
     """The registry's champion overtake model."""
 
@@ -31,3 +31,6 @@ class Overtake:
     def predict_rows(self, rows: serving.Rows[OvertakeRow]) -> list[OvertakePrediction]:
         """Adaptive batching: concurrent requests are merged into one model call."""
         return serving.score(self.served, rows, OvertakePrediction)
+
+
+Overtake.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)

@@ -6,13 +6,13 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 
 import bentoml
 
-from stratx.quix_apps import serving
+from stratx.quix_apps import serving, serving_limits
 from stratx.quix_apps.serving_schemas import PitWindowPrediction, PitWindowRow, PredictResponse
 
 KEY = "pit_window"
 
 
-@bentoml.service(**serving.service_config(KEY))
+@bentoml.service(**serving_limits.loopback(serving.service_config(KEY)))
 class PitWindow:
     """The registry's champion pit-window model."""
 
@@ -30,3 +30,6 @@ class PitWindow:
     def predict_rows(self, rows: serving.Rows[PitWindowRow]) -> list[PitWindowPrediction]:
         """Adaptive batching: concurrent requests are merged into one model call."""
         return serving.score(self.served, rows, PitWindowPrediction)
+
+
+PitWindow.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)

@@ -7,13 +7,13 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 import bentoml
 
 from stratx.functions.schemas import LapFeatures
-from stratx.quix_apps import serving
+from stratx.quix_apps import serving, serving_limits
 from stratx.quix_apps.serving_schemas import PredictResponse, TyreDegPrediction
 
 KEY = "tyre_deg"
 
 
-@bentoml.service(**serving.service_config(KEY))
+@bentoml.service(**serving_limits.loopback(serving.service_config(KEY)))
 class TyreDeg:
     """The registry's champion tyre-degradation model."""
 
@@ -31,3 +31,6 @@ class TyreDeg:
     def predict_rows(self, rows: serving.Rows[LapFeatures]) -> list[TyreDegPrediction]:
         """Adaptive batching: concurrent requests are merged into one model call."""
         return serving.score(self.served, rows, TyreDegPrediction)
+
+
+TyreDeg.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)

@@ -14,7 +14,8 @@ Entry points:
 * :func:`ingest_cloud_event`: a functions-framework CloudEvent function (Cloud Run functions:
   ``functions-framework --target ingest_cloud_event --source <this file>``);
 * :func:`handle_http` / :func:`wsgi_app`: plain request -> response for a Knative service, no web
-  framework needed (``python -m stratx.localstack.adapters.cloudevents_http --port 8080``).
+  framework needed (``python -m stratx.localstack.adapters.cloudevents_http --host 0.0.0.0 --port 8080``
+  in a container; the default is loopback).
 
 Delivery: a 2xx answer acknowledges the record; a 5xx makes Knative (or Eventarc) retry it, a 4xx
 is a malformed event that a retry cannot fix.
@@ -195,7 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     from wsgiref.simple_server import make_server
 
     parser = argparse.ArgumentParser(description="serve the CloudEvents ingest handler (Knative)")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="listen address (loopback by default; 0.0.0.0 in a container)"
+    )
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     with make_server(args.host, args.port, wsgi_app) as server:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 from stratx.quix_apps import settings as settings_mod
@@ -91,7 +91,8 @@ def test_each_listed_variable_is_read(
     name = f"STRATX_{field.upper()}"
     assert name in ENV_VARS
     monkeypatch.setenv(name, text)
-    assert getattr(cls(), field) == value
+    got = getattr(cls(), field)
+    assert (got.get_secret_value() if isinstance(got, SecretStr) else got) == value
 
 
 def test_building_settings_creates_no_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

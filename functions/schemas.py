@@ -210,7 +210,8 @@ class SessionInfo(Event):
 class LapFeatures(BaseModel):
     """One driver-lap of features (``functions/features/laps.py`` defines every field)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # finite numbers only: the model services take these rows (NaN/inf would reach the models)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     schema_name: ClassVar[str] = "LapFeatures"
 
     v: Literal[1] = 1

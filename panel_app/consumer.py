@@ -23,6 +23,7 @@ from stratx.quix_apps import metrics
 
 log = logging.getLogger(__name__)
 APP = "dashboard"  # metrics app label
+LAG_EVERY_S = 5.0
 
 
 class SharedConsumer:
@@ -102,7 +103,11 @@ class SharedConsumer:
             self.assigned.set()
             counters: dict[str | None, Any] = {}  # stratx_records_consumed_total{app="dashboard",topic}
             self.error = None
+            next_lag = time.monotonic() + LAG_EVERY_S
             while not self._stop.is_set():
+                if time.monotonic() >= next_lag:
+                    record_lag(consumer, assignment)
+                    next_lag = time.monotonic() + LAG_EVERY_S
                 for msg in consumer.consume(5000, timeout=self.poll_s):
                     err = msg.error()
                     if err is not None:
@@ -117,6 +122,24 @@ class SharedConsumer:
                     counter.inc()
         finally:
             consumer.close()
+
+
+def record_lag(consumer: Consumer, assignment: list[TopicPartition]) -> None:
+    """``stratx_consumer_lag_records{app="dashboard"}``: the last fetched high watermark minus the
+    consumer's position, per partition (local state only, no broker round trip; partitions not
+    fetched yet are skipped). The dashboard commits nothing, so position stands in for committed."""
+    for tp in consumer.position(assignment):
+        if tp.offset < 0:
+            continue
+        try:
+            found = consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            continue
+        high = found[1] if found is not None else -1
+        if high >= 0:
+            metrics.CONSUMER_LAG.labels(APP, tp.topic, str(tp.partition)).set(
+                metrics.lag_of(high, 0, tp.offset)
+            )
 
 
 def wait_assigned(consumer: SharedConsumer, timeout_s: float) -> bool:

@@ -211,7 +211,9 @@ def caught_up(
 
     wait_for(done, 300, "every app to count the replayed records")
     wait_for(  # the lag monitors measure every 5 s
-        lambda: all(any(n == "stratx_consumer_lag_records" for n, _ in scrape(port[a])) for a in APPS),
+        lambda: all(
+            any(n == "stratx_consumer_lag_records" for n, _ in scrape(port[a])) for a in (*APPS, "dashboard")
+        ),
         30,
         "consumer-lag gauges",
     )

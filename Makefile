@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate serve bentos dashboard browser test test-unit test-integration lint typecheck typecheck-links bench clean
+.PHONY: help install up demo features train evaluate serve bentos dashboard browser test test-unit test-integration lint typecheck typecheck-links bench audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,6 +77,11 @@ bench: install ## benchmarks: replay, feature apps, training time, serving laten
 	$(BIN)/python bench/train_time.py --no-progress
 	$(BIN)/python bench/serving_latency.py
 	$(BIN)/python bench/dashboard_latency.py
+
+audit: install ## pip-audit of every locked package (uv.lock, all extras; needs PyPI's JSON API; fails if a package cannot be audited): see SECURITY.md
+	@mkdir -p .stratx
+	$(BIN)/uv export --frozen --no-hashes --no-emit-project --all-extras --all-groups --quiet -o .stratx/audit-requirements.txt
+	$(BIN)/pip-audit --disable-pip --no-deps --strict --progress-spinner off -r .stratx/audit-requirements.txt
 
 features: install ## offline lap features + lap aggression of the bundled races and corpus (parquet)
 	$(BIN)/stratx features build

@@ -30,12 +30,12 @@ def loopback(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "http": http}
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """ASGI middleware: HTTP requests with a body over ``max_bytes`` get 413 and never reach the app."""
+    """ASGI middleware: HTTP requests with a body over ``max_bytes`` get 413 and never reach the app.
+
+    A declared Content-Length over the cap is refused before anything is read; otherwise the body
+    is read here (at most ``max_bytes``, which the service would buffer anyway) and handed on whole.
+    """
 
     def __init__(self, app: Any, max_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -48,32 +48,36 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(send)
             return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
+        parts: list[bytes] = []
+        size = 0
+        while True:
             message: Message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if started:
-                raise
-            await self._reject(send)
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > self.max_bytes:
+                await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(parts, None, receive), send)
 
     async def _reject(self, send: Any) -> None:
         body = json.dumps({"error": f"request body over {self.max_bytes} bytes"}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(parts: list[bytes], first: Message | None, receive: Any) -> Any:
+    """A ``receive`` that gives the buffered body (or ``first``) once, then the real channel."""
+    pending: list[Message] = (
+        [first] if first is not None else [{"type": "http.request", "body": b"".join(parts)}]
+    )
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

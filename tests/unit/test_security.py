@@ -268,11 +268,12 @@ def test_a_body_over_the_limit_gets_413_before_the_app_reads_it() -> None:
     declared = client.post("/predict", content=b"x" * 1001)
     assert declared.status_code == 413 and "1000 bytes" in declared.json()["error"]
 
-    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams in
-        for _ in range(5):
+    def chunks(n: int) -> Iterator[bytes]:  # no Content-Length: counted as it streams in
+        for _ in range(n):
             yield b"x" * 300
 
-    streamed = client.post("/predict", content=chunks())
+    assert client.post("/predict", content=chunks(3)).json() == {"size": 900}  # handed on whole
+    streamed = client.post("/predict", content=chunks(5))
     assert streamed.status_code == 413
 
 

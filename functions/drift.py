@@ -146,6 +146,7 @@ def prediction_view(predictions: pd.DataFrame, features: pd.DataFrame) -> pd.Dat
     if absolute:
         lap = features[keys].copy()
         lap["_anchor"] = anchor(features).to_numpy(dtype=float)
+        lap = lap.drop_duplicates(keys, keep="last")
         joined = predictions[keys].merge(lap, on=keys, how="left")
         for name in absolute:
             out[f"{name}{ANCHOR_SUFFIX}"] = out.pop(name).to_numpy() - joined["_anchor"].to_numpy()

@@ -47,6 +47,10 @@ REFERENCE_SEED = 0
 KEEP_HTML = 10
 STATE_FILE = "alarm_state.json"
 META_KEY = b"stratx.drift_reference"
+# models whose service rows are the LapFeatures rows themselves (pit_window also needs the race
+# distance, overtake pair rows, anomaly context rows: their predictions are not compared yet)
+PREDICTION_MODELS = ("lap_time", "tyre_deg")
+ROW_KEYS = ("SessionKey", "DriverNumber", "LapNumber")
 
 DRIFT_SHARE = Gauge(
     "stratx_drift_share", "share of compared columns Evidently found drifted, last run", ["dataset"]
@@ -166,14 +170,79 @@ def evidently_run(current: pd.DataFrame, reference: pd.DataFrame) -> Any:
 
 def compare(current: pd.DataFrame, reference: pd.DataFrame, html: Path) -> drift.DriftResult:
     """Compare the drift views of two LapFeatures frames; writes the HTML report."""
-    ref_view, cur_view = drift.feature_view(reference), drift.feature_view(current)
-    columns = drift.select_columns(ref_view, cur_view)
-    snapshot = evidently_run(cur_view[columns], ref_view[columns])
+    return compare_views(drift.feature_view(current), drift.feature_view(reference), html)
+
+
+def compare_views(current: pd.DataFrame, reference: pd.DataFrame, html: Path) -> drift.DriftResult:
+    """Evidently on the comparable columns of two views; writes the HTML report."""
+    columns = drift.select_columns(reference, current)
+    snapshot = evidently_run(current[columns], reference[columns])
     html.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         snapshot.save_html(str(html))
         return drift.read_snapshot(snapshot.dict())
+
+
+# ------------------------------------------------------------------ predictions
+@dataclass(frozen=True)
+class PredictionReference:
+    """The champions' predictions on the reference rows (:func:`drift.prediction_view` form)."""
+
+    values: pd.DataFrame
+    versions: dict[str, str]
+
+
+def load_champions(settings: DriftSettings) -> dict[str, Any]:
+    """The registry's ``@champion`` (``model_store.Registered``) of each :data:`PREDICTION_MODELS`
+    that has one."""
+    from stratx.quix_apps import model_store
+
+    found = {}
+    for key in PREDICTION_MODELS:
+        try:
+            found[key] = model_store.load_registered(settings, key)
+        except ValueError as exc:
+            log.info("drift: predictions of %s not compared (%s)", key, exc)
+    return found
+
+
+def champion_predictions(champions: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """The champions' predictions on LapFeatures ``rows``, in-process, in the compared view form."""
+    from stratx.functions import models
+
+    rows = rows.reset_index(drop=True)
+    frames = [
+        models.recipe(key).predict(found.bundle, rows).reset_index(drop=True).select_dtypes(include="number")
+        .add_prefix(f"{key}.")
+        for key, found in champions.items()
+    ]  # fmt: skip
+    return drift.prediction_view(pd.concat([rows[list(ROW_KEYS)], *frames], axis=1), rows)
+
+
+def prediction_reference(settings: DriftSettings, reference: Reference) -> PredictionReference | None:
+    """Each :data:`PREDICTION_MODELS` ``@champion`` of the registry run in-process on the reference
+    rows; None when no champion is registered (then predictions are not compared)."""
+    champions = load_champions(settings)
+    if not champions:
+        return None
+    versions = {key: str(found.version) for key, found in champions.items()}
+    return PredictionReference(champion_predictions(champions, reference.rows), versions)
+
+
+def current_predictions(settings: DriftSettings, session_key: int, window: pd.DataFrame) -> pd.DataFrame:
+    """The ``ok`` predictions of :data:`PREDICTION_MODELS` for the window's driver-laps (view form)."""
+    records = [
+        r
+        for key in PREDICTION_MODELS
+        for r in read_records(settings.broker_address, catalog.PREDICTION_TOPICS[key].name)
+        if r.get("SessionKey") == session_key
+    ]
+    frame = drift.prediction_frame(records)
+    if frame.empty:
+        return frame
+    frame = frame.merge(window[list(ROW_KEYS)].astype({"DriverNumber": str}), on=list(ROW_KEYS))
+    return drift.prediction_view(frame, window)
 
 
 # ------------------------------------------------------------------ one run
@@ -212,9 +281,11 @@ def run_once(
     reference: Reference,
     session_key: int | None = None,
     now: datetime | None = None,
+    predictions: PredictionReference | None = None,
 ) -> dict[str, Any]:
-    """One comparison (module doc); returns the JSON summary it wrote (``status`` ``ok`` or
-    ``skipped`` when the window has fewer than ``drift_min_rows`` rows)."""
+    """One comparison (module doc); returns the JSON summary it wrote. Top level: the lap features
+    (``status`` ``ok``, or ``skipped`` when the window has fewer than ``drift_min_rows`` rows);
+    ``predictions``: the same for the champions' prediction values (when ``predictions`` is given)."""
     now = now or datetime.now(UTC)
     key, window = current_window(settings, session_key)
     folder = settings.drift_reports_dir
@@ -245,38 +316,68 @@ def run_once(
             status="skipped", reason=f"{len(window)} rows < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows}"
         )
         return summary
-    html = folder / f"{stem}.html"
-    result = compare(window, reference.rows, html)
-    set_gauges(drift.FEATURES, result, settings.drift_threshold)
-    state = _load_state(folder)
-    state_key = f"{key}:{drift.FEATURES}"
+    views = drift.feature_view(window), drift.feature_view(reference.rows)
+    summary.update(_dataset(settings, key, drift.FEATURES, views, window, folder / f"{stem}.html", now))
+    if predictions is not None:
+        current = current_predictions(settings, key, window)
+        if len(current) < settings.drift_min_rows:
+            summary[drift.PREDICTIONS] = {
+                "status": "skipped",
+                "reason": f"{len(current)} predicted driver-laps < {settings.drift_min_rows}",
+            }
+        else:
+            html = folder / f"{stem}_predictions.html"
+            found = _dataset(
+                settings, key, drift.PREDICTIONS, (current, predictions.values), window, html, now
+            )
+            summary[drift.PREDICTIONS] = {
+                **found,
+                "rows": len(current),
+                "model_versions": predictions.versions,
+            }
+    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _prune(folder, key)
+    return summary
+
+
+def _dataset(
+    settings: DriftSettings,
+    key: int,
+    dataset: str,
+    views: tuple[pd.DataFrame, pd.DataFrame],
+    window: pd.DataFrame,
+    html: Path,
+    now: datetime,
+) -> dict[str, Any]:
+    """Compare one dataset's (current, reference) views: report, gauges, alarm, maybe an alert."""
+    result = compare_views(views[0], views[1], html)
+    set_gauges(dataset, result, settings.drift_threshold)
+    state = _load_state(html.parent)
+    state_key = f"{key}:{dataset}"
     # disarmed only while this broker holds the alert that disarmed it (a replay of the same session
     # into a fresh broker starts armed)
-    armed = state.get(state_key, True) or not drift_alerted(settings.broker_address, key, drift.FEATURES)
+    armed = state.get(state_key, True) or not drift_alerted(settings.broker_address, key, dataset)
     armed, fire = drift.alarm_step(armed, result.share, settings.drift_threshold, settings.drift_rearm_share)
     alert = None
     if fire:
         alert = schemas.Alert.model_validate(
-            drift.drift_alert(key, drift.FEATURES, result, settings.drift_threshold, window, now)
+            drift.drift_alert(key, dataset, result, settings.drift_threshold, window, now)
         ).model_dump(mode="json")
         kafka_io.produce_json(
             settings.broker_address, catalog.ALERTS.name, f"{key}:{drift.SESSION_WIDE_DRIVER}", alert
         )
     state[state_key] = armed
-    _save_state(folder, state)
-    summary.update(
-        status="ok",
-        share=result.share,
-        drifted=len(result.drifted),
-        compared=len(result.columns),
-        detected=result.share >= settings.drift_threshold,
-        alert=alert,
-        html=str(html),
-        columns=drift.column_summary(result),
-    )
-    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    _prune(folder, key)
-    return summary
+    _save_state(html.parent, state)
+    return {
+        "status": "ok",
+        "share": result.share,
+        "drifted": len(result.drifted),
+        "compared": len(result.columns),
+        "detected": result.share >= settings.drift_threshold,
+        "alert": alert,
+        "html": str(html),
+        "columns": drift.column_summary(result),
+    }
 
 
 def latest_summary(folder: Path, session_key: int | None = None) -> dict[str, Any] | None:
@@ -295,7 +396,16 @@ def describe(summary: dict[str, Any]) -> str:
         f"drift session {summary['session_key']}: {summary['drifted']}/{summary['compared']} columns drifted, "
         f"share {summary['share']:.3f} (threshold {summary['threshold']:.2f}, "
         f"{summary['window']['rows']} driver-laps){alert} -> {summary['html']}"
-    )
+    ) + _describe_predictions(summary.get(drift.PREDICTIONS))
+
+
+def _describe_predictions(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return ""
+    if found.get("status") != "ok":
+        return f"; predictions skipped ({found.get('reason')})"
+    alert = ", drift alert raised" if found.get("alert") else ""
+    return f"; predictions: {found['drifted']}/{found['compared']} drifted, share {found['share']:.3f}{alert}"
 
 
 # ------------------------------------------------------------------ the job
@@ -324,15 +434,19 @@ def run_job(
         f"snapshot {reference.snapshot_hash[:12]} ({reference.path})",
         flush=True,
     )
+    predictions = prediction_reference(settings, reference)
+    if predictions is not None:
+        versions = ", ".join(f"{k} v{v}" for k, v in predictions.versions.items())
+        print(f"drift: predictions compared with the @champions' on the reference ({versions})", flush=True)
     if every_s is None:
-        print(describe(run_once(settings, reference, session_key)), flush=True)
+        print(describe(run_once(settings, reference, session_key, predictions=predictions)), flush=True)
         return 0
     stop = stop or threading.Event()
     runs = 0
     while not stop.is_set() and (max_runs is None or runs < max_runs):
         started = time.monotonic()
         try:
-            print(describe(run_once(settings, reference, session_key)), flush=True)
+            print(describe(run_once(settings, reference, session_key, predictions=predictions)), flush=True)
         except (NoData, KafkaException, TimeoutError) as exc:
             print(f"drift: {exc}", flush=True)
         runs += 1
@@ -344,7 +458,8 @@ def run_job(
 def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20)) -> list[dict[str, Any]]:
     """The drift share of every validation and test race (never trained on) against the reference,
     offline (the races' lap features built with the feature functions, no broker): what the
-    README's table reports. ``python -m stratx.quix_apps.drift [YEARS]``."""
+    README's table reports; with champions in the registry also the share of their prediction
+    values (computed in-process) over the whole race. ``python -m stratx.quix_apps.drift [YEARS]``."""
     import tempfile
 
     from stratx.quix_apps import feature_build, training
@@ -355,6 +470,8 @@ def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20
         r for r in training.corpus_races(settings.data_dir) if (r.meta.year, r.meta.event_name) in wanted
     ]
     table, _ = feature_build.build_lap_table(races, progress=False)
+    champions = load_champions(settings)
+    predicted = champion_predictions(champions, reference.rows) if champions else None
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for (year, event), laps in table.groupby(list(base.RACE_KEYS), sort=True):
@@ -365,6 +482,9 @@ def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20
                 row[f"share_last_{n}" if n else "share_race"] = compare(
                     window, reference.rows, Path(tmp) / "r.html"
                 ).share
+            if predicted is not None:
+                view = champion_predictions(champions, laps)
+                row["predictions_share_race"] = compare_views(view, predicted, Path(tmp) / "p.html").share
             out.append(row)
     return out
 

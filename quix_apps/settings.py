@@ -283,10 +283,10 @@ class DeploySettings(KafkaSettings):
     )
 
 
-class DriftSettings(KafkaSettings):
-    """`stratx drift`: Evidently drift of a live session's lap features vs the training reference."""
+class DriftSettings(KafkaSettings, TrainingSettings):
+    """`stratx drift`: Evidently drift of a live session's lap features (and the lap_time/tyre_deg
+    champions' predictions) vs the training reference; the registry is the training one."""
 
-    data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
     drift_window_laps: int = Field(
         0, ge=0, description="compare the session's last N race laps (0: every lap of the session so far)"
     )

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from confluent_kafka import Producer
+from prometheus_client import REGISTRY
 
-from stratx.functions import catalog, schemas
+from stratx.functions import catalog, models, prediction_requests, schemas
 from stratx.functions import drift as fdrift
-from stratx.quix_apps import admin, drift, feature_build, kafka_io, sources
+from stratx.quix_apps import admin, drift, feature_build, kafka_io, model_store, sources, training
 from stratx.quix_apps.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.settings import DriftSettings
 from tests.conftest import BAHRAIN_2023, DATA_DIR
@@ -79,11 +81,11 @@ def lap_records(race_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def produce(address: str, records: list[dict[str, Any]]) -> None:
+def produce(address: str, records: list[dict[str, Any]], topic: str = catalog.FEATURES_LAP.name) -> None:
     producer = Producer({"bootstrap.servers": address, "partitioner": "murmur2_random"})
     for rec in records:
         key = f"{rec['SessionKey']}:{rec['DriverNumber']}"
-        producer.produce(catalog.FEATURES_LAP.name, key=key.encode(), value=json.dumps(rec).encode())
+        producer.produce(topic, key=key.encode(), value=json.dumps(rec).encode())
     assert producer.flush(30) == 0
 
 
@@ -132,6 +134,7 @@ def drift_job(
         STRATX_DRIFT_REPORTS_DIR=str(settings.drift_reports_dir),
         STRATX_DRIFT_REFERENCE_YEARS="2023",
         STRATX_METRICS_PORT_BASE=str(port - 10),  # the drift exporter's offset is 10
+        STRATX_MLFLOW_URI=f"sqlite:///{settings.drift_reports_dir / 'empty-registry.db'}",  # no champions
     )
     command = [str(STRATX), "drift", "--session-key", str(session), "--every", "2"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -235,3 +238,54 @@ def test_real_evidently_snapshot_parses(tmp_path: Path) -> None:
     result = fdrift.read_snapshot(drift.evidently_run(cur, ref).dict())
     assert result.drifted == ["moved"]
     assert result.share == 0.5
+
+
+@pytest.fixture(scope="module")
+def champions(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Small real lap_time and tyre_deg champions (few trees; 2023 Bahrain trains, 2024 validates)
+    in a temp MLflow registry (tests/bentos_support.py)."""
+    from tests import bentos_support as support
+
+    conf = support.settings(tmp_path_factory.mktemp("registry"))
+    data = support.corpus()
+    for key in drift.PREDICTION_MODELS:
+        training.train(conf, support.small_recipe(key), data, progress=False, split=support.split)
+    return conf
+
+
+def test_prediction_values_are_compared(
+    settings: DriftSettings, reference: drift.Reference, champions: Any
+) -> None:
+    """The champions' predictions for the 2024 Bahrain laps (computed in-process with the registered
+    champions and shaped as the prediction app shapes them) against their predictions on the
+    reference rows: a second dataset with its own report and gauges."""
+    conf = settings.model_copy(
+        update={"mlflow_uri": champions.mlflow_uri, "mlflow_artifact_dir": champions.mlflow_artifact_dir}
+    )
+    predicted = drift.prediction_reference(conf, reference)
+    assert predicted is not None and set(predicted.versions) == set(drift.PREDICTION_MODELS)
+    assert len(predicted.values) == len(reference.rows)
+    rows = lap_records(BAHRAIN_2024)
+    produce(settings.broker_address, rows)
+    now = datetime.now(UTC)
+    for key in drift.PREDICTION_MODELS:
+        registered = model_store.load_registered(conf, key)
+        out = models.recipe(key).predict(registered.bundle, pd.DataFrame(rows))
+        records = [
+            prediction_requests.predictions(row, key, registered.version, values, None, now, now)
+            for row, values in zip(rows, out.to_dict(orient="records"), strict=True)
+        ]
+        produce(settings.broker_address, records, catalog.PREDICTION_TOPICS[key].name)
+
+    summary = drift.run_once(conf, reference, rows[0]["SessionKey"], predictions=predicted)
+    found = summary[fdrift.PREDICTIONS]
+    assert found["status"] == "ok" and found["rows"] == len(rows)
+    columns = {c["column"] for c in found["columns"]}
+    assert "lap_time.PredictedNextLapTimeToAnchor" in columns and "tyre_deg.DegRate" in columns
+    assert Path(found["html"]).is_file() and found["html"] != summary["html"]
+    assert REGISTRY.get_sample_value("stratx_drift_share", {"dataset": "predictions"}) == found["share"]
+    assert REGISTRY.get_sample_value("stratx_drift_share", {"dataset": "features"}) == summary["share"]
+    print(
+        f"\nprediction drift, 2024 Bahrain vs the reference (small test champions): share {found['share']:.3f} "
+        f"({found['drifted']}/{found['compared']})"
+    )

@@ -60,7 +60,7 @@ class PitWindowRow(LapFeatures):
 
     EventName: str | None = Field(default=None, description="circuit tables (RaceLaps, pit loss)")
     RaceLaps: int | None = Field(default=None, ge=1, description="scheduled race distance, laps")
-    TrackStatus: str | None = Field(default=None, pattern=r"^\d*$", description="raw lap status codes")
+    TrackStatus: str | None = Field(default=None, pattern=r"^[0-9]*$", description="raw lap status codes")
 
 
 class PitWindowPrediction(Prediction):

@@ -274,3 +274,21 @@ def test_service_rows_reject_a_bad_field_naming_row_and_field(
         assert any(loc[:1] == (at,) and name in loc for loc in locs), locs
     else:
         raise AssertionError(f"row {at} with {name}={rows[at][name]!r} was accepted")
+
+
+@settings(FUZZ, max_examples=8)  # about 1 s per example (pandas pair rows)
+@given(st.permutations(range(LAPS)), st.none() | st.integers(1, 200))
+def test_prediction_requests_pass_the_service_schemas(order: list[int], total_laps: int | None) -> None:
+    """The prediction app's requests for real feature rows arriving in any order (as a backlog
+    across partitions can deliver them) are all accepted by the model services' row schemas."""
+    from stratx.functions import prediction_requests as pr
+
+    state, cache = pr.new_state(), pr.new_cache()
+    context = {"EventName": "Las Vegas Grand Prix", "TotalLaps": total_laps}
+    asked = 0
+    for i in order:
+        state, requests = pr.request_step(state, feature_rows()[i], context, cache)
+        for key, rows in requests.items():
+            rows_adapter(key).validate_json(json.dumps(rows))
+            asked += len(rows)
+    assert asked >= 3 * LAPS

@@ -13,15 +13,17 @@ WORKDIR /app
 
 RUN pip install --no-cache-dir uv==0.13.8
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-install-project --no-dev
+# extras: scale (Redis Feast online store, PostgreSQL MLflow), serverless (boto3 for DynamoDB idempotency)
+RUN uv sync --frozen --no-install-project --no-dev --extra scale --extra serverless
 COPY functions ./functions
 COPY quix_apps ./quix_apps
 COPY panel_app ./panel_app
+COPY localstack ./localstack
 COPY bentos ./bentos
 COPY data ./data
 COPY feature_repo ./feature_repo
 # editable, as `make install`: the code finds bentos/, data/ and feature_repo/ beside itself (/app)
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --extra scale --extra serverless
 
 RUN useradd --create-home stratx && mkdir -p /app/.stratx && chown stratx /app/.stratx
 USER stratx

@@ -6,6 +6,7 @@ import ast
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,30 @@ def test_dockerfile_copies_existing_paths_and_installs_from_the_lock() -> None:
                 assert (REPO / src).exists(), src
     text = "\n".join(lines)
     assert "uv sync --frozen" in text and 'ENTRYPOINT ["stratx"]' in text
+
+
+def test_dockerfile_copies_every_package_folder_and_installs_the_deploy_extras() -> None:
+    """An editable install fails if a package-dir folder is missing from the image."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = set(project["tool"]["setuptools"]["package-dir"].values())
+    copied = {
+        src.rstrip("/")
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+        for src in shlex.split(line)[1:-1]
+    }
+    assert folders <= copied, folders - copied
+    syncs = [line for line in (REPO / "Dockerfile").read_text().splitlines() if "uv sync" in line]
+    extras = set(project["project"]["optional-dependencies"]) - {"dev"}
+    for line in syncs:
+        assert all(f"--extra {extra}" in line for extra in extras), line
+
+
+def test_every_built_service_names_the_one_stratx_image() -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    for name, service in compose_services().items():
+        if "build" in service:
+            assert service.get("image") == f"stratx:{version}", name
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -142,7 +142,13 @@ def test_lap_app_killed_mid_replay_resumes_and_emits_each_output_once(
     try:
         wait_for(lambda: app_started(fresh_broker), 90, "the lap app to start")
         paced.start()
-        wait_for(lambda: tail.count >= len(want) // 3, 120, "a third of the features")
+        wait_for(lambda: tail.count > 0, 120, "the first feature")
+        first = time.monotonic()  # a checkpoint (every 5 s) commits offsets before the kill
+        wait_for(
+            lambda: tail.count >= len(want) // 3 and time.monotonic() - first > 6,
+            120,
+            "a third of the features",
+        )
         procs["lap"].send_signal(signal.SIGKILL)
         procs["lap"].wait(10)
         assert paced.is_alive(), "the replay ended before the kill: not a mid-replay kill"

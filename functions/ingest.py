@@ -224,58 +224,86 @@ def validate(record: RawRecord) -> BaseModel | Rejected:
         return Rejected(f"{record.topic.schema.__name__} schema: {errors}")
 
 
-_HEADER_KEYS = frozenset({"v", "SessionKey", "Seq", "SessionTime", "Date", "DriverNumber"})
-_CAR_KEYS = _HEADER_KEYS | {"Speed", "RPM", "nGear", "Throttle", "Brake", "DRS"}
-_POS_KEYS = _HEADER_KEYS | {"X", "Y", "Z"}
 _INT32 = 2**31
+_SEQ_MAX = 2**63 - 1
 _XYZ = 100_000
-
-
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return type(value) is int and low <= value <= high
+_T_MAX = schemas.SESSION_TIME_MAX_S
 
 
 def _header_ok(p: dict[str, Any]) -> bool:
-    """The Event/DriverEvent checks for exactly typed payloads (anything else: False, pydantic decides)."""
-    t, date, number = p["SessionTime"], p["Date"], p["DriverNumber"]
+    """The Event/DriverEvent checks for exactly typed payloads (anything else: False, pydantic decides).
+    ``type(x) is int`` also keeps bools out; comparisons with NaN are False."""
+    v, key, seq, t, date, number = (
+        p["v"],
+        p["SessionKey"],
+        p["Seq"],
+        p["SessionTime"],
+        p["Date"],
+        p["DriverNumber"],
+    )
     return (
-        _int_in(p["v"], 1, 1)
-        and _int_in(p["SessionKey"], -_INT32, _INT32 - 1)
-        and _int_in(p["Seq"], 0, 2**63 - 1)
+        type(v) is int
+        and v == 1
+        and type(key) is int
+        and -_INT32 <= key < _INT32
+        and type(seq) is int
+        and 0 <= seq <= _SEQ_MAX
         and type(t) is float
-        and -schemas.SESSION_TIME_MAX_S <= t <= schemas.SESSION_TIME_MAX_S  # False for NaN
+        and -_T_MAX <= t <= _T_MAX
         and (date is None or (type(date) is datetime and date.tzinfo is UTC and 1950 <= date.year <= 2100))
         and type(number) is str
-        and 1 <= len(number) <= 2
+        and 0 < len(number) < 3
         and number.isascii()
         and number.isdigit()
     )
 
 
 def _car_ok(p: dict[str, Any]) -> bool:
-    """The CarTelemetry schema's checks, for exactly typed payloads such as ``_car_frame`` builds."""
-    if p.keys() != _CAR_KEYS:
+    """The CarTelemetry schema's checks, for exactly typed payloads such as ``_car_frame`` builds
+    (exactly its 12 keys: a missing one raises KeyError -> False; an extra one changes the length)."""
+    try:
+        speed, rpm, gear, thr, brake, drs = (
+            p["Speed"],
+            p["RPM"],
+            p["nGear"],
+            p["Throttle"],
+            p["Brake"],
+            p["DRS"],
+        )
+        return (
+            len(p) == 12
+            and type(speed) is int
+            and 0 <= speed <= 400
+            and type(rpm) is int
+            and 0 <= rpm <= 20000
+            and type(gear) is int
+            and 0 <= gear <= 8
+            and (thr is None or (type(thr) is int and 0 <= thr <= 100))
+            and (brake is None or type(brake) is bool)
+            and type(drs) is int
+            and 0 <= drs <= 15
+            and _header_ok(p)
+        )
+    except KeyError:
         return False
-    thr, brake = p["Throttle"], p["Brake"]
-    return (
-        _int_in(p["Speed"], 0, 400)
-        and _int_in(p["RPM"], 0, 20000)
-        and _int_in(p["nGear"], 0, 8)
-        and (thr is None or _int_in(thr, 0, 100))
-        and (brake is None or type(brake) is bool)
-        and _int_in(p["DRS"], 0, 15)
-        and _header_ok(p)
-    )
 
 
 def _pos_ok(p: dict[str, Any]) -> bool:
-    return (
-        p.keys() == _POS_KEYS
-        and _int_in(p["X"], -_XYZ, _XYZ)
-        and _int_in(p["Y"], -_XYZ, _XYZ)
-        and _int_in(p["Z"], -_XYZ, _XYZ)
-        and _header_ok(p)
-    )
+    """The CarPosition schema's checks, for exactly typed payloads (exactly its 9 keys)."""
+    try:
+        x, y, z = p["X"], p["Y"], p["Z"]
+        return (
+            len(p) == 9
+            and type(x) is int
+            and -_XYZ <= x <= _XYZ
+            and type(y) is int
+            and -_XYZ <= y <= _XYZ
+            and type(z) is int
+            and -_XYZ <= z <= _XYZ
+            and _header_ok(p)
+        )
+    except KeyError:
+        return False
 
 
 # hot topics (~98 % of events): schema checks in plain Python, then orjson; the contract test

@@ -202,6 +202,15 @@ def read_snapshot(snapshot: Mapping[str, Any]) -> DriftResult:
 
 
 # ------------------------------------------------------------------ alerts
+def alert_datasets(text: str) -> set[str]:
+    """The datasets named in a comma-separated setting (``features``, ``predictions``)."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = names - {FEATURES, PREDICTIONS}
+    if unknown:
+        raise ValueError(f"unknown drift datasets {sorted(unknown)}; known: {FEATURES}, {PREDICTIONS}")
+    return names
+
+
 def alarm_step(armed: bool, share: float, threshold: float, rearm_below: float) -> tuple[bool, bool]:
     """(armed after this run, raise an alert now). Raise once when ``share`` reaches
     ``threshold`` while armed; re-arm only when ``share`` falls below ``rearm_below``."""

@@ -359,7 +359,7 @@ def _dataset(
     armed = state.get(state_key, True) or not drift_alerted(settings.broker_address, key, dataset)
     armed, fire = drift.alarm_step(armed, result.share, settings.drift_threshold, settings.drift_rearm_share)
     alert = None
-    if fire:
+    if fire and dataset in drift.alert_datasets(settings.drift_alert_datasets):
         alert = schemas.Alert.model_validate(
             drift.drift_alert(key, dataset, result, settings.drift_threshold, window, now)
         ).model_dump(mode="json")
@@ -428,6 +428,9 @@ def run_job(
     Ctrl-C. Periodic runs keep going when there is no data yet or the broker hiccups."""
     from confluent_kafka import KafkaException
 
+    drift.alert_datasets(settings.drift_alert_datasets)  # a typo fails here, not after the first run
+    if settings.drift_rearm_share > settings.drift_threshold:
+        raise ValueError("STRATX_DRIFT_REARM_SHARE must not exceed STRATX_DRIFT_THRESHOLD")
     reference = load_reference(settings, rebuild=rebuild_reference)
     print(
         f"drift reference: {len(reference.rows)} driver-laps of {len(reference.races)} training races, "

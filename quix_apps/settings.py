@@ -307,6 +307,11 @@ class DriftSettings(KafkaSettings, TrainingSettings):
         description="after an alert, a new one needs a run below this share first (hysteresis; <= threshold)",
     )
     drift_period_s: float = Field(30.0, gt=0, description="seconds between runs of the periodic drift job")
+    drift_alert_datasets: str = Field(
+        "features",
+        description="datasets whose crossings raise alerts, comma-separated (features, predictions); "
+        "the others get reports and gauges only",
+    )
     drift_reports_dir: Path = Field(
         REPO_ROOT / ".stratx" / "reports" / "drift",
         description="drift HTML reports, JSON summaries, the reference parquet and the alarm state",

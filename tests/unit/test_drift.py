@@ -167,3 +167,11 @@ def test_drift_alert_is_a_valid_session_wide_alert() -> None:
     assert alert.Value == 0.75 and alert.LapNumber == 6
     assert alert.EventSessionTime == pytest.approx(3600.0 + 95.0 * 6)
     assert "75% of 4 features columns" in alert.Message and "most: b, a" in alert.Message
+
+
+def test_alert_datasets() -> None:
+    assert drift.alert_datasets("features") == {"features"}
+    assert drift.alert_datasets(" features, predictions ,") == {"features", "predictions"}
+    assert drift.alert_datasets("") == set()
+    with pytest.raises(ValueError, match="telemetry"):
+        drift.alert_datasets("features,telemetry")

@@ -46,12 +46,22 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
     try:
         lap = schemas.Lap.model_validate(value).model_dump(mode="json")
     except ValidationError as exc:
-        return _rejected(value, f"Lap schema: {exc.errors(include_url=False)[0]['msg']}")
+        return _rejected(value, f"Lap schema: {_first_error(exc)}")
     session, out = lap_step(state.get("session"), lap)
     if isinstance(out, str):
         return _rejected(value, out)
-    state.set("session", session)
-    return {"features": schemas.LapFeatures.model_validate(out).model_dump(mode="json")}
+    state.set("session", session)  # the lap was processed: later laps build on it either way
+    try:
+        return {"features": schemas.LapFeatures.model_validate(out).model_dump(mode="json")}
+    except ValidationError as exc:  # e.g. a non-finite feature: explained, never a crash
+        return _rejected(value, f"LapFeatures schema: {_first_error(exc)}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first failure with its field, e.g. ``LapTime: Input should be greater than 0``."""
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    return f"{field}: {error['msg']}" if field else str(error["msg"])
 
 
 def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -85,12 +85,12 @@ def test_the_whole_race_through_step_equals_the_offline_build(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"LapNumber": 0}, "Lap schema: Input should be greater than or equal to 1"),
-        ({"DriverNumber": "VER"}, "Lap schema: String should match pattern '^[0-9]{1,2}$'"),
-        ({"LapTime": -1.0}, "Lap schema: Input should be greater than or equal to 30"),
-        ({"SessionTime": None}, "Lap schema: Input should be a valid number"),
-        ({"Bogus": 1}, "Lap schema: Extra inputs are not permitted"),
-        ({"v": 2}, "Lap schema: Input should be 1"),
+        ({"LapNumber": 0}, "Lap schema: LapNumber: Input should be greater than or equal to 1"),
+        ({"DriverNumber": "VER"}, "Lap schema: DriverNumber: String should match pattern '^[0-9]{1,2}$'"),
+        ({"LapTime": -1.0}, "Lap schema: LapTime: Input should be greater than or equal to 30"),
+        ({"SessionTime": None}, "Lap schema: SessionTime: Input should be a valid number"),
+        ({"Bogus": 1}, "Lap schema: Bogus: Extra inputs are not permitted"),
+        ({"v": 2}, "Lap schema: v: Input should be 1"),
     ],
 )
 def test_a_lap_failing_the_schema_goes_to_the_dead_letters(
@@ -108,7 +108,7 @@ def test_a_partial_record_goes_to_the_dead_letters() -> None:
     """The bad record the parity test also produces on the broker."""
     state = FakeState()
     bad = {"SessionKey": 9189, "DriverNumber": "1"}
-    assert_dead_letter(step(bad, state), bad, "Lap schema: Field required")
+    assert_dead_letter(step(bad, state), bad, "Lap schema: Seq: Field required")
     assert state.store == {}
 
 
@@ -169,3 +169,20 @@ def test_a_non_object_value_goes_to_the_dead_letters(raw: bytes, reason: str) ->
 
 def test_parse_passes_objects_through() -> None:
     assert lap_features.parse(b'{"SessionKey": 1}') == {"SessionKey": 1}
+
+
+def test_a_feature_record_failing_its_schema_is_a_dead_letter_not_a_crash(
+    events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-finite feature (the schema forbids NaN/inf) is explained; the lap still counts as processed."""
+    real = lap_features.lap_step
+
+    def nan_step(session: Any, lap: dict[str, Any]) -> Any:
+        session, out = real(session, lap)
+        return session, {**out, "LapTime": float("nan")}
+
+    monkeypatch.setattr(lap_features, "lap_step", nan_step)
+    state = FakeState()
+    out = step(events[0], state)
+    assert_dead_letter(out, events[0], "LapFeatures schema: LapTime: Input should be a finite number")
+    assert state.sets == 1  # the next lap builds on this one

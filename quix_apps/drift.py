@@ -196,14 +196,17 @@ class PredictionReference:
 def load_champions(settings: DriftSettings) -> dict[str, Any]:
     """The registry's ``@champion`` (``model_store.Registered``) of each :data:`PREDICTION_MODELS`
     that has one."""
+    import tempfile
+
     from stratx.quix_apps import model_store
 
     found = {}
     for key in PREDICTION_MODELS:
-        try:
-            found[key] = model_store.load_registered(settings, key)
-        except ValueError as exc:
-            log.info("drift: predictions of %s not compared (%s)", key, exc)
+        with tempfile.TemporaryDirectory(prefix=f"stratx-drift-{key}-") as tmp:  # boosters load into memory
+            try:
+                found[key] = model_store.load_registered(settings, key, dst=Path(tmp))
+            except ValueError as exc:
+                log.info("drift: predictions of %s not compared (%s)", key, exc)
     return found
 
 

@@ -100,6 +100,11 @@ def test_unreachable_broker(tmp_path: Path) -> None:
     assert DEAD_BROKER in _error_line(proc)
 
 
+def test_drift_unreachable_broker(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "drift", "--broker", DEAD_BROKER, "--reports-dir", str(tmp_path / "drift"))
+    assert DEAD_BROKER in _error_line(proc)
+
+
 def test_port_already_taken(tmp_path: Path, taken_port: int) -> None:
     proc = _run(tmp_path, "broker", "--port", str(taken_port))
     assert str(taken_port) in _error_line(proc)

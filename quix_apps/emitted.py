@@ -31,15 +31,25 @@ class Emitted:
     """A filter callback: False for an output already on the topic (each seen record absorbs one)."""
 
     def __init__(
-        self, seen: Iterable[dict[str, Any]], key: Key, ignore: frozenset[str] = frozenset(), topic: str = ""
+        self,
+        seen: Iterable[dict[str, Any]],
+        key: Key,
+        ignore: frozenset[str] = frozenset(),
+        topic: str = "",
+        key_only: bool = False,
     ) -> None:
-        self._key, self._ignore, self._topic = key, ignore, topic
-        self._seen: Counter[tuple[object, str]] = Counter(fingerprint(v, key, ignore) for v in seen)
+        """``key_only``: an output whose idempotency key is already on the topic is dropped whatever its
+        value (first write wins: for outputs that depend on in-memory context lost in the kill)."""
+        self._key, self._ignore, self._topic, self._key_only = key, ignore, topic, key_only
+        self._seen: Counter[tuple[object, str]] = Counter(self._mark(v) for v in seen)
         self.loaded = sum(self._seen.values())
         self.suppressed = 0
 
+    def _mark(self, value: dict[str, Any]) -> tuple[object, str]:
+        return (self._key(value), "") if self._key_only else fingerprint(value, self._key, self._ignore)
+
     def __call__(self, value: dict[str, Any]) -> bool:
-        mark = fingerprint(value, self._key, self._ignore)
+        mark = self._mark(value)
         if self._seen[mark] > 0:
             self._seen[mark] -= 1
             self.suppressed += 1

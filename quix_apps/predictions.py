@@ -28,6 +28,7 @@ from quixstreams.state import State
 from stratx.functions import catalog, schemas
 from stratx.functions.prediction_requests import new_cache, predictions, request_step
 from stratx.quix_apps import metrics, wire
+from stratx.quix_apps.emitted import Emitted, read_topic
 from stratx.quix_apps.model_client import ModelClient
 from stratx.quix_apps.settings import PredictionAppSettings
 from stratx.quix_apps.wire import INVALID, RAW, parse
@@ -141,9 +142,29 @@ def build_app(
     for key, spec in catalog.PREDICTION_TOPICS.items():
         topic = app.topic(spec.name, value_serializer="json")
         has, take = _branch(key)
-        m.produced(results.filter(has).apply(take, expand=True), topic.name).to_topic(topic, key=driver_key)
+        out = results.filter(has).apply(take, expand=True).filter(already_predicted(settings, spec.name))
+        m.produced(out, topic.name).to_topic(topic, key=driver_key)
     m.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app
+
+
+def prediction_id(record: dict[str, Any]) -> tuple[object, ...]:
+    """The idempotency key of a prediction: one per driver-lap and model (and car ahead, overtake)."""
+    return (
+        record["SessionKey"],
+        record["DriverNumber"],
+        record.get("LapNumber"),
+        record["Model"],
+        record.get("OtherDriverNumber"),
+    )
+
+
+def already_predicted(settings: PredictionAppSettings, topic: str) -> Emitted:
+    """After a hard kill the laps since the last checkpoint are predicted again, but with the
+    in-memory history lost, so the values can differ: an ``ok`` prediction already on the topic
+    wins (key only); an ``unavailable`` one may be followed by a fresh answer."""
+    done = [r for r in read_topic(settings.broker_address, topic) if r.get("Status") == "ok"]
+    return Emitted(done, prediction_id, topic=topic, key_only=True)
 
 
 def _branch(key: str) -> tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], Any]]:

@@ -218,7 +218,10 @@ def start_dashboard(args: argparse.Namespace, broker_address: str, work: Path) -
 
     if args.no_dashboard or importlib.util.find_spec("stratx.panel_app") is None:
         return None
-    host, port = "127.0.0.1", args.dashboard_port or broker.free_port("127.0.0.1")
+    from stratx.quix_apps.settings import DashboardSettings
+
+    host = DashboardSettings().dashboard_host  # loopback unless STRATX_DASHBOARD_HOST opens it
+    port = args.dashboard_port or broker.free_port(host)
     env = {**os.environ, "STRATX_BROKER_ADDRESS": broker_address}
     command = [sys.executable, "-m", "stratx.panel_app", "--port", str(port), "--host", host]
     with (work / "dashboard.log").open("ab") as log:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from stratx.functions import schemas
+from stratx.quix_apps import predictions
 from stratx.quix_apps.emitted import Emitted, fingerprint
+from stratx.quix_apps.settings import PredictionAppSettings
 
 
 def lap(driver: str, number: int, **extra: object) -> dict[str, object]:
@@ -48,3 +52,33 @@ def test_a_huge_dead_letter_payload_is_cut_and_says_so() -> None:
     assert letter(small).Payload == small
     cut = letter("x" * 2_000_000).Payload
     assert cut == "x" * schemas.DEAD_LETTER_PAYLOAD_MAX + "...[truncated: 2000000 characters]"
+
+
+def test_key_only_drops_a_repeat_whatever_its_value() -> None:
+    seen = Emitted([lap("1", 1)], key, key_only=True)
+    assert seen(lap("1", 1, LapTime=96.0)) is False
+    assert seen(lap("1", 2)) is True
+
+
+def test_a_prediction_repeat_after_a_restart_is_dropped_but_an_unavailable_one_is_superseded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+
+    def pred(lap_number: int, status: str, value: float, other: str | None = None) -> dict[str, object]:
+        return {
+            "SessionKey": 9189,
+            "DriverNumber": "1",
+            "LapNumber": lap_number,
+            "Model": "overtake" if other else "lap_time",
+            "OtherDriverNumber": other,
+            "Status": status,
+            "Values": {"p": value},
+        }
+
+    on_topic = [pred(1, "ok", 95.0), pred(2, "unavailable", 0.0), pred(1, "ok", 0.2, other="11")]
+    monkeypatch.setattr(predictions, "read_topic", lambda address, topic: on_topic)
+    seen = predictions.already_predicted(PredictionAppSettings(), "stratx.predictions.lap_time")
+    assert seen(pred(1, "ok", 95.3)) is False  # same driver-lap and model: first write wins
+    assert seen(pred(2, "ok", 96.0)) is True  # the outage record is followed by a real answer
+    assert seen(pred(1, "ok", 0.3, other="44")) is True  # another pair is another prediction
+    assert seen(pred(1, "ok", 0.25, other="11")) is False

@@ -39,3 +39,12 @@ def broker_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=log) as broker:
         yield broker.address
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real broker for one test module whose apps or records would leak into the shared one
+    (tests that read whole topics, e.g. the replay round trip, expect only their own records)."""
+    log = tmp_path_factory.mktemp("own_broker") / "tansu.log"
+    with EmbeddedBroker("127.0.0.1", free_port(), log_path=log) as broker:
+        yield broker.address

@@ -56,7 +56,8 @@ INTEGER_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def settings(broker_address: str, tmp_path_factory: pytest.TempPathFactory) -> DriftSettings:
+def settings(own_broker: str, tmp_path_factory: pytest.TempPathFactory) -> DriftSettings:
+    broker_address = own_broker  # its features and alerts must not reach other modules' topics
     client = admin.connect(broker_address)
     admin.create_topics(client)
     client.close()

@@ -437,12 +437,7 @@ def wait_predicted(
     last_print = 0.0
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                log = log_dir / f"{name}.log"
-                if log.is_file():
-                    say(f"--- last lines of {log}:\n" + "\n".join(log.read_text().splitlines()[-25:]))
-                raise pipeline.AppExited(f"the {name} app exited early (code {proc.returncode}); see its log")
+        pipeline.check_alive(procs, log_dir)
         counts = {
             k: pipeline.count_session(address, catalog.PREDICTION_TOPICS[k].name, session_key) for k in keys
         }

@@ -286,7 +286,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 laps = result.published[catalog.LAPS.name]  # type: ignore[attr-defined]
                 print("waiting for the feature apps to catch up ...", file=sys.stderr, flush=True)
                 drivers = len(race.table("drivers"))
-                counts = pipeline.wait_caught_up(b.address, race.meta.session_key, laps, drivers, procs=procs)
+                counts = pipeline.wait_caught_up(
+                    b.address, race.meta.session_key, laps, drivers, procs=procs, log_dir=log_dir
+                )
                 _print_counts(counts)
                 if not args.no_feast:
                     _print_feast_snapshot(race)

@@ -23,13 +23,15 @@ the rows once.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import os
 import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType, UnionType
@@ -45,11 +47,13 @@ from feast.feast_object import FeastObject
 from feast.infra.offline_stores.file_source import FileSource
 from feast.repo_config import RepoConfig
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from stratx.functions.schemas import LapAggression, LapFeatures
 from stratx.quix_apps.settings import REPO_ROOT, FeastSettings
 
 DATA_DIR_VAR = "STRATX_FEAST_DATA_DIR"
+APPLY_ATTEMPTS = 3
 PUSH_SOURCE = "lap_features_push"
 OFFLINE_FILE = "lap_features.parquet"
 AGGRESSION_PUSH_SOURCE = "lap_aggression_push"
@@ -157,6 +161,26 @@ def repo_config(repo_dir: Path, data_dir: Path, redis_connection: str | None = N
 
 
 _REPO_DIRS: weakref.WeakKeyDictionary[FeatureStore, Path] = weakref.WeakKeyDictionary()
+LOCK_FILE = ".stratx-feast.lock"
+
+
+@contextlib.contextmanager
+def registry_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``data_dir`` across processes (``flock`` on a file in it).
+
+    Feast's SQL registry creates its tables and applies objects check-then-insert, so two apps
+    opening or applying the same fresh store at once fail with "table ... already exists" or a
+    UNIQUE constraint (the quickstart starts the lap and aggression apps together). Opening and
+    applying under this lock serializes them on one machine; ``apply_repo`` also retries for
+    registries shared between machines.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_store(
@@ -174,9 +198,9 @@ def open_store(
         repo_dir = repo_dir or settings.feast_repo
         data_dir = data_dir or settings.feast_data_dir
         redis_connection = redis_connection or settings.feast_redis_connection
-    data_dir.mkdir(parents=True, exist_ok=True)
     config = repo_config(repo_dir, data_dir, redis_connection)
-    store = FeatureStore(repo_path=str(data_dir.resolve()), config=config)
+    with registry_lock(data_dir):
+        store = FeatureStore(repo_path=str(data_dir.resolve()), config=config)
     _REPO_DIRS[store] = repo_dir
     return store
 
@@ -208,7 +232,15 @@ def apply_repo(store: FeatureStore, repo_dir: Path | None = None) -> list[FeastO
     ``repo_dir`` defaults to the repo the store was opened from.
     """
     objects = load_definitions(repo_dir or _REPO_DIRS.get(store, FEATURE_REPO))
-    store.apply(objects)
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            with registry_lock(store.repo_path):
+                store.apply(objects)
+            break
+        except SQLAlchemyError:  # another machine applied the same object meanwhile: apply is idempotent
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
     _SERVICES.pop(store, None)
     return objects
 

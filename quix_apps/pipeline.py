@@ -27,6 +27,25 @@ class AppExited(Exception):
     """A feature app stopped on its own; the message is for the user."""
 
 
+def log_tail(log_dir: Path | None, name: str, lines: int = 25) -> str:
+    """The last ``lines`` of app ``name``'s log in ``log_dir`` (indented), or "" without one."""
+    path = log_dir / f"{name}.log" if log_dir is not None else None
+    if path is None or not path.is_file():
+        return ""
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return "".join(f"\n    {line}" for line in tail)
+
+
+def check_alive(procs: dict[str, subprocess.Popen[bytes]] | None, log_dir: Path | None = None) -> None:
+    """Raise AppExited, with the end of its log, if any of ``procs`` has stopped."""
+    for name, proc in (procs or {}).items():
+        if proc.poll() is not None:
+            where = f"its log {log_dir / (name + '.log')} ends:" if log_dir is not None else "see its log"
+            raise AppExited(
+                f"the {name} app exited early (code {proc.returncode}); {where}{log_tail(log_dir, name)}"
+            )
+
+
 ALL_APPS = (*APPS, "progress", "gaps")
 # apps with their own command (the rest are `stratx features run --app <name>`)
 COMMAND_APPS = ("predict", "alerts", "drift")
@@ -78,6 +97,7 @@ def wait_caught_up(
     drivers: int,
     timeout_s: float = 180.0,
     procs: dict[str, subprocess.Popen[bytes]] | None = None,
+    log_dir: Path | None = None,
 ) -> dict[str, int]:
     """Poll the feature topics until every lap has its features, every lap but (at most) each
     driver's last has its aggression record, and the telemetry windows have stopped growing."""
@@ -87,9 +107,7 @@ def wait_caught_up(
     stable = 0
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        for name, proc in (procs or {}).items():
-            if proc.poll() is not None:
-                raise AppExited(f"the {name} features app exited early (code {proc.returncode}); see its log")
+        check_alive(procs, log_dir)
         counts = {
             t.name: count_session(broker_address, t.name, session_key)
             for t in (catalog.FEATURES_LAP, catalog.TELEMETRY_WINDOW, catalog.LAP_AGGRESSION)
@@ -115,15 +133,14 @@ def wait_predicted(
     keys: tuple[str, ...],
     timeout_s: float = 300.0,
     procs: dict[str, subprocess.Popen[bytes]] | None = None,
+    log_dir: Path | None = None,
 ) -> dict[str, int]:
     """Poll the prediction topics until each of ``keys`` holds ``expected`` records of the session
     (one per lap-feature record; overtake: one per car that had a car ahead, so it is not waited for)."""
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        for name, proc in (procs or {}).items():
-            if proc.poll() is not None:
-                raise AppExited(f"the {name} app exited early (code {proc.returncode}); see its log")
+        check_alive(procs, log_dir)
         counts = {
             key: count_session(broker_address, catalog.PREDICTION_TOPICS[key].name, session_key)
             for key in catalog.PREDICTION_TOPICS

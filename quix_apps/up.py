@@ -141,7 +141,9 @@ def up_main(args: argparse.Namespace, replay: Any) -> int:
             return code
         laps = result.published[catalog.LAPS.name]
         say("waiting for every driver-lap's predictions ...")
-        counts = pipeline.wait_predicted(b.address, race.meta.session_key, laps, tuple(keys), procs=procs)
+        counts = pipeline.wait_predicted(
+            b.address, race.meta.session_key, laps, tuple(keys), procs=procs, log_dir=work
+        )
         summary = latency_summary(b.address, race.meta.session_key)
         print_summary(counts, summary, laps)
         print(drift_line(race.meta.session_key, datetime.now(UTC), procs.get("drift")))

@@ -40,7 +40,10 @@ def shared_consumer(settings: DashboardSettings) -> SharedConsumer:
     def make() -> SharedConsumer:
         log.info("dashboard consumer: reading %s", settings.broker_address)
         return SharedConsumer(
-            settings.broker_address, StateStore(), session_timeout_ms=settings.consumer_session_timeout_ms
+            settings.broker_address,
+            StateStore(),
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            auth=settings.kafka_auth(),
         ).start()
 
     return pn.state.as_cached(CONSUMER_CACHE_KEY, make)

@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, 
 
 from stratx.panel_app.state import LATEST_RAW_TOPICS, PARSED_TOPICS, StateStore
 from stratx.quix_apps import metrics
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 
 log = logging.getLogger(__name__)
 APP = "dashboard"  # metrics app label
@@ -36,8 +37,9 @@ class SharedConsumer:
         session_timeout_ms: int = 6000,
         poll_s: float = 0.02,
         latest_from_end: bool = True,
+        auth: KafkaAuth = PLAINTEXT,
     ) -> None:
-        self.broker_address = broker_address
+        self.broker_address, self.auth = broker_address, auth
         self.store = store if store is not None else StateStore()
         self.session_timeout_ms = session_timeout_ms
         self.poll_s = poll_s
@@ -68,6 +70,7 @@ class SharedConsumer:
                 "session.timeout.ms": self.session_timeout_ms,
                 "fetch.wait.max.ms": 20,
                 "socket.connection.setup.timeout.ms": 5000,
+                **self.auth.librdkafka(),
             }
         )
 

@@ -15,6 +15,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stratx.functions.catalog import ALL_TOPICS, TopicSpec
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 
 
 class AdminError(Exception):
@@ -42,7 +43,9 @@ def refused(broker_address: str, timeout_s: float = 1.0) -> str | None:
     return "; ".join(reasons)
 
 
-def connect(broker_address: str, timeout_s: float = 5.0) -> KafkaAdminClient:
+def connect(broker_address: str, timeout_s: float = 5.0, auth: KafkaAuth = PLAINTEXT) -> KafkaAdminClient:
+    """An admin client of ``broker_address`` (``auth``: TLS / SASL, see ``kafka_auth.py``); AdminError
+    with the reason when nothing answers or the broker refuses the credentials."""
     why = refused(broker_address, min(timeout_s, 1.0))
     if why:
         raise AdminError(f"no Kafka broker answers at {broker_address} ({why})")
@@ -52,10 +55,12 @@ def connect(broker_address: str, timeout_s: float = 5.0) -> KafkaAdminClient:
             client_id="stratx-admin",
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            **auth.kafka_python(),
         )
     except (KafkaError, OSError) as exc:
+        how = "" if auth.protocol == "PLAINTEXT" else f" over {auth.describe()}"
         raise AdminError(
-            f"no Kafka broker answers at {broker_address} ({type(exc).__name__}: {exc})"
+            f"no Kafka broker answers at {broker_address}{how} ({type(exc).__name__}: {exc})"
         ) from exc
 
 

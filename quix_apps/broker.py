@@ -65,8 +65,20 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
 class EmbeddedBroker:
     """Start Tansu on loopback; use as a context manager or call start()/stop()."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9092, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        log_path: Path | None = None,
+        *,
+        advertised_port: int | None = None,
+        authentication: bool = False,
+    ) -> None:
+        """``advertised_port``: the port clients are told to use (e.g. a TLS proxy in front; default
+        ``port``); ``authentication``: require SASL from every client (Tansu ``--authentication``)."""
         self.host, self.port = host, port
+        self.advertised_port = advertised_port or port
+        self.authentication = authentication
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -85,9 +97,10 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.host}:{self.advertised_port}",
             "--storage-engine",
             "memory://tansu/",
+            *(["--authentication"] if self.authentication else []),
         ]
         self._log = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         out = self._log if self._log is not None else subprocess.DEVNULL

@@ -87,7 +87,7 @@ def _wait_for_signal(b: broker.EmbeddedBroker) -> None:
 # ------------------------------------------------------------------ topics
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _kafka(args)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     try:
         if args.action == "create":
             created = admin.create_topics(client)
@@ -403,7 +403,7 @@ def cmd_features_run(args: argparse.Namespace) -> int:
     settings = _override(settings, broker_address=args.broker, feast_push=False if args.no_feast else None)
     if args.app == "all":
         return _run_all(settings, args)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(client)
     client.close()
     pusher = None
@@ -465,7 +465,7 @@ def cmd_stream_app(args: argparse.Namespace) -> int:
     from stratx.quix_apps.model_client import ModelClient
 
     settings = _override(PredictionAppSettings(), broker_address=args.broker)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(client)
     client.close()
     print(f"{args.command} app consuming {settings.broker_address}", file=sys.stderr, flush=True)
@@ -534,7 +534,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from stratx.quix_apps.settings import IngestSettings
 
     settings = _override(IngestSettings(), broker_address=args.broker)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(client, (*ALL_TOPICS, *catalog.INBOUND_TOPICS))
     client.close()
     print(f"ingest app consuming {catalog.INBOUND_OPENF1.name} on {settings.broker_address}", file=sys.stderr)
@@ -619,7 +619,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     every = settings.drift_period_s if args.periodic else args.every
     if every is not None and every <= 0:
         raise UserError("--every must be a positive number of seconds")
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)  # fails fast if unreachable
+    client = admin.connect(
+        settings.broker_address, settings.connect_timeout_s, settings.kafka_auth()
+    )  # fails fast if unreachable
     admin.create_topics(client)
     client.close()
     if every is not None:

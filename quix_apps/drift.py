@@ -40,6 +40,7 @@ from prometheus_client import Counter, Gauge
 from stratx.functions import catalog, drift, schemas
 from stratx.functions.models import base
 from stratx.quix_apps import kafka_io
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.quix_apps.settings import DriftSettings
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,16 @@ def load_reference(settings: DriftSettings, rebuild: bool = False) -> Reference:
 
 
 # ------------------------------------------------------------------ current window
-def read_records(broker_address: str, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(m.value() or b"{}") for m in kafka_io.read_all(broker_address, topic, drain_s=0.5)]
+def read_records(broker_address: str, topic: str, auth: KafkaAuth = PLAINTEXT) -> list[dict[str, Any]]:
+    return [
+        json.loads(m.value() or b"{}")
+        for m in kafka_io.read_all(broker_address, topic, drain_s=0.5, auth=auth)
+    ]
 
 
 def current_window(settings: DriftSettings, session_key: int | None) -> tuple[int, pd.DataFrame]:
     """(session key, its windowed LapFeatures rows) from ``stratx.features.lap``."""
-    records = read_records(settings.broker_address, catalog.FEATURES_LAP.name)
+    records = read_records(settings.broker_address, catalog.FEATURES_LAP.name, settings.kafka_auth())
     key = session_key if session_key is not None else drift.latest_session(records)
     if key is None:
         raise NoData(f"no lap features on {catalog.FEATURES_LAP.name} yet")
@@ -238,7 +242,9 @@ def current_predictions(settings: DriftSettings, session_key: int, window: pd.Da
     records = [
         r
         for key in PREDICTION_MODELS
-        for r in read_records(settings.broker_address, catalog.PREDICTION_TOPICS[key].name)
+        for r in read_records(
+            settings.broker_address, catalog.PREDICTION_TOPICS[key].name, settings.kafka_auth()
+        )
         if r.get("SessionKey") == session_key
     ]
     frame = drift.prediction_frame(records)
@@ -263,11 +269,11 @@ def _prune(folder: Path, session_key: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def drift_alerted(broker_address: str, session_key: int, dataset: str) -> bool:
+def drift_alerted(broker_address: str, session_key: int, dataset: str, auth: KafkaAuth = PLAINTEXT) -> bool:
     """Whether ``stratx.alerts`` holds a drift alert of this session and dataset."""
     return any(
         a.get("Type") == "drift" and a.get("SessionKey") == session_key and a.get("Model") == dataset
-        for a in read_records(broker_address, catalog.ALERTS.name)
+        for a in read_records(broker_address, catalog.ALERTS.name, auth)
     )
 
 
@@ -359,7 +365,9 @@ def _dataset(
     state_key = f"{key}:{dataset}"
     # disarmed only while this broker holds the alert that disarmed it (a replay of the same session
     # into a fresh broker starts armed)
-    armed = state.get(state_key, True) or not drift_alerted(settings.broker_address, key, dataset)
+    armed = state.get(state_key, True) or not drift_alerted(
+        settings.broker_address, key, dataset, settings.kafka_auth()
+    )
     armed, fire = drift.alarm_step(armed, result.share, settings.drift_threshold, settings.drift_rearm_share)
     alert = None
     if fire and dataset in drift.alert_datasets(settings.drift_alert_datasets):
@@ -367,7 +375,11 @@ def _dataset(
             drift.drift_alert(key, dataset, result, settings.drift_threshold, window, now)
         ).model_dump(mode="json")
         kafka_io.produce_json(
-            settings.broker_address, catalog.ALERTS.name, f"{key}:{drift.SESSION_WIDE_DRIVER}", alert
+            settings.broker_address,
+            catalog.ALERTS.name,
+            f"{key}:{drift.SESSION_WIDE_DRIVER}",
+            alert,
+            auth=settings.kafka_auth(),
         )
     state[state_key] = armed
     _save_state(html.parent, state)

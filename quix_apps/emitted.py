@@ -15,7 +15,10 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stratx.quix_apps.kafka_auth import KafkaAuth
 
 log = logging.getLogger(__name__)
 Key = Callable[[dict[str, Any]], object]
@@ -58,12 +61,23 @@ class Emitted:
         return True
 
 
-def read_topic(broker_address: str, topic: str) -> list[dict[str, Any]]:
-    """Every JSON object currently on ``topic`` (anything else is not an output of ours)."""
+def restart_filter(
+    broker_address: str, topic: str, key: Key, ignore: frozenset[str] = frozenset(), key_only: bool = False
+) -> Emitted:
+    """An :class:`Emitted` over what ``topic`` holds when the app starts, the count logged."""
+    emitted = Emitted(read_topic(broker_address, topic), key, ignore, topic, key_only)
+    log.info("restart filter: %d records already on %s", emitted.loaded, topic)
+    return emitted
+
+
+def read_topic(broker_address: str, topic: str, auth: KafkaAuth | None = None) -> list[dict[str, Any]]:
+    """Every JSON object currently on ``topic`` (anything else is not an output of ours); ``auth``:
+    the app's TLS / SASL settings (``KafkaSettings.kafka_auth()``, default PLAINTEXT)."""
     from stratx.quix_apps import kafka_io
+    from stratx.quix_apps.kafka_auth import PLAINTEXT
 
     out = []
-    for message in kafka_io.read_all(broker_address, topic, drain_s=0.3):
+    for message in kafka_io.read_all(broker_address, topic, drain_s=0.3, auth=auth or PLAINTEXT):
         try:
             value = json.loads(message.value() or b"")
         except (TypeError, ValueError):

@@ -7,11 +7,18 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
+
 
 def read_all(
-    broker_address: str, topic: str, timeout_s: float = 10.0, batch: int = 10_000, drain_s: float = 1.0
+    broker_address: str,
+    topic: str,
+    timeout_s: float = 10.0,
+    batch: int = 10_000,
+    drain_s: float = 1.0,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> Iterator[Message]:
-    """Every message currently in ``topic``, all partitions, from the beginning.
+    """Every message currently in ``topic``, all partitions, from the beginning (``auth``: TLS / SASL).
 
     Reads up to the high watermarks, then keeps reading until nothing arrives for ``drain_s``:
     Tansu reports a partition's high watermark as the first offset of its last batch + 1, so the
@@ -24,6 +31,7 @@ def read_all(
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
             "socket.timeout.ms": int(timeout_s * 1000),
+            **auth.librdkafka(),
         }
     )
     try:
@@ -60,7 +68,12 @@ def read_all(
 
 
 def produce_json(
-    broker_address: str, topic: str, key: str, value: dict[str, object], timeout_s: float = 10.0
+    broker_address: str,
+    topic: str,
+    key: str,
+    value: dict[str, object],
+    timeout_s: float = 10.0,
+    auth: KafkaAuth = PLAINTEXT,
 ) -> None:
     """Produce one JSON record and wait for its delivery (tests, tools; not a hot path)."""
     import json
@@ -68,7 +81,9 @@ def produce_json(
     from confluent_kafka import Producer
 
     errors: list[object] = []
-    producer = Producer({"bootstrap.servers": broker_address, "partitioner": "murmur2_random"})
+    producer = Producer(
+        {"bootstrap.servers": broker_address, "partitioner": "murmur2_random", **auth.librdkafka()}
+    )
     producer.produce(
         topic, key=key.encode(), value=json.dumps(value).encode(), on_delivery=lambda e, _m: errors.append(e)
     )

@@ -101,7 +101,9 @@ def build_app(
     if on_features is not None:
         features = features.update(on_features)
     # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
-    features = features.filter(Emitted(read_topic(settings.broker_address, out.name), lap_id, topic=out.name))
+    features = features.filter(
+        Emitted(read_topic(settings.broker_address, out.name, settings.kafka_auth()), lap_id, topic=out.name)
+    )
     meter.produced(features, out.name).to_topic(out, key=driver_key)
     meter.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(
         dead

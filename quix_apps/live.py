@@ -23,6 +23,7 @@ from quixstreams.kafka import Producer
 
 from stratx.functions import catalog, ingest, openf1, schemas
 from stratx.quix_apps import admin, kafka_io, metrics
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.quix_apps.openf1_client import OpenF1Client, OpenF1ResponseError
 from stratx.quix_apps.recording import Recorder
 from stratx.quix_apps.replay import DeliveryTracker, StopFlag
@@ -79,9 +80,11 @@ def _checkpoint_id(session_key: int) -> str:
     return f"live-{session_key}"
 
 
-def load_checkpoint(broker_address: str, session_key: int) -> tuple[openf1.PollState, int] | None:
+def load_checkpoint(
+    broker_address: str, session_key: int, auth: KafkaAuth = PLAINTEXT
+) -> tuple[openf1.PollState, int] | None:
     found = None
-    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name):
+    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name, auth=auth):
         if msg.key() is not None and msg.key().decode() == _checkpoint_id(session_key):
             found = msg.value()
     if not found:
@@ -122,7 +125,11 @@ class LivePoller:
             raise ValueError(f"OpenF1 session {session_key!r} is unusable: {ctx.reason}")
         self.ctx = ctx
         self.result.session_key = ctx.session_key
-        restored = load_checkpoint(self.settings.broker_address, ctx.session_key) if resume else None
+        restored = (
+            load_checkpoint(self.settings.broker_address, ctx.session_key, self.settings.kafka_auth())
+            if resume
+            else None
+        )
         if restored is not None:
             self.state, self.result.seq = restored
             log.info("resuming session %s after Seq %s", ctx.session_key, self.result.seq)
@@ -236,11 +243,11 @@ def run(
     client: OpenF1Client, settings: LiveSettings, options: LiveOptions, recorder: Recorder | None = None
 ) -> LiveResult:
     """Follow the session until Ctrl-C, ``max_cycles`` or ``idle_cycles`` polls without news."""
-    conn = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    conn = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(conn)
     conn.close()
     app = Application(
-        broker_address=settings.broker_address,
+        broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group="stratx-live",
         auto_create_topics=False,
         loglevel=logging.WARNING,

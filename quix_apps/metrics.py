@@ -360,6 +360,7 @@ class LagMonitor:
                 "client.id": f"stratx-lag-{uuid.uuid4().hex[:6]}",
                 "enable.auto.commit": False,
                 "session.timeout.ms": self.settings.consumer_session_timeout_ms,
+                **self.settings.kafka_auth().librdkafka(),
             }
         )
         try:

@@ -116,7 +116,9 @@ def session_context(settings: PredictionAppSettings) -> Context:
         if hit is not None and (hit[1] or now - hit[0] < CONTEXT_RETRY_S):
             return hit[1]
         found: dict[str, Any] = {}
-        for message in kafka_io.read_all(settings.broker_address, catalog.SESSION_INFO.name, drain_s=0.2):
+        for message in kafka_io.read_all(
+            settings.broker_address, catalog.SESSION_INFO.name, drain_s=0.2, auth=settings.kafka_auth()
+        ):
             try:
                 info = json.loads(message.value() or b"")
             except (TypeError, ValueError):
@@ -163,7 +165,11 @@ def already_predicted(settings: PredictionAppSettings, topic: str) -> Emitted:
     """After a hard kill the laps since the last checkpoint are predicted again, but with the
     in-memory history lost, so the values can differ: an ``ok`` prediction already on the topic
     wins (key only); an ``unavailable`` one may be followed by a fresh answer."""
-    done = [r for r in read_topic(settings.broker_address, topic) if r.get("Status") == "ok"]
+    done = [
+        r
+        for r in read_topic(settings.broker_address, topic, settings.kafka_auth())
+        if r.get("Status") == "ok"
+    ]
     return Emitted(done, prediction_id, topic=topic, key_only=True)
 
 

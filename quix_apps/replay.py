@@ -27,6 +27,7 @@ from tqdm import tqdm
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, RaceData
 from stratx.quix_apps import admin, kafka_io, metrics
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.quix_apps.settings import ReplaySettings
 
 APP = "replay"  # metrics app label and exporter port offset
@@ -88,10 +89,12 @@ class ReplayResult:
         return sum(self.published.values()) + self.dead_letters
 
 
-def last_checkpoint(broker_address: str, replay_id: str) -> schemas.ReplayCheckpoint | None:
+def last_checkpoint(
+    broker_address: str, replay_id: str, auth: KafkaAuth = PLAINTEXT
+) -> schemas.ReplayCheckpoint | None:
     """The newest checkpoint of ``replay_id`` on the compacted checkpoint topic, if any."""
     found = None
-    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name):
+    for msg in kafka_io.read_all(broker_address, catalog.REPLAY_CHECKPOINTS.name, auth=auth):
         key = msg.key()
         if key is not None and key.decode() == replay_id:
             found = schemas.ReplayCheckpoint.model_validate_json(msg.value() or b"")
@@ -150,7 +153,7 @@ class Pacer:
 
 def _producer(settings: ReplaySettings) -> Producer:
     app = Application(
-        broker_address=settings.broker_address,
+        broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group="stratx-replay",
         auto_create_topics=False,
         loglevel=logging.WARNING,
@@ -183,12 +186,12 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
     """Publish ``race`` to the raw topics; returns counts. Ctrl-C stops cleanly with a checkpoint."""
     replay_id = options.replay_id or str(race.meta.session_key)
     result = ReplayResult(replay_id)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(client)
     client.close()
     start_after = -1
     if options.resume:
-        cp = last_checkpoint(settings.broker_address, replay_id)
+        cp = last_checkpoint(settings.broker_address, replay_id, settings.kafka_auth())
         if cp is not None:
             start_after, result.finished = cp.Seq, cp.Finished
             if cp.Finished:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stratx.quix_apps.kafka_auth import KafkaAuth, Mechanism, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +55,37 @@ class KafkaSettings(MetricsSettings):
         "each app-to-app hop can cost up to this on brokers that do not wake long polls (Tansu)",
     )
     connect_timeout_s: float = Field(5.0, gt=0, description="fail if the broker does not answer in this time")
+    kafka_security_protocol: Protocol = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT (embedded broker, local Redpanda), SSL, SASL_PLAINTEXT or SASL_SSL "
+        "(Redpanda Cloud, clusters with authentication)",
+    )
+    kafka_sasl_mechanism: Mechanism = Field(
+        "SCRAM-SHA-256",
+        description="SASL mechanism: SCRAM-SHA-256 (Redpanda's default), SCRAM-SHA-512 or PLAIN",
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user (SASL_* protocols)")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, repr=False, description="SASL password (SASL_* protocols; never printed or logged)"
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="PEM CA bundle to verify the broker (SSL protocols; unset: the system's CAs)"
+    )
+
+    @model_validator(mode="after")
+    def _auth_fits(self) -> KafkaSettings:
+        self.kafka_auth()  # raises KafkaAuthError (a ValueError) naming the variables to set
+        return self
+
+    def kafka_auth(self) -> KafkaAuth:
+        """How every Kafka client of this deployable connects (``quix_apps/kafka_auth.py``)."""
+        return KafkaAuth(
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password,
+            ca_location=self.kafka_ssl_ca_location,
+        )
 
 
 class ReplaySettings(KafkaSettings):

@@ -23,9 +23,9 @@ def application(
 ) -> Application:
     """A Quix Streams Application as every StratX app runs it: from the earliest offset, the
     short consumer session timeout Tansu needs, short fetch waits (each hop between apps costs
-    up to one), state (RocksDB) under ``state_dir``."""
+    up to one), state (RocksDB) under ``state_dir``; TLS / SASL from ``settings.kafka_auth()``."""
     return Application(
-        broker_address=settings.broker_address,
+        broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group=consumer_group,
         auto_offset_reset="earliest",
         consumer_extra_config={

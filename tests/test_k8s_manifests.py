@@ -338,3 +338,7 @@ def test_rendered_manifests(target: str) -> None:
             assert uri["valueFrom"]["secretKeyRef"] == {"name": "stratx-scale", "key": "mlflow-uri"}
         pvc = _by_kind(docs, "PersistentVolumeClaim")["stratx-mlflow"]
         assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        # every Kafka client (all Deployments and Jobs) may take TLS / SASL settings from a Secret
+        for doc in [*deployments.values(), *_by_kind(docs, "Job").values()]:
+            (container,) = _containers(doc)
+            assert {"secretRef": {"name": "stratx-kafka", "optional": True}} in container["envFrom"]

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from stratx.functions import catalog, inbound
 from stratx.functions.inbound import InboundRecord, OutboundRecord
+from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,16 @@ class KafkaSink:
     """Outputs to Kafka through kafka-python (pure Python: no native library in the function's
     package); ``acks=all``, delivery confirmed on :meth:`flush`."""
 
-    def __init__(self, bootstrap_servers: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, bootstrap_servers: str, timeout_s: float = 30.0, auth: KafkaAuth = PLAINTEXT) -> None:
         from kafka import KafkaProducer
 
         self.timeout_s = timeout_s
         self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks="all", linger_ms=5, retries=5
+            bootstrap_servers=bootstrap_servers.split(","),
+            acks="all",
+            linger_ms=5,
+            retries=5,
+            **auth.kafka_python(),
         )
         self.pending: list[Any] = []
 
@@ -280,5 +285,9 @@ def default_runtime() -> Runtime:
             raise ValueError(
                 f"STRATX_IDEMPOTENCY_BACKEND={settings.idempotency_backend!r}: use memory, dynamodb or none"
             )
-        _DEFAULT = Runtime(store, KafkaSink(settings.broker_address), settings.lambda_batch_item_failures)
+        _DEFAULT = Runtime(
+            store,
+            KafkaSink(settings.broker_address, auth=settings.kafka_auth()),
+            settings.lambda_batch_item_failures,
+        )
     return _DEFAULT

@@ -194,6 +194,9 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("STRATX_OPENF1_PASSWORD", SECRET)
     monkeypatch.setenv("STRATX_DEPLOY_KAFKA_SASL_USERNAME", "stratx")
     monkeypatch.setenv("STRATX_DEPLOY_KAFKA_SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("STRATX_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("STRATX_KAFKA_SASL_USERNAME", "stratx")
+    monkeypatch.setenv("STRATX_KAFKA_SASL_PASSWORD", SECRET)
     yield
 
 
@@ -202,7 +205,20 @@ def test_secret_settings_are_secret_strings(secrets_in_env: None) -> None:
     deploy = settings.DeploySettings()
     assert isinstance(live.openf1_password, SecretStr) and live.openf1_password.get_secret_value() == SECRET
     assert isinstance(deploy.deploy_kafka_sasl_password, SecretStr)
-    for shown in (repr(live), str(live), live.model_dump_json(), repr(deploy), deploy.model_dump_json()):
+    kafka = settings.KafkaSettings()
+    assert isinstance(kafka.kafka_sasl_password, SecretStr)
+    assert kafka.kafka_auth().librdkafka()["sasl.password"] == SECRET  # only a client gets it in clear
+    for shown in (
+        repr(live),
+        str(live),
+        live.model_dump_json(),
+        repr(deploy),
+        deploy.model_dump_json(),
+        repr(kafka),
+        kafka.model_dump_json(),
+        repr(kafka.kafka_auth()),
+        kafka.kafka_auth().describe(),
+    ):
         assert SECRET not in shown
 
 
@@ -214,7 +230,7 @@ def test_stratx_config_never_prints_a_secret(
     caplog.set_level(logging.DEBUG)
     assert cli.main(["config"]) == 0
     out = capsys.readouterr()
-    assert "STRATX_OPENF1_PASSWORD" in out.out
+    assert "STRATX_OPENF1_PASSWORD" in out.out and "STRATX_KAFKA_SASL_PASSWORD" in out.out
     assert SECRET not in out.out + out.err + caplog.text
 
 

@@ -6,6 +6,7 @@ import inspect
 import os
 import re
 from pathlib import Path
+from typing import Literal, get_args, get_origin
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -71,6 +72,9 @@ def _sample(default: object, tmp_path: Path, annotation: object = None) -> tuple
     """An env-var text different from the default, and the value it should parse to."""
     if isinstance(default, bool):
         return str(not default).lower(), not default
+    if get_origin(annotation) is Literal:  # another allowed value
+        other = next(v for v in get_args(annotation) if v != default)
+        return str(other), other
     if isinstance(default, int):
         return str(default + 1), default + 1
     if isinstance(default, float):
@@ -91,6 +95,9 @@ def test_each_listed_variable_is_read(
     name = f"STRATX_{field.upper()}"
     assert name in ENV_VARS
     monkeypatch.setenv(name, text)
+    if field == "kafka_ssl_ca_location":  # a CA file is only valid with a TLS protocol, and must exist
+        monkeypatch.setenv("STRATX_KAFKA_SECURITY_PROTOCOL", "SSL")
+        Path(text).write_text("-----BEGIN CERTIFICATE-----\n")
     got = getattr(cls(), field)
     assert (got.get_secret_value() if isinstance(got, SecretStr) else got) == value
 

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate serve bentos dashboard browser test test-unit test-integration lint typecheck typecheck-links bench audit clean
+.PHONY: help install up demo features train evaluate serve bentos bento-images dashboard browser test test-unit test-integration lint typecheck typecheck-links bench audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ serve: install ## every model's BentoML service on its own port (Ctrl-C stops)
 
 bentos: install ## build one Bento per model (offline; needs the champions: make train)
 	$(BIN)/stratx bentos build
+
+bento-images: install ## Bentos + their Docker build contexts for compose.bentos.yaml (needs make train)
+	$(BIN)/stratx bentos build --export
 
 dashboard: install ## the live dashboard + overlay (http://127.0.0.1:5006/, /overlay) on STRATX_BROKER_ADDRESS
 	$(BIN)/stratx dashboard

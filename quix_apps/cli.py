@@ -781,6 +781,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("build", help="serving wheel + champions into the BentoML store + bentoml build")
     b.add_argument("--model", dest="models", action="append", choices=MODEL_KEYS, help="only these models")
     b.add_argument("--no-import", action="store_true", help="use the BentoML store as it is (no MLflow)")
+    b.add_argument(
+        "--export",
+        action="store_true",
+        help="also unpack each Bento to bentos/dist/containers/<model>/ (its generated Dockerfile; "
+        "compose.bentos.yaml builds the images from there)",
+    )
     b.set_defaults(func=cmd_bentos)
 
     for name, text in (

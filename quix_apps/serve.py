@@ -4,7 +4,9 @@
   ``bentoml serve bentos/<key>`` process per model on its port, waits for ``/readyz``, then runs
   until Ctrl-C (or until a service dies) and stops every process it started.
 * :func:`build_main`: the ``stratx_serving`` wheel (the serving modules only, see
-  :data:`WHEEL_FILES`), the champions, then ``bentoml build`` per model, timed.
+  :data:`WHEEL_FILES`), the champions, then ``bentoml build`` per model, timed; with ``--export``
+  each Bento is also unpacked as a Docker build context (:func:`export_context`): its generated
+  ``env/docker/Dockerfile``, the wheel and the champion inside, for ``compose.bentos.yaml``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import argparse
 import base64
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -28,6 +33,8 @@ from stratx.quix_apps.settings import REPO_ROOT, ServingSettings
 
 BENTOS_DIR = REPO_ROOT / "bentos"
 WHEEL_DIR = BENTOS_DIR / "dist"
+CONTAINERS_DIR = WHEEL_DIR / "containers"  # bentos/dist/containers/<key>/: one build context per model
+GENERATED_DOCKERFILE = "env/docker/Dockerfile"  # where `bentoml build` writes a Bento's Dockerfile
 WHEEL_NAME = "stratx_serving"
 WHEEL_VERSION = "0.1.0"
 # The stratx modules a Bento runs (explicit: nothing else of the package ships in a Bento).
@@ -112,6 +119,31 @@ def bentoml_build(key: str) -> tuple[str, float]:
     return tag, time.perf_counter() - started
 
 
+def export_context(tag: str, key: str, out_dir: Path = CONTAINERS_DIR) -> Path:
+    """``bentoml export`` the Bento ``tag`` (its model included) and unpack it to ``out_dir/<key>``:
+    a Docker build context for the Dockerfile ``bentoml build`` generated (what ``bentoml
+    containerize`` would build, without needing Docker here). Replaces an older export."""
+    target = out_dir / key
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / f"{key}.bento"
+        done = subprocess.run(
+            [sys.executable, "-m", "bentoml", "export", tag, str(archive)],
+            env=bento_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"bentoml export {tag} failed:\n{done.stdout}\n{done.stderr}")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(target, filter="data")  # refuses absolute paths, links out of the folder
+    if not (target / GENERATED_DOCKERFILE).is_file() or not any((target / "models").glob("*/*/model.yaml")):
+        raise RuntimeError(f"{tag}: the export lacks {GENERATED_DOCKERFILE} or its model")
+    return target
+
+
 def build_main(args: argparse.Namespace, settings: ServingSettings | None = None) -> int:
     """`stratx bentos build [--model KEY ...] [--no-import]`: wheel, champions, one Bento per model."""
     from stratx.quix_apps import serving
@@ -124,6 +156,9 @@ def build_main(args: argparse.Namespace, settings: ServingSettings | None = None
             print(f"{key}: imported {serving.import_champion(settings, key, settings.model_alias)}")
         tag, seconds = bentoml_build(key)
         print(f"{key}: built {tag} in {seconds:.1f} s")
+        if getattr(args, "export", False):
+            context = export_context(tag, key)
+            print(f"{key}: build context {context.relative_to(REPO_ROOT)} ({GENERATED_DOCKERFILE})")
     return 0
 
 

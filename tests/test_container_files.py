@@ -122,6 +122,36 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in readme and "make test" in ci
 
 
+def test_compose_bentos_builds_the_model_services_from_the_generated_dockerfiles() -> None:
+    """compose.bentos.yaml swaps the five model services for the images of their Bentos: the build
+    context is where `stratx bentos build --export` unpacks each Bento, the Dockerfile the one
+    `bentoml build` generates, and the services keep their names, ports and health checks."""
+    from stratx.quix_apps import serve
+
+    base = compose_services()
+    override = yaml.safe_load((REPO / "compose.bentos.yaml").read_text())["services"]
+    serving = ServingSettings()
+    by_model = {
+        svc["command"][-1]: name for name, svc in base.items() if svc.get("command", [""])[0] == "serve"
+    }
+    assert set(by_model) == set(MODEL_KEYS) and set(override) == set(by_model.values())
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    for key, name in by_model.items():
+        svc, port = override[name], getattr(serving, f"{key}_port")
+        context = REPO / svc["build"]["context"]
+        assert context == serve.CONTAINERS_DIR / key
+        assert svc["build"]["dockerfile"] == serve.GENERATED_DOCKERFILE
+        bento = yaml.safe_load((REPO / "bentos" / key / "bentofile.yaml").read_text())["name"]
+        assert svc["image"] == f"{bento}:{version}"
+        # the generated entrypoint passes flag arguments on: `bentoml serve --host H --port P $BENTO_PATH`
+        host, wanted = svc["command"][1], ["--host", svc["command"][1], "--port", str(port)]
+        assert svc["command"] == wanted and host != serving.serve_host  # reachable from other containers
+        assert (
+            str(port) in " ".join(svc["healthcheck"]["test"]) and "/readyz" in svc["healthcheck"]["test"][-1]
+        )
+        assert str(port) in " ".join(base[name]["healthcheck"]["test"])  # same port as the stratx image's
+
+
 # ------------------------------------------------------------------ observability (issue #8)
 def test_every_long_running_service_has_a_healthcheck() -> None:
     services = compose_services()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from stratx.quix_apps import serve
 from stratx.quix_apps.broker import free_port
@@ -93,7 +95,7 @@ def test_the_prediction_app_requests_are_answered_by_every_service(
 
 
 @pytest.mark.parametrize("key", support.SERVED_KEYS)
-def test_bentoml_build_works_offline(key: str, champions: support.Champions) -> None:
+def test_bentoml_build_works_offline(key: str, champions: support.Champions, tmp_path: Path) -> None:
     """`bentoml build bentos/<key>` with the wheel and the imported champion (no network needed:
     lock_packages is off and the model comes from the local store)."""
     champions.require(key)
@@ -101,3 +103,14 @@ def test_bentoml_build_works_offline(key: str, champions: support.Champions) -> 
     tag, seconds = serve.bentoml_build(key)
     assert tag.startswith(f"stratx-{key.replace('_', '-')}-service:")
     assert seconds < 120
+    # the Docker build context of compose.bentos.yaml: the generated Dockerfile, wheel and model
+    context = serve.export_context(tag, key, tmp_path)
+    dockerfile = (context / serve.GENERATED_DOCKERFILE).read_text()
+    assert "THIS IS A GENERATED DOCKERFILE" in dockerfile and "FROM python:3.11" in dockerfile
+    assert "EXPOSE 3000" in dockerfile and "env/docker/entrypoint.sh" in dockerfile
+    assert "curl" in dockerfile  # the compose healthcheck's tool is installed
+    assert (context / "env/python/wheels" / serve.build_wheel().name).is_file()
+    ((model,),) = [s["models"] for s in yaml.safe_load((context / "bento.yaml").read_text())["services"]]
+    name, version = model["tag"].split(":")
+    assert (context / "models" / name / version / "model.yaml").is_file()
+    assert model["tag"] == champions.tags[key]  # the champion imported for this test is the one packed

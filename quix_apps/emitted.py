@@ -62,10 +62,16 @@ class Emitted:
 
 
 def restart_filter(
-    broker_address: str, topic: str, key: Key, ignore: frozenset[str] = frozenset(), key_only: bool = False
+    broker_address: str,
+    topic: str,
+    key: Key,
+    ignore: frozenset[str] = frozenset(),
+    key_only: bool = False,
+    auth: KafkaAuth | None = None,
 ) -> Emitted:
-    """An :class:`Emitted` over what ``topic`` holds when the app starts, the count logged."""
-    emitted = Emitted(read_topic(broker_address, topic), key, ignore, topic, key_only)
+    """An :class:`Emitted` over what ``topic`` holds when the app starts, the count logged
+    (``auth`` as :func:`read_topic`'s)."""
+    emitted = Emitted(read_topic(broker_address, topic, auth), key, ignore, topic, key_only)
     log.info("restart filter: %d records already on %s", emitted.loaded, topic)
     return emitted
 

@@ -15,6 +15,12 @@ TELEMETRY_WINDOW's 6 partitions.
 Failure policy: a record that is not JSON or fails its topic's schema, a duplicate or out-of-order
 window or lap changes nothing and goes to ``stratx.dead_letter`` with the reason (Stage
 ``lap_aggression``); the pipeline keeps going.
+
+Restart after a hard kill: the windows and laps after the last committed offsets are processed
+again from the committed state and finalize the same laps (whatever the interleaving, see above);
+those already on the output topic are not sent again (:class:`~stratx.quix_apps.emitted.Emitted`,
+idempotency key SessionKey, DriverNumber, LapNumber, the whole value compared). ``on_records``
+still sees them (a Feast push is an upsert; the one of the killed process may have been lost).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression
 from stratx.quix_apps import admin, metrics, wire
+from stratx.quix_apps.emitted import restart_filter
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 LAP_AGGRESSION = catalog.LAP_AGGRESSION
@@ -92,6 +99,11 @@ def _letter(source_topic: str, key: Any, payload: dict[str, Any], reason: str) -
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 
+def lap_id(record: dict[str, Any]) -> tuple[object, ...]:
+    """The idempotency key of a lap record: one per driver-lap."""
+    return (record["SessionKey"], record["DriverNumber"], record["LapNumber"])
+
+
 def lap_key(record: dict[str, Any]) -> str:
     return catalog.message_key(LAP_AGGRESSION, record["SessionKey"], record["DriverNumber"])
 
@@ -112,12 +124,15 @@ def build_pipeline(
     dead_letters: Topic,
     on_records: Callable[[dict[str, Any]], None] | None = None,
     meter: metrics.AppMeter | None = None,
+    *,
+    emitted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> StreamingDataFrame:
     """Wire: each input validated against its schema -> concat -> stateful laps -> out / dead letters.
 
     ``on_records`` is a side effect per LapAggression record (JSON mode), run before the record is
     produced (e.g. a Feast push); it must not modify the record. ``meter``: count records, time
-    the step (none by default).
+    the step (none by default). ``emitted``: False for a record already on the topic, checked after
+    ``on_records`` (see :func:`~stratx.quix_apps.emitted.restart_filter`).
     """
     m = meter or metrics.AppMeter(APP, enabled=False)
     windows, laps = m.consumed(windows, window_spec.name), m.consumed(laps, lap_spec.name)
@@ -129,6 +144,8 @@ def build_pipeline(
     records = items.filter(lambda item: "Lap" in item).apply(lambda item: item["Lap"])
     if on_records is not None:
         records = records.update(on_records)
+    if emitted is not None:
+        records = records.filter(emitted)
     records = m.produced(records, out.name)
     return records.set_timestamp(lap_timestamp).to_topic(out, key=lap_key)
 
@@ -144,7 +161,8 @@ def build_app(
     loglevel: int = logging.INFO,
     on_records: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Application, StreamingDataFrame]:
-    """The app and its dataframe; creates missing topics first (needs the broker).
+    """The app and its dataframe; creates missing topics first and reads the output topic's
+    records for the restart filter (needs the broker).
 
     ``on_records`` is a side effect per LapAggression record (e.g. a Feast
     ``BackgroundPusher`` for ``lap_aggression_push``), like ``lap_features.build_app``'s
@@ -164,8 +182,18 @@ def build_app(
     out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    emitted = restart_filter(settings.broker_address, out.name, lap_id, auth=settings.kafka_auth())
     sdf = build_pipeline(
-        app.dataframe(windows), app.dataframe(laps), window_spec, lap_spec, out, dead, on_records, meter
+        app.dataframe(windows),
+        app.dataframe(laps),
+        window_spec,
+        lap_spec,
+        out,
+        dead,
+        on_records,
+        meter,
+        emitted=emitted,
     )
     return app, sdf
 

@@ -8,11 +8,18 @@ window end's Date). The final window of a driver stays open until a later sample
 Failure policy: a sample that fails the CarTelemetry schema (the rule ingestion applies), an exact
 duplicate (at-least-once redelivery), or a late / out-of-order sample changes nothing and goes to
 ``stratx.dead_letter`` with the reason (Stage ``telemetry_features``); the pipeline keeps going.
+
+Restart after a hard kill: the samples after the last committed offset are processed again from
+the committed window state and close the same windows; those already on the output topic are not
+sent again (:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
+WindowStart, the whole value compared: the state is committed with the offsets, so a window
+processed again equals the one sent).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from quixstreams.state import State
 from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry
 from stratx.quix_apps import admin, metrics, wire
+from stratx.quix_apps.emitted import restart_filter
 from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
 
 CONSUMER_GROUP = "stratx-telemetry-features"
@@ -61,6 +69,11 @@ def _letter(record: ingest.RawRecord, reason: str) -> dict[str, Any]:
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 
+def window_id(window: dict[str, Any]) -> tuple[object, ...]:
+    """The idempotency key of a window record: one per driver and window."""
+    return (window["SessionKey"], window["DriverNumber"], window["WindowStart"])
+
+
 def window_key(window: dict[str, Any]) -> str:
     return catalog.message_key(catalog.TELEMETRY_WINDOW, window["SessionKey"], window["DriverNumber"])
 
@@ -73,16 +86,24 @@ def window_timestamp(window: dict[str, Any], key: Any, timestamp: int, headers: 
 
 
 def build_pipeline(
-    sdf: StreamingDataFrame, windows: Topic, dead_letters: Topic, meter: metrics.AppMeter | None = None
+    sdf: StreamingDataFrame,
+    windows: Topic,
+    dead_letters: Topic,
+    meter: metrics.AppMeter | None = None,
+    *,
+    emitted: Callable[[dict[str, Any]], bool] | None = None,
 ) -> StreamingDataFrame:
     """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic
-    (``meter``: count records, time the step; none by default)."""
+    (``meter``: count records, time the step; none by default; ``emitted``: False for a window
+    already on the topic, see :func:`~stratx.quix_apps.emitted.restart_filter`)."""
     m = meter or metrics.AppMeter(APP, enabled=False)
     sdf = m.consumed(sdf, catalog.CAR_TELEMETRY.name)
     items = sdf.apply(wire.parse).apply(m.timed(process), stateful=True, metadata=True, expand=True)
     letters = items.filter(lambda item: "DeadLetter" in item).apply(lambda item: item["DeadLetter"])
     m.letters(letters).to_topic(dead_letters, key=lambda letter: letter["Key"])
     closed = items.filter(lambda item: "Window" in item).apply(lambda item: item["Window"])
+    if emitted is not None:
+        closed = closed.filter(emitted)
     closed = m.produced(closed, windows.name)
     return closed.set_timestamp(window_timestamp).to_topic(windows, key=window_key)
 
@@ -94,7 +115,8 @@ def build_app(
     consumer_group: str = CONSUMER_GROUP,
     loglevel: int = logging.INFO,
 ) -> tuple[Application, StreamingDataFrame]:
-    """The app and its dataframe; creates the topics first (needs the broker)."""
+    """The app and its dataframe; creates the topics first and reads the window topic's records
+    for the restart filter (needs the broker)."""
     client = admin.connect(settings.broker_address, settings.connect_timeout_s)
     try:
         admin.create_topics(client, TOPICS)
@@ -105,7 +127,9 @@ def build_app(
     out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
-    return app, build_pipeline(app.dataframe(raw), out, dead, meter)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    emitted = restart_filter(settings.broker_address, out.name, window_id, auth=settings.kafka_auth())
+    return app, build_pipeline(app.dataframe(raw), out, dead, meter, emitted=emitted)
 
 
 def main() -> None:

@@ -15,6 +15,13 @@ without one (a circuit with no map in ``data/circuits/``) produce no gaps and ar
 Failure policy: a record that is not JSON, fails its schema, is a duplicate or out of order goes
 to ``stratx.dead_letter`` (Stage ``track_gaps``) with the reason; the pipeline keeps going.
 
+Restart after a hard kill: the inputs after the last committed offsets are processed again from
+the committed state (the gap app's session topic gives them back in their first order) and give
+the same points and rows; those already on the output topic are not sent again
+(:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
+SessionTime, the whole value compared). The gap app's re-partitioning sends those progress points
+to its session topic again; the second copies are dead-lettered (duplicate, out of order or late).
+
 Maps: ``python -m stratx.quix_apps.track_gaps maps data/races/2023_bahrain_grand_prix_race
 data/races/2023_las_vegas_grand_prix_race --out data/circuits`` rebuilds the shipped maps.
 """
@@ -38,6 +45,7 @@ from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import admin, metrics, sources, wire
+from stratx.quix_apps.emitted import restart_filter
 from stratx.quix_apps.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
 
 STAGE = "track_gaps"
@@ -136,6 +144,11 @@ def session_of(value: dict[str, Any]) -> str:
     return "invalid" if wire.is_invalid(value) else str(value.get("SessionKey"))
 
 
+def point_id(record: dict[str, Any]) -> tuple[object, ...]:
+    """The idempotency key of a progress point or gap row: one per driver and SessionTime."""
+    return (record["SessionKey"], record["DriverNumber"], record["SessionTime"])
+
+
 def driver_key(row: dict[str, Any]) -> str:
     return catalog.message_key(TRACK_GAP, row["SessionKey"], row["DriverNumber"])
 
@@ -171,7 +184,8 @@ def build_progress_app(
     consumer_group: str = PROGRESS_GROUP,
     loglevel: int = logging.INFO,
 ) -> Application:
-    """Positions -> per-driver progress points (needs the broker: creates the topics first)."""
+    """Positions -> per-driver progress points (needs the broker: creates the topics first, reads
+    the progress topic for the restart filter)."""
     app = _application(settings, consumer_group, state_dir, loglevel)
     m = metrics.AppMeter(PROGRESS_APP, settings.metrics_enabled)
     raw = app.topic(catalog.CAR_POSITION.name, value_deserializer="bytes", key_deserializer="str")
@@ -180,7 +194,11 @@ def build_progress_app(
     items = m.consumed(app.dataframe(raw), raw.name).apply(wire.parse)
     items = items.apply(m.timed(progress_callback(tracks)), stateful=True, metadata=True, expand=True)
     m.letters(_split(items, "DeadLetter")).to_topic(dead, key=lambda letter: letter["Key"])
-    progress = m.produced(_split(items, "Progress"), out.name).set_timestamp(date_timestamp)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    progress = _split(items, "Progress").filter(
+        restart_filter(settings.broker_address, out.name, point_id, auth=settings.kafka_auth())
+    )
+    progress = m.produced(progress, out.name).set_timestamp(date_timestamp)
     progress.to_topic(out, key=lambda p: catalog.message_key(PROGRESS, p["SessionKey"], p["DriverNumber"]))
     return app
 
@@ -194,7 +212,8 @@ def build_gap_app(
     consumer_group: str = GAP_GROUP,
     loglevel: int = logging.INFO,
 ) -> Application:
-    """Progress points -> per-session gaps (needs the broker: creates the topics first)."""
+    """Progress points -> per-session gaps (needs the broker: creates the topics first, reads the
+    gap topic for the restart filter)."""
     app = _application(settings, consumer_group, state_dir, loglevel)
     m = metrics.AppMeter(GAPS_APP, settings.metrics_enabled)
     points = app.topic(PROGRESS.name, value_deserializer="bytes", key_deserializer="str")
@@ -205,7 +224,10 @@ def build_gap_app(
     )
     items = sdf.apply(m.timed(gap_callback(tracks, stale_s)), stateful=True, expand=True)
     m.letters(_split(items, "DeadLetter")).to_topic(dead, key=lambda letter: letter["Key"])
-    m.produced(_split(items, "Gap"), out.name).set_timestamp(date_timestamp).to_topic(out, key=driver_key)
+    gaps = _split(items, "Gap").filter(
+        restart_filter(settings.broker_address, out.name, point_id, auth=settings.kafka_auth())
+    )
+    m.produced(gaps, out.name).set_timestamp(date_timestamp).to_topic(out, key=driver_key)
     return app
 
 

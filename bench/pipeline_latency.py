@@ -234,10 +234,11 @@ def events_until(race: RaceData, seconds: float) -> tuple[int, float]:
 # ------------------------------------------------------------------ stage arrival times
 class Watcher:
     """A plain confluent-kafka consumer (``fetch.wait.max.ms`` 10) on the raw laps, the lap
-    features and the prediction app's repartition topic (``group_by`` session: features.lap has 6
-    partitions), stamping time.time() when each driver-lap first becomes readable on each."""
+    features (per driver) and the session-keyed copy the prediction app reads
+    (``stratx.features.lap_by_session``), stamping time.time() when each driver-lap first becomes
+    readable on each."""
 
-    KINDS = ("raw", "features", "repartition")
+    KINDS = ("raw", "features", "by_session")
 
     def __init__(self, address: str) -> None:
         from confluent_kafka import Consumer
@@ -262,8 +263,8 @@ class Watcher:
             return "raw"
         if topic == catalog.FEATURES_LAP.name:
             return "features"
-        if topic.startswith("repartition") and "predictions" in topic:
-            return "repartition"
+        if topic == catalog.FEATURES_LAP_BY_SESSION.name:
+            return "by_session"
         return None
 
     def _assign_new(self) -> None:
@@ -316,8 +317,8 @@ def stages(
     spans: dict[str, list[float]] = {
         "publish_to_raw_readable": [],
         "raw_readable_to_features_readable": [],
-        "features_readable_to_repartition_readable": [],
-        "repartition_readable_to_ingested": [],
+        "features_readable_to_by_session_readable": [],
+        "by_session_readable_to_ingested": [],
         "ingested_to_produced": [],
     }
     for r in records:
@@ -328,7 +329,7 @@ def stages(
             published.get(key) if key else None,
             seen["raw"].get(key),
             seen["features"].get(key),
-            seen["repartition"].get(key),
+            seen["by_session"].get(key),
             datetime.fromisoformat(r["IngestedAt"]).timestamp(),
             datetime.fromisoformat(r["ProducedAt"]).timestamp(),
         ]

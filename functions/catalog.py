@@ -174,7 +174,24 @@ RAW_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_STATUS,
     WEATHER,
 )
-FEATURE_TOPICS: tuple[TopicSpec, ...] = (FEATURES_LAP, TELEMETRY_WINDOW, LAP_AGGRESSION, PROGRESS, TRACK_GAP)
+FEATURES_LAP_BY_SESSION = TopicSpec(
+    "stratx.features.lap_by_session",
+    6,
+    KeyRule.SESSION,  # a session's records share one partition, in the order the lap app emits them
+    30 * DAY_MS,
+    schemas.LapFeatures,
+    "the records of stratx.features.lap keyed by session, in line-crossing order: the prediction "
+    "app's input (its cross-driver context, e.g. the anomaly field reference, then never depends on "
+    "how six partitions interleave)",
+)
+FEATURE_TOPICS: tuple[TopicSpec, ...] = (
+    FEATURES_LAP,
+    FEATURES_LAP_BY_SESSION,
+    TELEMETRY_WINDOW,
+    LAP_AGGRESSION,
+    PROGRESS,
+    TRACK_GAP,
+)
 PREDICTION_TOPICS: dict[str, TopicSpec] = {
     key: TopicSpec(
         f"stratx.predictions.{key}",

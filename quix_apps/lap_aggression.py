@@ -171,7 +171,7 @@ def build_app(
     Raises ``quixstreams.models.topics.exceptions.TopicPartitionsMismatch`` when the two input
     topics on the broker differ in partition count.
     """
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     try:
         admin.create_topics(client, [window_spec, lap_spec, out_spec, catalog.DEAD_LETTER])
     finally:

@@ -85,6 +85,10 @@ def driver_key(features: dict[str, Any]) -> str:
     return catalog.message_key(catalog.FEATURES_LAP, features["SessionKey"], features["DriverNumber"])
 
 
+def session_key(features: dict[str, Any]) -> str:
+    return catalog.message_key(catalog.FEATURES_LAP_BY_SESSION, features["SessionKey"])
+
+
 def build_app(
     settings: FeatureAppSettings, on_features: Callable[[dict[str, Any]], None] | None = None
 ) -> Application:
@@ -92,6 +96,7 @@ def build_app(
     app = wire.application(settings, f"{settings.consumer_group_prefix}-lap-features", settings.state_dir)
     laps = app.topic(catalog.LAPS.name, value_deserializer="bytes")
     out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
+    by_session = app.topic(catalog.FEATURES_LAP_BY_SESSION.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
 
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
@@ -100,11 +105,13 @@ def build_app(
     features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
     if on_features is not None:
         features = features.update(on_features)
-    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
-    features = features.filter(
-        Emitted(read_topic(settings.broker_address, out.name, settings.kafka_auth()), lap_id, topic=out.name)
-    )
-    meter.produced(features, out.name).to_topic(out, key=driver_key)
+    # each output twice: per driver (co-partitioned with the telemetry windows) and per session (in
+    # line-crossing order, for the prediction app); a restart after a hard kill does not re-emit
+    # what is already on either topic (quix_apps/emitted.py)
+    for topic, key in ((out, driver_key), (by_session, session_key)):
+        seen = read_topic(settings.broker_address, topic.name, settings.kafka_auth())
+        emitted = features.filter(Emitted(seen, lap_id, topic=topic.name))
+        meter.produced(emitted, topic.name).to_topic(topic, key=key)
     meter.letters(results.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(
         dead
     )

@@ -404,7 +404,7 @@ INPUT_TOPICS: dict[str, tuple[str, ...]] = {
     "aggression": (catalog.TELEMETRY_WINDOW.name, catalog.FEATURES_LAP.name),
     "progress": (catalog.CAR_POSITION.name,),
     "gaps": (catalog.PROGRESS.name,),
-    "predict": (catalog.FEATURES_LAP.name,),
+    "predict": (catalog.FEATURES_LAP_BY_SESSION.name,),
     "alerts": tuple(spec.name for spec in catalog.PREDICTION_TOPICS.values()),
 }
 

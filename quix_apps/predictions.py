@@ -1,7 +1,10 @@
 """Prediction app: lap features -> the five model services (HTTP) -> ``stratx.predictions.<model>``.
 
-Lap-feature records are re-keyed by session (``group_by``) so one state sees every driver of the
-session in line-crossing order (the overtake pair needs the car ahead's record of the same lap).
+The input is ``stratx.features.lap_by_session``: the lap-features app's records keyed by session, so
+one state sees every driver of the session in line-crossing order, the order the lap app emitted
+them (the overtake pair needs the car ahead's record of the same lap; the anomaly field reference,
+the cars that completed the lap before). Reading the per-driver topic and re-keying it here would
+interleave its six partitions differently on every run, and those requests with them.
 Per record, :func:`stratx.functions.prediction_requests.request_step` says what to ask each model;
 :class:`~stratx.quix_apps.model_client.ModelClient` asks them concurrently, with retries; each
 answer becomes one Prediction record on its model's topic, keyed ``<SessionKey>:<DriverNumber>``,
@@ -38,10 +41,6 @@ STAGE = "predictions"
 APP = "predict"  # metrics app label and exporter port offset
 CONTEXT_RETRY_S = 5.0
 Context = Callable[[int], Mapping[str, Any]]
-
-
-def session_of(value: dict[str, Any]) -> str:
-    return str(value.get("SessionKey")) if INVALID not in value else "invalid"
 
 
 def make_step(client: ModelClient, context: Context, now: Callable[[], datetime] | None = None) -> Any:
@@ -89,7 +88,7 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
 
 def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
     letter = schemas.DeadLetter(
-        SourceTopic=catalog.FEATURES_LAP.name,
+        SourceTopic=catalog.FEATURES_LAP_BY_SESSION.name,
         Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
         Reason=reason,
         Payload=json.dumps(value, sort_keys=True, default=str),
@@ -137,9 +136,9 @@ def build_app(
     """The app, wired: feature records in, one Prediction per model out, dead letters aside."""
     app = wire.application(settings, f"{settings.consumer_group_prefix}-predictions", settings.state_dir)
     m = metrics.AppMeter(APP, settings.metrics_enabled)
-    features = app.topic(catalog.FEATURES_LAP.name, value_deserializer="bytes")
+    features = app.topic(catalog.FEATURES_LAP_BY_SESSION.name, value_deserializer="bytes")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
-    sdf = m.consumed(app.dataframe(features), features.name).apply(parse).group_by(session_of, name="session")
+    sdf = m.consumed(app.dataframe(features), features.name).apply(parse)  # keyed by session already
     results = sdf.apply(m.timed(make_step(client, context or session_context(settings))), stateful=True)
     for key, spec in catalog.PREDICTION_TOPICS.items():
         topic = app.topic(spec.name, value_serializer="json")

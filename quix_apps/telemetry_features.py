@@ -117,7 +117,7 @@ def build_app(
 ) -> tuple[Application, StreamingDataFrame]:
     """The app and its dataframe; creates the topics first and reads the window topic's records
     for the restart filter (needs the broker)."""
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     try:
         admin.create_topics(client, TOPICS)
     finally:

@@ -168,7 +168,7 @@ def _split(items: StreamingDataFrame, kind: str) -> StreamingDataFrame:
 
 
 def _application(settings: KafkaSettings, group: str, state_dir: Path | None, loglevel: int) -> Application:
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s)
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     try:
         admin.create_topics(client, catalog.ALL_TOPICS)
     finally:

@@ -321,7 +321,7 @@ def test_rendered_manifests(target: str) -> None:
     if target == "overlays/cloud":
         assert len(address.split(",")) == 3, "a three-broker Redpanda cluster"
         scaled = _by_kind(docs, "ScaledObject")
-        assert scaled["predict"]["spec"]["maxReplicaCount"] == catalog.FEATURES_LAP.partitions
+        assert scaled["predict"]["spec"]["maxReplicaCount"] == catalog.FEATURES_LAP_BY_SESSION.partitions
         assert scaled["lap-features"]["spec"]["maxReplicaCount"] == catalog.LAPS.partitions
         deployments = _by_kind(docs, "Deployment")
         for name in ("lap-features", "lap-aggression"):  # the Feast pushers share the Redis online store

@@ -61,8 +61,8 @@ def offline_features(race: RaceData) -> dict[tuple[str, int], dict[str, Any]]:
     }
 
 
-def feature_messages(broker: str) -> list[tuple[bytes, bytes]]:
-    return [(m.key(), m.value()) for m in kafka_io.read_all(broker, catalog.FEATURES_LAP.name, drain_s=0.5)]
+def feature_messages(broker: str, topic: str = catalog.FEATURES_LAP.name) -> list[tuple[bytes, bytes]]:
+    return [(m.key(), m.value()) for m in kafka_io.read_all(broker, topic, drain_s=0.5)]
 
 
 def committed_offset(broker: str, group: str, topic: str) -> int:
@@ -112,9 +112,11 @@ def app_started(broker: str) -> bool:
     return any(t.startswith("changelog__") and "lap-features" in t for t in names)
 
 
-def not_re_emitted(log: Path) -> int:
-    """Outputs the restarted app processed again and did not send (quix_apps/emitted.py logs each)."""
-    return sum("not re-emitted" in line for line in log.read_text().splitlines())
+def not_re_emitted(log: Path, topic: str | None = None) -> int:
+    """Outputs the restarted app processed again and did not send (quix_apps/emitted.py logs each),
+    to ``topic`` only if given (the lap app writes each output to two topics)."""
+    mark = f"already on {topic}, not re-emitted" if topic else "not re-emitted"
+    return sum(mark in line for line in log.read_text().splitlines())
 
 
 def assert_equal_features(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -164,7 +166,7 @@ def test_lap_app_killed_mid_replay_resumes_and_emits_each_output_once(
     # resumed from the committed offset: exactly the laps after it were processed again (one
     # feature per lap), and their outputs, already on the topic, were not sent again
     assert 0 < committed <= emitted_before < len(want)
-    reprocessed = not_re_emitted(tmp_path / "lap.log")
+    reprocessed = not_re_emitted(tmp_path / "lap.log", catalog.FEATURES_LAP.name)
     assert reprocessed == emitted_before - committed
     # each output once (key: SessionKey, DriverNumber, LapNumber) and nothing missing vs the offline build
     messages = feature_messages(fresh_broker)
@@ -175,6 +177,15 @@ def test_lap_app_killed_mid_replay_resumes_and_emits_each_output_once(
     for (key, _), value in zip(messages, values, strict=True):
         assert key.decode() == f"{value['SessionKey']}:{value['DriverNumber']}"
         assert_equal_features(value, want[(value["DriverNumber"], value["LapNumber"])])
+    # the session-keyed copy (the prediction app's input): the same records, each once, in lap order
+    by_session = [
+        (k.decode(), json.loads(v))
+        for k, v in feature_messages(fresh_broker, catalog.FEATURES_LAP_BY_SESSION.name)
+    ]
+    assert sorted(lap_features.lap_id(v) for _, v in by_session) == sorted(ids)
+    assert {k for k, _ in by_session} == {str(v["SessionKey"]) for v in values}
+    assert [v["SessionTime"] for _, v in by_session] == sorted(v["SessionTime"] for _, v in by_session)
+    assert not_re_emitted(tmp_path / "lap.log", catalog.FEATURES_LAP_BY_SESSION.name) == reprocessed
     print(f"killed after {emitted_before} outputs, committed {committed}, re-processed {reprocessed}")
 
 

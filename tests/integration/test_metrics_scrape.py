@@ -159,7 +159,7 @@ def test_every_exporter_counts_what_flows_through_it(
                 ("aggression", catalog.TELEMETRY_WINDOW.name),  # lap records wait for their windows
                 ("progress", catalog.CAR_POSITION.name),
                 ("gaps", catalog.PROGRESS.name),
-                ("predict", catalog.FEATURES_LAP.name),
+                ("predict", catalog.FEATURES_LAP_BY_SESSION.name),
                 ("alerts", catalog.PREDICTION_TOPICS["lap_time"].name),
                 ("dashboard", catalog.FEATURES_LAP.name),
             ):
@@ -213,6 +213,13 @@ def caught_up(
             and get(s["lap"], "stratx_records_consumed_total", app="lap", topic=catalog.LAPS.name)
             == laps + invalid
             and features > 0
+            and get(
+                s["lap"],
+                "stratx_records_produced_total",
+                app="lap",
+                topic=catalog.FEATURES_LAP_BY_SESSION.name,
+            )
+            == features
             and get(s["predict"], "stratx_records_consumed_total", app="predict") == features
             and get(s["alerts"], "stratx_records_consumed_total", app="alerts") == predictions(s)
             and all(get(s[a], "stratx_records_consumed_total", app=a) > 0 for a in FEATURE_APPS)

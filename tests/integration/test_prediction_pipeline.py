@@ -199,3 +199,64 @@ def verify(broker_address: str, session: int, laps: int, counts: dict[str, int])
         60,
         "the test alert",
     )
+
+
+# ---------------------------------------------------------------- determinism
+WALL_CLOCK = ("IngestedAt", "ProducedAt")  # when the app read / wrote: the only fields allowed to differ
+
+
+def predictions_of_one_replay(
+    race: RaceData, env: dict[str, str], folder: Path
+) -> tuple[int, dict[tuple[str, str, int | None, str | None], dict[str, Any]]]:
+    """Replay ``race`` into a fresh broker through the lap and prediction apps: (laps replayed,
+    every prediction record by (model, driver, lap, car ahead) without its wall-clock fields)."""
+    folder.mkdir()
+    session = race.meta.session_key
+    with EmbeddedBroker("127.0.0.1", free_port(), log_path=folder / "tansu.log") as broker:
+        client = admin.connect(broker.address)
+        admin.create_topics(client)
+        client.close()
+        procs = pipeline.start_apps(
+            broker.address,
+            folder / "state",
+            apps=("lap", "predict"),
+            feast=False,
+            log_dir=folder,
+            extra_env=env,
+        )
+        try:
+            options = replay.ReplayOptions(speed=0, progress=False)
+            result = replay.run(race, ReplaySettings(broker_address=broker.address), options)
+            laps = result.published[catalog.LAPS.name]
+            caught_up(broker.address, session, laps, procs)
+            time.sleep(2.0)  # the overtake records are not waited for: let the last pairs land
+        finally:
+            pipeline.stop_apps(procs)
+        out = {}
+        for key in catalog.PREDICTION_TOPICS:
+            for r in read(broker.address, catalog.PREDICTION_TOPICS[key].name, session):
+                ident = (r["Model"], r["DriverNumber"], r["LapNumber"], r["OtherDriverNumber"])
+                assert ident not in out, f"{ident} predicted twice"
+                out[ident] = {k: v for k, v in r.items() if k not in WALL_CLOCK}
+    return laps, out
+
+
+@pytest.mark.timeout(1500)
+def test_a_replay_run_twice_gives_identical_predictions(champions: support.Champions, tmp_path: Path) -> None:
+    """Issue #8: the same race replayed twice (fresh brokers, fresh app state, the same services)
+    gives the same prediction records, value for value, apart from the wall-clock fields."""
+    assert not champions.failed, champions.failed
+    keys = list(champions.tags)
+    settings = ServingSettings(serve_start_timeout_s=240, **{f"{k}_port": free_port() for k in keys})  # type: ignore[arg-type]
+    race = laps_only(sources.load_bundled(LAS_VEGAS_2023))
+    with serve.services(keys, settings, log_dir=tmp_path) as running:
+        env = {f"STRATX_{r.key.upper()}_URL": r.url for r in running}
+        laps, first = predictions_of_one_replay(race, env, tmp_path / "first")
+        laps_again, second = predictions_of_one_replay(race, env, tmp_path / "second")
+    assert laps == laps_again and laps > 900  # 2023 Las Vegas: 946 driver-laps
+    assert sum(1 for ident in first if ident[0] == "lap_time") == laps  # every driver-lap predicted
+    assert {r["Status"] for r in first.values()} == {"ok"}
+    assert {ident[0] for ident in first} == set(catalog.PREDICTION_TOPICS)
+    assert first.keys() == second.keys()
+    differing = [ident for ident in first if first[ident] != second[ident]]
+    assert differing == [], f"{len(differing)} predictions differ, e.g. {differing[:3]}"

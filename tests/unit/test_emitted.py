@@ -76,7 +76,7 @@ def test_a_prediction_repeat_after_a_restart_is_dropped_but_an_unavailable_one_i
         }
 
     on_topic = [pred(1, "ok", 95.0), pred(2, "unavailable", 0.0), pred(1, "ok", 0.2, other="11")]
-    monkeypatch.setattr(predictions, "read_topic", lambda address, topic: on_topic)
+    monkeypatch.setattr(predictions, "read_topic", lambda address, topic, auth=None: on_topic)
     seen = predictions.already_predicted(PredictionAppSettings(), "stratx.predictions.lap_time")
     assert seen(pred(1, "ok", 95.3)) is False  # same driver-lap and model: first write wins
     assert seen(pred(2, "ok", 96.0)) is True  # the outage record is followed by a real answer

@@ -42,6 +42,7 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     lap_events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(las_vegas, "laps")]
     features, _ = build_lap_features(lap_events)
     out[catalog.FEATURES_LAP.name] += [schemas.LapFeatures.model_validate(f) for f in features[::50]]
+    out[catalog.FEATURES_LAP_BY_SESSION.name] = list(out[catalog.FEATURES_LAP.name])  # the same records
     windows = offline_windows(
         [r.payload for r in ingest.table_records(las_vegas.filter_drivers({"VER"}), "car_data")]
     )

@@ -48,3 +48,16 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("own_broker") / "tansu.log"
     with EmbeddedBroker("127.0.0.1", free_port(), log_path=log) as broker:
         yield broker.address
+
+
+@pytest.fixture()
+def fresh_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of one test's own with every topic created: counts on it are that test's alone
+    (the kill/restart tests compare whole topics and committed offsets)."""
+    from stratx.quix_apps import admin
+
+    with EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "tansu.log") as broker:
+        client = admin.connect(broker.address)
+        admin.create_topics(client)
+        client.close()
+        yield broker.address

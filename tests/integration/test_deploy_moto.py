@@ -260,7 +260,10 @@ def test_zip_is_deterministic_and_holds_the_handler_modules() -> None:
     with zipfile.ZipFile(BytesIO(blob)) as archive:
         assert archive.namelist() == sorted(package.files)
     names = {r.split("==")[0].lower().replace("_", "-") for r in package.requirements}
-    assert {"pydantic", "pandas", "kafka-python"} <= names  # kafka-python: imported lazily by the sink
+    assert {"pydantic", "kafka-python"} <= names  # kafka-python: imported lazily by the sink
+    assert not names & {"pandas", "numpy"}, (
+        "the record path imports neither (a lighter layer, faster cold start)"
+    )
     assert "quixstreams" not in names, "the function needs the pure core, not the stream apps"
     with pytest.raises(RuntimeError, match="cannot import the handler module"):
         deploy.handler_package("stratx.no_such_module.handler")

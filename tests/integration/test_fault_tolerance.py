@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,6 @@ pytestmark = pytest.mark.integration
 DRIVERS = {"VER", "LEC", "PER", "SAI", "HAM", "NOR"}
 GROUP = "stratx-lap-features"  # the lap app's consumer group with the default prefix
 NO_METRICS = {"STRATX_METRICS_ENABLED": "false"}  # no fixed exporter port shared with other test runs
-
-
-@pytest.fixture()
-def fresh_broker(tmp_path: Path) -> Iterator[str]:
-    """A broker of this test's own with every topic created: counts on it are this test's alone."""
-    with EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "tansu.log") as b:
-        client = admin.connect(b.address)
-        admin.create_topics(client)
-        client.close()
-        yield b.address
 
 
 def laps_only(race: RaceData) -> RaceData:

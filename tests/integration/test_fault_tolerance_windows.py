@@ -37,7 +37,6 @@ from stratx.functions.features import telemetry as tl
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import (
-    admin,
     kafka_io,
     lap_aggression,
     pipeline,
@@ -46,7 +45,6 @@ from stratx.quix_apps import (
     telemetry_features,
     track_gaps,
 )
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.feature_build import lap_feature_rows
 from stratx.quix_apps.settings import KafkaSettings, ReplaySettings
 from tests.conftest import DATA_DIR, LAS_VEGAS_2023, REPO
@@ -59,16 +57,6 @@ TELEMETRY_GROUP = "stratx-telemetry-features"  # the apps' consumer groups with 
 AGGRESSION_GROUP = "stratx-lap-aggression"
 GAP_GROUP = track_gaps.GAP_GROUP
 Offsets = dict[tuple[str, int], int]
-
-
-@pytest.fixture()
-def fresh_broker(tmp_path: Path) -> Iterator[str]:
-    """A broker of this test's own with every topic created: its topics hold this test's records only."""
-    with EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "tansu.log") as b:
-        client = admin.connect(b.address)
-        admin.create_topics(client)
-        client.close()
-        yield b.address
 
 
 class Committed:

@@ -176,9 +176,11 @@ def publish_recorder(progress: dict[str, Any]) -> Iterator[dict[tuple[str, int],
     original = replay._publish
     times: dict[tuple[str, int], float] = {}
 
-    def wrapped(producer: Any, tracker: Any, record: ingest.RawRecord, result: replay.ReplayResult) -> None:
+    def wrapped(
+        producer: Any, tracker: Any, record: ingest.RawRecord, result: replay.ReplayResult, *rest: Any
+    ) -> str | None:
         before = result.published[catalog.LAPS.name]
-        original(producer, tracker, record, result)
+        reason = original(producer, tracker, record, result, *rest)  # rest: the encoder, if passed
         progress["events"] += 1
         if result.published[catalog.LAPS.name] > before:
             key = _norm(record.payload.get("DriverNumber"), record.payload.get("LapNumber"))
@@ -186,6 +188,7 @@ def publish_recorder(progress: dict[str, Any]) -> Iterator[dict[tuple[str, int],
                 times[key] = time.time()
             progress["laps"] += 1
             progress["lap"] = max(progress["lap"], key[1] if key else 0)
+        return reason
 
     replay._publish = wrapped
     try:

@@ -103,19 +103,21 @@ def build_wheel(out_dir: Path = WHEEL_DIR, root: Path = REPO_ROOT) -> Path:
     return wheel
 
 
+def _bentoml(*args: str) -> str:
+    """Run the BentoML CLI in the serving environment; its stdout, or RuntimeError with its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", *args], env=bento_env(), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bentoml {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
 def bentoml_build(key: str) -> tuple[str, float]:
     """``bentoml build bentos/<key>``: (the Bento tag, seconds). Needs the wheel and the champion."""
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", str(BENTOS_DIR / key), "--output", "tag"],
-        env=bento_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bentoml build {key} failed:\n{done.stdout}\n{done.stderr}")
-    tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    out = _bentoml("build", str(BENTOS_DIR / key), "--output", "tag")
+    tag = out.strip().splitlines()[-1].removeprefix("__tag__:")
     return tag, time.perf_counter() - started
 
 
@@ -126,15 +128,7 @@ def export_context(tag: str, key: str, out_dir: Path = CONTAINERS_DIR) -> Path:
     target = out_dir / key
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / f"{key}.bento"
-        done = subprocess.run(
-            [sys.executable, "-m", "bentoml", "export", tag, str(archive)],
-            env=bento_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"bentoml export {tag} failed:\n{done.stdout}\n{done.stderr}")
+        _bentoml("export", tag, str(archive))
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         with tarfile.open(archive, "r:*") as tar:

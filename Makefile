@@ -71,6 +71,7 @@ typecheck-links:
 	@mkdir -p .typecheck/stratx
 	@ln -sfn ../../functions .typecheck/stratx/functions
 	@ln -sfn ../../quix_apps .typecheck/stratx/quix_apps
+	@ln -sfn ../../bentos .typecheck/stratx/bentos
 	@ln -sfn ../../panel_app .typecheck/stratx/panel_app
 	@ln -sfn ../../localstack .typecheck/stratx/localstack
 

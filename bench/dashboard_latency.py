@@ -40,10 +40,10 @@ from replay_throughput import REPO_ROOT, result_header
 
 sys.path.insert(0, str(REPO_ROOT))  # tests.dashboard_support: the real records of a bundled race
 
+from stratx.bentos.lifecycle.sources import load_bundled
 from stratx.functions import catalog, schemas
-from stratx.quix_apps import admin
-from stratx.quix_apps.broker import EmbeddedBroker, free_port, wait_for_port
-from stratx.quix_apps.sources import load_bundled
+from stratx.quix_apps.kit import admin
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port, wait_for_port
 from tests import dashboard_support as ds
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "dashboard_latency.json"

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from urllib.parse import urlsplit
 
-    from stratx.quix_apps.broker import wait_for_port
+    from stratx.quix_apps.kit.broker import wait_for_port
 
     where = urlsplit(args.url)
     if not wait_for_port(where.hostname or "127.0.0.1", where.port or 80, 180):  # Panel starts in seconds

@@ -55,14 +55,15 @@ from replay_throughput import (
 )
 from tqdm import tqdm
 
+from stratx.bentos.lifecycle.sources import load_bundled
 from stratx.functions import catalog
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, feature_store, kafka_io, lap_features, replay, telemetry_features
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings, ReplaySettings
-from stratx.quix_apps.sources import load_bundled
+from stratx.functions.settings import FeatureAppSettings, KafkaSettings, ReplaySettings
+from stratx.quix_apps import lap_features, replay, telemetry_features
+from stratx.quix_apps.kit import admin, feature_store, kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 DEFAULT_RACE = Path("data/races/2023_las_vegas_grand_prix_race")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "features_throughput.json"

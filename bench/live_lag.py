@@ -51,9 +51,11 @@ from replay_throughput import REPO_ROOT, machine_info
 from tqdm import tqdm
 
 from stratx.functions import catalog
-from stratx.quix_apps import admin, live
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.openf1_client import OpenF1Client
+from stratx.functions.settings import LiveSettings
+from stratx.quix_apps import live
+from stratx.quix_apps.kit import admin
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
+from stratx.quix_apps.kit.openf1_client import OpenF1Client
 from stratx.quix_apps.openf1_server import (
     DEFAULT_DATA_DIR,
     OPENF1_RATE_LIMIT,
@@ -65,7 +67,6 @@ from stratx.quix_apps.openf1_server import (
     lights_out_clock,
     serve,
 )
-from stratx.quix_apps.settings import LiveSettings
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "live_lag.json"
 # topic name -> short name used in the report (the OpenF1 endpoint that feeds it)

@@ -35,10 +35,11 @@ from typing import Any
 from prometheus_client import REGISTRY
 from replay_throughput import REPO_ROOT, resolve_race, result_header
 
-from stratx.quix_apps import metrics, replay
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import ReplaySettings
-from stratx.quix_apps.sources import load_bundled
+from stratx.bentos.lifecycle.sources import load_bundled
+from stratx.functions.settings import ReplaySettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import metrics
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 DEFAULT_RACE = Path("data/races/2023_las_vegas_grand_prix_race")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "observability_overhead.json"

@@ -62,17 +62,20 @@ import psutil
 from replay_throughput import REPO_ROOT, result_header
 from serving_latency import in_process, percentiles, timed
 
+from stratx.bentos.kit import serving
+from stratx.bentos.lifecycle import serve, sources
 from stratx.functions import catalog, ingest
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, pipeline, replay, serve, serving, sources
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import ReplaySettings, ServingSettings
+from stratx.functions.settings import ReplaySettings, ServingSettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import admin, kafka_io, pipeline
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests import bentos_support as support
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "pipeline_latency.json"
 RACE_DIR = REPO_ROOT / "data" / "races" / "2023_las_vegas_grand_prix_race"
 TARGET_P99_MS = 50.0
-STREAM_APPS = (*pipeline.APPS, "predict", "alerts")  # as quix_apps/up.py
+STREAM_APPS = (*pipeline.APPS, "predict", "alerts")  # as quix_apps/kit/up.py
 SAMPLE_S = 2.0
 TIMESTAMP_TYPES = {0: "NotAvailable", 1: "CreateTime", 2: "LogAppendTime"}
 
@@ -646,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    from stratx.quix_apps import training
+    from stratx.bentos.lifecycle import training
 
     training.quiet_mlflow()
     race = sources.load_bundled(args.race)

@@ -43,13 +43,14 @@ import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from tqdm import tqdm
 
+from stratx.bentos.lifecycle.sources import load_bundled
 from stratx.functions import catalog, ingest
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, replay
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import ReplaySettings
-from stratx.quix_apps.sources import load_bundled
+from stratx.functions.settings import ReplaySettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import admin, kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RACE = Path("data/races/2023_las_vegas_grand_prix_race")

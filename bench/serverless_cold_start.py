@@ -171,8 +171,9 @@ def quix_path(records: list[dict[str, Any]]) -> dict[str, Any]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
     from stratx.functions import catalog
-    from stratx.quix_apps import admin, ingest_app
-    from stratx.quix_apps.broker import EmbeddedBroker, free_port
+    from stratx.quix_apps import ingest_app
+    from stratx.quix_apps.kit import admin
+    from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
     with (
         tempfile.TemporaryDirectory() as tmp,

@@ -41,10 +41,11 @@ from replay_throughput import REPO_ROOT, result_header
 
 sys.path.insert(0, str(REPO_ROOT))  # tests.bentos_support: the small champions the tests use
 
-from stratx.quix_apps import serve, serving, sources
-from stratx.quix_apps.broker import free_port
-from stratx.quix_apps.serving_schemas import SCHEMAS
-from stratx.quix_apps.settings import ServingSettings
+from stratx.bentos.kit import serving
+from stratx.bentos.kit.serving_schemas import SCHEMAS
+from stratx.bentos.lifecycle import serve, sources
+from stratx.functions.settings import ServingSettings
+from stratx.quix_apps.kit.broker import free_port
 from tests import bentos_support as support
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "serving_latency.json"

@@ -28,9 +28,9 @@ from typing import Any
 
 from replay_throughput import REPO_ROOT, machine_info, peak_rss_bytes
 
+from stratx.bentos.lifecycle import training
 from stratx.functions import models
 from stratx.functions.models import base
-from stratx.quix_apps import training
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "train_time.json"
 TARGET_TOTAL_FIT_S = 180.0

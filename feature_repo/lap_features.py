@@ -2,7 +2,7 @@
 and the driver-aggression features (``stratx.functions.features.aggression``).
 
 Declarative only: no I/O and no environment reads, so ``feast apply`` (CLI) and
-``stratx.quix_apps.feature_store.apply_repo`` (set-up code) register the same objects.
+``stratx.quix_apps.kit.feature_store.apply_repo`` (set-up code) register the same objects.
 Feature names and types mirror ``stratx.functions.schemas.LapFeatures`` and
 ``stratx.functions.schemas.LapAggression`` (unit tests check it).
 """

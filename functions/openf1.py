@@ -1,6 +1,6 @@
 """OpenF1 records -> StratX raw events (the same payloads as the FastF1 replay), pure.
 
-No I/O: the HTTP client lives in ``quix_apps/openf1_client.py``. This module holds
+No I/O: the HTTP client lives in ``quix_apps/kit/openf1_client.py``. This module holds
 
 * :data:`ENDPOINTS`: the OpenF1 endpoints StratX polls, whether they are polled per driver, the
   field the incremental cursor follows, and the topic they feed;

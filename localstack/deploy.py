@@ -44,7 +44,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from stratx.quix_apps.settings import DeploySettings
+from stratx.functions.settings import DeploySettings
 
 RUNTIME = "python3.11"
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")

@@ -15,6 +15,7 @@ from typing import Any
 
 import panel as pn
 
+from stratx.functions.settings import REPO_ROOT
 from stratx.panel_app import components as c
 from stratx.panel_app import views
 from stratx.panel_app.consumer import SharedConsumer
@@ -22,8 +23,7 @@ from stratx.panel_app.options import add_arguments
 from stratx.panel_app.replay_control import ReplayController
 from stratx.panel_app.settings import DashboardSettings
 from stratx.panel_app.state import StateStore
-from stratx.quix_apps import metrics
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.quix_apps.kit import metrics
 
 log = logging.getLogger(__name__)
 CONSUMER_CACHE_KEY = "stratx-dashboard-consumer"
@@ -205,7 +205,7 @@ def dashboard_page(settings: DashboardSettings) -> pn.viewable.Viewable:
 
 def replay_panel(settings: DashboardSettings) -> pn.viewable.Viewable:
     """Pick a bundled race and a speed; Start (or apply a new speed to the running replay)."""
-    from stratx.quix_apps import sources
+    from stratx.bentos.lifecycle import sources
 
     controller = replay_controller(settings)
     races = {f"{r.meta.year} {r.meta.event_name}": r for r in sources.list_bundled(REPO_ROOT / "data")}

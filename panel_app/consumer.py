@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.panel_app.state import LATEST_RAW_TOPICS, PARSED_TOPICS, StateStore
-from stratx.quix_apps import metrics
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
+from stratx.quix_apps.kit import metrics
 
 log = logging.getLogger(__name__)
 APP = "dashboard"  # metrics app label

@@ -20,9 +20,9 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.alerts import alert_step
-from stratx.quix_apps import metrics, wire
-from stratx.quix_apps.settings import PredictionAppSettings
-from stratx.quix_apps.wire import INVALID, RAW, parse
+from stratx.functions.settings import PredictionAppSettings
+from stratx.quix_apps.kit import metrics, wire
+from stratx.quix_apps.kit.wire import INVALID, RAW, parse
 
 STAGE = "alerts"
 APP = "alerts"  # metrics app label and exporter port offset

@@ -38,10 +38,10 @@ import pandas as pd
 from prometheus_client import Counter, Gauge
 
 from stratx.functions import catalog, drift, schemas
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.functions.models import base
-from stratx.quix_apps import kafka_io
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
-from stratx.quix_apps.settings import DriftSettings
+from stratx.functions.settings import DriftSettings
+from stratx.quix_apps.kit import kafka_io
 
 log = logging.getLogger(__name__)
 REFERENCE_SEED = 0
@@ -97,7 +97,7 @@ def build_reference(settings: DriftSettings, progress: bool = False) -> Referenc
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from stratx.quix_apps import feature_build, training
+    from stratx.bentos.lifecycle import feature_build, training
 
     years = set(settings.reference_years())
     keep = []
@@ -202,7 +202,7 @@ def load_champions(settings: DriftSettings) -> dict[str, Any]:
     that has one."""
     import tempfile
 
-    from stratx.quix_apps import model_store
+    from stratx.bentos.lifecycle import model_store
 
     found = {}
     for key in PREDICTION_MODELS:
@@ -426,7 +426,7 @@ def _describe_predictions(found: dict[str, Any] | None) -> str:
 # ------------------------------------------------------------------ the job
 def serve_metrics(settings: DriftSettings) -> Any:
     """The drift job's /metrics exporter (``metrics.serve("drift")``), or None."""
-    from stratx.quix_apps import metrics
+    from stratx.quix_apps.kit import metrics
 
     return metrics.serve("drift", settings)
 
@@ -480,7 +480,7 @@ def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20
     values (computed in-process) over the whole race. ``python -m stratx.quix_apps.drift [YEARS]``."""
     import tempfile
 
-    from stratx.quix_apps import feature_build, training
+    from stratx.bentos.lifecycle import feature_build, training
 
     reference = load_reference(settings)
     wanted = {*base.VALIDATION_RACES, *base.TEST_RACES}

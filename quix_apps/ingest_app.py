@@ -18,8 +18,8 @@ from quixstreams.models.serializers import Serializer
 
 from stratx.functions import catalog, inbound
 from stratx.functions.inbound import InboundRecord, OutboundRecord
-from stratx.quix_apps import wire
-from stratx.quix_apps.settings import IngestSettings
+from stratx.functions.settings import IngestSettings
+from stratx.quix_apps.kit import wire
 
 OUTPUT_TOPICS = (*catalog.RAW_TOPICS, catalog.DEAD_LETTER)
 

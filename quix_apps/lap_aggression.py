@@ -18,7 +18,7 @@ window or lap changes nothing and goes to ``stratx.dead_letter`` with the reason
 
 Restart after a hard kill: the windows and laps after the last committed offsets are processed
 again from the committed state and finalize the same laps (whatever the interleaving, see above);
-those already on the output topic are not sent again (:class:`~stratx.quix_apps.emitted.Emitted`,
+those already on the output topic are not sent again (:class:`~stratx.quix_apps.kit.emitted.Emitted`,
 idempotency key SessionKey, DriverNumber, LapNumber, the whole value compared). ``on_records``
 still sees them (a Feast push is an upsert; the one of the killed process may have been lost).
 """
@@ -40,9 +40,9 @@ from quixstreams.state import State
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression
-from stratx.quix_apps import admin, metrics, wire
-from stratx.quix_apps.emitted import restart_filter
-from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
+from stratx.functions.settings import FeatureAppSettings, KafkaSettings
+from stratx.quix_apps.kit import admin, metrics, wire
+from stratx.quix_apps.kit.emitted import restart_filter
 
 LAP_AGGRESSION = catalog.LAP_AGGRESSION
 
@@ -132,7 +132,7 @@ def build_pipeline(
     ``on_records`` is a side effect per LapAggression record (JSON mode), run before the record is
     produced (e.g. a Feast push); it must not modify the record. ``meter``: count records, time
     the step (none by default). ``emitted``: False for a record already on the topic, checked after
-    ``on_records`` (see :func:`~stratx.quix_apps.emitted.restart_filter`).
+    ``on_records`` (see :func:`~stratx.quix_apps.kit.emitted.restart_filter`).
     """
     m = meter or metrics.AppMeter(APP, enabled=False)
     windows, laps = m.consumed(windows, window_spec.name), m.consumed(laps, lap_spec.name)
@@ -182,7 +182,7 @@ def build_app(
     out = app.topic(out_spec.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
-    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/kit/emitted.py)
     emitted = restart_filter(settings.broker_address, out.name, lap_id, auth=settings.kafka_auth())
     sdf = build_pipeline(
         app.dataframe(windows),

@@ -10,7 +10,7 @@ A lap that fails the Lap schema goes there too. The pipeline keeps going.
 
 Restart after a hard kill: the laps after the last committed offset are processed again from the
 committed state and give the same features; those already on the output topic are not sent
-again (:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber, LapNumber).
+again (:class:`~stratx.quix_apps.kit.emitted.Emitted`, idempotency key SessionKey, DriverNumber, LapNumber).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.features.laps import lap_step
-from stratx.quix_apps import metrics, wire
-from stratx.quix_apps.emitted import Emitted, read_topic
-from stratx.quix_apps.settings import FeatureAppSettings
-from stratx.quix_apps.wire import INVALID, RAW, parse
+from stratx.functions.settings import FeatureAppSettings
+from stratx.quix_apps.kit import metrics, wire
+from stratx.quix_apps.kit.emitted import Emitted, read_topic
+from stratx.quix_apps.kit.wire import INVALID, RAW, parse
 
 STAGE = "lap_features"
 APP = "lap"  # metrics app label and exporter port offset
@@ -107,7 +107,7 @@ def build_app(
         features = features.update(on_features)
     # each output twice: per driver (co-partitioned with the telemetry windows) and per session (in
     # line-crossing order, for the prediction app); a restart after a hard kill does not re-emit
-    # what is already on either topic (quix_apps/emitted.py)
+    # what is already on either topic (quix_apps/kit/emitted.py)
     for topic, key in ((out, driver_key), (by_session, session_key)):
         seen = read_topic(settings.broker_address, topic.name, settings.kafka_auth())
         emitted = features.filter(Emitted(seen, lap_id, topic=topic.name))

@@ -22,12 +22,12 @@ from quixstreams import Application
 from quixstreams.kafka import Producer
 
 from stratx.functions import catalog, ingest, openf1, schemas
-from stratx.quix_apps import admin, kafka_io, metrics
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
-from stratx.quix_apps.openf1_client import OpenF1Client, OpenF1ResponseError
-from stratx.quix_apps.recording import Recorder
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
+from stratx.functions.settings import LiveSettings
+from stratx.quix_apps.kit import admin, kafka_io, metrics
+from stratx.quix_apps.kit.openf1_client import OpenF1Client, OpenF1ResponseError
+from stratx.quix_apps.kit.recording import Recorder
 from stratx.quix_apps.replay import DeliveryTracker, StopFlag
-from stratx.quix_apps.settings import LiveSettings
 
 log = logging.getLogger(__name__)
 STAGE = "live"

@@ -6,7 +6,7 @@ them (the overtake pair needs the car ahead's record of the same lap; the anomal
 the cars that completed the lap before). Reading the per-driver topic and re-keying it here would
 interleave its six partitions differently on every run, and those requests with them.
 Per record, :func:`stratx.functions.prediction_requests.request_step` says what to ask each model;
-:class:`~stratx.quix_apps.model_client.ModelClient` asks them concurrently, with retries; each
+:class:`~stratx.quix_apps.kit.model_client.ModelClient` asks them concurrently, with retries; each
 answer becomes one Prediction record on its model's topic, keyed ``<SessionKey>:<DriverNumber>``,
 carrying the model version, the feature record's event time, the time it was read
 (``IngestedAt``) and produced (``ProducedAt``). A model that does not answer gives a record with
@@ -30,11 +30,11 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
 from stratx.functions.prediction_requests import new_cache, predictions, request_step
-from stratx.quix_apps import metrics, wire
-from stratx.quix_apps.emitted import Emitted, read_topic
-from stratx.quix_apps.model_client import ModelClient
-from stratx.quix_apps.settings import PredictionAppSettings
-from stratx.quix_apps.wire import INVALID, RAW, parse
+from stratx.functions.settings import PredictionAppSettings
+from stratx.quix_apps.kit import metrics, wire
+from stratx.quix_apps.kit.emitted import Emitted, read_topic
+from stratx.quix_apps.kit.model_client import ModelClient
+from stratx.quix_apps.kit.wire import INVALID, RAW, parse
 
 log = logging.getLogger(__name__)
 STAGE = "predictions"
@@ -105,7 +105,7 @@ def driver_key(record: dict[str, Any]) -> str:
 def session_context(settings: PredictionAppSettings) -> Context:
     """SessionInfo fields per session (EventName, TotalLaps), read once from the session-info
     topic and cached; empty when the session has not announced itself."""
-    from stratx.quix_apps import kafka_io
+    from stratx.quix_apps.kit import kafka_io
 
     cache: dict[int, tuple[float, dict[str, Any]]] = {}
 
@@ -188,7 +188,7 @@ def run(settings: PredictionAppSettings) -> None:
 
 
 def policy(settings: PredictionAppSettings) -> Any:
-    from stratx.quix_apps.model_client import RetryPolicy
+    from stratx.quix_apps.kit.model_client import RetryPolicy
 
     return RetryPolicy(
         timeout_s=settings.model_timeout_s, retries=settings.model_retries, backoff_s=settings.model_backoff_s

@@ -25,10 +25,10 @@ from quixstreams.kafka import Producer
 from tqdm import tqdm
 
 from stratx.functions import catalog, ingest, schemas
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.functions.racedata import EVENT_TABLES, RaceData
-from stratx.quix_apps import admin, kafka_io, metrics
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
-from stratx.quix_apps.settings import ReplaySettings
+from stratx.functions.settings import ReplaySettings
+from stratx.quix_apps.kit import admin, kafka_io, metrics
 
 APP = "replay"  # metrics app label and exporter port offset
 

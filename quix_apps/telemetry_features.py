@@ -11,7 +11,7 @@ duplicate (at-least-once redelivery), or a late / out-of-order sample changes no
 
 Restart after a hard kill: the samples after the last committed offset are processed again from
 the committed window state and close the same windows; those already on the output topic are not
-sent again (:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
+sent again (:class:`~stratx.quix_apps.kit.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
 WindowStart, the whole value compared: the state is committed with the offsets, so a window
 processed again equals the one sent).
 """
@@ -31,9 +31,9 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry
-from stratx.quix_apps import admin, metrics, wire
-from stratx.quix_apps.emitted import restart_filter
-from stratx.quix_apps.settings import FeatureAppSettings, KafkaSettings
+from stratx.functions.settings import FeatureAppSettings, KafkaSettings
+from stratx.quix_apps.kit import admin, metrics, wire
+from stratx.quix_apps.kit.emitted import restart_filter
 
 CONSUMER_GROUP = "stratx-telemetry-features"
 STAGE = "telemetry_features"
@@ -95,7 +95,7 @@ def build_pipeline(
 ) -> StreamingDataFrame:
     """Wire the dataframe: samples -> stateful windows -> window topic / dead-letter topic
     (``meter``: count records, time the step; none by default; ``emitted``: False for a window
-    already on the topic, see :func:`~stratx.quix_apps.emitted.restart_filter`)."""
+    already on the topic, see :func:`~stratx.quix_apps.kit.emitted.restart_filter`)."""
     m = meter or metrics.AppMeter(APP, enabled=False)
     sdf = m.consumed(sdf, catalog.CAR_TELEMETRY.name)
     items = sdf.apply(wire.parse).apply(m.timed(process), stateful=True, metadata=True, expand=True)
@@ -127,7 +127,7 @@ def build_app(
     out = app.topic(catalog.TELEMETRY_WINDOW.name, value_serializer="json", key_serializer="str")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json", key_serializer="str")
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
-    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/kit/emitted.py)
     emitted = restart_filter(settings.broker_address, out.name, window_id, auth=settings.kafka_auth())
     return app, build_pipeline(app.dataframe(raw), out, dead, meter, emitted=emitted)
 

@@ -18,7 +18,7 @@ to ``stratx.dead_letter`` (Stage ``track_gaps``) with the reason; the pipeline k
 Restart after a hard kill: the inputs after the last committed offsets are processed again from
 the committed state (the gap app's session topic gives them back in their first order) and give
 the same points and rows; those already on the output topic are not sent again
-(:class:`~stratx.quix_apps.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
+(:class:`~stratx.quix_apps.kit.emitted.Emitted`, idempotency key SessionKey, DriverNumber,
 SessionTime, the whole value compared). The gap app's re-partitioning sends those progress points
 to its session topic again; the second copies are dead-lettered (duplicate, out of order or late).
 
@@ -40,13 +40,14 @@ from quixstreams import Application
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.state import State
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, metrics, sources, wire
-from stratx.quix_apps.emitted import restart_filter
-from stratx.quix_apps.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
+from stratx.functions.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
+from stratx.quix_apps.kit import admin, metrics, wire
+from stratx.quix_apps.kit.emitted import restart_filter
 
 STAGE = "track_gaps"
 PROGRESS_APP, GAPS_APP = "progress", "gaps"  # metrics app labels and exporter port offsets
@@ -194,7 +195,7 @@ def build_progress_app(
     items = m.consumed(app.dataframe(raw), raw.name).apply(wire.parse)
     items = items.apply(m.timed(progress_callback(tracks)), stateful=True, metadata=True, expand=True)
     m.letters(_split(items, "DeadLetter")).to_topic(dead, key=lambda letter: letter["Key"])
-    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/emitted.py)
+    # a restart after a hard kill does not re-emit what is already on the topic (quix_apps/kit/emitted.py)
     progress = _split(items, "Progress").filter(
         restart_filter(settings.broker_address, out.name, point_id, auth=settings.kafka_auth())
     )

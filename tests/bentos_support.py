@@ -19,14 +19,15 @@ from unittest import mock
 
 import pandas as pd
 
-from stratx.functions import models
-from stratx.functions.models import anomaly, base, overtake
+from stratx.bentos.kit import serving
+from stratx.bentos.kit.serving_schemas import SCHEMAS
 
 # model_store before training: it imports mlflow.pyfunc with mlflow's import-time UserWarning
 # silenced (an error under filterwarnings=error); training.log_and_register imports it unguarded.
-from stratx.quix_apps import model_store, serving, sources, training  # noqa: F401
-from stratx.quix_apps.serving_schemas import SCHEMAS
-from stratx.quix_apps.settings import TrainingSettings
+from stratx.bentos.lifecycle import sources, training
+from stratx.functions import models
+from stratx.functions.models import anomaly, base, overtake
+from stratx.functions.settings import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 RACES = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from authlib.deprecate import AuthlibDeprecationWarning
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import sources
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 # authlib (imported by quixstreams) forces its deprecation warnings to "always" at import time
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -54,7 +54,7 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def fresh_broker(tmp_path: Path) -> Iterator[str]:
     """A broker of one test's own with every topic created: counts on it are that test's alone
     (the kill/restart tests compare whole topics and committed offsets)."""
-    from stratx.quix_apps import admin
+    from stratx.quix_apps.kit import admin
 
     with EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "tansu.log") as broker:
         client = admin.connect(broker.address)

@@ -27,9 +27,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps.feature_build import lap_feature_rows
 
 TEST_VERSION = "test-record"
 Z80 = 1.2816  # standard-normal quantile of 0.90: P10..P90 is an 80 % band

@@ -13,15 +13,15 @@ from typing import Any
 import yaml
 
 from stratx.functions.models import MODEL_KEYS
-from stratx.quix_apps import metrics
+from stratx.functions.settings import MetricsSettings, ServingSettings
 from stratx.quix_apps.cli import build_parser
-from stratx.quix_apps.settings import MetricsSettings, ServingSettings
+from stratx.quix_apps.kit import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 # one-shot jobs: they exit, so a healthcheck does not apply (their dependants wait for
 # service_completed_successfully instead)
 ONE_SHOT = {"topics", "train"}
-# compose service -> the StratX app whose /metrics exporter it runs (quix_apps/metrics.py PORT_OFFSETS)
+# compose service -> the StratX app whose /metrics exporter it runs (quix_apps/kit/metrics.py PORT_OFFSETS)
 APP_SERVICES = {
     "replay": "replay",
     "lap-features": "lap",
@@ -126,7 +126,7 @@ def test_compose_bentos_builds_the_model_services_from_the_generated_dockerfiles
     """compose.bentos.yaml swaps the five model services for the images of their Bentos: the build
     context is where `stratx bentos build --export` unpacks each Bento, the Dockerfile the one
     `bentoml build` generates, and the services keep their names, ports and health checks."""
-    from stratx.quix_apps import serve
+    from stratx.bentos.lifecycle import serve
 
     base = compose_services()
     override = yaml.safe_load((REPO / "compose.bentos.yaml").read_text())["services"]

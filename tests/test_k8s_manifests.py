@@ -25,8 +25,9 @@ import yaml
 
 from stratx.functions import catalog
 from stratx.functions.models import MODEL_KEYS
-from stratx.quix_apps import admin, cli, kafka_io, metrics, wire
-from stratx.quix_apps.settings import MetricsSettings, PredictionAppSettings, env_vars
+from stratx.functions.settings import MetricsSettings, PredictionAppSettings, env_vars
+from stratx.quix_apps import cli
+from stratx.quix_apps.kit import admin, kafka_io, metrics, wire
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"
@@ -156,7 +157,7 @@ def test_knative_services_scale_to_zero_on_port_3000_with_bentoml_probes() -> No
 
 
 def test_dashboard_service_reaches_the_dashboard_port() -> None:
-    from stratx.quix_apps.settings import DashboardSettings
+    from stratx.functions.settings import DashboardSettings
 
     port = DashboardSettings().dashboard_port
     (container,) = _containers(_by_kind(BASE_DOCS, "Deployment")["dashboard"])
@@ -193,7 +194,7 @@ def _wiring(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatc
         apps.append(_Recorder(consumer_group))
         return apps[-1]
 
-    feast = ModuleType("stratx.quix_apps.feature_store")
+    feast = ModuleType("stratx.quix_apps.kit.feature_store")
     feast.setup_store = lambda settings: None  # type: ignore[attr-defined]
     feast.BackgroundPusher = lambda *a, **k: SimpleNamespace(close=lambda: None)  # type: ignore[attr-defined]
     feast.AGGRESSION_PUSH_SOURCE = "lap_aggression_push"  # type: ignore[attr-defined]
@@ -205,7 +206,7 @@ def _wiring(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatc
         patch.setattr(admin, "create_topics", lambda *a, **k: None)
         patch.setattr(kafka_io, "read_all", lambda *a, **k: iter(()))  # apps that read their output at start
         patch.setattr(metrics, "instrument_app", lambda *a, **k: None)
-        patch.setitem(sys.modules, "stratx.quix_apps.feature_store", feast)
+        patch.setitem(sys.modules, "stratx.quix_apps.kit.feature_store", feast)
         patch.setattr(sys.modules["stratx.quix_apps"], "feature_store", feast, raising=False)
         assert cli.main(args) == 0
     (app,) = apps

@@ -9,8 +9,8 @@ build: ``make bentos``.
 
 import bentoml
 
-from stratx.quix_apps import serving, serving_limits
-from stratx.quix_apps.serving_schemas import AnomalyPrediction, AnomalyRow, PredictResponse
+from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit.serving_schemas import AnomalyPrediction, AnomalyRow, PredictResponse
 
 KEY = "anomaly"
 
@@ -36,4 +36,4 @@ class Anomaly:
         return serving.score(self.served, rows, AnomalyPrediction)
 
 
-Anomaly.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)
+Anomaly.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)  # type: ignore[attr-defined]  # bentoml.service returns a Service at run time

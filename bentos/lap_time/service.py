@@ -5,9 +5,9 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 
 import bentoml
 
+from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit.serving_schemas import LapTimePrediction, PredictResponse
 from stratx.functions.schemas import LapFeatures
-from stratx.quix_apps import serving, serving_limits
-from stratx.quix_apps.serving_schemas import LapTimePrediction, PredictResponse
 
 KEY = "lap_time"
 
@@ -32,4 +32,4 @@ class LapTime:
         return serving.score(self.served, rows, LapTimePrediction)
 
 
-LapTime.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)
+LapTime.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)  # type: ignore[attr-defined]  # bentoml.service returns a Service at run time

@@ -7,8 +7,8 @@ per car behind). Serve: ``bentoml serve`` in this folder (or ``stratx serve``); 
 
 import bentoml
 
-from stratx.quix_apps import serving, serving_limits
-from stratx.quix_apps.serving_schemas import OvertakePrediction, OvertakeRow, PredictResponse
+from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit.serving_schemas import OvertakePrediction, OvertakeRow, PredictResponse
 
 KEY = "overtake"
 
@@ -33,4 +33,4 @@ class Overtake:
         return serving.score(self.served, rows, OvertakePrediction)
 
 
-Overtake.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)
+Overtake.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)  # type: ignore[attr-defined]  # bentoml.service returns a Service at run time

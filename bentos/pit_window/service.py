@@ -6,8 +6,8 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 
 import bentoml
 
-from stratx.quix_apps import serving, serving_limits
-from stratx.quix_apps.serving_schemas import PitWindowPrediction, PitWindowRow, PredictResponse
+from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit.serving_schemas import PitWindowPrediction, PitWindowRow, PredictResponse
 
 KEY = "pit_window"
 
@@ -32,4 +32,4 @@ class PitWindow:
         return serving.score(self.served, rows, PitWindowPrediction)
 
 
-PitWindow.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)
+PitWindow.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)  # type: ignore[attr-defined]  # bentoml.service returns a Service at run time

@@ -6,9 +6,9 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 
 import bentoml
 
+from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit.serving_schemas import PredictResponse, TyreDegPrediction
 from stratx.functions.schemas import LapFeatures
-from stratx.quix_apps import serving, serving_limits
-from stratx.quix_apps.serving_schemas import PredictResponse, TyreDegPrediction
 
 KEY = "tyre_deg"
 
@@ -33,4 +33,4 @@ class TyreDeg:
         return serving.score(self.served, rows, TyreDegPrediction)
 
 
-TyreDeg.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)
+TyreDeg.add_asgi_middleware(serving_limits.BodyLimit, max_bytes=serving_limits.MAX_REQUEST_BYTES)  # type: ignore[attr-defined]  # bentoml.service returns a Service at run time

@@ -1,6 +1,6 @@
 """Model recipes: pure target construction, feature matrices, fitting, baselines and metrics, one
 module per model, each exposing ``RECIPE`` (:class:`stratx.functions.models.base.Recipe`). No
-MLflow, no file I/O: ``stratx.quix_apps.training`` and ``stratx.quix_apps.evaluation`` do that."""
+MLflow, no file I/O: ``stratx.bentos.lifecycle.training`` and ``stratx.bentos.lifecycle.evaluation`` do that."""
 
 from __future__ import annotations
 

@@ -558,7 +558,7 @@ def bundled_windows(data_dir: Path) -> pd.DataFrame:
 def training_windows(corpus: base.Corpus, data_dir: Path | None = None) -> pd.DataFrame:
     """corpus.windows plus the bundled windows of the races it lacks."""
     if data_dir is None:
-        from stratx.quix_apps.settings import REPO_ROOT  # the repo's data folder, read only here
+        from stratx.functions.settings import REPO_ROOT  # the repo's data folder, read only here
 
         data_dir = REPO_ROOT / "data"
     have = corpus.windows if corpus.windows is not None else pd.DataFrame()

@@ -2,8 +2,8 @@
 
 A *recipe* (one module per model under ``functions/models/``) turns offline feature tables into
 training rows, fits LightGBM boosters, predicts, and scores itself and its baselines. It does no
-I/O: ``stratx.quix_apps.training`` builds the :class:`Corpus`, logs the :class:`ModelBundle` to
-MLflow and registers it; ``stratx.quix_apps.evaluation`` loads the ``@champion`` bundle and
+I/O: ``stratx.bentos.lifecycle.training`` builds the :class:`Corpus`, logs the :class:`ModelBundle` to
+MLflow and registers it; ``stratx.bentos.lifecycle.evaluation`` loads the ``@champion`` bundle and
 writes the report. Serving loads the same bundle and calls the recipe's ``predict``.
 
 Races are split, never laps: :data:`TEST_RACES` are never used for training or tuning (every

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from stratx.functions import catalog, inbound
 from stratx.functions.inbound import InboundRecord, OutboundRecord
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def default_runtime() -> Runtime:
     """The runtime from the environment (``IngestSettings``), built on the first invocation."""
     global _DEFAULT
     if _DEFAULT is None:
-        from stratx.quix_apps.settings import IngestSettings
+        from stratx.functions.settings import IngestSettings
 
         settings = IngestSettings()
         store: IdempotencyStore

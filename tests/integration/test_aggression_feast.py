@@ -24,17 +24,17 @@ from typing import Any
 import pytest
 from quixstreams.kafka import Producer
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, schemas
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression
-from stratx.quix_apps import admin, kafka_io
-from stratx.quix_apps import feature_store as fs
+from stratx.functions.settings import KafkaSettings
 from stratx.quix_apps import lap_aggression as app_mod
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.feature_build import lap_feature_rows
-from stratx.quix_apps.settings import KafkaSettings
+from stratx.quix_apps.kit import admin, kafka_io
+from stratx.quix_apps.kit import feature_store as fs
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import yaml
 
-from stratx.quix_apps import serve
-from stratx.quix_apps.broker import free_port
-from stratx.quix_apps.settings import ServingSettings
+from stratx.bentos.lifecycle import serve
+from stratx.functions.settings import ServingSettings
+from stratx.quix_apps.kit.broker import free_port
 from tests import bentos_support as support
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_the_prediction_app_requests_are_answered_by_every_service(
 ) -> None:
     """The prediction app's requests for real records (every model, overtake pair rows and anomaly
     contexts included) through its own client: every service answers, one prediction per row."""
-    from stratx.quix_apps.model_client import ModelClient
+    from stratx.quix_apps.kit.model_client import ModelClient
 
     requests = support.app_requests(champions.corpus.laps)[-3:]
     with ModelClient({k: r.url for k, r in running.items()}) as client:

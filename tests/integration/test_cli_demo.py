@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stratx.quix_apps.broker import free_port
+from stratx.quix_apps.kit.broker import free_port
 
 pytestmark = pytest.mark.integration
 STRATX = str(Path(sys.executable).parent / "stratx")

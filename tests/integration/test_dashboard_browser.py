@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, pipeline
-from stratx.quix_apps.broker import EmbeddedBroker, free_port, wait_for_port
+from stratx.quix_apps.kit import admin, pipeline
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port, wait_for_port
 from tests import dashboard_support as ds
 
 pytestmark = pytest.mark.integration

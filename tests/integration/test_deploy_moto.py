@@ -18,9 +18,9 @@ from io import BytesIO
 import boto3
 import pytest
 
+from stratx.functions.settings import DeploySettings
 from stratx.localstack import deploy
-from stratx.quix_apps.broker import free_port
-from stratx.quix_apps.settings import DeploySettings
+from stratx.quix_apps.kit.broker import free_port
 
 PASSWORD = "pw-9f2c-never-printed"
 USER = "stratx-ingest-user"

@@ -31,11 +31,13 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
+from stratx.bentos.lifecycle import feature_build, model_store, sources, training
 from stratx.functions import catalog, models, prediction_requests, schemas
 from stratx.functions import drift as fdrift
-from stratx.quix_apps import admin, drift, feature_build, kafka_io, model_store, sources, training
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import DriftSettings
+from stratx.functions.settings import DriftSettings
+from stratx.quix_apps import drift
+from stratx.quix_apps.kit import admin, kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests.conftest import BAHRAIN_2023, DATA_DIR
 
 pytestmark = pytest.mark.integration

@@ -25,9 +25,10 @@ from confluent_kafka.admin import AdminClient
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, lap_features, pipeline, replay
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import FeatureAppSettings, ReplaySettings
+from stratx.functions.settings import FeatureAppSettings, ReplaySettings
+from stratx.quix_apps import lap_features, replay
+from stratx.quix_apps.kit import admin, kafka_io, pipeline
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 DRIVERS = {"VER", "LEC", "PER", "SAI", "HAM", "NOR"}
@@ -102,7 +103,7 @@ def app_started(broker: str) -> bool:
 
 
 def not_re_emitted(log: Path, topic: str | None = None) -> int:
-    """Outputs the restarted app processed again and did not send (quix_apps/emitted.py logs each),
+    """Outputs the restarted app processed again and did not send (quix_apps/kit/emitted.py logs each),
     to ``topic`` only if given (the lap app writes each output to two topics)."""
     mark = f"already on {topic}, not re-emitted" if topic else "not re-emitted"
     return sum(mark in line for line in log.read_text().splitlines())

@@ -4,7 +4,7 @@ output once and equal the offline build (issue #8; the lap app's test is in test
 
 The kill lands two seconds after a checkpoint was seen to commit, so the restarted app always
 processes some inputs again; outputs it processes again are the ones the restart filter
-(quix_apps/emitted.py) must not send twice. How many that are is known exactly: the outputs on the
+(quix_apps/kit/emitted.py) must not send twice. How many that are is known exactly: the outputs on the
 topic at the kill minus those the committed input prefix gives through the same pure functions.
 """
 
@@ -30,23 +30,17 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from quixstreams.kafka import Producer
 
+from stratx.bentos.lifecycle import sources
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import (
-    kafka_io,
-    lap_aggression,
-    pipeline,
-    replay,
-    sources,
-    telemetry_features,
-    track_gaps,
-)
-from stratx.quix_apps.feature_build import lap_feature_rows
-from stratx.quix_apps.settings import KafkaSettings, ReplaySettings
+from stratx.functions.settings import KafkaSettings, ReplaySettings
+from stratx.quix_apps import lap_aggression, replay, telemetry_features, track_gaps
+from stratx.quix_apps.kit import kafka_io, pipeline
 from tests.conftest import DATA_DIR, LAS_VEGAS_2023, REPO
 from tests.integration.test_fault_tolerance import Tail, not_re_emitted, wait_for
 

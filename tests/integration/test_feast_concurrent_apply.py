@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stratx.quix_apps import feature_store as fs
-from stratx.quix_apps.settings import FeatureAppSettings
+from stratx.functions.settings import FeatureAppSettings
+from stratx.quix_apps.kit import feature_store as fs
 
 pytestmark = pytest.mark.integration
 PROCESSES = 3

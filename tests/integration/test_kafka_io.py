@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 
 from stratx.functions.catalog import DAY_MS, KeyRule, TopicSpec
 from stratx.functions.schemas import DeadLetter
-from stratx.quix_apps import admin, kafka_io
+from stratx.quix_apps.kit import admin, kafka_io
 
 pytestmark = pytest.mark.integration
 

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
-from stratx.quix_apps import kafka_io
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.kafka_auth import KafkaAuth
+from stratx.functions.kafka_auth import KafkaAuth
+from stratx.quix_apps.kit import kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 STRATX = str(Path(sys.executable).parent / "stratx")

@@ -29,16 +29,16 @@ import pytest
 from quixstreams.kafka import Producer
 from quixstreams.models.topics.exceptions import TopicPartitionsMismatch
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io
+from stratx.functions.settings import KafkaSettings
 from stratx.quix_apps import lap_aggression as app_mod
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.feature_build import lap_feature_rows
-from stratx.quix_apps.settings import KafkaSettings
+from stratx.quix_apps.kit import admin, kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 DRIVERS = {"VER", "LEC"}

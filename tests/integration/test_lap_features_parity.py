@@ -11,9 +11,10 @@ import pytest
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, feature_store, kafka_io, lap_features, replay
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import FeastSettings, FeatureAppSettings, ReplaySettings
+from stratx.functions.settings import FeastSettings, FeatureAppSettings, ReplaySettings
+from stratx.quix_apps import lap_features, replay
+from stratx.quix_apps.kit import admin, feature_store, kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 

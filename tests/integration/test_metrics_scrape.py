@@ -26,11 +26,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from stratx.bentos.lifecycle import serve, sources
 from stratx.functions import catalog
 from stratx.functions.racedata import EVENT_TABLES
-from stratx.quix_apps import admin, metrics, pipeline, replay, serve, sources
-from stratx.quix_apps.broker import free_port, port_is_free
-from stratx.quix_apps.settings import ReplaySettings, ServingSettings
+from stratx.functions.settings import ReplaySettings, ServingSettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import admin, metrics, pipeline
+from stratx.quix_apps.kit.broker import free_port, port_is_free
 from tests import bentos_support as support
 from tests.conftest import LAS_VEGAS_2023
 

@@ -21,12 +21,14 @@ from typing import Any
 
 import pytest
 
+from stratx.bentos.lifecycle import serve, sources
 from stratx.functions import catalog, schemas
 from stratx.functions.alerts import alert_step
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, pipeline, replay, serve, sources
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import ReplaySettings, ServingSettings
+from stratx.functions.settings import ReplaySettings, ServingSettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import admin, kafka_io, pipeline
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests import bentos_support as support
 from tests.conftest import LAS_VEGAS_2023
 

@@ -12,8 +12,9 @@ import pytest
 from stratx.functions import catalog
 from stratx.functions.ingest import TABLE_TOPICS
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import admin, kafka_io, replay
-from stratx.quix_apps.settings import ReplaySettings
+from stratx.functions.settings import ReplaySettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import admin, kafka_io
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ import pytest
 from stratx.functions import catalog
 from stratx.functions.ingest import TABLE_TOPICS
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import kafka_io, replay
-from stratx.quix_apps.settings import ReplaySettings
+from stratx.functions.settings import ReplaySettings
+from stratx.quix_apps import replay
+from stratx.quix_apps.kit import kafka_io
 from tests.conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def expected_events(race: RaceData) -> int:
 
 
 def test_partial_replay_then_resume(broker_address: str) -> None:
-    from stratx.quix_apps import sources
+    from stratx.bentos.lifecycle import sources
 
     race = sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race").filter_drivers(
         {"VER", "LEC"}

@@ -22,10 +22,11 @@ from confluent_kafka import Producer
 
 from stratx.functions import catalog, inbound
 from stratx.functions.inbound import OutboundRecord
+from stratx.functions.settings import IngestSettings
 from stratx.localstack.adapters import aws_lambda, azure_functions, cloudevents_http
 from stratx.localstack.adapters.runtime import KafkaSink, ListSink, MemoryStore, Runtime
-from stratx.quix_apps import admin, ingest_app, kafka_io
-from stratx.quix_apps.settings import IngestSettings
+from stratx.quix_apps import ingest_app
+from stratx.quix_apps.kit import admin, kafka_io
 
 pytestmark = pytest.mark.integration
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "serverless"

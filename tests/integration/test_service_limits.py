@@ -12,8 +12,9 @@ import httpx
 import psutil
 import pytest
 
-from stratx.quix_apps import serve, serving_limits
-from stratx.quix_apps.broker import free_port
+from stratx.bentos.kit import serving_limits
+from stratx.bentos.lifecycle import serve
+from stratx.quix_apps.kit.broker import free_port
 from tests import bentos_support as support
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,13 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import kafka_io, replay, sources, telemetry_features
-from stratx.quix_apps.settings import KafkaSettings, ReplaySettings
+from stratx.functions.settings import KafkaSettings, ReplaySettings
+from stratx.quix_apps import replay, telemetry_features
+from stratx.quix_apps.kit import kafka_io
 from tests.conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration

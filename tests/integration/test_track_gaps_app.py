@@ -24,10 +24,11 @@ from confluent_kafka import Producer
 from stratx.functions import catalog, ingest
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import kafka_io, replay
+from stratx.functions.settings import KafkaSettings, ReplaySettings
+from stratx.quix_apps import replay
 from stratx.quix_apps import track_gaps as app_mod
-from stratx.quix_apps.broker import EmbeddedBroker, free_port
-from stratx.quix_apps.settings import KafkaSettings, ReplaySettings
+from stratx.quix_apps.kit import kafka_io
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests.conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration

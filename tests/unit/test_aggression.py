@@ -24,12 +24,12 @@ from quixstreams import Application
 from quixstreams.context import MessageContext
 from quixstreams.models import Topic, TopicConfig
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps import lap_aggression as app_mod
-from stratx.quix_apps.feature_build import lap_feature_rows
 
 VER = "1"
 

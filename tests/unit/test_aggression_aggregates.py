@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import feature_build, sources
 from stratx.functions.features.aggression import (
     aggression_from_aggregates,
     is_rejected,
@@ -16,7 +17,6 @@ from stratx.functions.features.aggression import (
 )
 from stratx.functions.features.telemetry import offline_windows
 from stratx.functions.schemas import LapAggression
-from stratx.quix_apps import feature_build, sources
 from tests.conftest import DATA_DIR
 
 AGGREGATES = DATA_DIR / "corpus" / "openf1_lap_aggregates.parquet"

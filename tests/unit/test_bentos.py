@@ -18,10 +18,11 @@ import pytest
 import yaml
 from starlette.exceptions import StarletteDeprecationWarning
 
+from stratx.bentos.kit import serving
+from stratx.bentos.kit.serving_schemas import MAX_ROWS, SCHEMAS, PredictResponse
+from stratx.bentos.lifecycle import serve
 from stratx.functions import models
 from stratx.functions.models import anomaly, overtake
-from stratx.quix_apps import serve, serving
-from stratx.quix_apps.serving_schemas import MAX_ROWS, SCHEMAS, PredictResponse
 from tests import bentos_support as support
 
 with warnings.catch_warnings():
@@ -280,7 +281,7 @@ def test_the_serving_wheel_holds_only_the_serving_modules(tmp_path: Path) -> Non
     wheel = serve.build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     modules = {n for n in names if n.startswith("stratx/")}
-    assert "stratx/quix_apps/serving.py" in modules and "stratx/functions/models/lap_time.py" in modules
+    assert "stratx/bentos/kit/serving.py" in modules and "stratx/functions/models/lap_time.py" in modules
     assert not any("cli" in n or "training" in n or "model_store" in n for n in modules)
     metadata = zipfile.ZipFile(wheel).read(f"{serve.WHEEL_NAME}-{serve.WHEEL_VERSION}.dist-info/METADATA")
     assert b"Requires-Dist" not in metadata

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stratx.functions.settings import ENV_VARS
 from stratx.quix_apps import cli
-from stratx.quix_apps.settings import ENV_VARS
 
 STRATX = Path(sys.executable).parent / "stratx"
 DEAD_BROKER = "127.0.0.1:1"
@@ -144,6 +144,27 @@ def test_parser_has_exactly_the_documented_commands() -> None:
 
 
 def test_config_prints_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.cmd_config(argparse.Namespace()) == 0
+    assert cli.command("models:cmd_config")(argparse.Namespace()) == 0
     printed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert printed == list(ENV_VARS)
+
+
+def test_help_and_argument_errors_import_no_subsystem() -> None:
+    """`stratx --help` and a bad flag answer from the parser alone: no pandas, Quix, MLflow, Feast,
+    BentoML or Panel is imported (each subcommand imports what it needs when it runs)."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "quixstreams", "mlflow", "feast", "bentoml", "panel", "kafka", "lightgbm")
+    probe = (
+        "import sys\n"
+        "from stratx.quix_apps import cli\n"
+        "for argv in (['--help'], ['replay', '--speed', 'fast'], ['nonsense']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions.clock import t0_from_chequered_flag
-from stratx.quix_apps import sources
 from tests.conftest import DATA_DIR
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import data_quality, sources, training
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import data_quality, sources, training
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.functions.settings import REPO_ROOT
 
 DATA = REPO_ROOT / "data"
 BUNDLED = [r.path for r in sources.list_bundled(DATA)]
@@ -181,7 +181,7 @@ def test_stratx_train_stops_before_fitting_on_bad_data(
     lap_table: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stratx.functions.models import base
-    from stratx.quix_apps.settings import TrainingSettings
+    from stratx.functions.settings import TrainingSettings
 
     settings = TrainingSettings(reports_dir=tmp_path)
     corpus = base.Corpus(laps=_corrupt(lap_table), raw_laps=pd.DataFrame(), results=pd.DataFrame(),

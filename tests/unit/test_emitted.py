@@ -1,4 +1,4 @@
-"""Fault-tolerance helpers: the restart filter (quix_apps/emitted.py: an output already on the topic
+"""Fault-tolerance helpers: the restart filter (quix_apps/kit/emitted.py: an output already on the topic
 is not sent again) and the bounded dead-letter payload (a huge poison record cannot stop an app)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from stratx.functions import schemas
+from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps import predictions
-from stratx.quix_apps.emitted import Emitted, fingerprint
-from stratx.quix_apps.settings import PredictionAppSettings
+from stratx.quix_apps.kit.emitted import Emitted, fingerprint
 
 
 def lap(driver: str, number: int, **extra: object) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Idempotency keys of the restart filter (quix_apps/emitted.py) in the telemetry-window,
+"""Idempotency keys of the restart filter (quix_apps/kit/emitted.py) in the telemetry-window,
 lap-aggression and track-gap apps: one key per output, and an output read back from its topic (as
 Quix writes it, with orjson) is recognized when the restarted app produces it again."""
 
@@ -18,14 +18,15 @@ from quixstreams.context import MessageContext
 from quixstreams.models import Topic, TopicConfig
 from quixstreams.utils.json import dumps as quix_dumps
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions import catalog, ingest
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import emitted, lap_aggression, telemetry_features, track_gaps
-from stratx.quix_apps.emitted import Emitted
-from stratx.quix_apps.feature_build import lap_feature_rows
+from stratx.quix_apps import lap_aggression, telemetry_features, track_gaps
+from stratx.quix_apps.kit import emitted
+from stratx.quix_apps.kit.emitted import Emitted
 from tests.conftest import DATA_DIR
 
 DRIVERS = {"VER", "LEC"}

@@ -23,9 +23,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, TABLE_COLUMNS, RaceData
-from stratx.quix_apps import sources
 from tests.fixtures import make_fastf1_fixture as fixture_builder
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stratx.quix_apps import feature_store as fs
-from stratx.quix_apps.settings import FeastSettings
+from stratx.functions.settings import FeastSettings
+from stratx.quix_apps.kit import feature_store as fs
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 REDIS = "redis-master.stratx.invalid:6379,password=pw-not-in-repr,ssl=true"

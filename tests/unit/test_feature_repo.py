@@ -32,7 +32,7 @@ from stratx.functions import ingest
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression, LapFeatures
-from stratx.quix_apps import feature_store as fs
+from stratx.quix_apps.kit import feature_store as fs
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 SESSION_KEY = 9189  # 2023 Las Vegas GP race

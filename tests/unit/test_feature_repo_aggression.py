@@ -18,12 +18,12 @@ import pytest
 from feast import FeatureService, FeatureStore, FeatureView
 from feast.types import Bool, Float64, Int64, String
 
+from stratx.bentos.lifecycle.feature_build import lap_feature_rows
 from stratx.functions.features import aggression as ag
 from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression
-from stratx.quix_apps import feature_store as fs
-from stratx.quix_apps.feature_build import lap_feature_rows
+from stratx.quix_apps.kit import feature_store as fs
 from tests.unit.test_feature_repo import assert_same, last_lap_by_driver, plain, service_features
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"

@@ -19,20 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from stratx.bentos.kit import serving
+from stratx.bentos.kit.serving_schemas import SCHEMAS
+from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.features import aggression, telemetry
 from stratx.functions.features.laps import build_lap_features
-from stratx.quix_apps import (
-    lap_aggression,
-    lap_features,
-    serving,
-    sources,
-    telemetry_features,
-    track_gaps,
-    wire,
-)
-from stratx.quix_apps.serving_schemas import SCHEMAS
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.functions.settings import REPO_ROOT
+from stratx.quix_apps import lap_aggression, lap_features, telemetry_features, track_gaps
+from stratx.quix_apps.kit import wire
 from tests.unit.test_fuzz_ingest import VALID, invalid_records
 from tests.unit.test_lap_features_app import FakeState
 

@@ -23,10 +23,11 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
-from stratx.quix_apps import sources, wire
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.functions.settings import REPO_ROOT
+from stratx.quix_apps.kit import wire
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RACE = REPO_ROOT / "data" / "races" / "2023_las_vegas_grand_prix_race"

@@ -1,4 +1,4 @@
-"""Kafka security settings (``quix_apps/kafka_auth.py``): one set of STRATX_KAFKA_* variables rendered
+"""Kafka security settings (``functions/kafka_auth.py``): one set of STRATX_KAFKA_* variables rendered
 for librdkafka, kafka-python and Quix Streams; inconsistent settings refused with the variables named.
 
 The client libraries themselves check the rendered configuration: confluent-kafka refuses unknown
@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, Producer
 from kafka import KafkaAdminClient, KafkaProducer
 from pydantic import SecretStr, ValidationError
 
-from stratx.quix_apps.kafka_auth import MECHANISMS, PLAINTEXT, KafkaAuth, KafkaAuthError
-from stratx.quix_apps.settings import IngestSettings, KafkaSettings, PredictionAppSettings
+from stratx.functions.kafka_auth import MECHANISMS, PLAINTEXT, KafkaAuth, KafkaAuthError
+from stratx.functions.settings import IngestSettings, KafkaSettings, PredictionAppSettings
 
 PASSWORD = "p4ss-do-not-print"
 

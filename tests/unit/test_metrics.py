@@ -22,10 +22,11 @@ from stratx.functions import catalog, ingest
 from stratx.functions.features import telemetry as tl
 from stratx.functions.features.laps import lap_step
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import metrics, telemetry_features, wire
-from stratx.quix_apps.broker import free_port
-from stratx.quix_apps.model_client import ModelClient, RetryPolicy
-from stratx.quix_apps.settings import KafkaSettings, MetricsSettings
+from stratx.functions.settings import KafkaSettings, MetricsSettings
+from stratx.quix_apps import telemetry_features
+from stratx.quix_apps.kit import metrics, wire
+from stratx.quix_apps.kit.broker import free_port
+from stratx.quix_apps.kit.model_client import ModelClient, RetryPolicy
 
 
 def value(name: str, **labels: str) -> float:
@@ -250,7 +251,7 @@ def test_loop_meter_adds_only_the_increase() -> None:
 
 
 def test_openf1_requests_are_counted_by_status_and_retries() -> None:
-    from stratx.quix_apps.openf1_client import OpenF1Client
+    from stratx.quix_apps.kit.openf1_client import OpenF1Client
 
     replies = iter(
         [httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(503), httpx.Response(200, json=[])]

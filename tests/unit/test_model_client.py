@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from stratx.quix_apps.model_client import ModelClient, RetryPolicy
+from stratx.quix_apps.kit.model_client import ModelClient, RetryPolicy
 
 URLS = {"lap_time": "http://lap", "tyre_deg": "http://tyre"}
 FAST = RetryPolicy(timeout_s=0.5, retries=3, backoff_s=0.01, max_backoff_s=0.05)

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import sources, training
 from stratx.functions import schemas
 from stratx.functions.models import base
 from stratx.functions.models import overtake as ov
-from stratx.quix_apps import sources, training
 from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
 
 BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import sources, training
+from stratx.bentos.lifecycle.cards import tyre_deg as card
 from stratx.functions.models import base
 from stratx.functions.models import tyre_deg as td
-from stratx.quix_apps import sources, training
-from stratx.quix_apps.cards import tyre_deg as card
 from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
 
 BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"

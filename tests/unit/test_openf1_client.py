@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stratx.quix_apps import openf1_client as oc
+from stratx.quix_apps.kit import openf1_client as oc
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "openf1"
 LAPS = json.loads((FIX / "raw_sample_2024_canada_9531" / "driver_number=1" / "laps.json").read_text())

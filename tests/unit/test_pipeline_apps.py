@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stratx.quix_apps import pipeline
+from stratx.quix_apps.kit import pipeline
 
 
 def _exited(code: int) -> subprocess.Popen[bytes]:

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from stratx.bentos.lifecycle import feature_build
 from stratx.functions import schemas
 from stratx.functions.prediction_requests import KEEP_LAPS, new_cache, request_step
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import feature_build
-from stratx.quix_apps.model_client import ModelClient, RetryPolicy
+from stratx.quix_apps.kit.model_client import ModelClient, RetryPolicy
 from stratx.quix_apps.predictions import make_step
 
 URLS = {k: f"http://{k}" for k in schemas.MODEL_KEYS}

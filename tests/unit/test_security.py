@@ -20,8 +20,12 @@ import pytest
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from stratx.quix_apps import openf1_client, openf1_server, serve, serving_limits, settings
-from stratx.quix_apps.serving_limits import BodyLimit
+from stratx.bentos.kit import serving_limits
+from stratx.bentos.kit.serving_limits import BodyLimit
+from stratx.bentos.lifecycle import serve
+from stratx.functions import settings
+from stratx.quix_apps import openf1_server
+from stratx.quix_apps.kit import openf1_client
 from tests import bentos_support as support
 
 with warnings.catch_warnings():
@@ -78,6 +82,7 @@ def test_no_source_file_binds_a_wildcard_address() -> None:
 
 def test_the_broker_binds_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from stratx.quix_apps import cli
+    from stratx.quix_apps.cli import stack
 
     bound: list[str] = []
 
@@ -91,13 +96,13 @@ def test_the_broker_binds_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         def __exit__(self, *_: object) -> None:
             return None
 
-    monkeypatch.setattr(cli.broker, "EmbeddedBroker", Recorder)
+    monkeypatch.setattr(stack.broker, "EmbeddedBroker", Recorder)
     args = cli.build_parser().parse_args(["broker", "--no-topics"])
     for env, want in ((None, "127.0.0.1"), (ELSEWHERE, ELSEWHERE)):
         if env:
             monkeypatch.setenv("STRATX_BROKER_HOST", env)
         with pytest.raises(KeyboardInterrupt):
-            cli.cmd_broker(args)
+            stack.cmd_broker(args)
         assert bound[-1] == want
 
 
@@ -154,7 +159,7 @@ def test_the_dashboard_binds_its_setting_and_allows_only_its_origins(monkeypatch
 
 
 def test_metrics_exporters_bind_the_metrics_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stratx.quix_apps import metrics
+    from stratx.quix_apps.kit import metrics
 
     addresses: list[str] = []
 
@@ -173,11 +178,11 @@ def test_the_local_openf1_server_is_loopback_only() -> None:
     """The recording server of `stratx replay --recording` is in-process and never meant to be
     reached from elsewhere: loopback, not configurable."""
     assert inspect.signature(openf1_server.serve).parameters["host"].default == "127.0.0.1"
-    from stratx.quix_apps import cli
+    from stratx.quix_apps.cli import races
 
     calls = [
         n
-        for n in ast.walk(ast.parse(inspect.getsource(cli._replay_recording)))
+        for n in ast.walk(ast.parse(inspect.getsource(races._replay_recording)))
         if isinstance(n, ast.Call)
         and isinstance(n.func, ast.Attribute)
         and n.func.attr == "serve"
@@ -295,7 +300,7 @@ def test_a_body_over_the_limit_gets_413_before_the_app_reads_it() -> None:
 
 def test_the_limit_fits_the_largest_legitimate_request() -> None:
     """MAX_ROWS rows of each service's row schema with every field at a long value fit the cap."""
-    from stratx.quix_apps.serving_schemas import MAX_ROWS, SCHEMAS
+    from stratx.bentos.kit.serving_schemas import MAX_ROWS, SCHEMAS
 
     for key, spec in SCHEMAS.items():
         row = {name: -1.2345678901234567e-100 for name in spec.row.model_fields}

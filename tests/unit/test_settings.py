@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
-from stratx.quix_apps import settings as settings_mod
-from stratx.quix_apps.settings import ENV_VARS, BrokerSettings, KafkaSettings, ReplaySettings
+from stratx.functions import settings as settings_mod
+from stratx.functions.settings import ENV_VARS, BrokerSettings, KafkaSettings, ReplaySettings
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 

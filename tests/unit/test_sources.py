@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions.racedata import TABLE_COLUMNS, RaceData
-from stratx.quix_apps import sources
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 BUNDLED = {

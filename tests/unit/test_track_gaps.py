@@ -263,7 +263,7 @@ def test_app_callbacks_dead_letter_bad_records_and_skip_mapless_sessions(
     bahrain: RaceData, session: tg.SessionTrack
 ) -> None:
     from stratx.quix_apps import track_gaps as apps
-    from stratx.quix_apps.wire import parse
+    from stratx.quix_apps.kit.wire import parse
 
     process = apps.progress_callback({session.session_key: session})
     state = FakeState()

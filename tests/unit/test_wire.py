@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from stratx.functions import schemas
-from stratx.quix_apps import telemetry_features, wire
+from stratx.quix_apps import telemetry_features
+from stratx.quix_apps.kit import wire
 
 
 class _State:

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from stratx.bentos.kit.serving_schemas import MAX_ROWS, Prediction, PredictResponse
 from stratx.functions import models
 from stratx.functions.models import base
-from stratx.quix_apps.serving_schemas import MAX_ROWS, Prediction, PredictResponse
 
 if TYPE_CHECKING:
     import bentoml
 
-    from stratx.quix_apps.settings import TrainingSettings
+    from stratx.functions.settings import TrainingSettings
 
 R = TypeVar("R", bound=BaseModel)
 P = TypeVar("P", bound=Prediction)
@@ -157,7 +157,7 @@ def import_champion(settings: TrainingSettings, key: str, alias: str = "champion
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from stratx.quix_apps import model_store
+    from stratx.bentos.lifecycle import model_store
 
     with tempfile.TemporaryDirectory(prefix=f"stratx-{key}-") as tmp:
         registered = model_store.load_registered(settings, key, alias, dst=Path(tmp))

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from stratx.functions import catalog
-from stratx.quix_apps.settings import KafkaSettings, MetricsSettings
+from stratx.functions.settings import KafkaSettings, MetricsSettings
 
 if TYPE_CHECKING:
     from quixstreams.dataframe import StreamingDataFrame

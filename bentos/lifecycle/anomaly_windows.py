@@ -6,7 +6,7 @@ The windows come from our own feature function
 the FastF1 session clock with ``t0_estimates.csv``, exactly as ``sources`` loads bundled car data.
 Only races outside base.TEST_RACES and base.VALIDATION_RACES are written. Refresh with::
 
-    .venv/bin/python -m stratx.quix_apps.anomaly_windows --telemetry-dir ../shared/data/telemetry
+    .venv/bin/python -m stratx.bentos.lifecycle.anomaly_windows --telemetry-dir ../shared/data/telemetry
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 from stratx.functions.features.telemetry import offline_windows
 from stratx.functions.models import anomaly, base
 from stratx.functions.racedata import RaceData, SessionMeta
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.functions.settings import REPO_ROOT
 
 OUT = REPO_ROOT / "data" / "corpus" / anomaly.WINDOWS_FILE
 

@@ -15,7 +15,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stratx.functions.catalog import ALL_TOPICS, TopicSpec
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 
 
 class AdminError(Exception):

@@ -240,10 +240,10 @@ def require(report: QualityReport, path: Path | None = None) -> QualityReport:
 
 
 def main() -> None:
-    """``python -m stratx.quix_apps.data_quality``: the suite on the bundled corpus (lap features of
+    """``python -m stratx.bentos.lifecycle.data_quality``: the suite on the bundled corpus (lap features of
     every race + the bundled telemetry windows), with the time it takes."""
-    from stratx.quix_apps import training
-    from stratx.quix_apps.settings import TrainingSettings
+    from stratx.bentos.lifecycle import training
+    from stratx.functions.settings import TrainingSettings
 
     settings = TrainingSettings()
     started = time.perf_counter()

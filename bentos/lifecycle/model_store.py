@@ -15,7 +15,7 @@ import pandas as pd
 
 from stratx.functions import models
 from stratx.functions.models import base
-from stratx.quix_apps.settings import TrainingSettings
+from stratx.functions.settings import TrainingSettings
 
 CHAMPION = "champion"
 
@@ -63,7 +63,7 @@ def load_registered(
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
-    from stratx.quix_apps import training
+    from stratx.bentos.lifecycle import training
 
     recipe = models.recipe(key)
     client = training.client(settings)

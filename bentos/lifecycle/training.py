@@ -26,11 +26,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from stratx.bentos.lifecycle import sources
 from stratx.functions import models
 from stratx.functions.models import base
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import sources
-from stratx.quix_apps.settings import REPO_ROOT, TrainingSettings
+from stratx.functions.settings import REPO_ROOT, TrainingSettings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
@@ -66,7 +66,7 @@ def corpus_races(data_dir: Path, export_dirs: Sequence[Path] = ()) -> list[RaceD
 
 
 def lap_table(races: Sequence[RaceData], progress: bool) -> pd.DataFrame:
-    from stratx.quix_apps import feature_build
+    from stratx.bentos.lifecycle import feature_build
 
     table, report = feature_build.build_lap_table(races, progress=progress)
     log.info(
@@ -348,7 +348,7 @@ def train_main(args: argparse.Namespace, settings: TrainingSettings | None = Non
 def check_quality(settings: TrainingSettings, corpus: base.Corpus) -> Path:
     """Run the data-quality suite on the corpus tables, write its JSON report to
     ``<reports_dir>/data_quality.json``; raise ``DataQualityError`` (nothing is trained) on failure."""
-    from stratx.quix_apps import data_quality
+    from stratx.bentos.lifecycle import data_quality
 
     report = data_quality.check_tables({"laps": corpus.laps, "windows": corpus.windows})
     path = data_quality.write_report(report, settings.reports_dir / "data_quality.json")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratx.functions import models
-from stratx.quix_apps.settings import REPO_ROOT, ServingSettings
+from stratx.functions.settings import REPO_ROOT, ServingSettings
 
 BENTOS_DIR = REPO_ROOT / "bentos"
 WHEEL_DIR = BENTOS_DIR / "dist"
@@ -42,10 +42,8 @@ WHEEL_FILES: tuple[str, ...] = (
     "functions/__init__.py",
     "functions/schemas.py",
     "functions/models/*.py",
-    "quix_apps/__init__.py",
-    "quix_apps/serving.py",
-    "quix_apps/serving_schemas.py",
-    "quix_apps/serving_limits.py",
+    "bentos/__init__.py",
+    "bentos/kit/*.py",
 )
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources make the same wheel
 
@@ -90,7 +88,7 @@ def build_wheel(out_dir: Path = WHEEL_DIR, root: Path = REPO_ROOT) -> Path:
     files.append(
         (
             f"{dist_info}/WHEEL",
-            b"Wheel-Version: 1.0\nGenerator: stratx.quix_apps.serve\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            b"Wheel-Version: 1.0\nGenerator: stratx.bentos.lifecycle.serve\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         )
     )
     record = "\n".join([*(_record_line(n, d) for n, d in files), f"{dist_info}/RECORD,,"]) + "\n"
@@ -140,7 +138,7 @@ def export_context(tag: str, key: str, out_dir: Path = CONTAINERS_DIR) -> Path:
 
 def build_main(args: argparse.Namespace, settings: ServingSettings | None = None) -> int:
     """`stratx bentos build [--model KEY ...] [--no-import]`: wheel, champions, one Bento per model."""
-    from stratx.quix_apps import serving
+    from stratx.bentos.kit import serving
 
     settings = settings or ServingSettings()
     wheel = build_wheel()
@@ -232,7 +230,7 @@ def services(
 
 def serve_main(args: argparse.Namespace, settings: ServingSettings | None = None) -> int:
     """`stratx serve [--model KEY ...] [--no-import]`: import the champions, serve until Ctrl-C."""
-    from stratx.quix_apps import serving
+    from stratx.bentos.kit import serving
 
     settings = settings or ServingSettings()
     keys = list(getattr(args, "models", None) or served_keys())
@@ -261,8 +259,8 @@ def serve_main(args: argparse.Namespace, settings: ServingSettings | None = None
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stratx.quix_apps.serve {serve,build}`` until ``stratx`` wires the commands."""
-    parser = argparse.ArgumentParser(prog="python -m stratx.quix_apps.serve")
+    """``python -m stratx.bentos.lifecycle.serve {serve,build}`` until ``stratx`` wires the commands."""
+    parser = argparse.ArgumentParser(prog="python -m stratx.bentos.lifecycle.serve")
     parser.add_argument("command", choices=("serve", "build"))
     parser.add_argument("--model", dest="models", action="append", choices=models.MODEL_KEYS)
     parser.add_argument("--no-import", action="store_true", help="use the BentoML store as it is")

@@ -10,7 +10,7 @@ from typing import Any
 
 from quixstreams import Application
 
-from stratx.quix_apps.settings import KafkaSettings
+from stratx.functions.settings import KafkaSettings
 
 INVALID, RAW = "_invalid", "_raw"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from stratx.quix_apps.kafka_auth import PLAINTEXT, KafkaAuth
+from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 
 
 def read_all(

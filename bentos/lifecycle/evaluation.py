@@ -17,11 +17,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from stratx.bentos.lifecycle import model_store, sources, training
 from stratx.functions import models
 from stratx.functions.models import base
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import model_store, sources, training
-from stratx.quix_apps.settings import TrainingSettings
+from stratx.functions.settings import TrainingSettings
 
 
 def test_races(settings: TrainingSettings) -> list[RaceData]:
@@ -46,8 +46,8 @@ def _finite(value: Any) -> Any:
 
 
 def card(key: str, evaluation: base.Evaluation, out_dir: Path) -> str:
-    """The model's own card (``stratx.quix_apps.cards.<key>``) or a plain metrics table."""
-    name = f"stratx.quix_apps.cards.{key}"
+    """The model's own card (``stratx.bentos.lifecycle.cards.<key>``) or a plain metrics table."""
+    name = f"stratx.bentos.lifecycle.cards.{key}"
     if importlib.util.find_spec(name) is not None:
         text: str = importlib.import_module(name).card(evaluation, out_dir)
         return text

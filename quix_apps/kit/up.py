@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from stratx.bentos.lifecycle import serve
 from stratx.functions import catalog, models
-from stratx.quix_apps import admin, broker, kafka_io, pipeline, serve
-from stratx.quix_apps.settings import BrokerSettings, ServingSettings
+from stratx.functions.settings import BrokerSettings, ServingSettings
+from stratx.quix_apps.kit import admin, broker, kafka_io, pipeline
 
 STREAM_APPS = (*pipeline.APPS, "predict", "alerts", "drift")
 
@@ -42,7 +43,7 @@ STREAM_APPS = (*pipeline.APPS, "predict", "alerts", "drift")
 def ensure_champions(settings: ServingSettings, keys: list[str], progress: bool) -> None:
     """Train the models that have no champion yet (all of them on a fresh clone), building the
     corpus once for all of them."""
-    from stratx.quix_apps import training
+    from stratx.bentos.lifecycle import training
 
     missing = training.missing_champions(settings, keys)
     if not missing:
@@ -96,7 +97,7 @@ def latency_summary(broker_address: str, session_key: int) -> dict[str, Any]:
 
 def up_main(args: argparse.Namespace, replay: Any) -> int:
     """``replay(broker_address) -> (code, race, result)`` replays the demo race (the CLI's)."""
-    from stratx.quix_apps import training
+    from stratx.bentos.lifecycle import training
 
     training.quiet_mlflow()
     settings = ServingSettings()
@@ -117,7 +118,7 @@ def up_main(args: argparse.Namespace, replay: Any) -> int:
         admin.create_topics(client)
         client.close()
         serving = free_ports(settings, keys)
-        from stratx.quix_apps import serving as serving_mod
+        from stratx.bentos.kit import serving as serving_mod
 
         for key in keys:
             serving_mod.import_champion(serving, key, serving.model_alias)
@@ -169,8 +170,8 @@ def print_summary(counts: dict[str, int], summary: dict[str, Any], laps: int) ->
 def drift_line(session_key: int, since: datetime, proc: Any = None, timeout_s: float | None = None) -> str:
     """The drift job's last result for the session, from its first run that started after
     ``since`` (all laps in), waited for up to one period + 60 s."""
+    from stratx.functions.settings import DriftSettings
     from stratx.quix_apps import drift
-    from stratx.quix_apps.settings import DriftSettings
 
     settings = DriftSettings()
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else settings.drift_period_s + 60.0)
@@ -207,7 +208,7 @@ class Dashboard:
     process: Any
 
     def stop(self) -> None:
-        from stratx.quix_apps.pipeline import stop_apps
+        from stratx.quix_apps.kit.pipeline import stop_apps
 
         stop_apps({"dashboard": self.process})
 
@@ -220,7 +221,7 @@ def start_dashboard(args: argparse.Namespace, broker_address: str, work: Path) -
 
     if args.no_dashboard or importlib.util.find_spec("stratx.panel_app") is None:
         return None
-    from stratx.quix_apps.settings import DashboardSettings
+    from stratx.functions.settings import DashboardSettings
 
     host = DashboardSettings().dashboard_host  # loopback unless STRATX_DASHBOARD_HOST opens it
     port = args.dashboard_port or broker.free_port(host)

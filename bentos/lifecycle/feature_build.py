@@ -18,7 +18,7 @@ from tqdm import tqdm
 from stratx.functions import ingest, schemas
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps.settings import REPO_ROOT
+from stratx.functions.settings import REPO_ROOT
 
 
 @dataclass
@@ -152,8 +152,8 @@ def bundle_aggregates(gold: Path, corpus_laps: Path, out: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stratx.quix_apps.feature_build aggregates --shared /work/shared/data``"""
-    parser = argparse.ArgumentParser(prog="python -m stratx.quix_apps.feature_build")
+    """``python -m stratx.bentos.lifecycle.feature_build aggregates --shared /work/shared/data``"""
+    parser = argparse.ArgumentParser(prog="python -m stratx.bentos.lifecycle.feature_build")
     sub = parser.add_subparsers(dest="command", required=True)
     agg = sub.add_parser("aggregates", help="bundle the OpenF1 per-lap aggregates of the corpus races")
     agg.add_argument("--shared", type=Path, required=True, help="shared data folder (has openf1/gold/)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stratx.quix_apps.kafka_auth import KafkaAuth, Mechanism, Protocol
+from stratx.functions.kafka_auth import KafkaAuth, Mechanism, Protocol
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ class BrokerSettings(_Base):
 
 
 class MetricsSettings(_Base):
-    """The Prometheus exporter of every app (``quix_apps/metrics.py``): one port per app, at a fixed
+    """The Prometheus exporter of every app (``quix_apps/kit/metrics.py``): one port per app, at a fixed
     offset from ``metrics_port_base`` (``metrics.PORT_OFFSETS``), so one variable moves them all."""
 
     metrics_host: str = Field(
@@ -78,7 +78,7 @@ class KafkaSettings(MetricsSettings):
         return self
 
     def kafka_auth(self) -> KafkaAuth:
-        """How every Kafka client of this deployable connects (``quix_apps/kafka_auth.py``)."""
+        """How every Kafka client of this deployable connects (``functions/kafka_auth.py``)."""
         return KafkaAuth(
             protocol=self.kafka_security_protocol,
             mechanism=self.kafka_sasl_mechanism,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from stratx.quix_apps.kafka_auth import KafkaAuth
+    from stratx.functions.kafka_auth import KafkaAuth
 
 log = logging.getLogger(__name__)
 Key = Callable[[dict[str, Any]], object]
@@ -79,8 +79,8 @@ def restart_filter(
 def read_topic(broker_address: str, topic: str, auth: KafkaAuth | None = None) -> list[dict[str, Any]]:
     """Every JSON object currently on ``topic`` (anything else is not an output of ours); ``auth``:
     the app's TLS / SASL settings (``KafkaSettings.kafka_auth()``, default PLAINTEXT)."""
-    from stratx.quix_apps import kafka_io
-    from stratx.quix_apps.kafka_auth import PLAINTEXT
+    from stratx.functions.kafka_auth import PLAINTEXT
+    from stratx.quix_apps.kit import kafka_io
 
     out = []
     for message in kafka_io.read_all(broker_address, topic, drain_s=0.3, auth=auth or PLAINTEXT):

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from stratx.functions import catalog
-from stratx.quix_apps import kafka_io
+from stratx.quix_apps.kit import kafka_io
 
 # the quickstart's apps; the two track-gap apps (positions -> progress -> session gaps) run with
 # `stratx features run --app all|progress|gaps` (the session gap app is the slowest stage: see README)

@@ -50,7 +50,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from stratx.functions.schemas import LapAggression, LapFeatures
-from stratx.quix_apps.settings import REPO_ROOT, FeastSettings
+from stratx.functions.settings import REPO_ROOT, FeastSettings
 
 DATA_DIR_VAR = "STRATX_FEAST_DATA_DIR"
 APPLY_ATTEMPTS = 3

@@ -1,7 +1,7 @@
 """HTTP client of the five model services, for the prediction app.
 
 Every call is a batch ``POST <url>/predict`` with ``{"rows": [...]}`` (the services' contract,
-``quix_apps/serving_schemas.py``). The calls for one feature record go out concurrently on one
+``bentos/kit/serving_schemas.py``). The calls for one feature record go out concurrently on one
 asyncio loop in a background thread (one pooled ``httpx.AsyncClient``), so a record costs the
 slowest model's round trip, not the sum.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from stratx.quix_apps import metrics
+from stratx.quix_apps.kit import metrics
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

@@ -6,6 +6,6 @@ the bundle folder (boosters + meta.json) as its artifact; ``mlflow.pyfunc.load_m
 
 import mlflow.models
 
-from stratx.quix_apps.model_store import BundleModel
+from stratx.bentos.lifecycle.model_store import BundleModel
 
 mlflow.models.set_model(BundleModel())

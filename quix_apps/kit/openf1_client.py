@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import SecretStr
 
-from stratx.quix_apps import metrics
+from stratx.quix_apps.kit import metrics
 
 DEFAULT_BASE_URL = "https://api.openf1.org/v1"
 DEFAULT_TOKEN_URL = "https://api.openf1.org/token"

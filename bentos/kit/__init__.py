@@ -1,0 +1,1 @@
+"""What every BentoML service shares: champion loading, scoring, request/response models, network limits."""

@@ -1,0 +1,1 @@
+"""The model lifecycle: race sources, offline feature builds, data quality, training, registry, evaluation, model cards, Bento builds and `stratx serve`."""

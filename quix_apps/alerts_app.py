@@ -9,6 +9,7 @@ pit-window alert per window). Records that are not Predictions go to the dead le
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import reduce
@@ -81,5 +82,13 @@ def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | Non
     return app
 
 
-def run(settings: PredictionAppSettings) -> None:
-    build_app(settings).run()
+def main(settings: PredictionAppSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: topics, the app, its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout``
+    seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or PredictionAppSettings()
+    wire.ensure_topics(settings)
+    return wire.run(build_app(settings), APP, settings, idle_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ a repeat gives byte-identical outputs.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from quixstreams import Application, message_context
@@ -60,5 +61,14 @@ def build_app(settings: IngestSettings) -> Application:
     return app
 
 
-def run(settings: IngestSettings, timeout_s: float = 0.0) -> None:
-    build_app(settings).run(timeout=timeout_s)
+def main(settings: IngestSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: the raw, inbound and dead-letter topics, then the stateless app until Ctrl-C /
+    SIGTERM or ``idle_timeout`` seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or IngestSettings()
+    wire.ensure_topics(settings, (*catalog.ALL_TOPICS, *catalog.INBOUND_TOPICS))
+    build_app(settings).run(timeout=idle_timeout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

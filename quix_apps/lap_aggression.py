@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,13 +199,34 @@ def build_app(
     return app, sdf
 
 
-def main() -> None:
-    """Run until Ctrl-C / SIGTERM (settings from STRATX_* environment variables)."""
-    settings = FeatureAppSettings()
-    group = f"{settings.consumer_group_prefix}-lap-aggression"
-    app, _ = build_app(settings, state_dir=settings.state_dir, consumer_group=group)
-    app.run()
+def main(settings: FeatureAppSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: topics, the Feast pusher, the app, its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout``
+    seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or FeatureAppSettings()
+    wire.ensure_topics(settings)
+    pusher = None
+    if settings.feast_push:  # as the lap app: apply at set-up, batched pushes of the aggression family
+        from stratx.quix_apps.kit import feature_store
+
+        pusher = feature_store.BackgroundPusher(
+            feature_store.setup_store(settings),
+            push_source=feature_store.AGGRESSION_PUSH_SOURCE,
+            model=schemas.LapAggression,
+        )
+    try:
+        group = f"{settings.consumer_group_prefix}-lap-aggression"
+        app, _ = build_app(
+            settings,
+            state_dir=settings.state_dir,
+            consumer_group=group,
+            loglevel=logging.WARNING,
+            on_records=pusher,
+        )
+        return wire.run(app, APP, settings, idle_timeout)
+    finally:
+        if pusher is not None:
+            pusher.close()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,6 +16,7 @@ again (:class:`~stratx.quix_apps.kit.emitted.Emitted`, idempotency key SessionKe
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -116,3 +117,24 @@ def build_app(
         dead
     )
     return app
+
+
+def main(settings: FeatureAppSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: topics, the Feast pusher, the app, its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout``
+    seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or FeatureAppSettings()
+    wire.ensure_topics(settings)
+    pusher = None
+    if settings.feast_push:  # `feast apply` is part of set-up; pushes go out in batches
+        from stratx.quix_apps.kit import feature_store
+
+        pusher = feature_store.BackgroundPusher(feature_store.setup_store(settings))
+    try:
+        return wire.run(build_app(settings, on_features=pusher), APP, settings, idle_timeout)
+    finally:
+        if pusher is not None:
+            pusher.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -182,9 +183,13 @@ def _branch(key: str) -> tuple[Callable[[dict[str, Any]], bool], Callable[[dict[
     return has, take
 
 
-def run(settings: PredictionAppSettings) -> None:
+def main(settings: PredictionAppSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: topics, the model services' client, the app, its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout``
+    seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or PredictionAppSettings()
+    wire.ensure_topics(settings)
     with ModelClient(settings.urls(), policy(settings)) as client:
-        build_app(settings, client).run()
+        return wire.run(build_app(settings, client), APP, settings, idle_timeout)
 
 
 def policy(settings: PredictionAppSettings) -> Any:
@@ -193,3 +198,7 @@ def policy(settings: PredictionAppSettings) -> Any:
     return RetryPolicy(
         timeout_s=settings.model_timeout_s, retries=settings.model_retries, backoff_s=settings.model_backoff_s
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

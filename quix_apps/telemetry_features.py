@@ -19,6 +19,7 @@ processed again equals the one sent).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,13 +133,15 @@ def build_app(
     return app, build_pipeline(app.dataframe(raw), out, dead, meter, emitted=emitted)
 
 
-def main() -> None:
-    """Run until Ctrl-C / SIGTERM (settings from STRATX_* environment variables)."""
-    settings = FeatureAppSettings()
+def main(settings: FeatureAppSettings | None = None, idle_timeout: float = 0.0) -> int:
+    """The deployable: topics, the app, its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout``
+    seconds without input. Settings from the STRATX_* environment unless given."""
+    settings = settings or FeatureAppSettings()
+    wire.ensure_topics(settings)
     group = f"{settings.consumer_group_prefix}-telemetry-features"
-    app, _ = build_app(settings, state_dir=settings.state_dir, consumer_group=group)
-    app.run()
+    app, _ = build_app(settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING)
+    return wire.run(app, APP, settings, idle_timeout)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,7 @@ from stratx.functions import catalog, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
-from stratx.functions.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings
+from stratx.functions.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings, ReplaySettings
 from stratx.quix_apps.kit import admin, metrics, wire
 from stratx.quix_apps.kit.emitted import restart_filter
 
@@ -256,7 +257,23 @@ def build_maps(race_dirs: list[Path], out: Path) -> list[Path]:
     return list(written.values())
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(settings: FeatureAppSettings | None = None, idle_timeout: float = 0.0, which: str = "gaps") -> int:
+    """The deployable ``which`` (``progress`` or ``gaps``): topics, the bundled circuit maps, the app,
+    its metrics; runs until Ctrl-C / SIGTERM or ``idle_timeout`` seconds without input."""
+    if which not in ("progress", "gaps"):
+        raise ValueError(f"no track app {which!r}: progress or gaps")
+    settings = settings or FeatureAppSettings()
+    wire.ensure_topics(settings)
+    tracks = bundled_tracks(ReplaySettings().data_dir / "races")  # STRATX_DATA_DIR, as the replay
+    build = build_progress_app if which == "progress" else build_gap_app
+    group = f"{settings.consumer_group_prefix}-track-{which}"
+    app = build(
+        settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+    )
+    return wire.run(app, which, settings, idle_timeout)
+
+
+def cli(argv: list[str] | None = None) -> int:
     """``maps`` rebuilds circuit maps; ``progress`` / ``gaps`` run an app (STRATX_* settings)."""
     parser = argparse.ArgumentParser(prog="python -m stratx.quix_apps.track_gaps")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -269,16 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "maps":
         for path in build_maps(args.races, args.out):
             print(path)
-        return
-    settings = FeatureAppSettings()
-    tracks = bundled_tracks(REPO_ROOT / "data" / "races")
-    if args.command == "progress":
-        group = f"{settings.consumer_group_prefix}-track-progress"
-        build_progress_app(settings, tracks, state_dir=settings.state_dir, consumer_group=group).run()
-    else:
-        group = f"{settings.consumer_group_prefix}-track-gaps"
-        build_gap_app(settings, tracks, state_dir=settings.state_dir, consumer_group=group).run()
+        return 0
+    return main(which=args.command)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

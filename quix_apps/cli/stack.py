@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -15,7 +15,6 @@ from stratx.functions.settings import (
     BrokerSettings,
     FeatureAppSettings,
     PredictionAppSettings,
-    ReplaySettings,
 )
 from stratx.quix_apps.cli.common import (
     DEMO_RACE,
@@ -160,70 +159,6 @@ def _print_feast_snapshot(race: sources.RaceData) -> None:
         )
 
 
-def cmd_features_run(args: argparse.Namespace) -> int:
-    """Run one streaming feature app until Ctrl-C (or --idle-timeout seconds without input)."""
-    settings = FeatureAppSettings()
-    settings = override(settings, broker_address=args.broker, feast_push=False if args.no_feast else None)
-    if args.app == "all":
-        return _run_all(settings, args)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
-    admin.create_topics(client)
-    client.close()
-    pusher = None
-    if args.app == "lap":
-        from stratx.quix_apps import lap_features
-        from stratx.quix_apps.kit import feature_store
-
-        if settings.feast_push:  # `feast apply` is part of set-up; pushes go out in batches
-            pusher = feature_store.BackgroundPusher(feature_store.setup_store(settings))
-        app = lap_features.build_app(settings, on_features=pusher)
-    elif args.app == "telemetry":
-        from stratx.quix_apps import telemetry_features
-
-        group = f"{settings.consumer_group_prefix}-telemetry-features"
-        app, _ = telemetry_features.build_app(
-            settings, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
-        )
-    elif args.app in ("progress", "gaps"):
-        from stratx.quix_apps import track_gaps
-
-        tracks = track_gaps.bundled_tracks(ReplaySettings().data_dir / "races")
-        build = track_gaps.build_progress_app if args.app == "progress" else track_gaps.build_gap_app
-        group = f"{settings.consumer_group_prefix}-track-{args.app}"
-        app = build(
-            settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
-        )
-    else:
-        from stratx.functions.schemas import LapAggression
-        from stratx.quix_apps import lap_aggression
-        from stratx.quix_apps.kit import feature_store
-
-        if settings.feast_push:  # as the lap app: apply at set-up, batched pushes of the aggression family
-            pusher = feature_store.BackgroundPusher(
-                feature_store.setup_store(settings),
-                push_source=feature_store.AGGRESSION_PUSH_SOURCE,
-                model=LapAggression,
-            )
-        group = f"{settings.consumer_group_prefix}-lap-aggression"
-        app, _ = lap_aggression.build_app(
-            settings,
-            state_dir=settings.state_dir,
-            consumer_group=group,
-            loglevel=logging.WARNING,
-            on_records=pusher,
-        )
-    print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
-    from stratx.quix_apps.kit import metrics
-
-    metrics.instrument_app(args.app, settings, app.config.consumer_group)
-    try:
-        app.run(timeout=args.idle_timeout or 0.0)
-    finally:
-        if pusher is not None:
-            pusher.close()
-    return 0
-
-
 def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     from stratx.quix_apps.kit import pipeline
 
@@ -241,28 +176,34 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
     return max((p.returncode or 0) for p in procs.values())
 
 
+# the feature apps of `stratx features run --app`: app name -> its module under quix_apps/
+FEATURE_APPS = {"lap": "lap_features", "telemetry": "telemetry_features", "aggression": "lap_aggression"}
+
+
+def cmd_features_run(args: argparse.Namespace) -> int:
+    """Run one streaming feature app until Ctrl-C (or --idle-timeout seconds without input): the
+    app module's ``main()`` is its whole wiring; the CLI only applies the flags."""
+    settings = FeatureAppSettings()
+    settings = override(settings, broker_address=args.broker, feast_push=False if args.no_feast else None)
+    if args.app == "all":
+        return _run_all(settings, args)
+    print(f"{args.app}-features app consuming {settings.broker_address}", file=sys.stderr, flush=True)
+    if args.app in ("progress", "gaps"):
+        from stratx.quix_apps import track_gaps
+
+        return track_gaps.main(settings, args.idle_timeout or 0.0, which=args.app)
+    app = importlib.import_module(f"stratx.quix_apps.{FEATURE_APPS[args.app]}")
+    return int(app.main(settings, args.idle_timeout or 0.0))
+
+
 def cmd_stream_app(args: argparse.Namespace) -> int:
     """`stratx predict` / `stratx alerts`: the prediction or alert app until Ctrl-C (or idle)."""
     from stratx.quix_apps import alerts_app, predictions
-    from stratx.quix_apps.kit.model_client import ModelClient
 
     settings = override(PredictionAppSettings(), broker_address=args.broker)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
-    admin.create_topics(client)
-    client.close()
     print(f"{args.command} app consuming {settings.broker_address}", file=sys.stderr, flush=True)
-    from stratx.quix_apps.kit import metrics
-
-    if args.command == "alerts":
-        app = alerts_app.build_app(settings)
-        metrics.instrument_app("alerts", settings, app.config.consumer_group)
-        app.run(timeout=args.idle_timeout or 0.0)
-        return 0
-    with ModelClient(settings.urls(), predictions.policy(settings)) as models:
-        app = predictions.build_app(settings, models)
-        metrics.instrument_app("predict", settings, app.config.consumer_group)
-        app.run(timeout=args.idle_timeout or 0.0)
-    return 0
+    app = alerts_app if args.command == "alerts" else predictions
+    return app.main(settings, args.idle_timeout or 0.0)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -271,12 +212,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from stratx.quix_apps import ingest_app
 
     settings = override(IngestSettings(), broker_address=args.broker)
-    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
-    admin.create_topics(client, (*ALL_TOPICS, *catalog.INBOUND_TOPICS))
-    client.close()
     print(f"ingest app consuming {catalog.INBOUND_OPENF1.name} on {settings.broker_address}", file=sys.stderr)
-    ingest_app.run(settings, timeout_s=args.idle_timeout or 0.0)
-    return 0
+    return ingest_app.main(settings, args.idle_timeout or 0.0)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

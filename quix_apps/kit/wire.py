@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from quixstreams import Application
 
+from stratx.functions.catalog import TopicSpec
 from stratx.functions.settings import KafkaSettings
 
 INVALID, RAW = "_invalid", "_raw"
@@ -35,6 +37,27 @@ def application(
         state_dir=str(state_dir) if state_dir is not None else None,
         loglevel=loglevel,
     )
+
+
+def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec] | None = None) -> None:
+    """Create the catalog's topics (or ``specs``) that the broker does not have yet: an app's first step."""
+    from stratx.quix_apps.kit import admin
+
+    client = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
+    try:
+        admin.create_topics(client) if specs is None else admin.create_topics(client, specs)
+    finally:
+        client.close()
+
+
+def run(app: Application, app_name: str, settings: KafkaSettings, idle_timeout: float = 0.0) -> int:
+    """Run a consumer app with its metrics exporter and lag monitor until Ctrl-C / SIGTERM, or
+    ``idle_timeout`` seconds without input (0: forever)."""
+    from stratx.quix_apps.kit import metrics
+
+    metrics.instrument_app(app_name, settings, app.config.consumer_group)
+    app.run(timeout=idle_timeout)
+    return 0
 
 
 def parse(raw: bytes | dict[str, Any] | None) -> dict[str, Any]:

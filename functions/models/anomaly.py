@@ -69,6 +69,10 @@ LAP_CONTEXT = (
     "TyreLife", "FuelKg", "LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange", "LapsInStint",
 )  # fmt: skip
 COMPOUNDS = ("SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET")
+# the LapFeatures fields the lap level reads (FEATURE_SERVICE holds exactly these)
+SERVICE_FEATURES: tuple[str, ...] = (
+    *LAP_SIGNALS, "TrackStatus", "IsClean", "Last3Median", "Compound", *LAP_CONTEXT,
+)  # fmt: skip
 SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
     "speed": ("SpeedMean", "SpeedStd", "SpeedMin", "SpeedMax", "SpeedMeanPrev"),
     "rpm": ("RPMMean", "RPMMax", "UpshiftRPMMean"),
@@ -783,6 +787,7 @@ RECIPE = base.Recipe(
     key="anomaly",
     model_name=MODEL_NAME,
     feature_service=FEATURE_SERVICE,
+    service_features=SERVICE_FEATURES,
     selection_metric=SELECTION_METRIC,
     fit=fit,
     evaluate=evaluate,

@@ -204,7 +204,9 @@ class Recipe:
     """One model. ``fit(corpus, split, progress)`` returns the bundle and its validation metrics
     (keys prefixed ``val_``, including ``selection_metric``: lower is better, it picks the
     champion); ``evaluate(bundle, corpus)`` scores on the corpus it is given (the caller passes the
-    test races); ``predict(bundle, rows)`` maps feature rows to prediction columns (serving)."""
+    test races); ``predict(bundle, rows)`` maps feature rows to prediction columns (serving).
+    ``service_features``: the LapFeatures fields it reads, exactly what its versioned Feast
+    ``feature_service`` holds (tests check both against the schema and ``feature_repo/``)."""
 
     key: str
     model_name: str
@@ -215,6 +217,7 @@ class Recipe:
     predict: PredictFn
     needs_windows: bool = False
     description: str = ""
+    service_features: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------ shared helpers

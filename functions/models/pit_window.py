@@ -659,6 +659,7 @@ RECIPE = base.Recipe(
     key="pit_window",
     model_name=MODEL_NAME,
     feature_service=FEATURE_SERVICE,
+    service_features=SERVICE_FEATURES,
     selection_metric=SELECTION_METRIC,
     fit=fit,
     evaluate=evaluate,

@@ -560,17 +560,16 @@ def bundled_windows(data_dir: Path) -> pd.DataFrame:
 
 
 def training_windows(corpus: base.Corpus, data_dir: Path | None = None) -> pd.DataFrame:
-    """corpus.windows plus the bundled windows of the races it lacks."""
-    if data_dir is None:
-        from stratx.quix_apps.settings import REPO_ROOT  # the repo's data folder, read only here
-
-        data_dir = REPO_ROOT / "data"
+    """corpus.windows plus the bundled windows (of ``data_dir``, default ``corpus.data_dir``; none
+    when both are None) of the races it lacks."""
+    data_dir = data_dir if data_dir is not None else corpus.data_dir
     have = corpus.windows if corpus.windows is not None else pd.DataFrame()
-    extra = bundled_windows(data_dir)
+    extra = bundled_windows(data_dir) if data_dir is not None else pd.DataFrame()
     if not have.empty and not extra.empty:
         known = set(zip(have.Year, have.EventName, strict=True))
         extra = extra[[(y, e) not in known for y, e in zip(extra.Year, extra.EventName, strict=True)]]
-    return pd.concat([f for f in (have, extra) if not f.empty], ignore_index=True)
+    frames = [f for f in (have, extra) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _races(frame: pd.DataFrame, races: tuple[tuple[int, str], ...]) -> np.ndarray:

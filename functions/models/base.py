@@ -74,6 +74,8 @@ class Corpus:
     * ``race_control``: RaceControl messages (Category, Message, Flag, Lap, RacingNumber ...).
     * ``windows``: TelemetryWindow rows of the races with car telemetry, or None when the caller
       did not build them (only recipes with ``needs_windows`` get them).
+    * ``data_dir``: the data folder the races came from, for bundled tables a recipe may add (the
+      anomaly model's windows of training races, ``data/corpus/``); None: only these tables.
     """
 
     laps: pd.DataFrame
@@ -81,6 +83,7 @@ class Corpus:
     results: pd.DataFrame = field(default_factory=pd.DataFrame)
     race_control: pd.DataFrame = field(default_factory=pd.DataFrame)
     windows: pd.DataFrame | None = None
+    data_dir: Path | None = None
 
     def races(self) -> list[str]:
         """'<Year> <EventName>' of every race in ``laps``, sorted."""
@@ -103,6 +106,7 @@ class Corpus:
             results=cut(self.results),  # type: ignore[arg-type]
             race_control=cut(self.race_control),  # type: ignore[arg-type]
             windows=cut(self.windows),
+            data_dir=self.data_dir,
         )
 
 

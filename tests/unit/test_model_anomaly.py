@@ -246,7 +246,7 @@ def test_training_windows_come_from_the_corpus_data_dir_only() -> None:
     bundled = an.training_windows(base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR))
     assert len(bundled) == len(an.bundled_windows(DATA_DIR))
     assert (
-        base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR).only(lambda f: f.index >= 0).data_dir == DATA_DIR
+        base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR).only(base.race_split).data_dir == DATA_DIR
     )
 
 

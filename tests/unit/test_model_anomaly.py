@@ -245,8 +245,11 @@ def test_training_windows_come_from_the_corpus_data_dir_only() -> None:
     assert an.training_windows(empty).empty
     bundled = an.training_windows(base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR))
     assert len(bundled) == len(an.bundled_windows(DATA_DIR))
-    assert (
-        base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR).only(base.race_split).data_dir == DATA_DIR
+    one_race = base.Corpus(
+        laps=pd.DataFrame({"Year": [2023], "EventName": ["Bahrain Grand Prix"]}), data_dir=DATA_DIR
+    )
+    assert one_race.only(lambda f: base.race_split(f) == "test").data_dir == DATA_DIR, (
+        "a split corpus keeps its data folder"
     )
 
 

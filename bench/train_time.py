@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         progress,
         windows=any(r.needs_windows for r in recipes),
         results_files=training.default_results_files(data_dir),
+        data_dir=data_dir,
     )
     corpus_s = time.perf_counter() - started
     test = corpus.only(lambda f: base.race_split(f) == "test")

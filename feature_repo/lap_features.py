@@ -3,14 +3,20 @@ and the driver-aggression features (``stratx.functions.features.aggression``).
 
 Declarative only: no I/O and no environment reads, so ``feast apply`` (CLI) and
 ``stratx.quix_apps.kit.feature_store.apply_repo`` (set-up code) register the same objects.
-Feature names and types mirror ``stratx.functions.schemas.LapFeatures`` and
-``stratx.functions.schemas.LapAggression`` (unit tests check it).
+The record schemas ``stratx.functions.schemas.LapFeatures`` and ``LapAggression`` own the feature
+names and types: a view here picks its family of names and :func:`_fields` types each as the schema
+does (a name the schema lacks fails the import). Each model recipe's ``SERVICE_FEATURES`` is what
+its versioned service below holds (unit tests check it).
 """
 
+import typing
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Bool, Float64, Int64, String
+from pydantic import BaseModel
+
+from stratx.functions.schemas import LapAggression, LapFeatures
 
 # A race is ~2 h; one day of ttl keeps every lap of a session in the point-in-time lookback
 # of training joins without reaching into another race weekend.
@@ -48,7 +54,24 @@ lap_features_push = PushSource(
     description="LapFeatures rows pushed as laps complete",
 )
 
-_ENTITY_FIELDS = [Field(name="DriverNumber", dtype=String), Field(name="SessionKey", dtype=Int64)]
+# Python type of a schema field -> Feast type (bool before int: a bool is an int).
+_FEAST_TYPES = ((bool, Bool), (int, Int64), (float, Float64), (str, String))
+
+
+def _feast_type(record: type[BaseModel], name: str) -> typing.Any:
+    """The Feast type of ``record``'s field ``name`` (``float | None`` -> Float64)."""
+    annotation = record.model_fields[name].annotation
+    found = {t for t in typing.get_args(annotation) or (annotation,) if t is not type(None)}
+    for python_type, feast_type in _FEAST_TYPES:
+        if found == {python_type}:
+            return feast_type
+    raise TypeError(f"{record.__name__}.{name}: no Feast type for {annotation}")
+
+
+def _fields(record: type[BaseModel], *names: str) -> list[Field]:
+    """The entity keys, then ``names`` typed as ``record`` types them."""
+    return [Field(name=n, dtype=_feast_type(record, n)) for n in ("DriverNumber", "SessionKey", *names)]
+
 
 # Pace: lap time, cleanliness, rolling clean-lap windows, bests and deltas to rivals.
 lap_pace = FeatureView(
@@ -56,27 +79,27 @@ lap_pace = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=[
-        *_ENTITY_FIELDS,
-        Field(name="LapTime", dtype=Float64),
-        Field(name="IsClean", dtype=Bool),
-        Field(name="Last3Mean", dtype=Float64),
-        Field(name="Last3Median", dtype=Float64),
-        Field(name="Last3Std", dtype=Float64),
-        Field(name="Last3Min", dtype=Float64),
-        Field(name="Last5Mean", dtype=Float64),
-        Field(name="Last5Median", dtype=Float64),
-        Field(name="Last5Std", dtype=Float64),
-        Field(name="Last5Min", dtype=Float64),
-        Field(name="PersonalBest", dtype=Float64),
-        Field(name="LapsSincePB", dtype=Int64),
-        Field(name="DeltaToPB", dtype=Float64),
-        Field(name="DeltaToSessionBest", dtype=Float64),
-        Field(name="DeltaToTeammate", dtype=Float64),
-        Field(name="DeltaToCarAhead", dtype=Float64),
-        Field(name="DeltaToCarBehind", dtype=Float64),
-        Field(name="DeltaToFieldMedian", dtype=Float64),
-    ],
+    schema=_fields(
+        LapFeatures,
+        "LapTime",
+        "IsClean",
+        "Last3Mean",
+        "Last3Median",
+        "Last3Std",
+        "Last3Min",
+        "Last5Mean",
+        "Last5Median",
+        "Last5Std",
+        "Last5Min",
+        "PersonalBest",
+        "LapsSincePB",
+        "DeltaToPB",
+        "DeltaToSessionBest",
+        "DeltaToTeammate",
+        "DeltaToCarAhead",
+        "DeltaToCarBehind",
+        "DeltaToFieldMedian",
+    ),
     online=True,
     description="Lap pace: rolling clean-lap windows, personal/session bests, deltas",
 )
@@ -87,20 +110,20 @@ lap_stint = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=[
-        *_ENTITY_FIELDS,
-        Field(name="Stint", dtype=Int64),
-        Field(name="Compound", dtype=String),
-        Field(name="TyreLife", dtype=Float64),
-        Field(name="FreshTyre", dtype=Bool),
-        Field(name="LapsInStint", dtype=Int64),
-        Field(name="StintCleanLaps", dtype=Int64),
-        Field(name="FuelKg", dtype=Float64),
-        Field(name="FuelCorrectedLapTime", dtype=Float64),
-        Field(name="StintTrendSlope", dtype=Float64),
-        Field(name="StintDegSlope", dtype=Float64),
-        Field(name="StintDegSlopeStderr", dtype=Float64),
-    ],
+    schema=_fields(
+        LapFeatures,
+        "Stint",
+        "Compound",
+        "TyreLife",
+        "FreshTyre",
+        "LapsInStint",
+        "StintCleanLaps",
+        "FuelKg",
+        "FuelCorrectedLapTime",
+        "StintTrendSlope",
+        "StintDegSlope",
+        "StintDegSlopeStderr",
+    ),
     online=True,
     description="Stint: compound, tyre life, fuel-corrected degradation",
 )
@@ -111,17 +134,17 @@ lap_gaps = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=[
-        *_ENTITY_FIELDS,
-        Field(name="LapNumber", dtype=Int64),
-        Field(name="PositionOnLap", dtype=Int64),
-        Field(name="PositionChange", dtype=Int64),
-        Field(name="GapToLeader", dtype=Float64),
-        Field(name="IntervalAhead", dtype=Float64),
-        Field(name="IntervalBehind", dtype=Float64),
-        Field(name="InDRSRange", dtype=Bool),
-        Field(name="LapsDown", dtype=Int64),
-    ],
+    schema=_fields(
+        LapFeatures,
+        "LapNumber",
+        "PositionOnLap",
+        "PositionChange",
+        "GapToLeader",
+        "IntervalAhead",
+        "IntervalBehind",
+        "InDRSRange",
+        "LapsDown",
+    ),
     online=True,
     description="Gaps: position and intervals at the line",
 )
@@ -158,14 +181,14 @@ lap_context = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=[
-        *_ENTITY_FIELDS,
-        Field(name="TrackStatus", dtype=String),
-        Field(name="SpeedI1", dtype=Float64),
-        Field(name="SpeedI2", dtype=Float64),
-        Field(name="SpeedFL", dtype=Float64),
-        Field(name="SpeedST", dtype=Float64),
-    ],
+    schema=_fields(
+        LapFeatures,
+        "TrackStatus",
+        "SpeedI1",
+        "SpeedI2",
+        "SpeedFL",
+        "SpeedST",
+    ),
     online=True,
     description="Lap context: track status codes and speed traps of the lap",
 )
@@ -200,21 +223,21 @@ lap_aggression = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_aggression_push,
-    schema=[
-        *_ENTITY_FIELDS,
-        Field(name="ThrottleMean", dtype=Float64),
-        Field(name="FullThrottleShare", dtype=Float64),
-        Field(name="BrakeShare", dtype=Float64),
-        Field(name="ThrottleBrakeOverlapShare", dtype=Float64),
-        Field(name="DRSOpenShare", dtype=Float64),
-        Field(name="BrakeEvents", dtype=Int64),
-        Field(name="GearChanges", dtype=Int64),
-        Field(name="DecelMean", dtype=Float64),
-        Field(name="UpshiftRPMMean", dtype=Float64),
-        Field(name="SpeedMax", dtype=Int64),
-        Field(name="Windows", dtype=Int64),
-        Field(name="Samples", dtype=Int64),
-    ],
+    schema=_fields(
+        LapAggression,
+        "ThrottleMean",
+        "FullThrottleShare",
+        "BrakeShare",
+        "ThrottleBrakeOverlapShare",
+        "DRSOpenShare",
+        "BrakeEvents",
+        "GearChanges",
+        "DecelMean",
+        "UpshiftRPMMean",
+        "SpeedMax",
+        "Windows",
+        "Samples",
+    ),
     online=True,
     description="Driver aggression per lap: pedal, DRS, braking and gear-shift use from telemetry",
 )

@@ -13,6 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from stratx.functions import schemas
+from stratx.functions.models import registry
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -193,15 +194,15 @@ FEATURE_TOPICS: tuple[TopicSpec, ...] = (
     TRACK_GAP,
 )
 PREDICTION_TOPICS: dict[str, TopicSpec] = {
-    key: TopicSpec(
-        f"stratx.predictions.{key}",
+    model.key: TopicSpec(
+        model.topic,
         6,
         KeyRule.SESSION_DRIVER,
         7 * DAY_MS,
         schemas.Prediction,
-        f"{key} model predictions per driver, with the model version and the feature record's event time",
+        f"{model.key} model predictions per driver, with the model version and the feature record's event time",
     )
-    for key in schemas.MODEL_KEYS
+    for model in registry.MODELS
 }
 ALERTS = TopicSpec(
     "stratx.alerts",

@@ -3,16 +3,17 @@ Prediction records. Pure: dicts in, dicts out.
 
 One session's lap-feature records arrive in line-crossing order (the lap-features app emits them
 so). :func:`request_step` folds a record into the session state and returns, per model key, the
-rows to send:
+rows to send; each model's registry entry (``functions/models/registry.py``) names its kind:
 
-* ``lap_time``, ``tyre_deg``: the LapFeatures row itself.
-* ``pit_window``: the row plus ``EventName`` and ``RaceLaps`` (the scheduled distance, from
-  SessionInfo ``TotalLaps``) when known.
-* ``overtake``: the pair rows (car behind, the car that crossed the line just before it on the
-  same lap), built by the overtake recipe's ``pair_rows``, for every pair this record completes
-  (:func:`overtake_pairs`: records of different drivers can arrive in any order); each pair once.
-* ``anomaly``: the rows the anomaly recipe's causal references need, the scored row last: the
-  cars that completed this lap earlier (field reference), the driver's previous
+* ``lap`` (lap_time, tyre_deg): the LapFeatures row itself.
+* ``race`` (pit_window): the row plus ``EventName`` and ``RaceLaps`` (the scheduled distance,
+  from SessionInfo ``TotalLaps``) when known.
+* ``pairs`` (overtake): the pair rows (car behind, the car that crossed the line just before it
+  on the same lap), built by the overtake recipe's ``pair_rows``, for every pair this record
+  completes (:func:`overtake_pairs`: records of different drivers can arrive in any order); each
+  pair once. No pair completed: no request.
+* ``history`` (anomaly): the rows the anomaly recipe's causal references need, the scored row
+  last: the cars that completed this lap earlier (field reference), the driver's previous
   ``ANOMALY_HISTORY`` laps (own reference), then this row.
 
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
@@ -33,7 +34,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-LAP_MODELS = ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
+from stratx.functions.models.registry import MODEL_KEYS, MODELS
+
+LAP_MODELS = MODEL_KEYS  # every model is asked about lap-feature records
 # Laps of rows kept per session. The pair builder needs one lap, but records of different drivers
 # come through different partitions and, when the app catches up on a backlog, can arrive many laps
 # apart; a race has at most ~80 laps, so this keeps the session (~1,600 rows) and never loses a pair.
@@ -118,19 +121,22 @@ def request_step(
         del cache["rows"][old]
         cache.get("paired", {}).pop(old, None)
 
-    requests: dict[str, list[dict[str, Any]]] = {"lap_time": [dict(row)], "tyre_deg": [dict(row)]}
-    pit = dict(this)
-    if ctx.get("TotalLaps"):
-        pit["RaceLaps"] = int(ctx["TotalLaps"])
-    requests["pit_window"] = [pit]
-    pairs = overtake_pairs(cache, lap, this)
-    if pairs:
-        requests["overtake"] = pairs
+    kinds = {m.request for m in MODELS}
+    rows: dict[str, list[dict[str, Any]]] = {"lap": [dict(row)]}
+    if "race" in kinds:
+        race = dict(this)
+        if ctx.get("TotalLaps"):
+            race["RaceLaps"] = int(ctx["TotalLaps"])
+        rows["race"] = [race]
+    if "pairs" in kinds:
+        rows["pairs"] = overtake_pairs(cache, lap, this)
     history = cache["history"].setdefault(driver, [])
     earlier = [r for d, r in lap_rows.items() if d != driver]  # the field reference of this lap
-    requests["anomaly"] = [*earlier, *history, this]
+    rows["history"] = [*earlier, *history, this]
     history.append(this)
     del history[:-ANOMALY_HISTORY]
+    # each model its own copies (the client may adapt them); no rows (no pair completed): no request
+    requests = {m.key: [dict(r) for r in rows[m.request]] for m in MODELS if rows[m.request]}
     return st, requests
 
 

@@ -14,9 +14,11 @@ used for resume and de-duplication downstream). Units are given per field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from stratx.functions.models.registry import MODEL_KEYS
 
 SCHEMA_VERSION = 1
 
@@ -368,8 +370,11 @@ class TrackGap(BaseModel):
     GapToLeader: float | None = Field(default=None, ge=0, description="s since the leader was here")
 
 
-MODEL_KEYS = ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
-ModelKey = Literal["lap_time", "tyre_deg", "pit_window", "overtake", "anomaly"]
+# The model keys come from the registry (functions/models/registry.py); ModelKey is their Literal.
+if TYPE_CHECKING:
+    ModelKey = str
+else:
+    ModelKey = Literal[MODEL_KEYS]
 
 
 class Prediction(BaseModel):

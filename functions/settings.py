@@ -12,6 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratx.functions.kafka_auth import KafkaAuth, Mechanism, Protocol
+from stratx.functions.models.registry import MODEL_KEYS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,11 +209,8 @@ class PredictionAppSettings(KafkaSettings):
     model_backoff_s: float = Field(0.05, ge=0, description="first retry delay (doubles, jittered), s")
 
     def urls(self) -> dict[str, str]:
-        """Base URL per model key."""
-        return {
-            k: getattr(self, f"{k}_url")
-            for k in ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
-        }
+        """Base URL per model key (the fields are one per registry entry; a unit test checks it)."""
+        return {k: getattr(self, f"{k}_url") for k in MODEL_KEYS}
 
 
 class DashboardSettings(KafkaSettings):

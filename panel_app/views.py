@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from stratx.functions.models import registry
 from stratx.panel_app.state import RaceSnapshot, Record
 
 DRS_RANGE_S = 1.0
@@ -28,20 +29,8 @@ COMPOUND_COLOURS = {
 UNKNOWN_COMPOUND_COLOUR = "#888888"
 SEVERITY_COLOURS = {"info": "#3b82f6", "warning": "#f59e0b", "critical": "#ef4444"}
 # the headline output of each model (a fallback takes the first numeric value in Values)
-PRIMARY_VALUES = {
-    "lap_time": "PredictedNextLapTime",
-    "tyre_deg": "DegRate",
-    "pit_window": "PitProbability3Laps",
-    "overtake": "OvertakeProbability1Lap",
-    "anomaly": "AnomalyScore",
-}
-MODEL_LABELS = {
-    "lap_time": "next lap",
-    "tyre_deg": "tyre deg",
-    "pit_window": "pit window",
-    "overtake": "overtake",
-    "anomaly": "anomaly",
-}
+PRIMARY_VALUES = {m.key: m.primary for m in registry.MODELS}
+MODEL_LABELS = {m.key: m.label for m in registry.MODELS}
 
 
 # ------------------------------------------------------------------ formatting

@@ -30,6 +30,7 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, schemas
+from stratx.functions.models import registry
 from stratx.functions.prediction_requests import new_cache, predictions, request_step
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
@@ -67,8 +68,9 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
         out: dict[str, list[dict[str, Any]]] = {}
         for key, outcome in outcomes.items():
             sent = requests[key]
-            # overtake: one record per pair, about the car behind; the others: the last row is this record's
-            subjects = list(enumerate(sent)) if key == "overtake" else [(len(sent) - 1, row)]
+            # pairs (overtake): one record per pair, about the car behind; the others: the last row is this record's
+            pairs = registry.spec(key).request == "pairs"
+            subjects = list(enumerate(sent)) if pairs else [(len(sent) - 1, row)]
             out[key] = [
                 predictions(
                     subject,
@@ -78,7 +80,7 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
                     outcome.reason,
                     ingested,
                     produced,
-                    other=subject.get("AheadDriverNumber") if key == "overtake" else None,
+                    other=subject.get("AheadDriverNumber") if pairs else None,
                 )
                 for i, subject in subjects
             ]

@@ -3,8 +3,8 @@
 A request is a batch ``{"rows": [...]}`` of feature rows; a response names the model and its
 registry version and holds one prediction per row, in order. A prediction field is ``null`` where
 the recipe cannot score a row (e.g. no lap time yet to anchor on). Field names are the recipes'
-output columns (F1 timing vocabulary). Adding a model = a row model (when it is not LapFeatures),
-a prediction model, and an entry in :data:`SCHEMAS`. Rows are what the recipe's ``predict`` takes,
+output columns (F1 timing vocabulary). Adding a model = a row model (when it is not LapFeatures)
+and a prediction model here, named by the model's registry entry (:data:`SCHEMAS` follows it). Rows are what the recipe's ``predict`` takes,
 except anomaly: its rows are LapFeatures and the service builds the recipe's rows from the batch
 (``serving.recipe_rows``).
 """
@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stratx.functions.models import registry
 from stratx.functions.schemas import DRIVER_NUMBER, LapFeatures
 
 MAX_ROWS = 5000  # rows per request; larger batches get a 400 (split them client-side)
@@ -139,10 +140,7 @@ class ModelSchema:
     prediction: type[Prediction]
 
 
+# Per model, the types its registry entry names (functions/models/registry.py: ``row``, ``prediction``).
 SCHEMAS: dict[str, ModelSchema] = {
-    "lap_time": ModelSchema(LapFeatures, LapTimePrediction),
-    "tyre_deg": ModelSchema(LapFeatures, TyreDegPrediction),
-    "pit_window": ModelSchema(PitWindowRow, PitWindowPrediction),
-    "overtake": ModelSchema(OvertakeRow, OvertakePrediction),
-    "anomaly": ModelSchema(AnomalyRow, AnomalyPrediction),
+    m.key: ModelSchema(globals()[m.row], globals()[m.prediction]) for m in registry.MODELS
 }

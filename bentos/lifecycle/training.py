@@ -105,9 +105,11 @@ def build_corpus(
     windows: bool = False,
     results_files: Sequence[Path] = (),
     laps: pd.DataFrame | None = None,
+    data_dir: Path | None = None,
 ) -> base.Corpus:
     """The offline tables of ``races`` through the feature functions (``laps``: reuse a built
-    lap-feature table); ``windows`` also builds telemetry windows for races with car data."""
+    lap-feature table); ``windows`` also builds telemetry windows for races with car data;
+    ``data_dir``: the data folder, for the bundled tables a recipe adds (``Corpus.data_dir``)."""
     laps = lap_table(races, progress) if laps is None else laps
     raw = [_tagged(r, "laps") for r in races]
     rc = [_tagged(r, "race_control") for r in races if len(r.table("race_control"))]
@@ -116,6 +118,7 @@ def build_corpus(
         raw_laps=pd.concat(raw, ignore_index=True) if raw else pd.DataFrame(),
         results=_results(races, results_files),
         race_control=pd.concat(rc, ignore_index=True) if rc else pd.DataFrame(),
+        data_dir=data_dir,
     )
     if windows:
         corpus.windows = window_table(races, progress)
@@ -334,7 +337,12 @@ def train_main(args: argparse.Namespace, settings: TrainingSettings | None = Non
     laps = pd.read_parquet(args.features) if getattr(args, "features", None) else None
     results_files = [*(e / "results.parquet" for e in exports), *default_results_files(settings.data_dir)]
     corpus = build_corpus(
-        races, progress, any(r.needs_windows for r in recipes), results_files=results_files, laps=laps
+        races,
+        progress,
+        any(r.needs_windows for r in recipes),
+        results_files=results_files,
+        laps=laps,
+        data_dir=settings.data_dir,
     )
     quality_report = check_quality(settings, corpus)
     started = time.perf_counter()

@@ -1,6 +1,7 @@
 """Model recipes: pure target construction, feature matrices, fitting, baselines and metrics, one
 module per model, each exposing ``RECIPE`` (:class:`stratx.functions.models.base.Recipe`). No
-MLflow, no file I/O: ``stratx.bentos.lifecycle.training`` and ``stratx.bentos.lifecycle.evaluation`` do that."""
+MLflow, no file I/O: ``stratx.bentos.lifecycle.training`` and ``stratx.bentos.lifecycle.evaluation`` do that.
+Which models exist, and everything keyed by model, is declared once in :mod:`.registry`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
+from stratx.functions.models.registry import MODEL_KEYS, MODELS, ModelSpec, spec
+
 if TYPE_CHECKING:
     from stratx.functions.models.base import Recipe
 
-# Training and report order.
-MODEL_KEYS: tuple[str, ...] = ("lap_time", "tyre_deg", "pit_window", "overtake", "anomaly")
+__all__ = ["MODELS", "MODEL_KEYS", "ModelSpec", "available", "recipe", "spec"]
 
 
 def available() -> list[str]:

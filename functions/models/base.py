@@ -74,6 +74,8 @@ class Corpus:
     * ``race_control``: RaceControl messages (Category, Message, Flag, Lap, RacingNumber ...).
     * ``windows``: TelemetryWindow rows of the races with car telemetry, or None when the caller
       did not build them (only recipes with ``needs_windows`` get them).
+    * ``data_dir``: the data folder the races came from, for bundled tables a recipe may add (the
+      anomaly model's windows of training races, ``data/corpus/``); None: only these tables.
     """
 
     laps: pd.DataFrame
@@ -81,6 +83,7 @@ class Corpus:
     results: pd.DataFrame = field(default_factory=pd.DataFrame)
     race_control: pd.DataFrame = field(default_factory=pd.DataFrame)
     windows: pd.DataFrame | None = None
+    data_dir: Path | None = None
 
     def races(self) -> list[str]:
         """'<Year> <EventName>' of every race in ``laps``, sorted."""
@@ -103,6 +106,7 @@ class Corpus:
             results=cut(self.results),  # type: ignore[arg-type]
             race_control=cut(self.race_control),  # type: ignore[arg-type]
             windows=cut(self.windows),
+            data_dir=self.data_dir,
         )
 
 
@@ -204,7 +208,9 @@ class Recipe:
     """One model. ``fit(corpus, split, progress)`` returns the bundle and its validation metrics
     (keys prefixed ``val_``, including ``selection_metric``: lower is better, it picks the
     champion); ``evaluate(bundle, corpus)`` scores on the corpus it is given (the caller passes the
-    test races); ``predict(bundle, rows)`` maps feature rows to prediction columns (serving)."""
+    test races); ``predict(bundle, rows)`` maps feature rows to prediction columns (serving).
+    ``service_features``: the LapFeatures fields it reads, exactly what its versioned Feast
+    ``feature_service`` holds (tests check both against the schema and ``feature_repo/``)."""
 
     key: str
     model_name: str
@@ -215,6 +221,7 @@ class Recipe:
     predict: PredictFn
     needs_windows: bool = False
     description: str = ""
+    service_features: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------ shared helpers

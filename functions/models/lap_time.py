@@ -321,6 +321,7 @@ RECIPE = base.Recipe(
     key="lap_time",
     model_name=MODEL_NAME,
     feature_service=FEATURE_SERVICE,
+    service_features=SERVICE_FEATURES,
     selection_metric=SELECTION_METRIC,
     fit=fit,
     evaluate=evaluate,

@@ -35,454 +35,84 @@ Definitions (every number the recipe reports rests on these):
   (``IntervalAhead``, same lap), makes a green stop on lap L while A pits 1..:data:`UNDERCUT_LAPS`
   laps later (green). Success: B crosses the line before A at the end of A's out-lap. The undercut
   model scores it from lap L-1 information only (gap, both tyre ages and deg slopes, pace, pit loss).
+
+This module fits, predicts, evaluates and holds ``RECIPE``; the rest is split by concern and
+re-exported here: ``pit_window_labels`` (settings, labels, circuit tables, features, baseline),
+``pit_window_windows`` (the recommended window) and ``pit_window_undercut``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.pit_window_labels import (
+    COMPOUNDS,
+    DERIVED,
+    DRIVER,
+    EARLY_STOPPING,
+    FEATURES,
+    HI_GRID,
+    HORIZON,
+    IN_LAP,
+    LABEL,
+    LO_GRID,
+    MAX_LOOKAHEAD,
+    MAX_ROUNDS,
+    MONOTONE_INCREASING,
+    NEUTRALISED_CODES,
+    PIT_BOOSTER,
+    PIT_PARAMS,
+    PRIOR_ROWS,
+    RACE,
+    RELATIVE_TO_ANCHOR,
+    SELECTION_METRIC,
+    SERVICE_FEATURES,
+    TARGET_SHARE,
+    UNDERCUT_ANCHOR,
+    UNDERCUT_BOOSTER,
+    UNDERCUT_FEATURES,
+    UNDERCUT_GAP,
+    UNDERCUT_LAPS,
+    UNDERCUT_PARAMS,
+    UNDERCUT_ROUNDS,
+    WINDOW_LEAD,
+    feature_matrix,
+    hazard_predict,
+    hazard_table,
+    lookup,
+    monotone_constraints,
+    pit_labels,
+    pit_loss_table,
+    race_laps,
+    stops,
+    with_derived,
+)
+from stratx.functions.models.pit_window_undercut import (
+    car_ahead,
+    undercut_features,
+    undercut_metrics,
+    undercut_pairs,
+    undercut_scores,
+)
+from stratx.functions.models.pit_window_windows import (
+    AGED,
+    GREEN_NOW,
+    aged,
+    aged_stack,
+    choose_quantiles,
+    lead_rows,
+    pit_metrics,
+    stop_cdf,
+    window_metrics,
+    windows,
+)
 
 MODEL_NAME = "stratx-pit-window"
 FEATURE_SERVICE = "pit_window_v1"
-RACE = ("Year", "EventName")
-DRIVER = (*RACE, "DriverNumber")
-HORIZON = 3
-LABEL = "Pit3"
-IN_LAP = "InLap"
-NEUTRALISED_CODES = frozenset("4567")
-PRIOR_ROWS = 20.0
-WINDOW_LEAD = 5
-MAX_LOOKAHEAD = 45
-UNDERCUT_GAP = 3.0
-UNDERCUT_LAPS = 5
-UNDERCUT_ANCHOR = 0.771
-PIT_BOOSTER, UNDERCUT_BOOSTER = "pit3", "undercut"
-SELECTION_METRIC = "val_model_pit3_brier"
-
-# The pit_window_v1 FeatureService (lap_stint + lap_gaps + lap_pace), in feature-view order.
-SERVICE_FEATURES: tuple[str, ...] = (
-    "Stint", "Compound", "TyreLife", "FreshTyre", "LapsInStint", "StintCleanLaps", "FuelKg",
-    "FuelCorrectedLapTime", "StintTrendSlope", "StintDegSlope", "StintDegSlopeStderr",
-    "LapNumber", "PositionOnLap", "PositionChange", "GapToLeader", "IntervalAhead", "IntervalBehind",
-    "InDRSRange", "LapsDown",
-    "LapTime", "IsClean", "Last3Mean", "Last3Median", "Last3Std", "Last3Min", "Last5Mean",
-    "Last5Median", "Last5Std", "Last5Min", "PersonalBest", "LapsSincePB", "DeltaToPB",
-    "DeltaToSessionBest", "DeltaToTeammate", "DeltaToCarAhead", "DeltaToCarBehind", "DeltaToFieldMedian",
-)  # fmt: skip
-DERIVED: tuple[str, ...] = (
-    "RaceLaps", "LapsRemaining", "RaceProgress", "PitLossSeconds", "SafetyCarNow", "VSCNow", "RedFlagNow",
-)  # fmt: skip
-FEATURES: tuple[str, ...] = SERVICE_FEATURES + DERIVED
-RELATIVE_TO_ANCHOR: tuple[str, ...] = (
-    "LapTime", "FuelCorrectedLapTime", "Last3Mean", "Last3Median", "Last3Min", "Last5Mean",
-    "Last5Median", "Last5Min", "PersonalBest",
-)  # fmt: skip
-COMPOUNDS: tuple[str, ...] = (
-    "HYPERSOFT", "ULTRASOFT", "SUPERSOFT", "SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET",
-)  # fmt: skip
-MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife", "LapsInStint", "StintDegSlope")
-UNDERCUT_FEATURES: tuple[str, ...] = (
-    "Gap", "TyreLife", "TyreLifeAhead", "TyreLifeDiff", "StintDegSlope", "StintDegSlopeAhead",
-    "PaceDelta", "PitLossSeconds", "LapsRemaining",
-)  # fmt: skip
-
-PIT_PARAMS: dict[str, Any] = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 15,
-    "min_data_in_leaf": 80,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l2": 1.0,
-    "seed": 0,
-    "deterministic": True,
-    "num_threads": 2,
-    "verbose": -1,
-}
-# Chosen by leave-one-race-out cross-validation on the ~100 non-test pairs (AUC 0.72; the gap alone
-# scored 0.73 there): the sample is small, so the model is tiny. One thread: 100 rows gain nothing.
-UNDERCUT_PARAMS: dict[str, Any] = {
-    **PIT_PARAMS,
-    "num_leaves": 3,
-    "min_data_in_leaf": 10,
-    "learning_rate": 0.03,
-    "feature_fraction": 1.0,
-    "num_threads": 1,
-}
-MAX_ROUNDS, EARLY_STOPPING, UNDERCUT_ROUNDS = 1500, 80, 60
-LO_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-HI_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-TARGET_SHARE = 0.8  # the window should hold at least 80% of the validation stops
-
-
-# ------------------------------------------------------------------ labels
-def _status_has(status: pd.Series, codes: str) -> pd.Series:
-    """1.0 when the TrackStatus string holds any of ``codes``, NaN when TrackStatus is missing."""
-    text = status.astype(object)
-    hit = text.map(lambda s: float(any(c in str(s) for c in codes)) if isinstance(s, str) else math.nan)
-    return hit.astype(float)
-
-
-def stops(raw_laps: pd.DataFrame) -> pd.DataFrame:
-    """One row per stop (``DRIVER`` + ``LapNumber`` = in-lap, ``Neutralised``); see the module doc."""
-    r = raw_laps.sort_values([*DRIVER, "LapNumber"], kind="stable")
-    next_lap = r.groupby(list(DRIVER), sort=False)["LapNumber"].shift(-1)
-    keep = r["PitInTime"].notna() & (next_lap == r["LapNumber"] + 1)
-    out = r.loc[keep, [*DRIVER, "LapNumber"]].copy()
-    out["LapNumber"] = out["LapNumber"].astype(int)
-    out["Neutralised"] = _status_has(r.loc[keep, "TrackStatus"], "".join(sorted(NEUTRALISED_CODES))) == 1
-    return out.reset_index(drop=True)
-
-
-def race_laps(frame: pd.DataFrame) -> pd.Series:
-    """RaceLaps per row: the race's highest LapNumber (scheduled distance, known before the race)."""
-    return frame.groupby(list(RACE))["LapNumber"].transform("max").astype(float)
-
-
-def pit_labels(laps: pd.DataFrame, raw_laps: pd.DataFrame) -> pd.DataFrame:
-    """``laps`` plus ``InLap`` (this lap is a stop), ``NextStopLap``, ``Pit3`` (nullable boolean, NA
-    when undefined), ``NeutralisedHorizon`` (lap N..N+3 of the race had SC/VSC/red at any car),
-    ``TrackStatus`` (raw) and ``RaceLaps``."""
-    out = laps.copy()
-    out["LapNumber"] = out["LapNumber"].astype(int)
-    status = raw_laps[[*DRIVER, "LapNumber", "TrackStatus"]].copy()
-    status["LapNumber"] = status["LapNumber"].astype(int)
-    out = out.drop(columns=["TrackStatus"], errors="ignore").merge(
-        status, on=[*DRIVER, "LapNumber"], how="left"
-    )
-    stop = stops(raw_laps)
-    key = pd.MultiIndex.from_frame(stop[[*DRIVER, "LapNumber"]])
-    out[IN_LAP] = pd.MultiIndex.from_frame(out[[*DRIVER, "LapNumber"]]).isin(key)
-    out["RaceLaps"] = race_laps(out)
-    out = out.sort_values([*DRIVER, "LapNumber"], kind="stable").reset_index(drop=True)
-    g = out.groupby(list(DRIVER), sort=False)
-    stop_lap = out["LapNumber"].where(out[IN_LAP]).astype(float)
-    # the first stop strictly after lap N: backward fill of the next rows' stop laps
-    out["NextStopLap"] = stop_lap.groupby([out[k] for k in DRIVER], sort=False).transform(
-        lambda s: s.shift(-1).bfill()
-    )
-    last = g["LapNumber"].transform("max")
-    hit = out["NextStopLap"] <= out["LapNumber"] + HORIZON
-    known = hit | (last >= out["LapNumber"] + HORIZON) | (last >= out["RaceLaps"])
-    out[LABEL] = hit.astype("boolean").mask(~known)
-    neutral = _status_has(out["TrackStatus"], "4567").fillna(0.0)
-    lap_neutral = neutral.groupby([out[k] for k in RACE] + [out["LapNumber"]]).transform("max")
-    by_lap = pd.Series(lap_neutral.to_numpy(), index=pd.MultiIndex.from_frame(out[[*RACE, "LapNumber"]]))
-    by_lap = by_lap[~by_lap.index.duplicated()]
-    ahead = np.zeros(len(out))
-    for k in range(HORIZON + 1):
-        idx = pd.MultiIndex.from_arrays([out["Year"], out["EventName"], out["LapNumber"] + k])
-        ahead = np.maximum(ahead, by_lap.reindex(idx).fillna(0.0).to_numpy())
-    out["NeutralisedHorizon"] = ahead > 0
-    return out
-
-
-# ------------------------------------------------------------------ circuit tables
-def pit_loss_table(laps: pd.DataFrame, raw_laps: pd.DataFrame) -> dict[str, float]:
-    """Pit-lane loss (s) per EventName from the green stops (module doc); needs the out-lap too."""
-    stop = stops(raw_laps)
-    keys = [*DRIVER, "LapNumber"]
-    times = laps[[*keys, "LapTime"]].assign(LapNumber=laps["LapNumber"].astype(int))
-    ref = laps[[*keys, "Last5Median"]].assign(LapNumber=laps["LapNumber"].astype(int) + 1)
-    out_lap = times.assign(LapNumber=times["LapNumber"] - 1).rename(columns={"LapTime": "OutLapTime"})
-    s = stop[~stop["Neutralised"]].merge(times, on=keys).merge(out_lap, on=keys).merge(ref, on=keys)
-    loss = s["LapTime"] + s["OutLapTime"] - 2 * s["Last5Median"]
-    frame = s.assign(Loss=loss)[loss.between(5.0, 60.0)]
-    return {str(k): float(v) for k, v in frame.groupby("EventName")["Loss"].median().items()}
-
-
-def lookup(table: dict[str, float], keys: pd.Series) -> pd.Series:
-    """``table[key]`` per row, else the median of the table (a circuit not seen)."""
-    fallback = float(np.median(list(table.values()))) if table else math.nan
-    return keys.astype(str).map(table).astype(float).fillna(fallback)
-
-
-# ------------------------------------------------------------------ features
-def with_derived(rows: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
-    """``rows`` plus the derived columns (RaceLaps from the row, else the circuit table)."""
-    out = rows.copy()
-    if "RaceLaps" not in out.columns:
-        out["RaceLaps"] = lookup(meta["race_laps"], out["EventName"])
-    out["RaceLaps"] = out["RaceLaps"].astype(float)
-    out["LapsRemaining"] = out["RaceLaps"] - out["LapNumber"].astype(float)
-    out["RaceProgress"] = out["LapNumber"].astype(float) / out["RaceLaps"]
-    out["PitLossSeconds"] = lookup(meta["pit_loss"], out["EventName"])
-    status = out["TrackStatus"] if "TrackStatus" in out.columns else pd.Series(None, index=out.index)
-    out["SafetyCarNow"] = _status_has(status, "4")
-    out["VSCNow"] = _status_has(status, "67")
-    out["RedFlagNow"] = _status_has(status, "5")
-    return out
-
-
-def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
-    """Model inputs (:data:`FEATURES`) of rows that already carry the derived columns."""
-    anchor = frame["Last3Median"].astype(float).fillna(frame["LapTime"].astype(float))
-    return base.lap_matrix(frame, FEATURES, RELATIVE_TO_ANCHOR, anchor, COMPOUNDS)
-
-
-def monotone_constraints(columns: list[str]) -> list[int]:
-    return [1 if c in MONOTONE_INCREASING else 0 for c in columns]
-
-
-# ------------------------------------------------------------------ baseline
-def hazard_table(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Baseline: Pit3 rate per Compound and TyreLife (clipped to 1..60), shrunk to the compound's rate."""
-    f = frame.assign(Age=frame["TyreLife"].clip(1, 60).fillna(1).round().astype(int))
-    f = f.assign(Compound=f["Compound"].fillna("UNKNOWN").astype(str), y=f[LABEL].astype(float))
-    overall = float(f["y"].mean())
-    table: dict[str, dict[str, float]] = {"_overall": {"_": overall}}
-    for compound, g in f.groupby("Compound"):
-        rate = (g["y"].sum() + PRIOR_ROWS * overall) / (len(g) + PRIOR_ROWS)
-        cells = g.groupby("Age")["y"].agg(["sum", "count"])
-        shrunk = (cells["sum"] + PRIOR_ROWS * rate) / (cells["count"] + PRIOR_ROWS)
-        table[str(compound)] = {"_": float(rate), **{str(a): float(v) for a, v in shrunk.items()}}
-    return table
-
-
-def hazard_predict(table: dict[str, dict[str, float]], frame: pd.DataFrame) -> np.ndarray:
-    ages = frame["TyreLife"].clip(1, 60).fillna(1).round().astype(int).astype(str)
-    out = []
-    for compound, age in zip(frame["Compound"].fillna("UNKNOWN").astype(str), ages, strict=True):
-        cells = table.get(compound, table["_overall"])
-        out.append(cells.get(age, cells["_"]))
-    return np.asarray(out, dtype=float)
-
-
-# ------------------------------------------------------------------ window
-AGED: tuple[str, ...] = ("TyreLife", "LapsInStint", "StintCleanLaps", "LapNumber", "LapsSincePB")
-GREEN_NOW: tuple[str, ...] = ("SafetyCarNow", "VSCNow", "RedFlagNow")
-
-
-def aged(frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    """``frame`` (derived columns included) rolled forward ``k`` laps without a stop (module doc)."""
-    out = frame.copy()
-    if k == 0:
-        return out
-    for name in AGED:
-        out[name] = out[name].astype(float) + k
-    out["FuelKg"] = (out["FuelKg"].astype(float) - 1.7 * k).clip(lower=0.0)
-    out["LapsRemaining"] = out["RaceLaps"] - out["LapNumber"]
-    out["RaceProgress"] = out["LapNumber"] / out["RaceLaps"]
-    for name in GREEN_NOW:
-        out[name] = 0.0
-    return out
-
-
-def aged_stack(frame: pd.DataFrame, lookahead: int) -> pd.DataFrame:
-    """``pd.concat([aged(frame, k) for k in range(lookahead)])`` in one vectorised pass (serving
-    scores one row at a time: 45 frame copies cost ~50x the model call)."""
-    n = len(frame)
-    out = frame.iloc[np.tile(np.arange(n), lookahead)].reset_index(drop=True)
-    k = np.repeat(np.arange(lookahead, dtype=float), n)
-    for name in AGED:
-        out[name] = out[name].astype(float).to_numpy() + k
-    out["FuelKg"] = np.clip(out["FuelKg"].astype(float).to_numpy() - 1.7 * k, 0.0, None)
-    out["LapsRemaining"] = out["RaceLaps"] - out["LapNumber"]
-    out["RaceProgress"] = out["LapNumber"] / out["RaceLaps"]
-    for name in GREEN_NOW:
-        out[name] = np.where(k == 0, out[name].astype(float).to_numpy(), 0.0)
-    return out
-
-
-def stop_cdf(booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD) -> np.ndarray:
-    """(rows, lookahead) cumulative stop probability: column j = P(in-lap <= LapNumber + 1 + j)."""
-    if frame.empty:
-        return np.zeros((0, lookahead))
-    stacked = aged_stack(frame, lookahead)
-    p = booster.predict(feature_matrix(stacked), num_iteration=booster.best_iteration or None)
-    p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
-    in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
-    possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1
-    hazard = np.where(possible, 1.0 - (1.0 - np.clip(p, 0.0, 1.0)) ** (1.0 / HORIZON), 0.0)
-    return 1.0 - np.cumprod(1.0 - hazard, axis=1)
-
-
-def windows(frame: pd.DataFrame, cdf: np.ndarray, lo: float, hi: float) -> pd.DataFrame:
-    """``WindowOpenLap`` / ``WindowCloseLap`` (in-laps) from :func:`stop_cdf` (module doc)."""
-    lap = frame["LapNumber"].to_numpy(dtype=float)
-    last = np.maximum(frame["RaceLaps"].to_numpy(dtype=float) - 1, lap + 1)
-    opened, closed = cdf >= lo, cdf >= hi
-    open_lap = np.where(opened.any(axis=1), lap + 1 + opened.argmax(axis=1), np.nan)
-    close_lap = np.where(
-        closed.any(axis=1), lap + 1 + closed.argmax(axis=1), np.minimum(last, lap + cdf.shape[1])
-    )
-    close_lap = np.where(np.isnan(open_lap), np.nan, close_lap)
-    return pd.DataFrame({"WindowOpenLap": open_lap, "WindowCloseLap": close_lap}, index=frame.index)
-
-
-def lead_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per stop (in-lap L), the driver's row at max(L - WINDOW_LEAD, stint's first lap), capped at
-    L - 1, with ``StopLap`` = L and ``StopNeutralised``. ``frame``: :func:`pit_labels` rows."""
-    f = frame.reset_index(drop=True)
-    first = f.groupby([*(f[k] for k in DRIVER), f["Stint"].fillna(-1)])["LapNumber"].transform("min")
-    stop = f[f[IN_LAP]]
-    lead = np.minimum(np.maximum(stop["LapNumber"] - WINDOW_LEAD, first[stop.index]), stop["LapNumber"] - 1)
-    want = stop[list(DRIVER)].assign(
-        LapNumber=np.asarray(lead, dtype=int), StopLap=stop["LapNumber"].to_numpy()
-    )
-    want["StopNeutralised"] = (_status_has(stop["TrackStatus"], "4567") == 1).to_numpy()
-    return f.drop(columns=["StopLap", "StopNeutralised"], errors="ignore").merge(
-        want, on=[*DRIVER, "LapNumber"], how="inner"
-    )
-
-
-def window_metrics(leads: pd.DataFrame, win: pd.DataFrame) -> dict[str, float]:
-    """Share of stops inside their window (all and green stops), mean width, n."""
-    inside = (leads["StopLap"] >= win["WindowOpenLap"]) & (leads["StopLap"] <= win["WindowCloseLap"])
-    green = ~leads["StopNeutralised"].astype(bool)
-    width = win["WindowCloseLap"] - win["WindowOpenLap"] + 1
-    return {
-        "stops_in_window_share": float(inside.mean()) if len(leads) else math.nan,
-        "green_stops_in_window_share": float(inside[green].mean()) if green.any() else math.nan,
-        "window_width_mean_laps": float(width.mean()),
-        "stops_without_window_share": float(win["WindowOpenLap"].isna().mean()) if len(leads) else math.nan,
-        "window_stops": float(len(leads)),
-    }
-
-
-def choose_quantiles(leads: pd.DataFrame, cdf: np.ndarray) -> tuple[float, float]:
-    """(lo, hi) with the narrowest mean window holding >= TARGET_SHARE of the stops (else the
-    highest share), on the validation races' stops."""
-    scored = []
-    for lo in LO_GRID:
-        for hi in HI_GRID:
-            m = window_metrics(leads, windows(leads, cdf, lo, hi))
-            scored.append(
-                (
-                    m["stops_in_window_share"] >= TARGET_SHARE,
-                    -m["window_width_mean_laps"],
-                    m["stops_in_window_share"],
-                    lo,
-                    hi,
-                )
-            )
-    ok = [s for s in scored if s[0]]
-    best = max(ok, key=lambda s: s[1]) if ok else max(scored, key=lambda s: s[2])
-    return float(best[3]), float(best[4])
-
-
-# ------------------------------------------------------------------ undercut
-def undercut_features(attacker: pd.DataFrame, ahead: pd.DataFrame) -> pd.DataFrame:
-    """:data:`UNDERCUT_FEATURES` from the attacker's rows and the car-ahead's rows of the same lap
-    (aligned by position; both with derived columns)."""
-    a, b = ahead.reset_index(drop=True), attacker.reset_index(drop=True)
-    return pd.DataFrame(
-        {
-            "Gap": b["IntervalAhead"].astype(float),
-            "TyreLife": b["TyreLife"].astype(float),
-            "TyreLifeAhead": a["TyreLife"].astype(float),
-            "TyreLifeDiff": a["TyreLife"].astype(float) - b["TyreLife"].astype(float),
-            "StintDegSlope": b["StintDegSlope"].astype(float),
-            "StintDegSlopeAhead": a["StintDegSlope"].astype(float),
-            "PaceDelta": b["Last3Median"].astype(float) - a["Last3Median"].astype(float),
-            "PitLossSeconds": b["PitLossSeconds"].astype(float),
-            "LapsRemaining": b["LapsRemaining"].astype(float),
-        }
-    ).set_axis(attacker.index)
-
-
-def car_ahead(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
-    """Per row, the row of the car that crossed the line just before it on the same lap (NaN rows
-    when none); ``keys`` identify the race (e.g. Year+EventName or SessionKey)."""
-    cols = [*keys, "LapNumber", "PositionOnLap"]
-    target = frame[cols].assign(PositionOnLap=frame["PositionOnLap"] - 1)
-    indexed = frame.drop_duplicates(cols).set_index(cols)
-    return indexed.reindex(pd.MultiIndex.from_frame(target)).reset_index().set_axis(frame.index)
-
-
-def undercut_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Undercut attempts (module doc) with :data:`UNDERCUT_FEATURES`, ``Success`` and race keys.
-    ``frame``: :func:`pit_labels` rows with derived columns."""
-    f = frame.reset_index(drop=True)
-    green = _status_has(f["TrackStatus"], "4567").fillna(0.0) == 0
-    stop_set = set(map(tuple, f.loc[f[IN_LAP], [*DRIVER, "LapNumber"]].itertuples(index=False)))
-    green_stop = set(map(tuple, f.loc[f[IN_LAP] & green, [*DRIVER, "LapNumber"]].itertuples(index=False)))
-    row_of = {k: i for i, k in enumerate(f[[*DRIVER, "LapNumber"]].itertuples(index=False, name=None))}
-    time = f["SessionTime"].to_numpy(dtype=float)
-    interval = f["IntervalAhead"].to_numpy(dtype=float)
-    ahead = car_ahead(f, RACE)
-    rows: list[dict[str, Any]] = []
-    keep: list[int] = []
-    for year, event, drv, lap in f.loc[f[IN_LAP] & green, [*DRIVER, "LapNumber"]].itertuples(
-        index=False, name=None
-    ):
-        j = row_of.get((year, event, drv, lap - 1))
-        if j is None:
-            continue
-        gap = interval[j]
-        if not 0.0 < gap <= UNDERCUT_GAP:  # NaN fails too
-            continue
-        a = ahead.loc[j]
-        if pd.isna(a["DriverNumber"]):
-            continue
-        a_drv = a["DriverNumber"]
-        later = [n for n in range(lap, lap + UNDERCUT_LAPS + 1) if (year, event, a_drv, n) in stop_set]
-        if not later or later[0] == lap or (year, event, a_drv, later[0]) not in green_stop:
-            continue
-        a_in = later[0]
-        if any((year, event, drv, n) in stop_set for n in range(lap + 1, a_in + 2)):
-            continue
-        b_out, a_out = row_of.get((year, event, drv, a_in + 1)), row_of.get((year, event, a_drv, a_in + 1))
-        if b_out is None or a_out is None:
-            continue
-        success = bool(time[b_out] < time[a_out])
-        rows.append({"Year": year, "EventName": event, "DriverNumber": drv, "AheadNumber": a_drv,
-                     "StopLap": lap, "AheadStopLap": a_in, "Success": success})  # fmt: skip
-        keep.append(j)
-    if not rows:
-        return pd.DataFrame(columns=[*RACE, "DriverNumber", "Success", *UNDERCUT_FEATURES])
-    feats = undercut_features(f.loc[keep], ahead.loc[keep]).reset_index(drop=True)
-    return pd.DataFrame(rows).join(feats)
-
-
-def undercut_scores(booster: Any, rows: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
-    """P(undercut success) if the driver stopped now, for rows within UNDERCUT_GAP of the car ahead
-    on the same lap (NaN otherwise or when the car ahead is not among ``rows``)."""
-    ahead = car_ahead(rows, keys)
-    x = undercut_features(rows, ahead)
-    ok = (x["Gap"] > 0) & (x["Gap"] <= UNDERCUT_GAP) & ahead["DriverNumber"].notna().to_numpy()
-    out = np.full(len(rows), np.nan)
-    if ok.any():
-        out[ok.to_numpy()] = booster.predict(x[ok], num_iteration=booster.best_iteration or None)
-    return out
-
-
-# ------------------------------------------------------------------ metrics
-def pit_metrics(frame: pd.DataFrame, p: np.ndarray, baseline: np.ndarray) -> dict[str, float]:
-    """AUC-ROC, AUC-PR and Brier of Pit3 for the model and the hazard baseline, on all labelled rows
-    and on ``green`` rows (no SC/VSC/red anywhere on laps N..N+3), plus row counts."""
-    y = frame[LABEL].astype(bool).to_numpy()
-    out: dict[str, float] = {}
-    for subset, mask in {
-        "": np.ones(len(frame), bool),
-        "green_": ~frame["NeutralisedHorizon"].to_numpy(),
-    }.items():
-        for name, q in {"model": p, "baseline": baseline}.items():
-            out[f"{name}_{subset}pit3_auc_roc"] = base.auc_roc(y[mask], q[mask])
-            out[f"{name}_{subset}pit3_auc_pr"] = base.auc_pr(y[mask], q[mask])
-            out[f"{name}_{subset}pit3_brier"] = base.brier(y[mask], q[mask])
-        out[f"{subset}pit3_rows"] = float(mask.sum())
-        out[f"{subset}pit3_positive_rate"] = float(y[mask].mean()) if mask.any() else math.nan
-    return out
-
-
-def undercut_metrics(pairs: pd.DataFrame, score: np.ndarray) -> dict[str, float]:
-    """Undercut-success AUC of the model and two one-feature baselines (smaller gap; older tyres on
-    the car ahead), the pair count and the success rate."""
-    y = pairs["Success"].astype(bool).to_numpy()
-    return {
-        "undercut_model_auc_roc": base.auc_roc(y, score),
-        "undercut_gap_baseline_auc_roc": base.auc_roc(y, -pairs["Gap"].to_numpy(dtype=float)),
-        "undercut_tyre_age_baseline_auc_roc": base.auc_roc(y, pairs["TyreLifeDiff"].to_numpy(dtype=float)),
-        "undercut_pairs": float(len(pairs)),
-        "undercut_success_rate": float(y.mean()) if len(y) else math.nan,
-    }
 
 
 # ------------------------------------------------------------------ fit, predict, evaluate
@@ -659,9 +289,79 @@ RECIPE = base.Recipe(
     key="pit_window",
     model_name=MODEL_NAME,
     feature_service=FEATURE_SERVICE,
+    service_features=SERVICE_FEATURES,
     selection_metric=SELECTION_METRIC,
     fit=fit,
     evaluate=evaluate,
     predict=predict,
     description="P(pit within 3 laps), recommended in-lap window, pit-lane loss and undercut score",
 )
+
+
+__all__ = [
+    "AGED",
+    "COMPOUNDS",
+    "DERIVED",
+    "DRIVER",
+    "EARLY_STOPPING",
+    "FEATURES",
+    "FEATURE_SERVICE",
+    "GREEN_NOW",
+    "HI_GRID",
+    "HORIZON",
+    "IN_LAP",
+    "LABEL",
+    "LO_GRID",
+    "MAX_LOOKAHEAD",
+    "MAX_ROUNDS",
+    "MODEL_NAME",
+    "MONOTONE_INCREASING",
+    "NEUTRALISED_CODES",
+    "PIT_BOOSTER",
+    "PIT_PARAMS",
+    "PRIOR_ROWS",
+    "RACE",
+    "RECIPE",
+    "RELATIVE_TO_ANCHOR",
+    "SELECTION_METRIC",
+    "SERVICE_FEATURES",
+    "TARGET_SHARE",
+    "UNDERCUT_ANCHOR",
+    "UNDERCUT_BOOSTER",
+    "UNDERCUT_FEATURES",
+    "UNDERCUT_GAP",
+    "UNDERCUT_LAPS",
+    "UNDERCUT_PARAMS",
+    "UNDERCUT_ROUNDS",
+    "WINDOW_LEAD",
+    "aged",
+    "aged_stack",
+    "car_ahead",
+    "choose_quantiles",
+    "circuit_meta",
+    "evaluate",
+    "feature_matrix",
+    "fit",
+    "fit_pit_booster",
+    "fit_undercut_booster",
+    "hazard_predict",
+    "hazard_table",
+    "labelled",
+    "lead_rows",
+    "lookup",
+    "monotone_constraints",
+    "pit_labels",
+    "pit_loss_table",
+    "pit_metrics",
+    "predict",
+    "race_laps",
+    "stop_cdf",
+    "stops",
+    "undercut_features",
+    "undercut_metrics",
+    "undercut_pairs",
+    "undercut_scores",
+    "window_metrics",
+    "windows",
+    "with_derived",
+]

@@ -33,6 +33,9 @@ Recipe (shared by training, evaluation and serving):
 Baselines: the causal ``StintDegSlope`` so far (the compound median from the training races
 while it is undefined) and the compound median alone; for the cliff, the training races' cliff
 frequency per (Compound, 5-lap TyreLife bucket).
+
+This module fits, predicts, evaluates and holds ``RECIPE``; the rest is split by concern and
+re-exported here: ``tyre_deg_labels`` (settings, labels, features) and ``tyre_deg_metrics`` (baselines, metrics).
 """
 
 from __future__ import annotations
@@ -43,234 +46,44 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.tyre_deg_labels import (
+    BAND_TARGET,
+    CLIFF,
+    CLIFF_HORIZON,
+    CLIFF_S,
+    COMPOUNDS,
+    DRY,
+    FALLOFF_CAP_S,
+    FREE_AIR_S,
+    LIFE_BUCKET,
+    MIN_LIFE_SPAN,
+    MIN_SLOPE_LAPS,
+    MONOTONE_INCREASING,
+    OUTLIER_S,
+    QUANTILES,
+    RATE,
+    REFERENCE,
+    RELATIVE_TO_ANCHOR,
+    SERVICE_FEATURES,
+    STINT_KEYS,
+    anchor,
+    cliff_labels,
+    feature_matrix,
+    labelled,
+    monotone_constraints,
+    realised_rates,
+)
+from stratx.functions.models.tyre_deg_metrics import (
+    cliff_baseline,
+    cliff_frequency,
+    cliff_metrics,
+    compound_medians,
+    rate_baselines,
+    rate_metrics,
+)
 
 MODEL_NAME = "stratx-tyre-deg"
 FEATURE_SERVICE = "tyre_deg_v1"
-RATE = "RealisedDegRate"
-CLIFF = "CliffNext3"
-REFERENCE = "Reference"
-STINT_KEYS: tuple[str, ...] = ("Year", "EventName", "DriverNumber", "Stint")
-DRY: tuple[str, ...] = ("HYPERSOFT", "ULTRASOFT", "SUPERSOFT", "SOFT", "MEDIUM", "HARD")
-OUTLIER_S = 2.0
-MIN_SLOPE_LAPS = 5
-MIN_LIFE_SPAN = 4.0
-CLIFF_S = 1.0
-CLIFF_HORIZON = 3
-FREE_AIR_S = 1.5
-FALLOFF_CAP_S = 2.0
-BAND_TARGET = (0.75, 0.85)
-QUANTILES: dict[str, float] = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
-LIFE_BUCKET = 5
-
-# The tyre_deg_v1 FeatureService (lap_stint + lap_pace), in its order.
-SERVICE_FEATURES: tuple[str, ...] = (
-    "Stint",
-    "Compound",
-    "TyreLife",
-    "FreshTyre",
-    "LapsInStint",
-    "StintCleanLaps",
-    "FuelKg",
-    "FuelCorrectedLapTime",
-    "StintTrendSlope",
-    "StintDegSlope",
-    "StintDegSlopeStderr",
-    "LapTime",
-    "IsClean",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Std",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Std",
-    "Last5Min",
-    "PersonalBest",
-    "LapsSincePB",
-    "DeltaToPB",
-    "DeltaToSessionBest",
-    "DeltaToTeammate",
-    "DeltaToCarAhead",
-    "DeltaToCarBehind",
-    "DeltaToFieldMedian",
-)
-MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife",)
-# Absolute lap times (s): fed to the model minus the anchor (a 1:32 lap means nothing across circuits).
-RELATIVE_TO_ANCHOR: tuple[str, ...] = (
-    "LapTime",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Min",
-    "PersonalBest",
-    "FuelCorrectedLapTime",
-)
-COMPOUNDS: tuple[str, ...] = (*DRY, "INTERMEDIATE", "WET")
-
-
-# ------------------------------------------------------------------ labels
-def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values([*STINT_KEYS, "LapNumber"], kind="stable")
-
-
-def realised_rates(table: pd.DataFrame) -> pd.Series:
-    """``RealisedDegRate`` per row of ``table`` (LapFeatures rows): the OLS slope (s/lap) of
-    FuelCorrectedLapTime vs TyreLife over the stint's slope laps (see the module docstring); NaN
-    for wet stints and stints with too few slope laps."""
-    keys = list(STINT_KEYS)
-    fc = table["FuelCorrectedLapTime"].astype(float)
-    life = table["TyreLife"].astype(float)
-    ok = table["IsClean"].fillna(False).astype(bool) & fc.notna() & life.notna()
-    ok &= table["Compound"].isin(DRY) & table["Stint"].notna()
-    median = fc.where(ok).groupby([table[k] for k in keys], dropna=False).transform("median")
-    ok &= fc <= median + OUTLIER_S
-    x, y = life.where(ok), fc.where(ok)
-    frame = pd.DataFrame({"x": x, "y": y, "xx": x * x, "xy": x * y, "n": ok.astype(float)})
-    groups = frame.groupby([table[k] for k in keys], dropna=False)
-    s = groups.transform("sum")
-    span = groups["x"].transform("max") - groups["x"].transform("min")
-    sxx = s["xx"] - s["x"] ** 2 / s["n"]
-    sxy = s["xy"] - s["x"] * s["y"] / s["n"]
-    valid = (s["n"] >= MIN_SLOPE_LAPS) & (span >= MIN_LIFE_SPAN) & (sxx > 0)
-    return (sxy / sxx).where(valid).astype(float)
-
-
-def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """``Reference`` (s) and ``CliffNext3`` (boolean, NA when undefined) per row of ``table``
-    (see the module docstring for both definitions)."""
-    s = _ordered(table)
-    keys = [s[k] for k in STINT_KEYS]
-    clean = s["IsClean"].fillna(False).astype(bool) & s["FuelCorrectedLapTime"].notna()
-    dry = s["Compound"].isin(DRY)
-    fc = s["FuelCorrectedLapTime"].astype(float)
-    rolled = (
-        fc[clean]
-        .groupby([k[clean] for k in keys], dropna=False)
-        .rolling(3, min_periods=3)
-        .median()
-        .reset_index(level=list(range(len(STINT_KEYS))), drop=True)
-    )
-    reference = rolled.reindex(s.index).groupby(keys, dropna=False).ffill()
-    interval = s["IntervalAhead"].astype(float)
-    free = clean & (interval.isna() | (interval > FREE_AIR_S))
-    g = pd.DataFrame({"n": s["LapNumber"], "fc": fc, "free": free}).groupby(keys, dropna=False)
-    seen = pd.Series(False, index=s.index)
-    slow = pd.Series(False, index=s.index)
-    for k in range(1, CLIFF_HORIZON + 1):
-        follows = g["n"].shift(-k) == s["LapNumber"] + k
-        qualifies = follows & g["free"].shift(-k, fill_value=False).astype(bool)
-        seen |= qualifies
-        slow |= qualifies & (g["fc"].shift(-k) >= reference + CLIFF_S)
-    label = pd.Series(pd.array(slow.to_numpy(), dtype="boolean"), index=s.index)
-    label[~(seen & reference.notna() & dry)] = pd.NA
-    return pd.DataFrame({REFERENCE: reference, CLIFF: label}).reindex(table.index)
-
-
-def labelled(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` plus ``RealisedDegRate``, ``Reference`` and ``CliffNext3``."""
-    out = table.copy()
-    out[RATE] = realised_rates(table)
-    out[[REFERENCE, CLIFF]] = cliff_labels(table)
-    return out
-
-
-# ------------------------------------------------------------------ features
-def anchor(table: pd.DataFrame) -> pd.Series:
-    """The clean rolling median Last3Median, else this lap's LapTime (no clean lap yet)."""
-    return table["Last3Median"].astype(float).fillna(table["LapTime"].astype(float))
-
-
-def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
-    """Model inputs for LapFeatures rows (other columns are ignored): the tyre_deg_v1 service in
-    its order, Compound categorical (:data:`COMPOUNDS`), booleans 0/1, and the absolute lap times
-    of :data:`RELATIVE_TO_ANCHOR` minus the :func:`anchor` (seconds off the driver's usual pace)."""
-    return base.lap_matrix(table, SERVICE_FEATURES, RELATIVE_TO_ANCHOR, anchor(table), COMPOUNDS)
-
-
-def monotone_constraints(columns: list[str]) -> list[int]:
-    return [1 if c in MONOTONE_INCREASING else 0 for c in columns]
-
-
-# ------------------------------------------------------------------ baselines and metrics
-def compound_medians(frame: pd.DataFrame) -> dict[str, float]:
-    """Median realised rate per dry compound, one value per stint (not per lap)."""
-    stints = frame[frame[RATE].notna()].drop_duplicates(list(STINT_KEYS))
-    return {str(c): float(v) for c, v in stints.groupby("Compound")[RATE].median().items()}
-
-
-def rate_baselines(frame: pd.DataFrame, medians: dict[str, float]) -> dict[str, np.ndarray]:
-    """``compound_median``: the training races' median rate of the compound; ``causal_slope``: the
-    causal StintDegSlope so far once the stint has >= MIN_SLOPE_LAPS clean laps (the label's own
-    minimum; from 3 laps it is mostly noise), the compound median before."""
-    overall = float(np.median(list(medians.values()))) if medians else 0.0
-    comp = frame["Compound"].map(medians).astype(float).fillna(overall)
-    enough = frame["StintCleanLaps"].astype(float) >= MIN_SLOPE_LAPS
-    causal = frame["StintDegSlope"].astype(float).where(enough).fillna(comp)
-    return {"compound_median": comp.to_numpy(), "causal_slope": causal.to_numpy()}
-
-
-def cliff_baseline(frame: pd.DataFrame, table: dict[str, float], base_rate: float) -> np.ndarray:
-    """The training races' cliff frequency of the row's (Compound, TyreLife bucket)."""
-    return np.array([table.get(k, base_rate) for k in _life_keys(frame)], dtype=float)
-
-
-def _life_keys(frame: pd.DataFrame) -> list[str]:
-    bucket = (frame["TyreLife"].astype(float).fillna(0) // LIFE_BUCKET).astype(int).clip(upper=8)
-    return [f"{c}|{b}" for c, b in zip(frame["Compound"].astype(str), bucket, strict=True)]
-
-
-def cliff_frequency(frame: pd.DataFrame) -> tuple[dict[str, float], float]:
-    rows = frame[frame[CLIFF].notna()]
-    y = rows[CLIFF].astype(bool)
-    freq = y.groupby(_life_keys(rows)).mean()
-    return {str(k): float(v) for k, v in freq.items()}, float(y.mean()) if len(y) else 0.0
-
-
-def rate_metrics(frame: pd.DataFrame, medians: dict[str, float]) -> dict[str, float]:
-    """On rows with a realised rate: ``{predictor}_rate_mae`` (s/lap) for the model and both
-    baselines, the same on early-stint rows (LapsInStint <= 8: ``..._rate_mae_early_stint``),
-    ``band80_coverage`` (share of rows with P10 <= realised <= P90), ``band80_mean_width``,
-    ``median_rate_s_per_lap`` (realised, one value per stint) and ``model_median_rate_s_per_lap``."""
-    rows = frame[frame[RATE].notna()]
-    y = rows[RATE].to_numpy(float)
-    preds = {"model": rows["DegRate"].to_numpy(float), **rate_baselines(rows, medians)}
-    early = (rows["LapsInStint"] <= 8).to_numpy()
-    out: dict[str, float] = {"rate_rows": float(len(rows)), "rate_stints": float(_stints(rows))}
-    for name, p in preds.items():
-        out[f"{name}_rate_mae"] = base.mae(y, p)
-        out[f"{name}_rate_mae_early_stint"] = base.mae(y[early], p[early])
-    lo, hi = rows["DegRateP10"].to_numpy(float), rows["DegRateP90"].to_numpy(float)
-    out["band80_coverage"] = float(np.mean((lo <= y) & (y <= hi))) if len(y) else np.nan
-    out["band80_mean_width"] = float(np.mean(hi - lo)) if len(y) else np.nan
-    per_stint = rows.drop_duplicates(list(STINT_KEYS))[RATE]
-    out["median_rate_s_per_lap"] = float(per_stint.median()) if len(per_stint) else np.nan
-    out["model_median_rate_s_per_lap"] = float(np.median(preds["model"])) if len(y) else np.nan
-    return out
-
-
-def cliff_metrics(frame: pd.DataFrame, table: dict[str, float], base_rate: float) -> dict[str, float]:
-    """On rows with a cliff label: ``cliff_{model|baseline}_{auc_roc|auc_pr|brier}``, the rows'
-    ``cliff_base_rate`` and ``cliff_rows``."""
-    rows = frame[frame[CLIFF].notna()]
-    y = rows[CLIFF].astype(bool).to_numpy()
-    preds = {
-        "model": rows["CliffProbability"].to_numpy(float),
-        "baseline": cliff_baseline(rows, table, base_rate),
-    }
-    out = {"cliff_rows": float(len(rows)), "cliff_base_rate": float(y.mean()) if len(y) else np.nan}
-    for name, p in preds.items():
-        out[f"cliff_{name}_auc_roc"] = base.auc_roc(y, p)
-        out[f"cliff_{name}_auc_pr"] = base.auc_pr(y, p)
-        out[f"cliff_{name}_brier"] = base.brier(y, p)
-    return out
-
-
-def _stints(frame: pd.DataFrame) -> int:
-    return int(frame.groupby(list(STINT_KEYS), dropna=False).ngroups) if len(frame) else 0
-
-
 # ------------------------------------------------------------------ fit, predict, evaluate
 # Chosen on the validation races only.
 LGB_PARAMS: dict[str, Any] = {
@@ -485,6 +298,7 @@ RECIPE = base.Recipe(
     key="tyre_deg",
     model_name=MODEL_NAME,
     feature_service=FEATURE_SERVICE,
+    service_features=SERVICE_FEATURES,
     selection_metric=SELECTION_METRIC,
     fit=fit,
     evaluate=evaluate,
@@ -492,3 +306,54 @@ RECIPE = base.Recipe(
     description="stint's fuel-corrected degradation rate (s/lap) with an 80% band, falloff 0..1, "
     "cliff probability in the next 3 laps",
 )
+
+
+__all__ = [
+    "BAND_TARGET",
+    "CLIFF",
+    "CLIFF_HORIZON",
+    "CLIFF_OBJECTIVE",
+    "CLIFF_S",
+    "COMPOUNDS",
+    "DRY",
+    "EARLY_STOPPING",
+    "FALLOFF_CAP_S",
+    "FEATURE_SERVICE",
+    "FREE_AIR_S",
+    "LGB_PARAMS",
+    "LIFE_BUCKET",
+    "MAX_ROUNDS",
+    "MIN_LIFE_SPAN",
+    "MIN_SLOPE_LAPS",
+    "MODEL_NAME",
+    "MONOTONE_INCREASING",
+    "OUTLIER_S",
+    "QUANTILES",
+    "RATE",
+    "RECIPE",
+    "REFERENCE",
+    "RELATIVE_TO_ANCHOR",
+    "SELECTION_METRIC",
+    "SERVICE_FEATURES",
+    "STINT_KEYS",
+    "anchor",
+    "band_widening",
+    "cliff_baseline",
+    "cliff_frequency",
+    "cliff_labels",
+    "cliff_metrics",
+    "compound_medians",
+    "evaluate",
+    "feature_matrix",
+    "fit",
+    "fit_booster",
+    "labelled",
+    "life_envelope",
+    "life_thresholds",
+    "monotone_constraints",
+    "predict",
+    "rate_baselines",
+    "rate_metrics",
+    "raw_predictions",
+    "realised_rates",
+]

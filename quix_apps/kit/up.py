@@ -124,8 +124,8 @@ def up_main(args: argparse.Namespace, replay: Any) -> int:
             serving_mod.import_champion(serving, key, serving.model_alias)
         say(f"starting {len(keys)} model services ({', '.join(keys)}) ...")
         running = stack.enter_context(serve.services(keys, serving, log_dir=work))
-        urls = {f"STRATX_{k.upper()}_URL": "" for k in models.MODEL_KEYS}  # no service: unavailable
-        urls.update({f"STRATX_{r.key.upper()}_URL": r.url for r in running})
+        urls = {m.url_env: "" for m in models.MODELS}  # no service: unavailable
+        urls.update({models.spec(r.key).url_env: r.url for r in running})
         for r in running:
             say(f"  {r.key:<11} {r.url}")
         procs = pipeline.start_apps(

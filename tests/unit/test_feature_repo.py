@@ -28,7 +28,7 @@ from feast import FeatureService, FeatureStore, FeatureView
 from feast.types import Bool, Float64, Int64, String
 from google.protobuf.json_format import MessageToDict
 
-from stratx.functions import ingest
+from stratx.functions import ingest, models
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression, LapFeatures
@@ -188,6 +188,33 @@ def test_model_recipes_name_services_that_hold_their_features() -> None:
     assert overtake.FEATURE_SERVICE == "overtake_v3"
     held = {f.name for p in services["overtake_v3"].feature_view_projections for f in p.features}
     assert held == set(overtake.SERVICE_FEATURES)
+
+
+FEATURE_FIELDS = set(LapFeatures.model_fields) - {"v", "SessionKey", "DriverNumber", "SessionTime", "Date"}
+
+
+@pytest.mark.parametrize("key", models.MODEL_KEYS)
+def test_every_recipe_reads_schema_fields_its_service_holds(key: str) -> None:
+    """The feature list of a model is declared by its recipe; the schema owns the names and the
+    versioned Feast service must hold exactly that list."""
+    recipe = models.recipe(key)
+    features = recipe.service_features
+    assert features and len(set(features)) == len(features), key
+    assert set(features) <= FEATURE_FIELDS, f"{key}: not LapFeatures fields: {set(features) - FEATURE_FIELDS}"
+    services = {o.name: o for o in fs.load_definitions(REPO_DIR) if isinstance(o, FeatureService)}
+    assert recipe.feature_service in services, f"{key}: no Feast service {recipe.feature_service}"
+    held = [f.name for p in services[recipe.feature_service].feature_view_projections for f in p.features]
+    assert sorted(held) == sorted(features), key
+
+
+def test_the_views_cover_every_lap_feature_once() -> None:
+    views = [
+        o for o in fs.load_definitions(REPO_DIR) if isinstance(o, FeatureView) and o.name != "lap_aggression"
+    ]
+    names = [f.name for v in views for f in v.features]
+    assert len(names) == len(set(names)), "a lap feature in two views"
+    # identity and free text stay out of the store: they are not model inputs
+    assert FEATURE_FIELDS - set(names) == {"Driver", "Team", "CleanReason"}
 
 
 # ------------------------------------------------------------------ frame

@@ -239,6 +239,20 @@ def test_bundled_windows_are_real_training_races_in_schema() -> None:
     assert w.BrakeShare.dropna().between(0, 1).all() and "Synthetic" not in w.columns
 
 
+def test_training_windows_come_from_the_corpus_data_dir_only() -> None:
+    """The recipe reads no repo path of its own: the caller says where the bundled windows are."""
+    empty = base.Corpus(laps=pd.DataFrame())
+    assert an.training_windows(empty).empty
+    bundled = an.training_windows(base.Corpus(laps=pd.DataFrame(), data_dir=DATA_DIR))
+    assert len(bundled) == len(an.bundled_windows(DATA_DIR))
+    one_race = base.Corpus(
+        laps=pd.DataFrame({"Year": [2023], "EventName": ["Bahrain Grand Prix"]}), data_dir=DATA_DIR
+    )
+    assert one_race.only(lambda f: base.race_split(f) == "test").data_dir == DATA_DIR, (
+        "a split corpus keeps its data folder"
+    )
+
+
 def test_lap_rows_schema(laps: pd.DataFrame) -> None:
     assert laps["InScope"].dtype == bool and 0.6 < laps["InScope"].mean() < 0.95
     for s in an.LAP_SIGNALS:

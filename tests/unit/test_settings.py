@@ -117,8 +117,10 @@ def test_functions_never_read_the_environment() -> None:
         f"{path.name}:{n}"
         for path in sorted(FUNCTIONS_DIR.rglob("*.py"))
         for n, line in enumerate(path.read_text().splitlines(), start=1)
-        if re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", line.split("#")[0])
-        and not (path.name == "settings.py" and n <= 12)  # its docstring says who reads os.environ
+        if (
+            re.search(r"\bos\.(environ|getenv)\b|\bgetenv\(", line.split("#")[0])
+            and not (path.name == "settings.py" and n <= 12)
+        )  # its docstring says who reads os.environ
         or ("pydantic_settings" in line and path.name != "settings.py")
     ]
     assert offenders == []

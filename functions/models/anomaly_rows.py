@@ -1,0 +1,236 @@
+"""The anomaly model's signals and settings, and its rows: lap and window rows with their causal
+references, and the model matrices (see ``anomaly`` for the method)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WINDOWS_FILE = "telemetry_windows.parquet"
+WINDOW_RACE_FOLDERS = ("2023_miami", "2023_austrian", "2023_italian", "2023_hungarian", "2023_japanese")
+WINDOW_FIT_RACES = ((2023, "Miami Grand Prix"), (2023, "Austrian Grand Prix"), (2023, "Italian Grand Prix"))
+WINDOW_CALIBRATION_RACES = ((2023, "Hungarian Grand Prix"), (2023, "Japanese Grand Prix"))
+KEYS = ["Year", "EventName", "DriverNumber"]
+
+SPEED_TRAPS = ("SpeedI1", "SpeedI2", "SpeedFL", "SpeedST")
+LAP_SIGNALS = (*SPEED_TRAPS, "LapTime")
+LAP_CONTEXT = (
+    "TyreLife", "FuelKg", "LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange", "LapsInStint",
+)  # fmt: skip
+COMPOUNDS = ("SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET")
+# the LapFeatures fields the lap level reads (FEATURE_SERVICE holds exactly these)
+SERVICE_FEATURES: tuple[str, ...] = (
+    *LAP_SIGNALS, "TrackStatus", "IsClean", "Last3Median", "Compound", *LAP_CONTEXT,
+)  # fmt: skip
+SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
+    "speed": ("SpeedMean", "SpeedStd", "SpeedMin", "SpeedMax", "SpeedMeanPrev"),
+    "rpm": ("RPMMean", "RPMMax", "UpshiftRPMMean"),
+    "gear": ("MaxGear", "GearChanges"),
+    "throttle": ("ThrottleMean", "FullThrottleShare", "ThrottleBrakeOverlapShare"),
+    "brake": ("BrakeShare", "BrakeEvents", "DecelMean", "ThrottleBrakeOverlapShare"),
+    "drs": ("DRSOpenShare",),
+}
+# signal -> (sensor groups it may not be explained by, fault direction: -1 a drop is the fault, +1 a rise).
+# SpeedMax leaves out RPM too: speed and RPM fall together in a power loss (same gear), so the
+# speed booster predicts the speed the throttle, gear and brake traces call for.
+WINDOW_SIGNALS: dict[str, tuple[tuple[str, ...], int]] = {
+    "RPMMax": (("rpm",), -1),
+    "MaxGear": (("gear",), -1),
+    "ThrottleMean": (("throttle",), -1),
+    "BrakeShare": (("brake",), 1),
+    "SpeedMax": (("speed", "rpm"), -1),
+}
+SCALE_FLOOR = {"LapTime": 0.1, "RPMMax": 50.0, "MaxGear": 0.25, "ThrottleMean": 2.0, "BrakeShare": 0.02}
+# alarms per race-hour allowed per level on the calibration races: 0.4 + 0.4 leaves margin under
+# the issue's 1 per race-hour (a threshold set on a few races' tail does not transfer exactly)
+ALARM_BUDGET_PER_HOUR = {"lap": 0.4, "window": 0.4}
+# window statistic: mean deficit over 6 contiguous windows (30 s), each clipped to +-3; chosen on
+# the window calibration races among min / median / mean / CUSUM runs of 3-8 windows
+RUN_WINDOWS, RUN_CLIP = 6, 3.0
+RUN_QUANTILE = 0.999  # per-signal run deficits are divided by this calibration quantile
+FAULT_LAPS, FAULT_WINDOWS = (2, 4), (6, 18)  # SYNTHETIC fault duration, inclusive range
+RUN_GAP_S = 30.0
+LAP_REF_LAPS, WINDOW_REF_WINDOWS = 5, 36
+FAULT_KINDS = ("power_loss", "rpm_drop", "gear_stuck", "throttle_glitch", "brake_glitch")
+MECHANICAL = frozenset(
+    {"Engine", "Power Unit", "Gearbox", "Brakes", "Fuel pressure", "Fuel pump", "Hydraulics",
+     "Retired", "Electrical", "Water pressure", "Oil pressure", "Oil leak", "Water leak",
+     "Transmission", "Mechanical", "Cooling system", "Overheating", "Exhaust", "Turbo"}
+)  # fmt: skip
+SLOW_LAP_S = 5.0
+FIELD_SLOW = 0.03  # a lap whose field median is > 3 % slower than the race's is neutralised, not green
+# 1 thread: the same model, ~11 s for the whole fit; 2 threads took 10-30 s on a busy 2-core box
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "l2", "learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "max_bin": 63,
+    "feature_fraction": 0.9, "bagging_fraction": 0.5, "bagging_freq": 1,
+    "seed": 0, "deterministic": True, "num_threads": 1, "verbose": -1,
+}  # fmt: skip
+ROUNDS, EARLY_STOPPING = 120, 15
+
+
+# ------------------------------------------------------------------ rows and context
+def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """LapFeatures rows + the lap's speed traps, times and track status, ``InScope`` (clean
+    green-flag lap; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``.
+
+    LapFeatures carry TrackStatus and the speed traps themselves; ``raw_laps`` (the Lap events)
+    only fills what the rows lack. Without it (serving), ``Time`` = SessionTime and
+    ``LapStartTime`` = SessionTime - LapTime. Every reference is causal, so a stream gets the
+    same numbers as the offline build: ``Ref_s`` uses the driver's earlier laps, ``Field_s`` the
+    cars that completed the same lap *earlier* (None for the first car on the lap)."""
+    frame = laps.copy()
+    if "Year" not in frame.columns:
+        frame["Year"] = 0  # serving rows: one session per request, keyed by EventName/SessionKey
+    if "EventName" not in frame.columns:
+        frame["EventName"] = frame["SessionKey"].astype(str)
+    frame["DriverNumber"] = frame["DriverNumber"].astype(str)
+    frame["LapNumber"] = frame["LapNumber"].astype(int)
+    wanted = ["LapStartTime", "Time", "TrackStatus", *SPEED_TRAPS]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing and raw_laps is not None and not raw_laps.empty:
+        raw = raw_laps[[*KEYS, "LapNumber", *[c for c in missing if c in raw_laps.columns]]].copy()
+        raw["DriverNumber"] = raw["DriverNumber"].astype(str)
+        raw["LapNumber"] = raw["LapNumber"].astype(int)
+        frame = frame.merge(raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left")
+    if "Time" not in frame.columns:
+        frame["Time"] = frame["SessionTime"].astype(float)
+    if "LapStartTime" not in frame.columns:
+        frame["LapStartTime"] = frame["SessionTime"].astype(float) - frame["LapTime"].astype(float)
+    for c in ("TrackStatus", *SPEED_TRAPS):
+        if c not in frame.columns:
+            frame[c] = None if c == "TrackStatus" else np.nan
+    for c in SPEED_TRAPS:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+    reason = frame["CleanReason"].astype(object)
+    frame["InScope"] = (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted")) & frame[
+        "LapTime"
+    ].notna()
+    frame = frame.sort_values([*KEYS, "LapNumber"], kind="stable").reset_index(drop=True)
+    lap_keys = [frame.Year, frame.EventName, frame.LapNumber]
+    order = frame["Time"].astype(float).rank(method="first")
+    for s in SPEED_TRAPS:
+        kept = frame[s].where(frame["InScope"])
+        frame[f"Ref_{s}"] = rolling_median(kept, [frame[k] for k in KEYS], LAP_REF_LAPS, 2)
+        frame[f"Field_{s}"] = _earlier_median(kept, lap_keys, order)
+    frame["Ref_LapTime"] = frame["Last3Median"].astype(float)
+    kept = frame["LapTime"].astype(float).where(frame["InScope"])
+    frame["Field_LapTime"] = _earlier_median(kept, lap_keys, order)
+    typical = frame.groupby(["Year", "EventName"])["Field_LapTime"].transform("median")
+    frame["InScope"] &= ~(frame["Field_LapTime"] > (1 + FIELD_SLOW) * typical)  # neutralised lap
+    return frame
+
+
+def _earlier_median(values: pd.Series, keys: list[pd.Series], order: pd.Series) -> pd.Series:
+    """Per group (one lap of one race), the median of the values of rows earlier in ``order``
+    (line-crossing order): what is known when a car completes the lap."""
+    frame = pd.DataFrame(
+        {
+            "v": values.to_numpy(),
+            "o": order.to_numpy(),
+            **{f"k{i}": k.to_numpy() for i, k in enumerate(keys)},
+        },
+        index=values.index,
+    ).sort_values("o", kind="stable")
+    cols = [f"k{i}" for i in range(len(keys))]
+    grouped = frame.groupby(cols, sort=False)["v"]
+    running = grouped.expanding().median().reset_index(level=list(range(len(cols))), drop=True)
+    earlier = running.groupby([frame[c] for c in cols], sort=False).shift(1)
+    return earlier.reindex(values.index)
+
+
+def rolling_median(
+    values: pd.Series, keys: list[pd.Series], window: int, min_periods: int, shift: int = 1
+) -> pd.Series:
+    """Per group, the median of the ``window`` values ending ``shift`` rows before each row (rows in
+    the frame's order; NaN values skipped). One vectorised groupby-rolling pass: a lambda per
+    group cost ~150 ms for a 25-row service request."""
+    shifted = values.groupby(keys, sort=False).shift(shift)
+    rolled = shifted.groupby(keys, sort=False).rolling(window, min_periods=min_periods).median()
+    return rolled.reset_index(level=list(range(len(keys))), drop=True).reindex(values.index)
+
+
+def window_rows(windows: pd.DataFrame, laps: pd.DataFrame) -> pd.DataFrame:
+    """TelemetryWindow rows placed on the driver's lap (``LapNumber``, ``InScope``: the window lies
+    inside an in-scope lap), with ``SpeedMeanPrev`` (the previous contiguous window) and ``Ref_s``.
+    ``laps`` = :func:`lap_rows`. Windows after a driver's last lap get his last LapNumber + 1."""
+    w = windows.copy()
+    w["DriverNumber"] = w["DriverNumber"].astype(str)
+    w = w.sort_values("WindowStart", kind="stable")
+    lap_cols = [*KEYS, "LapNumber", "LapStartTime", "Time", "InScope"]
+    spans = laps[lap_cols].dropna(subset=["LapStartTime"]).sort_values("LapStartTime", kind="stable")
+    w = pd.merge_asof(w, spans, left_on="WindowStart", right_on="LapStartTime", by=KEYS, direction="backward")
+    inside = w["WindowEnd"] <= w["Time"]
+    w["InScope"] = w["InScope"].astype("boolean").fillna(False).to_numpy(dtype=bool) & inside.to_numpy()
+    w["LapNumber"] = w["LapNumber"].where(inside, w["LapNumber"] + 1)
+    w = w.sort_values([*KEYS, "WindowStart"], kind="stable").reset_index(drop=True)
+    return window_context(w)
+
+
+def window_context(w: pd.DataFrame) -> pd.DataFrame:
+    """``SpeedMeanPrev`` and ``Ref_s`` of window rows sorted by driver and WindowStart, from the
+    rows' own values (so a SYNTHETIC fault enters the references of the windows after it)."""
+    w = w.copy()
+    g = w.groupby(KEYS, sort=False)
+    contiguous = g["WindowEnd"].shift(1) == w["WindowStart"]
+    w["SpeedMeanPrev"] = g["SpeedMean"].shift(1).where(contiguous)
+    for s in WINDOW_SIGNALS:
+        kept = w[s].astype(float).where(w["InScope"])
+        w[f"Ref_{s}"] = rolling_median(kept, [w[k] for k in KEYS], WINDOW_REF_WINDOWS, 6)
+    return w
+
+
+def lap_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    """Inputs of the lap booster of ``signal``."""
+    ref = rows[f"Ref_{signal}"].astype(float)
+    x = pd.DataFrame({"Ref": ref, "FieldDelta": rows[f"Field_{signal}"].astype(float) - ref})
+    for c in LAP_CONTEXT:
+        x[c] = pd.to_numeric(rows[c].astype(object), errors="coerce").astype(float)
+    comp = rows["Compound"].astype(object)
+    x["Compound"] = pd.Categorical(comp.where(comp.isin(COMPOUNDS)), categories=COMPOUNDS)
+    return x
+
+
+def window_inputs(signal: str) -> list[str]:
+    """The window metrics that may explain ``signal``: every sensor group but the ones it excludes."""
+    own = {c for group in WINDOW_SIGNALS[signal][0] for c in SENSOR_GROUPS[group]}
+    cols = [c for group in SENSOR_GROUPS.values() for c in group if c not in own]
+    return list(dict.fromkeys(cols))
+
+
+def window_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    x = rows[window_inputs(signal)].astype(float).copy()
+    x["Ref"] = rows[f"Ref_{signal}"].astype(float)
+    return x
+
+
+def _level(rows: pd.DataFrame) -> str:
+    return "window" if "WindowStart" in rows.columns else "lap"
+
+
+def _target(rows: pd.DataFrame, signal: str) -> pd.Series:
+    """What a booster predicts: lap signals relative to ``Ref_s``, window signals as measured."""
+    if _level(rows) == "lap":
+        return rows[signal].astype(float) - rows[f"Ref_{signal}"].astype(float)
+    return rows[signal].astype(float)
+
+
+def _matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
+    return lap_matrix(rows, signal) if _level(rows) == "lap" else window_matrix(rows, signal)
+
+
+def signals(level: str) -> tuple[str, ...]:
+    return LAP_SIGNALS if level == "lap" else tuple(WINDOW_SIGNALS)
+
+
+def direction(signal: str) -> int:
+    """+1 when a rise is the fault (LapTime, BrakeShare), -1 when a drop is."""
+    if signal in WINDOW_SIGNALS:
+        return WINDOW_SIGNALS[signal][1]
+    return 1 if signal == "LapTime" else -1
+
+
+def _races(frame: pd.DataFrame, races: tuple[tuple[int, str], ...]) -> np.ndarray:
+    wanted = set(races)
+    return np.array([(int(y), str(e)) in wanted for y, e in zip(frame.Year, frame.EventName, strict=True)])

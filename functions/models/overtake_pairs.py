@@ -1,0 +1,247 @@
+"""The overtake model's settings, pair rows, labels and feature matrix (definitions in
+``overtake``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stratx.functions.models import base
+
+HORIZONS: tuple[int, ...] = (1, 2, 3)
+SESSION_KEYS: tuple[str, ...] = ("Year", "EventName", "SessionKey")
+AHEAD = "Ahead"
+NEUTRALISED = frozenset("4567")  # TrackStatus codes: SC, red flag, VSC deployed, VSC ending
+
+# LapFeatures columns a pair row takes from each car (B unprefixed, A as Ahead<col>).
+PAIR_COLUMNS: tuple[str, ...] = (
+    "DriverNumber",
+    "SessionTime",
+    "LapTime",
+    "Compound",
+    "TyreLife",
+    "LapsInStint",
+    "Last3Median",
+    "Last5Median",
+    "StintDegSlope",
+    "DeltaToCarAhead",
+    "IntervalAhead",
+    "InDRSRange",
+    "PositionOnLap",
+    "LapNumber",
+)
+# The LapFeatures columns the service must provide per car (the Feast overtake service).
+SERVICE_FEATURES: tuple[str, ...] = tuple(c for c in PAIR_COLUMNS if c not in ("DriverNumber", "SessionTime"))
+# Softness order of the dry compounds (0 = softest); wet tyres get their own codes.
+COMPOUND_ORDER: dict[str, float] = {
+    "HYPERSOFT": 0.0,
+    "ULTRASOFT": 1.0,
+    "SUPERSOFT": 2.0,
+    "SOFT": 3.0,
+    "MEDIUM": 4.0,
+    "HARD": 5.0,
+    "INTERMEDIATE": 7.0,
+    "WET": 8.0,
+}
+FEATURES: tuple[str, ...] = (
+    "IntervalAhead",
+    "InDRSRange",
+    "DeltaToCarAhead",
+    "Last3MedianDelta",
+    "Last5MedianDelta",
+    "StintDegSlopeDelta",
+    "TyreLifeDelta",
+    "TyreLife",
+    "AheadTyreLife",
+    "CompoundCode",
+    "AheadCompoundCode",
+    "CompoundStep",
+    "LapsInStint",
+    "AheadLapsInStint",
+    "AheadIntervalAhead",
+    "LapNumber",
+    "PositionOnLap",
+    "CircuitPassRate",
+)
+MONOTONE: dict[str, int] = {"IntervalAhead": -1, "InDRSRange": 1}
+CIRCUIT_RATE_PRIOR_ROWS = 300.0  # shrinkage of a circuit's pass rate to the overall rate (rows)
+
+TEST_RACES = base.TEST_RACES
+VALIDATION_RACES = base.VALIDATION_RACES
+
+
+def label(h: int) -> str:
+    return f"Overtake{h}"
+
+
+def prediction(h: int) -> str:
+    return f"OvertakeProbability{h}Lap" if h == 1 else f"OvertakeProbability{h}Laps"
+
+
+# ------------------------------------------------------------------ pairs and labels
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return [k for k in SESSION_KEYS if k in frame.columns]
+
+
+def pair_rows(laps: pd.DataFrame) -> pd.DataFrame:
+    """One row per (car behind B, car ahead A) adjacent in crossing order on the same lap.
+
+    ``laps``: LapFeatures rows (one lap of one session at serving, a whole corpus offline) with the
+    session keys present among Year/EventName/SessionKey, ``LapNumber``, ``PositionOnLap`` and the
+    :data:`PAIR_COLUMNS`. Output: B's columns as given, A's :data:`PAIR_COLUMNS` as ``Ahead<col>``;
+    B = every car whose car ahead (``PositionOnLap`` - 1) is in ``laps``. Index: B's row index.
+    """
+    keys = [*_keys(laps), "LapNumber"]
+    ahead = laps[[*keys, *[c for c in PAIR_COLUMNS if c not in keys]]].copy()
+    ahead = ahead.rename(columns={c: AHEAD + c for c in ahead.columns if c not in keys})
+    ahead["PositionOnLap"] = ahead[AHEAD + "PositionOnLap"] + 1
+    behind = laps[laps["PositionOnLap"] > 1]
+    out = behind.reset_index(names="_BehindRow").merge(ahead, on=[*keys, "PositionOnLap"], how="inner")
+    out = out.set_index("_BehindRow")
+    out.index.name = behind.index.name
+    return out
+
+
+def lap_flags(raw_laps: pd.DataFrame) -> pd.DataFrame:
+    """Per raw driver-lap: ``Pitted`` (PitInTime or PitOutTime set), ``PitIn`` and ``Neutralised``
+    (TrackStatus has a safety-car, red-flag or VSC code), keyed by Year/EventName/DriverNumber/
+    LapNumber."""
+    status = raw_laps["TrackStatus"].astype(object).fillna("").astype(str)
+    return pd.DataFrame(
+        {
+            "Year": raw_laps["Year"].to_numpy(),
+            "EventName": raw_laps["EventName"].to_numpy(),
+            "DriverNumber": raw_laps["DriverNumber"].astype(str).to_numpy(),
+            "LapNumber": raw_laps["LapNumber"].astype(int).to_numpy(),
+            "PitIn": raw_laps["PitInTime"].notna().to_numpy(),
+            "Pitted": (raw_laps["PitInTime"].notna() | raw_laps["PitOutTime"].notna()).to_numpy(),
+            "Neutralised": status.map(lambda s: bool(NEUTRALISED.intersection(s))).to_numpy(),
+        }
+    )
+
+
+def overtake_labels(pairs: pd.DataFrame, laps: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+    """``Overtake1..3`` (nullable 0/1, NA = censored; see the module docstring) for pair rows.
+
+    ``laps`` gives each driver-lap's line crossing (``SessionTime``), ``flags`` its pit flags
+    (:func:`lap_flags`); a driver-lap missing from ``laps`` was not completed."""
+    race = ["Year", "EventName"]
+    crossing = laps[[*race, "DriverNumber", "LapNumber", "SessionTime"]].assign(
+        DriverNumber=lambda f: f["DriverNumber"].astype(str)
+    )
+    crossing = crossing.merge(flags[[*race, "DriverNumber", "LapNumber", "Pitted"]], how="left")
+    crossing["Pitted"] = crossing["Pitted"].astype("boolean").fillna(False).astype(bool)
+    look = crossing.set_index([*race, "DriverNumber", "LapNumber"])
+    comparable = np.ones(len(pairs), dtype=bool)
+    passed = np.zeros(len(pairs), dtype=bool)
+    out = pd.DataFrame(index=pairs.index)
+    for k in range(1, max(HORIZONS) + 1):
+        lap = pairs["LapNumber"].astype(int) + k
+        ends = {}
+        for who in ("", AHEAD):
+            idx = pd.MultiIndex.from_arrays(
+                [pairs["Year"], pairs["EventName"], pairs[who + "DriverNumber"].astype(str), lap]
+            )
+            ends[who] = look.reindex(idx)
+        ok = np.ones(len(pairs), dtype=bool)
+        for got in ends.values():
+            ok &= got["SessionTime"].notna().to_numpy() & ~got["Pitted"].astype("boolean").fillna(
+                True
+            ).to_numpy(dtype=bool)
+        comparable &= ok
+        ahead_now = ends[""]["SessionTime"].to_numpy() < ends[AHEAD]["SessionTime"].to_numpy()
+        passed |= comparable & ahead_now
+        if k in HORIZONS:
+            values = pd.Series(passed.astype(int), index=pairs.index, dtype="Int8")
+            out[label(k)] = values.mask(~passed & ~comparable)
+    return out
+
+
+def labelled_pairs(corpus: base.Corpus) -> pd.DataFrame:
+    """Pair rows of every lap in the corpus that pass the row filter, with their labels."""
+    flags = lap_flags(corpus.raw_laps)
+    pairs = pair_rows(corpus.laps)
+    keyed = flags.set_index(["Year", "EventName", "DriverNumber", "LapNumber"])
+    keep = np.ones(len(pairs), dtype=bool)
+    for who in ("", AHEAD):
+        idx = pd.MultiIndex.from_arrays(
+            [pairs["Year"], pairs["EventName"], pairs[who + "DriverNumber"].astype(str), pairs["LapNumber"]]
+        )
+        got = keyed.reindex(idx)
+        keep &= ~got["PitIn"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if who == "":
+            keep &= ~got["Neutralised"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    pairs = pairs[keep]
+    return pd.concat([pairs, overtake_labels(pairs, corpus.laps, flags)], axis=1)
+
+
+# ------------------------------------------------------------------ features
+def _num(frame: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(frame[name].astype(object), errors="coerce").astype(float)
+
+
+def compound_code(col: pd.Series) -> pd.Series:
+    """:data:`COMPOUND_ORDER` code of a Compound name (NaN when unknown)."""
+    return col.astype(object).map(COMPOUND_ORDER).astype(float)
+
+
+def circuit_rates(pairs: pd.DataFrame, prior_rows: float = CIRCUIT_RATE_PRIOR_ROWS) -> dict[str, Any]:
+    """Per-circuit (EventName) 1-lap pass rate, shrunk to the overall rate:
+    (passes + prior_rows * overall) / (rows + prior_rows), over labelled pair rows. Also keeps
+    per-race counts so training rows can use a leave-one-race-out rate."""
+    y = pairs[label(1)]
+    rows = pairs[y.notna()].assign(y=y.dropna().astype(float))
+    by_race = rows.groupby(["Year", "EventName"])["y"].agg(["sum", "count"]).reset_index()
+    overall = float(rows["y"].mean()) if len(rows) else 0.0
+    return {
+        "overall": overall,
+        "prior_rows": prior_rows,
+        "races": [
+            [int(y), str(e), float(n_pass), float(n_rows)]
+            for y, e, n_pass, n_rows in by_race.itertuples(index=False, name=None)
+        ],
+    }
+
+
+def circuit_rate(pairs: pd.DataFrame, rates: dict[str, Any], leave_race_out: bool = False) -> pd.Series:
+    """``CircuitPassRate`` per pair row from :func:`circuit_rates`; rows without EventName (or a
+    circuit without training races) get the overall rate. ``leave_race_out``: a row's own race is
+    left out of its circuit's counts (for training rows, so the label does not leak)."""
+    overall, m = float(rates["overall"]), float(rates["prior_rows"])
+    if "EventName" not in pairs.columns:
+        return pd.Series(overall, index=pairs.index)
+    table = pd.DataFrame(rates["races"], columns=["Year", "EventName", "passes", "rows"])
+    circuit = table.groupby("EventName")[["passes", "rows"]].sum()
+    passes = pairs["EventName"].map(circuit["passes"]).fillna(0.0)
+    rows = pairs["EventName"].map(circuit["rows"]).fillna(0.0)
+    if leave_race_out and "Year" in pairs.columns:
+        own = table.set_index(["Year", "EventName"])
+        idx = pd.MultiIndex.from_arrays([pairs["Year"].astype(int), pairs["EventName"]])
+        got = own.reindex(idx)
+        passes = passes - got["passes"].fillna(0.0).to_numpy()
+        rows = rows - got["rows"].fillna(0.0).to_numpy()
+    return ((passes + m * overall) / (rows + m)).astype(float)
+
+
+def feature_matrix(pairs: pd.DataFrame, rate: pd.Series) -> pd.DataFrame:
+    """Model inputs (:data:`FEATURES`, all float) for pair rows; ``rate`` = ``CircuitPassRate``."""
+    x = pd.DataFrame(index=pairs.index)
+    x["IntervalAhead"] = _num(pairs, "IntervalAhead")
+    x["InDRSRange"] = _num(pairs, "InDRSRange")
+    x["DeltaToCarAhead"] = _num(pairs, "DeltaToCarAhead")
+    for col in ("Last3Median", "Last5Median", "StintDegSlope", "TyreLife"):
+        x[f"{col}Delta"] = _num(pairs, col) - _num(pairs, AHEAD + col)
+    x["TyreLife"] = _num(pairs, "TyreLife")
+    x["AheadTyreLife"] = _num(pairs, AHEAD + "TyreLife")
+    x["CompoundCode"] = compound_code(pairs["Compound"])
+    x["AheadCompoundCode"] = compound_code(pairs[AHEAD + "Compound"])
+    x["CompoundStep"] = x["CompoundCode"] - x["AheadCompoundCode"]
+    x["LapsInStint"] = _num(pairs, "LapsInStint")
+    x["AheadLapsInStint"] = _num(pairs, AHEAD + "LapsInStint")
+    x["AheadIntervalAhead"] = _num(pairs, AHEAD + "IntervalAhead")
+    x["LapNumber"] = _num(pairs, "LapNumber")
+    x["PositionOnLap"] = _num(pairs, "PositionOnLap")
+    x["CircuitPassRate"] = rate.to_numpy(dtype=float)
+    return x[list(FEATURES)]

@@ -29,7 +29,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic
 from quixstreams.state import State
 
-from stratx.functions import catalog, ingest
+from stratx.functions import catalog, dead_letters, ingest
 from stratx.functions.features import telemetry
 from stratx.quix_apps import admin, metrics, wire
 from stratx.quix_apps.emitted import restart_filter
@@ -65,7 +65,7 @@ def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) ->
 
 
 def _letter(record: ingest.RawRecord, reason: str) -> dict[str, Any]:
-    letter = ingest.dead_letter(record, reason, stage=STAGE)
+    letter = dead_letters.build(record.topic, record.payload, reason, stage=STAGE, key=record.key)
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 

@@ -122,7 +122,7 @@ def gap_callback(
 
     def process(value: Any, state: State) -> list[dict[str, Any]]:
         """One progress point -> ``{"Gap": row}`` per emitted row, or ``{"DeadLetter": ...}``."""
-        key = f"{value.get('SessionKey')}:{value.get('DriverNumber')}"
+        key = dead_letters.record_key(value)
         if wire.is_invalid(value):
             return [_letter(PROGRESS, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
         try:

@@ -7,7 +7,7 @@ apps) calls :func:`build`, so every dead letter has the same shape:
 * ``Key``: the record's key; given, or ``<SessionKey>:<DriverNumber>`` (``<SessionKey>`` without a
   driver) read from the record, ``None`` when it carries no SessionKey;
 * ``Reason``: ``<what>: <detail>`` (the text before the first colon is the reason category the
-  metrics count, ``quix_apps/metrics.py``); a schema failure is :func:`schema_reason`'s
+  apps' ``stratx_dead_letters_total`` metric counts); a schema failure is :func:`schema_reason`'s
   ``<Schema> schema: <field>: <message> (got <value>)``, up to three errors joined by ``; ``
   (then ``<n> more``);
 * ``Payload``: the record as received: bytes decoded as UTF-8, anything else as sorted JSON.

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from stratx.functions import catalog, dead_letters, inbound, ingest, schemas
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps import lap_features, metrics, predictions
+from stratx.quix_apps import lap_features, predictions
 
 NOW = datetime(2024, 11, 24, 6, 30, tzinfo=UTC)
 SERVERLESS = Path(__file__).resolve().parents[1] / "fixtures" / "serverless" / "records.json"
@@ -96,7 +96,6 @@ def test_every_producer_words_a_lap_schema_failure_the_same(
     assert isinstance(rejected, ingest.Rejected) and rejected.reason == want
     app = schemas.DeadLetter.model_validate(lap_features.step(bad, _NoState())["dead_letter"])
     assert app.Reason == want and app.Key == f"{bad['SessionKey']}:{bad['DriverNumber']}"
-    assert metrics.reason_category(want) == "schema"
 
 
 def test_the_prediction_app_names_the_field_too() -> None:

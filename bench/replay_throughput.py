@@ -44,7 +44,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from tqdm import tqdm
 
 from stratx.bentos.lifecycle.sources import load_bundled
-from stratx.functions import catalog, ingest
+from stratx.functions import catalog, dead_letters, ingest
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.racedata import RaceData
 from stratx.functions.settings import ReplaySettings
@@ -134,7 +134,9 @@ def serialize(record: ingest.RawRecord) -> tuple[int, bytes, bytes, int]:
     """
     encoded = ingest.encode(record)
     if isinstance(encoded, ingest.Rejected):
-        letter = ingest.dead_letter(record, encoded.reason, stage="replay")
+        letter = dead_letters.build(
+            record.topic, record.payload, encoded.reason, stage="replay", key=record.key
+        )
         return (
             TOPIC_INDEX[catalog.DEAD_LETTER.name],
             letter.model_dump_json().encode(),

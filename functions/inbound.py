@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from stratx.functions import catalog, ingest, openf1, schemas
+from stratx.functions import catalog, dead_letters, ingest, openf1
 
 STAGE = "ingest-fn"
 ENDPOINT_HEADER = "openf1-endpoint"
@@ -42,7 +42,7 @@ SESSION_START_HEADER = "openf1-session-start"
 SOURCE_HEADER = "stratx-source"  # <topic>/<partition>/<offset> of the inbound record
 EVENT_ID_HEADER = "stratx-event-id"  # openf1.event_id of the record
 STATELESS_ENDPOINTS = tuple(openf1.NORMALISERS)
-_PAYLOAD_LIMIT = 10_000  # characters of the original value kept in a dead letter
+_PAYLOAD_LIMIT = 10_000  # bytes of the original value kept in a dead letter
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -168,13 +168,13 @@ def _dead(record: InboundRecord, reason: str) -> OutboundRecord:
         else datetime.fromtimestamp(0, UTC)
     )
     key = _text(record.key) or record.source_id
-    letter = schemas.DeadLetter(
-        SourceTopic=record.topic,
-        Key=key,
-        Reason=f"{reason} [{record.source_id}]",
-        Payload=(record.value or b"").decode("utf-8", "backslashreplace")[:_PAYLOAD_LIMIT],
-        Stage=STAGE,
-        Date=when,
+    letter = dead_letters.build(
+        record.topic,
+        (record.value or b"")[:_PAYLOAD_LIMIT],
+        f"{reason} [{record.source_id}]",
+        stage=STAGE,
+        key=key,
+        now=when,
     )
     return OutboundRecord(
         catalog.DEAD_LETTER.name,

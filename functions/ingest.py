@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from stratx.functions import catalog, schemas
+from stratx.functions import catalog, dead_letters, schemas
 from stratx.functions.catalog import TopicSpec
 
 if TYPE_CHECKING:  # numpy / pandas only for whole races: the record-level path (validate, encode,
@@ -223,24 +222,12 @@ def _finish(
     return RawRecord(spec, key, row)
 
 
-REASON_INPUT_CHARS = 120  # a rejected value is quoted in the reason up to this many characters
-
-
-def _quoted(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= REASON_INPUT_CHARS else f"{text[:REASON_INPUT_CHARS]}... ({len(text)} chars)"
-
-
 def validate(record: RawRecord) -> BaseModel | Rejected:
     """The record as its topic's schema, or the reason it is rejected (for the dead letters)."""
     try:
         return record.topic.schema.model_validate(record.payload)
     except ValidationError as exc:
-        errors = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']} (got {_quoted(e.get('input'))})"
-            for e in exc.errors(include_url=False)[:3]
-        )
-        return Rejected(f"{record.topic.schema.__name__} schema: {errors}")
+        return Rejected(dead_letters.schema_reason(exc))
 
 
 _INT32 = 2**31
@@ -339,17 +326,3 @@ def encode(record: RawRecord) -> bytes | Rejected:
     if isinstance(checked, Rejected):
         return checked
     return checked.model_dump_json().encode()
-
-
-def dead_letter(
-    record: RawRecord, reason: str, stage: str, now: datetime | None = None
-) -> schemas.DeadLetter:
-    """Wrap a rejected record for the dead-letter topic, keeping the original payload."""
-    return schemas.DeadLetter(
-        SourceTopic=record.topic.name,
-        Key=record.key,
-        Reason=reason,
-        Payload=json.dumps(record.payload, default=str, sort_keys=True),
-        Stage=stage,
-        Date=now or datetime.now(UTC),
-    )

@@ -8,7 +8,6 @@ pit-window alert per window). Records that are not Predictions go to the dead le
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from pydantic import ValidationError
 from quixstreams import Application
 from quixstreams.state import State
 
-from stratx.functions import catalog, schemas
+from stratx.functions import catalog, dead_letters, schemas
 from stratx.functions.alerts import alert_step
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
@@ -40,7 +39,7 @@ def make_step(
         try:
             prediction = schemas.Prediction.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
-            return [_rejected(value, f"Prediction schema: {exc.errors(include_url=False)[0]['msg']}")]
+            return [_rejected(value, exc)]
         st, alerts = alert_step(state.get("alerts"), prediction, clock())
         state.set("alerts", st)
         return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
@@ -48,16 +47,9 @@ def make_step(
     return step
 
 
-def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
-    letter = schemas.DeadLetter(
-        SourceTopic=f"stratx.predictions.{value.get('Model', '?')}",
-        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
-        Reason=reason,
-        Payload=json.dumps(value, sort_keys=True, default=str),
-        Stage=STAGE,
-        Date=datetime.now(UTC),
-    )
-    return {"dead_letter": letter.model_dump(mode="json")}
+def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str, Any]:
+    source = f"stratx.predictions.{value.get('Model', '?')}"
+    return {"dead_letter": dead_letters.build(source, value, reason, stage=STAGE).model_dump(mode="json")}
 
 
 def driver_key(alert: dict[str, Any]) -> str:

@@ -25,7 +25,6 @@ still sees them (a Feast push is an upsert; the one of the killed process may ha
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic
 from quixstreams.state import State
 
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import aggression
 from stratx.functions.settings import FeatureAppSettings, KafkaSettings
@@ -89,14 +88,7 @@ def process(
 
 
 def _letter(source_topic: str, key: Any, payload: dict[str, Any], reason: str) -> dict[str, Any]:
-    letter = schemas.DeadLetter(
-        SourceTopic=source_topic,
-        Key=key,
-        Reason=reason,
-        Payload=json.dumps(payload, default=str, sort_keys=True),
-        Stage=STAGE,
-        Date=datetime.now(UTC),
-    )
+    letter = dead_letters.build(source_topic, payload, reason, stage=STAGE, key=key)
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 

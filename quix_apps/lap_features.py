@@ -15,17 +15,15 @@ again (:class:`~stratx.quix_apps.kit.emitted.Emitted`, idempotency key SessionKe
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from quixstreams import Application
 from quixstreams.state import State
 
-from stratx.functions import catalog, schemas
+from stratx.functions import catalog, dead_letters, schemas
 from stratx.functions.features.laps import lap_step
 from stratx.functions.settings import FeatureAppSettings
 from stratx.quix_apps.kit import metrics, wire
@@ -47,7 +45,7 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
     try:
         lap = schemas.Lap.model_validate(value).model_dump(mode="json")
     except ValidationError as exc:
-        return _rejected(value, f"Lap schema: {_first_error(exc)}")
+        return _rejected(value, exc)
     session, out = lap_step(state.get("session"), lap)
     if isinstance(out, str):
         return _rejected(value, out)
@@ -55,25 +53,11 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
     try:
         return {"features": schemas.LapFeatures.model_validate(out).model_dump(mode="json")}
     except ValidationError as exc:  # e.g. a non-finite feature: explained, never a crash
-        return _rejected(value, f"LapFeatures schema: {_first_error(exc)}")
+        return _rejected(value, exc)
 
 
-def _first_error(exc: ValidationError) -> str:
-    """The first failure with its field, e.g. ``LapTime: Input should be greater than 0``."""
-    error = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in error["loc"])
-    return f"{field}: {error['msg']}" if field else str(error["msg"])
-
-
-def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
-    letter = schemas.DeadLetter(
-        SourceTopic=catalog.LAPS.name,
-        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
-        Reason=reason,
-        Payload=json.dumps(value, sort_keys=True, default=str),
-        Stage=STAGE,
-        Date=datetime.now(UTC),
-    )
+def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str, Any]:
+    letter = dead_letters.build(catalog.LAPS, value, reason, stage=STAGE)
     return {"dead_letter": letter.model_dump(mode="json")}
 
 

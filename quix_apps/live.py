@@ -21,7 +21,7 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.kafka import Producer
 
-from stratx.functions import catalog, ingest, openf1, schemas
+from stratx.functions import catalog, dead_letters, ingest, openf1
 from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.functions.settings import LiveSettings
 from stratx.quix_apps.kit import admin, kafka_io, metrics
@@ -205,13 +205,8 @@ class LivePoller:
         if self.settings.metrics_enabled:
             metrics.dead_letter(APP, reason)
             metrics.RECORDS_PRODUCED.labels(APP, catalog.DEAD_LETTER.name).inc()
-        letter = schemas.DeadLetter(
-            SourceTopic=f"openf1:{source}",
-            Key=str(self.result.session_key),
-            Reason=reason,
-            Payload=json.dumps(record, default=str, sort_keys=True),
-            Stage=STAGE,
-            Date=datetime.now(UTC),
+        letter = dead_letters.build(
+            f"openf1:{source}", record, reason, stage=STAGE, key=str(self.result.session_key)
         )
         self.producer.produce(
             catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=letter.Key, on_delivery=self.tracker

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from quixstreams import Application
 from quixstreams.state import State
 
-from stratx.functions import catalog, schemas
+from stratx.functions import catalog, dead_letters, schemas
 from stratx.functions.models import registry
 from stratx.functions.prediction_requests import new_cache, predictions, request_step
 from stratx.functions.settings import PredictionAppSettings
@@ -57,7 +57,7 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
         try:
             row = schemas.LapFeatures.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
-            return _rejected(value, f"LapFeatures schema: {exc.errors(include_url=False)[0]['msg']}")
+            return _rejected(value, exc)
         cache = caches.setdefault(row["SessionKey"], new_cache())
         session, requests = request_step(state.get("session"), row, context(row["SessionKey"]), cache)
         state.set("session", session)
@@ -89,15 +89,8 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
     return step
 
 
-def _rejected(value: dict[str, Any], reason: str) -> dict[str, Any]:
-    letter = schemas.DeadLetter(
-        SourceTopic=catalog.FEATURES_LAP_BY_SESSION.name,
-        Key=f"{value.get('SessionKey')}:{value.get('DriverNumber')}",
-        Reason=reason,
-        Payload=json.dumps(value, sort_keys=True, default=str),
-        Stage=STAGE,
-        Date=datetime.now(UTC),
-    )
+def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str, Any]:
+    letter = dead_letters.build(catalog.FEATURES_LAP_BY_SESSION, value, reason, stage=STAGE)
     return {"dead_letter": letter.model_dump(mode="json")}
 
 

@@ -24,7 +24,7 @@ from quixstreams import Application
 from quixstreams.kafka import Producer
 from tqdm import tqdm
 
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.functions.racedata import EVENT_TABLES, RaceData
 from stratx.functions.settings import ReplaySettings
@@ -284,7 +284,9 @@ def _publish(
     """Produce one record (or its dead letter); returns the dead letter's reason, if any."""
     encoded = encode(record)
     if isinstance(encoded, ingest.Rejected):
-        letter = ingest.dead_letter(record, encoded.reason, stage="replay")
+        letter = dead_letters.build(
+            record.topic, record.payload, encoded.reason, stage="replay", key=record.key
+        )
         producer.produce(
             catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=record.key, on_delivery=tracker
         )

@@ -30,7 +30,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import Topic
 from quixstreams.state import State
 
-from stratx.functions import catalog, ingest
+from stratx.functions import catalog, dead_letters, ingest
 from stratx.functions.features import telemetry
 from stratx.functions.settings import FeatureAppSettings, KafkaSettings
 from stratx.quix_apps.kit import admin, metrics, wire
@@ -66,7 +66,7 @@ def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) ->
 
 
 def _letter(record: ingest.RawRecord, reason: str) -> dict[str, Any]:
-    letter = ingest.dead_letter(record, reason, stage=STAGE)
+    letter = dead_letters.build(record.topic, record.payload, reason, stage=STAGE, key=record.key)
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 

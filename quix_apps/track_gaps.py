@@ -42,7 +42,7 @@ from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.state import State
 
 from stratx.bentos.lifecycle import sources
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.racedata import RaceData
@@ -69,9 +69,11 @@ PROGRESS, TRACK_GAP = catalog.PROGRESS, catalog.TRACK_GAP
 Tracks = Mapping[int, tg.SessionTrack]
 
 
-def _letter(source: TopicSpec, key: str | None, payload: dict[str, Any], reason: str) -> dict[str, Any]:
-    record = ingest.RawRecord(source, key or "", payload)
-    return {"DeadLetter": ingest.dead_letter(record, reason, stage=STAGE).model_dump(mode="json")}
+def _letter(
+    source: TopicSpec, key: str | None, payload: dict[str, Any], reason: str | ValidationError
+) -> dict[str, Any]:
+    letter = dead_letters.build(source, payload, reason, stage=STAGE, key=key)
+    return {"DeadLetter": letter.model_dump(mode="json")}
 
 
 class _Lookup:
@@ -122,13 +124,13 @@ def gap_callback(
 
     def process(value: Any, state: State) -> list[dict[str, Any]]:
         """One progress point -> ``{"Gap": row}`` per emitted row, or ``{"DeadLetter": ...}``."""
-        key = f"{value.get('SessionKey')}:{value.get('DriverNumber')}"
+        key = dead_letters.record_key(value)
         if wire.is_invalid(value):
             return [_letter(PROGRESS, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
         try:
             point = CarProgress.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
-            return [_letter(PROGRESS, key, value, f"CarProgress schema: {exc.errors()[0]['msg']}")]
+            return [_letter(PROGRESS, key, value, exc)]
         session = lookup(point["SessionKey"])
         if session is None:
             return []

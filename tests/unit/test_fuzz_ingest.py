@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratx.bentos.lifecycle import sources
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.settings import REPO_ROOT
 from stratx.quix_apps.kit import wire
@@ -292,7 +292,7 @@ def test_an_invalid_record_goes_to_the_dead_letters_with_a_reason(case: tuple[in
     assert isinstance(checked, ingest.Rejected), how
     assert isinstance(out, ingest.Rejected), how
     assert out.reason.strip() and len(out.reason) < 2_000
-    letter = ingest.dead_letter(record, out.reason, stage="fuzz")
+    letter = dead_letters.build(record.topic, record.payload, out.reason, stage="fuzz", key=record.key)
     kept = json.dumps(record.payload, default=str, sort_keys=True)
     assert letter.Payload[:1_000] == kept[:1_000]
     assert letter.Payload == kept or len(kept) > 60_000  # a bounded dead letter may cut huge payloads
@@ -336,7 +336,14 @@ def test_deeply_nested_json_is_an_invalid_marker_not_a_crash() -> None:
 @FUZZ
 @given(valid_records(), st.sampled_from(["replay", "lap_features", "x" * 50]))
 def test_a_dead_letter_survives_a_json_round_trip(record: ingest.RawRecord, stage: str) -> None:
-    letter = ingest.dead_letter(record, "fuzz: a reason", stage=stage, now=datetime(2024, 1, 1, tzinfo=UTC))
+    letter = dead_letters.build(
+        record.topic,
+        record.payload,
+        "fuzz: a reason",
+        stage=stage,
+        key=record.key,
+        now=datetime(2024, 1, 1, tzinfo=UTC),
+    )
     again = schemas.DeadLetter.model_validate_json(orjson.dumps(letter.model_dump(mode="json")))
     assert again == letter
     assert json.loads(letter.Payload).keys() == record.payload.keys()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.racedata import EVENT_TABLES, RaceData
 
 DRIVER_TOPICS = {t.name for t in catalog.ALL_TOPICS if t.key is catalog.KeyRule.SESSION_DRIVER}
@@ -173,7 +173,9 @@ def test_everything_else_validates(las_vegas: RaceData, validation: Validation) 
 def test_dead_letter_keeps_payload_and_topic(validation: Validation) -> None:
     record, rejected = validation.rejected[0]
     now = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-    letter = ingest.dead_letter(record, rejected.reason, stage="replay", now=now)
+    letter = dead_letters.build(
+        record.topic, record.payload, rejected.reason, stage="replay", key=record.key, now=now
+    )
     assert letter.SourceTopic == catalog.CAR_TELEMETRY.name
     assert (letter.Key, letter.Reason, letter.Stage, letter.Date) == (
         record.key,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stratx.functions import catalog, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
@@ -38,7 +38,9 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
             out[record.topic.name].append(checked)
     assert rejected is not None, "ALO's car data has nGear glitches in this race"
     record, why = rejected
-    out[catalog.DEAD_LETTER.name].append(ingest.dead_letter(record, why.reason, stage="replay", now=NOW))
+    out[catalog.DEAD_LETTER.name].append(
+        dead_letters.build(record.topic, record.payload, why.reason, stage="replay", key=record.key, now=NOW)
+    )
     lap_events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(las_vegas, "laps")]
     features, _ = build_lap_features(lap_events)
     out[catalog.FEATURES_LAP.name] += [schemas.LapFeatures.model_validate(f) for f in features[::50]]

@@ -2,7 +2,7 @@
 
     python bench/live_lag.py [--minutes 2.5] [--rate-limit 30] [--reference-rate-limit 1000]
 
-The local OpenF1 server (``quix_apps/openf1_server.py``) serves the recorded real 2023 Las Vegas
+The local OpenF1 server (``quix_apps/kit/openf1_server.py``) serves the recorded real 2023 Las Vegas
 OpenF1 records (``tests/fixtures/openf1_session``) on a ``SimClock`` running at 1x (real time)
 from lights out: a record becomes visible when the clock reaches its date (a lap: its end). The
 live poller (``live.run``) follows it into ONE embedded Tansu broker. Two configurations run one
@@ -56,7 +56,7 @@ from stratx.quix_apps import live
 from stratx.quix_apps.kit import admin
 from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.kit.openf1_client import OpenF1Client
-from stratx.quix_apps.openf1_server import (
+from stratx.quix_apps.kit.openf1_server import (
     DEFAULT_DATA_DIR,
     OPENF1_RATE_LIMIT,
     OPENF1_RATE_WINDOW_S,

@@ -20,6 +20,11 @@ One run (:func:`run_once`):
    kept in ``alarm_state.json`` so repeated runs (``--every``, or one-shot runs) raise one alert
    per crossing; a session counts as disarmed only while the broker holds its drift alert, so a
    replay of the same session into a fresh broker starts armed.
+
+The reference lives in :mod:`~stratx.quix_apps.drift_reference`, the current window and the
+Evidently comparison in :mod:`~stratx.quix_apps.drift_compare` and the prediction comparison in
+:mod:`~stratx.quix_apps.drift_predictions`; this module holds one run, the job and the offline
+measurement, and re-exports the rest (the public import path).
 """
 
 from __future__ import annotations
@@ -28,8 +33,6 @@ import json
 import logging
 import threading
 import time
-import warnings
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,17 +44,73 @@ from stratx.functions import catalog, drift, schemas
 from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
 from stratx.functions.models import base
 from stratx.functions.settings import DriftSettings
+from stratx.quix_apps.drift_compare import (
+    NoData,
+    compare,
+    compare_views,
+    current_window,
+    evidently_run,
+    read_records,
+)
+from stratx.quix_apps.drift_predictions import (
+    PREDICTION_MODELS,
+    ROW_KEYS,
+    PredictionReference,
+    champion_predictions,
+    current_predictions,
+    load_champions,
+    prediction_reference,
+)
+from stratx.quix_apps.drift_reference import (
+    META_KEY,
+    REFERENCE_SEED,
+    Reference,
+    build_reference,
+    load_reference,
+    reference_path,
+)
 from stratx.quix_apps.kit import kafka_io
 
+__all__ = [
+    "DRIFT_DETECTED",
+    "DRIFT_RUNS",
+    "DRIFT_SHARE",
+    "FEATURE_DRIFT_SCORE",
+    "KEEP_HTML",
+    "META_KEY",
+    "METRIC_NAMES",
+    "PREDICTION_MODELS",
+    "REFERENCE_SEED",
+    "ROW_KEYS",
+    "STATE_FILE",
+    "NoData",
+    "PredictionReference",
+    "Reference",
+    "build_reference",
+    "champion_predictions",
+    "compare",
+    "compare_views",
+    "current_predictions",
+    "current_window",
+    "describe",
+    "drift_alerted",
+    "evidently_run",
+    "latest_summary",
+    "load_champions",
+    "load_reference",
+    "measure_races",
+    "prediction_reference",
+    "read_records",
+    "reference_path",
+    "run_job",
+    "run_once",
+    "serve_metrics",
+    "set_gauges",
+]
+
 log = logging.getLogger(__name__)
-REFERENCE_SEED = 0
 KEEP_HTML = 10
 STATE_FILE = "alarm_state.json"
-META_KEY = b"stratx.drift_reference"
-# models whose service rows are the LapFeatures rows themselves (pit_window also needs the race
-# distance, overtake pair rows, anomaly context rows: their predictions are not compared yet)
-PREDICTION_MODELS = ("lap_time", "tyre_deg")
-ROW_KEYS = ("SessionKey", "DriverNumber", "LapNumber")
 
 DRIFT_SHARE = Gauge(
     "stratx_drift_share", "share of compared columns Evidently found drifted, last run", ["dataset"]
@@ -72,186 +131,6 @@ METRIC_NAMES = (
     "stratx_feature_drift_score",
     "stratx_drift_runs_total",
 )
-
-
-class NoData(Exception):
-    """Nothing to compare yet (no lap features of the session on the topic)."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    rows: pd.DataFrame
-    path: Path
-    snapshot_hash: str
-    races: list[str]
-
-
-# ------------------------------------------------------------------ reference
-def reference_path(settings: DriftSettings) -> Path:
-    years = "-".join(str(y) for y in settings.reference_years()) or "all"
-    return settings.drift_reports_dir / f"reference_{years}_{settings.drift_reference_size}.parquet"
-
-
-def build_reference(settings: DriftSettings, progress: bool = False) -> Reference:
-    """Sample the training races' lap features (module doc) and save them with their tags."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from stratx.bentos.lifecycle import feature_build, training
-
-    years = set(settings.reference_years())
-    keep = []
-    for race in training.corpus_races(settings.data_dir):
-        ident = pd.DataFrame({"Year": [race.meta.year], "EventName": [race.meta.event_name]})
-        if base.race_split(ident).iloc[0] == "train" and (not years or race.meta.year in years):
-            keep.append(race)
-    if not keep:
-        raise ValueError(f"no training races for the drift reference in {settings.data_dir} (years {years})")
-    table, _ = feature_build.build_lap_table(keep, progress=progress)
-    digest = training.snapshot_hash(table)
-    sample = table.sample(n=min(settings.drift_reference_size, len(table)), random_state=REFERENCE_SEED)
-    sample = sample.sort_index().reset_index(drop=True)
-    races = base.race_names(table)
-    path = reference_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = pa.Table.from_pandas(sample, preserve_index=False)
-    tags = {"snapshot_hash": digest, "races": races, "rows_sampled_from": len(table), "seed": REFERENCE_SEED}
-    arrow = arrow.replace_schema_metadata(
-        {**(arrow.schema.metadata or {}), META_KEY: json.dumps(tags).encode()}
-    )
-    pq.write_table(arrow, path, compression="zstd")
-    log.info(
-        "drift reference: %d of %d driver-laps of %d races -> %s", len(sample), len(table), len(races), path
-    )
-    return Reference(sample, path, digest, races)
-
-
-def load_reference(settings: DriftSettings, rebuild: bool = False) -> Reference:
-    """The saved reference of these settings, built first when missing (or ``rebuild``)."""
-    import pyarrow.parquet as pq
-
-    path = reference_path(settings)
-    if rebuild or not path.is_file():
-        return build_reference(settings)
-    arrow = pq.read_table(path)
-    tags = json.loads((arrow.schema.metadata or {}).get(META_KEY, b"{}"))
-    return Reference(arrow.to_pandas(), path, str(tags.get("snapshot_hash", "")), list(tags.get("races", [])))
-
-
-# ------------------------------------------------------------------ current window
-def read_records(broker_address: str, topic: str, auth: KafkaAuth = PLAINTEXT) -> list[dict[str, Any]]:
-    return [
-        json.loads(m.value() or b"{}")
-        for m in kafka_io.read_all(broker_address, topic, drain_s=0.5, auth=auth)
-    ]
-
-
-def current_window(settings: DriftSettings, session_key: int | None) -> tuple[int, pd.DataFrame]:
-    """(session key, its windowed LapFeatures rows) from ``stratx.features.lap``."""
-    records = read_records(settings.broker_address, catalog.FEATURES_LAP.name, settings.kafka_auth())
-    key = session_key if session_key is not None else drift.latest_session(records)
-    if key is None:
-        raise NoData(f"no lap features on {catalog.FEATURES_LAP.name} yet")
-    rows = pd.DataFrame([r for r in records if r.get("SessionKey") == key])
-    if rows.empty:
-        raise NoData(f"no lap features of session {key} on {catalog.FEATURES_LAP.name}")
-    rows = rows.drop_duplicates(["DriverNumber", "LapNumber"], keep="last")
-    window = drift.session_window(rows, key, settings.drift_window_laps, settings.drift_window_minutes)
-    return key, window.reset_index(drop=True)
-
-
-# ------------------------------------------------------------------ Evidently
-def evidently_run(current: pd.DataFrame, reference: pd.DataFrame) -> Any:
-    """Evidently's DataDriftPreset (default per-column tests) of ``current`` vs ``reference``; the
-    Snapshot. Its import and run warn (numpy/pandas deprecations) and are silenced here only."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from evidently import Report
-        from evidently.presets import DataDriftPreset
-
-        return Report([DataDriftPreset()], include_tests=True).run(current, reference)
-
-
-def compare(current: pd.DataFrame, reference: pd.DataFrame, html: Path) -> drift.DriftResult:
-    """Compare the drift views of two LapFeatures frames; writes the HTML report."""
-    return compare_views(drift.feature_view(current), drift.feature_view(reference), html)
-
-
-def compare_views(current: pd.DataFrame, reference: pd.DataFrame, html: Path) -> drift.DriftResult:
-    """Evidently on the comparable columns of two views; writes the HTML report."""
-    columns = drift.select_columns(reference, current)
-    snapshot = evidently_run(current[columns], reference[columns])
-    html.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        snapshot.save_html(str(html))
-        return drift.read_snapshot(snapshot.dict())
-
-
-# ------------------------------------------------------------------ predictions
-@dataclass(frozen=True)
-class PredictionReference:
-    """The champions' predictions on the reference rows (:func:`drift.prediction_view` form)."""
-
-    values: pd.DataFrame
-    versions: dict[str, str]
-
-
-def load_champions(settings: DriftSettings) -> dict[str, Any]:
-    """The registry's ``@champion`` (``model_store.Registered``) of each :data:`PREDICTION_MODELS`
-    that has one."""
-    import tempfile
-
-    from stratx.bentos.lifecycle import model_store
-
-    found = {}
-    for key in PREDICTION_MODELS:
-        with tempfile.TemporaryDirectory(prefix=f"stratx-drift-{key}-") as tmp:  # boosters load into memory
-            try:
-                found[key] = model_store.load_registered(settings, key, dst=Path(tmp))
-            except ValueError as exc:
-                log.info("drift: predictions of %s not compared (%s)", key, exc)
-    return found
-
-
-def champion_predictions(champions: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
-    """The champions' predictions on LapFeatures ``rows``, in-process, in the compared view form."""
-    from stratx.functions import models
-
-    rows = rows.reset_index(drop=True)
-    frames = [
-        models.recipe(key).predict(found.bundle, rows).reset_index(drop=True).select_dtypes(include="number")
-        .add_prefix(f"{key}.")
-        for key, found in champions.items()
-    ]  # fmt: skip
-    return drift.prediction_view(pd.concat([rows[list(ROW_KEYS)], *frames], axis=1), rows)
-
-
-def prediction_reference(settings: DriftSettings, reference: Reference) -> PredictionReference | None:
-    """Each :data:`PREDICTION_MODELS` ``@champion`` of the registry run in-process on the reference
-    rows; None when no champion is registered (then predictions are not compared)."""
-    champions = load_champions(settings)
-    if not champions:
-        return None
-    versions = {key: str(found.version) for key, found in champions.items()}
-    return PredictionReference(champion_predictions(champions, reference.rows), versions)
-
-
-def current_predictions(settings: DriftSettings, session_key: int, window: pd.DataFrame) -> pd.DataFrame:
-    """The ``ok`` predictions of :data:`PREDICTION_MODELS` for the window's driver-laps (view form)."""
-    records = [
-        r
-        for key in PREDICTION_MODELS
-        for r in read_records(
-            settings.broker_address, catalog.PREDICTION_TOPICS[key].name, settings.kafka_auth()
-        )
-        if r.get("SessionKey") == session_key
-    ]
-    frame = drift.prediction_frame(records)
-    if frame.empty:
-        return frame
-    frame = frame.merge(window[list(ROW_KEYS)].astype({"DriverNumber": str}), on=list(ROW_KEYS))
-    return drift.prediction_view(frame, window)
 
 
 # ------------------------------------------------------------------ one run

@@ -46,314 +46,98 @@ of event time while others advance stops holding the watermark. With ``stale_s =
 output is independent of how the per-driver streams interleave; with a finite ``stale_s`` it is
 as long as the streams are less than ``stale_s`` apart (live operation). Points of a driver at or
 before its last point (duplicates, late) are rejected with a reason.
+
+The track map lives in :mod:`~stratx.functions.features.track_map` and the per-driver progress in
+:mod:`~stratx.functions.features.track_progress`; this module holds the session gaps and the
+offline run, and re-exports both (the public import path).
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from stratx.functions import ingest
-from stratx.functions.features.laps import clean_reason
+from stratx.functions.features.track_map import (
+    FALLBACK_SEARCH_M,
+    HINT_AHEAD,
+    HINT_BACK,
+    UNITS_PER_M,
+    TrackMap,
+    build_track_map,
+    circuit_slug,
+    load_track_map,
+    map_from_points,
+    project,
+    reference_lap,
+    write_track_map,
+)
+from stratx.functions.features.track_progress import (
+    JUMP_TOLERANCE_M,
+    MAX_OFF_TRACK_M,
+    MAX_SPEED_MS,
+    PROGRESS_STEP_S,
+    REJECTED,
+    STATE_VERSION,
+    SessionTrack,
+    _reject,
+    is_rejected,
+    new_progress_state,
+    progress_step,
+    session_track,
+)
 from stratx.functions.racedata import RaceData
 
-UNITS_PER_M = 10.0  # track frame: 1/10 m
-PROGRESS_STEP_S = 1.0  # at most one progress point per this much SessionTime
+__all__ = [
+    "FALLBACK_SEARCH_M",
+    "GAP_COLUMNS",
+    "GRID_STEP_S",
+    "HINT_AHEAD",
+    "HINT_BACK",
+    "HISTORY_S",
+    "JUMP_TOLERANCE_M",
+    "MAX_OFF_TRACK_M",
+    "MAX_SPEED_MS",
+    "PROGRESS_STEP_S",
+    "REJECTED",
+    "STALE_S",
+    "STATE_VERSION",
+    "STOP_MIN_M",
+    "STOP_WINDOW_S",
+    "UNITS_PER_M",
+    "SessionTrack",
+    "TrackMap",
+    "build_track_map",
+    "circuit_slug",
+    "gap_step",
+    "is_rejected",
+    "load_track_map",
+    "map_from_points",
+    "merged_points",
+    "new_gap_state",
+    "new_progress_state",
+    "offline_progress",
+    "offline_track_gaps",
+    "position_samples",
+    "progress_step",
+    "project",
+    "reference_lap",
+    "run_gaps",
+    "session_track",
+    "write_track_map",
+]
+
 GRID_STEP_S = 1.0  # output grid of the session gaps
-MAX_OFF_TRACK_M = 80.0  # farther from the map: not a track position (garage, glitch)
-FALLBACK_SEARCH_M = 30.0  # farther from the hinted segments: search the whole map
-MAX_SPEED_MS = 110.0  # ~400 km/h: faster implied motion is a glitch
-JUMP_TOLERANCE_M = 30.0  # allowance on top of MAX_SPEED_MS * dt
 STOP_WINDOW_S = 60.0
 STOP_MIN_M = 10.0
 STALE_S = 60.0
 HISTORY_S = 400.0  # > 3 laps: gaps of cars up to three laps down
-HINT_BACK, HINT_AHEAD = 4, 16  # segments searched around the previous position
-STATE_VERSION = 1
-REJECTED = "Rejected"
-
-
-# ----------------------------------------------------------------------------- track map
-
-
-@dataclass(frozen=True)
-class TrackMap:
-    """Closed polyline: points (x, y) in 1/10 m, ``s`` cumulative distance (m) of each point."""
-
-    circuit: str
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-    s: tuple[float, ...]
-    length: float  # m, including the closing segment back to the first point
-    source: Mapping[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "circuit": self.circuit,
-            "length_m": round(self.length, 3),
-            "units": {"x": "1/10 m (track frame)", "y": "1/10 m (track frame)", "s": "m from the line"},
-            "source": dict(self.source),
-            "x": list(self.x),
-            "y": list(self.y),
-            "s": list(self.s),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrackMap:
-        return cls(
-            data["circuit"],
-            tuple(data["x"]),
-            tuple(data["y"]),
-            tuple(data["s"]),
-            float(data["length_m"]),
-            data.get("source", {}),
-        )
-
-
-def circuit_slug(circuit: str) -> str:
-    """File stem of a circuit's map: 'Las Vegas' -> 'las_vegas'."""
-    return "_".join(re.sub(r"[^0-9a-z]+", " ", circuit.lower()).split())
-
-
-def map_from_points(
-    circuit: str, points: Sequence[tuple[float, float]], source: Mapping[str, Any]
-) -> TrackMap:
-    """A closed map through ``points`` (first point on the line); points closer than 1 m are merged."""
-    xs: list[float] = []
-    ys: list[float] = []
-    for x, y in points:
-        if xs and math.hypot(x - xs[-1], y - ys[-1]) < UNITS_PER_M:
-            continue
-        xs.append(round(float(x), 1))
-        ys.append(round(float(y), 1))
-    if len(xs) < 10:
-        raise ValueError(f"{circuit}: a map needs at least 10 distinct points, got {len(xs)}")
-    s = [0.0]
-    for i in range(1, len(xs)):
-        s.append(s[-1] + math.hypot(xs[i] - xs[i - 1], ys[i] - ys[i - 1]) / UNITS_PER_M)
-    length = s[-1] + math.hypot(xs[0] - xs[-1], ys[0] - ys[-1]) / UNITS_PER_M
-    return TrackMap(circuit, tuple(xs), tuple(ys), tuple(round(v, 3) for v in s), round(length, 3), source)
-
-
-def _at(times: Sequence[float], xs: Sequence[float], ys: Sequence[float], t: float) -> tuple[float, float]:
-    k = bisect.bisect_left(times, t)
-    if k == 0 or k == len(times):
-        raise ValueError(f"no positions around SessionTime {t:.3f} s")
-    w = (t - times[k - 1]) / (times[k] - times[k - 1])
-    return xs[k - 1] + w * (xs[k] - xs[k - 1]), ys[k - 1] + w * (ys[k] - ys[k - 1])
-
-
-def reference_lap(race: RaceData) -> dict[str, Any]:
-    """The lap a map is built from: the winner's first clean lap (a laps row as a dict)."""
-    laps = race.table("laps")
-    last = laps[laps.LapNumber == laps.LapNumber.max()]
-    winner = last.sort_values("Time").DriverNumber.iloc[0]
-    own = laps[laps.DriverNumber == winner].sort_values("LapNumber")
-    for row in own.to_dict("records"):
-        lap = {str(k): (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        if clean_reason(lap) is None and lap["LapStartTime"] is not None:
-            return lap
-    raise ValueError(f"{race.meta.slug}: the winner ({winner}) has no clean lap")
-
-
-def build_track_map(race: RaceData) -> TrackMap:
-    """The circuit's map from the positions of the winner's first clean lap, cut at the line."""
-    lap = reference_lap(race)
-    pos = race.table("pos_data")
-    pos = pos[(pos.DriverNumber == lap["DriverNumber"]) & ((pos.X != 0) | (pos.Y != 0))]
-    pos = pos.sort_values("SessionTime", kind="mergesort").drop_duplicates("SessionTime")
-    start, end = float(lap["LapStartTime"]), float(lap["Time"])
-    times = pos.SessionTime.tolist()
-    xs, ys = pos.X.astype(float).tolist(), pos.Y.astype(float).tolist()
-    inside = pos[(pos.SessionTime > start) & (pos.SessionTime < end)]
-    points = [_at(times, xs, ys, start), *zip(inside.X.astype(float), inside.Y.astype(float), strict=True)]
-    source = {
-        "year": race.meta.year,
-        "event": race.meta.event_name,
-        "session_key": race.meta.session_key,
-        "DriverNumber": lap["DriverNumber"],
-        "LapNumber": int(lap["LapNumber"]),
-        "LapStartTime": start,
-        "Time": end,
-        "rule": "winner's first clean lap, positions between its line crossings",
-    }
-    return map_from_points(race.meta.circuit or race.meta.slug, points, source)
-
-
-def write_track_map(track: TrackMap, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{circuit_slug(track.circuit)}.json"
-    path.write_text(json.dumps(track.to_json(), separators=(",", ":")) + "\n")
-    return path
-
-
-def load_track_map(directory: Path, circuit: str | None) -> TrackMap | None:
-    """The circuit's map from ``directory``, or None when the circuit has none."""
-    if circuit is None:
-        return None
-    path = directory / f"{circuit_slug(circuit)}.json"
-    return TrackMap.from_json(json.loads(path.read_text())) if path.exists() else None
-
-
-def _segment(track: TrackMap, i: int, px: float, py: float) -> tuple[float, float]:
-    """(squared distance in units^2, lap distance m) of the point's projection on segment i."""
-    n = len(track.x)
-    j = (i + 1) % n
-    ax, ay = track.x[i], track.y[i]
-    dx, dy = track.x[j] - ax, track.y[j] - ay
-    seg2 = dx * dx + dy * dy
-    u = 0.0 if seg2 == 0 else min(1.0, max(0.0, ((px - ax) * dx + (py - ay) * dy) / seg2))
-    qx, qy = ax + u * dx - px, ay + u * dy - py
-    s_end = track.s[j] if j else track.length
-    return qx * qx + qy * qy, track.s[i] + u * (s_end - track.s[i])
-
-
-def _best(track: TrackMap, indices: Iterable[int], px: float, py: float) -> tuple[float, float]:
-    best = (math.inf, 0.0)
-    for i in indices:
-        cand = _segment(track, i, px, py)
-        if cand[0] < best[0]:
-            best = cand
-    return best
-
-
-def project(track: TrackMap, x: float, y: float, hint: float | None = None) -> tuple[float, float]:
-    """(lap distance s in m, distance from the map in m) of the track-frame point (x, y).
-
-    With ``hint`` (the previous lap distance) only the segments just around it are searched; the
-    whole map is searched without a hint or when the hinted best is farther than
-    ``FALLBACK_SEARCH_M`` from the map.
-    """
-    n = len(track.x)
-    if hint is not None:
-        k = bisect.bisect_right(track.s, hint % track.length) - 1
-        d2, s = _best(track, ((k + o) % n for o in range(-HINT_BACK, HINT_AHEAD + 1)), x, y)
-        if math.sqrt(d2) / UNITS_PER_M <= FALLBACK_SEARCH_M:
-            return s % track.length, math.sqrt(d2) / UNITS_PER_M
-    d2, s = _best(track, range(n), x, y)
-    return s % track.length, math.sqrt(d2) / UNITS_PER_M
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-@dataclass(frozen=True)
-class SessionTrack:
-    """What the gap functions need to know about a session: its map, start and drivers."""
-
-    session_key: int
-    track: TrackMap
-    start_time: float  # s, SessionTime of the race start (lap 1 LapStartTime)
-    drivers: tuple[str, ...]  # expected DriverNumbers: each holds the watermark until stale
-
-
-def session_track(race: RaceData, track: TrackMap) -> SessionTrack:
-    laps = race.table("laps")
-    starts = laps.loc[laps.LapNumber == 1, "LapStartTime"].dropna()
-    if starts.empty:
-        raise ValueError(f"{race.meta.slug}: no lap-1 LapStartTime, so no race start")
-    drivers = tuple(sorted(set(race.table("pos_data").DriverNumber.astype(str))))
-    return SessionTrack(race.meta.session_key, track, float(starts.min()), drivers)
-
-
-def is_rejected(item: Mapping[str, Any]) -> bool:
-    return REJECTED in item
-
-
-def _reject(reason: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    return {REJECTED: reason, "Value": dict(value)}
-
-
-def new_progress_state() -> dict[str, Any]:
-    return {
-        "v": STATE_VERSION,
-        "last_seq": None,  # Seq / SessionTime of the last accepted sample
-        "last_time": None,
-        "bucket": None,  # last emitted bucket, floor(SessionTime / PROGRESS_STEP_S)
-        "s": None,  # lap distance of the last good position, m
-        "s_time": None,  # its SessionTime
-        "raw": None,  # unwrapped distance of the last good position, m
-        "d": None,  # emitted (monotone) DistanceTotal, m
-    }
-
-
-def _date(sample: Mapping[str, Any]) -> str | None:
-    date = sample.get("Date")
-    if date is None:
-        return None
-    return date.isoformat() if isinstance(date, datetime) else str(date)
-
-
-def progress_step(
-    state: dict[str, Any] | None, sample: Mapping[str, Any], session: SessionTrack
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fold one CarPosition sample (a dict) into the driver's state; returns (state, items).
-
-    Items: at most one progress point ``{SessionKey, DriverNumber, SessionTime, Date,
-    DistanceTotal, LapDistance, OnTrack}``, or one rejected item ``{"Rejected": reason, "Value":
-    sample}`` for a duplicate (same Seq) or out-of-order sample, which leaves the state unchanged.
-    The input state is not mutated.
-    """
-    st = dict(state) if state is not None else new_progress_state()
-    seq, t = int(sample["Seq"]), float(sample["SessionTime"])
-    if st["last_seq"] is not None and seq == st["last_seq"]:
-        return st, [_reject(f"duplicate: Seq {seq} was already processed", sample)]
-    if st["last_seq"] is not None and (seq < st["last_seq"] or t < st["last_time"]):
-        return st, [
-            _reject(
-                f"out of order: Seq {seq} at {t:.3f} s after Seq {st['last_seq']} at {st['last_time']:.3f} s",
-                sample,
-            )
-        ]
-    st["last_seq"], st["last_time"] = seq, t
-    bucket = math.floor(t / PROGRESS_STEP_S)
-    if t < session.start_time or (st["bucket"] is not None and bucket <= st["bucket"]):
-        return st, []
-    track = session.track
-    x, y = float(sample["X"]), float(sample["Y"])
-    good = False
-    if x != 0 or y != 0:
-        s, off = project(track, x, y, st["s"])
-        if off <= MAX_OFF_TRACK_M:
-            if st["raw"] is None:
-                good = True
-                st["raw"] = s - track.length if s > track.length / 2 else s
-            else:
-                step = s - st["s"]
-                if step < -track.length / 2:
-                    step += track.length
-                elif step > track.length / 2:
-                    step -= track.length
-                if step <= MAX_SPEED_MS * (t - st["s_time"]) + JUMP_TOLERANCE_M:
-                    good = True
-                    st["raw"] += step
-            if good:
-                st["s"], st["s_time"] = s, t
-                st["d"] = st["raw"] if st["d"] is None else max(st["d"], st["raw"])
-    if st["d"] is None:  # no good position since the start yet: nothing to report
-        return st, []
-    st["bucket"] = bucket
-    point = {
-        "v": 1,
-        "SessionKey": int(sample["SessionKey"]),
-        "DriverNumber": str(sample["DriverNumber"]),
-        "SessionTime": t,
-        "Date": _date(sample),
-        "DistanceTotal": st["d"],
-        "LapDistance": st["s"] if good else None,
-        "OnTrack": good,
-    }
-    return st, [point]
 
 
 # ----------------------------------------------------------------------------- session gaps

@@ -124,8 +124,8 @@ def _replay_recording(args: argparse.Namespace) -> int:
     """Serve the recording on loopback (simulated clock at --speed) and follow it with the live poller."""
     from datetime import timedelta
 
-    from stratx.quix_apps import live, openf1_server
-    from stratx.quix_apps.kit import metrics, openf1_client
+    from stratx.quix_apps import live
+    from stratx.quix_apps.kit import metrics, openf1_client, openf1_server
 
     folder = Path(args.recording)
     if not (folder / "MANIFEST.json").exists():

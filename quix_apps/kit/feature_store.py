@@ -19,6 +19,10 @@ Push mode: ``PushMode.ONLINE_AND_OFFLINE`` is not used. Feast writes the pushed 
 offline store once per feature view fed by the push source, and all three lap views share one
 parquet, so every row would land three times. ``to_offline=True`` pushes online and then appends
 the rows once.
+
+The frame layout lives in :mod:`~stratx.quix_apps.kit.feature_store_frames` and the writes in
+:mod:`~stratx.quix_apps.kit.feature_store_writes`; this module opens and applies the repo and reads,
+and re-exports both (the public import path).
 """
 
 from __future__ import annotations
@@ -27,119 +31,86 @@ import contextlib
 import fcntl
 import importlib.util
 import os
-import queue
-import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType, UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from types import ModuleType
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView
-from feast.data_source import DataSource, PushMode
+from feast.data_source import DataSource
 from feast.feast_object import FeastObject
-from feast.infra.offline_stores.file_source import FileSource
 from feast.repo_config import RepoConfig
-from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from stratx.functions.schemas import LapAggression, LapFeatures
 from stratx.functions.settings import REPO_ROOT, FeastSettings
+from stratx.quix_apps.kit.feature_store_frames import (
+    _PANDAS_DTYPES,
+    AGGRESSION_OFFLINE_FILE,
+    AGGRESSION_PUSH_SOURCE,
+    AGGRESSION_SCHEMA,
+    ENTITY_KEYS,
+    EVENT_TIMESTAMP,
+    LAP_SCHEMA,
+    OFFLINE_FILE,
+    OFFLINE_FILES,
+    PUSH_SOURCE,
+    ROW_KEY,
+    frame_schema,
+    to_frame,
+)
+from stratx.quix_apps.kit.feature_store_writes import (
+    BackgroundPusher,
+    offline_path,
+    push_lap_aggression,
+    push_lap_features,
+    push_rows,
+    write_offline,
+)
+
+__all__ = [
+    "AGGRESSION_OFFLINE_FILE",
+    "AGGRESSION_PUSH_SOURCE",
+    "AGGRESSION_SCHEMA",
+    "APPLY_ATTEMPTS",
+    "DATA_DIR_VAR",
+    "ENTITY_KEYS",
+    "EVENT_TIMESTAMP",
+    "FEATURE_REPO",
+    "LAP_SCHEMA",
+    "LOCK_FILE",
+    "OFFLINE_FILE",
+    "OFFLINE_FILES",
+    "PUSH_SOURCE",
+    "ROW_KEY",
+    "BackgroundPusher",
+    "FeastSettings",
+    "FeatureView",
+    "apply_repo",
+    "feature_service",
+    "frame_schema",
+    "historical_features",
+    "load_definitions",
+    "offline_path",
+    "online_features",
+    "open_store",
+    "push_lap_aggression",
+    "push_lap_features",
+    "push_rows",
+    "registry_lock",
+    "repo_config",
+    "setup_store",
+    "to_frame",
+    "write_offline",
+]
 
 DATA_DIR_VAR = "STRATX_FEAST_DATA_DIR"
 APPLY_ATTEMPTS = 3
-PUSH_SOURCE = "lap_features_push"
-OFFLINE_FILE = "lap_features.parquet"
-AGGRESSION_PUSH_SOURCE = "lap_aggression_push"
-AGGRESSION_OFFLINE_FILE = "lap_aggression.parquet"
-OFFLINE_FILES: dict[type[BaseModel], str] = {
-    LapFeatures: OFFLINE_FILE,
-    LapAggression: AGGRESSION_OFFLINE_FILE,
-}
-"""The parquet (in the data dir) of each family's FileSource, by record model."""
-EVENT_TIMESTAMP = "event_timestamp"
-ENTITY_KEYS = ("DriverNumber", "SessionKey")
-ROW_KEY = ("SessionKey", "DriverNumber", "LapNumber")
 FEATURE_REPO = REPO_ROOT / "feature_repo"
-
-
-# ------------------------------------------------------------------ frame layout
-def _arrow_type(annotation: Any) -> pa.DataType:
-    """Arrow type of one record-model field annotation (Optional stripped)."""
-    if get_origin(annotation) in (Union, UnionType):
-        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
-    if annotation is bool:
-        return pa.bool_()
-    if annotation is int:
-        return pa.int64()
-    if annotation is float:
-        return pa.float64()
-    if annotation is str:
-        return pa.string()
-    if annotation is datetime:
-        return pa.timestamp("ns", tz="UTC")
-    raise TypeError(f"no arrow type for record field annotation {annotation!r}")
-
-
-_SCHEMAS: dict[type[BaseModel], pa.Schema] = {}
-
-
-def frame_schema(model: type[BaseModel] = LapFeatures) -> pa.Schema:
-    """Columns of a family's push/offline frame: every ``model`` field but ``v``, plus event_timestamp."""
-    schema = _SCHEMAS.get(model)
-    if schema is None:
-        fields = [
-            pa.field(name, _arrow_type(info.annotation))
-            for name, info in model.model_fields.items()
-            if get_origin(info.annotation) is not Literal  # the `v` schema version
-        ]
-        schema = _SCHEMAS[model] = pa.schema(
-            [*fields, pa.field(EVENT_TIMESTAMP, pa.timestamp("ns", tz="UTC"))]
-        )
-    return schema
-
-
-LAP_SCHEMA = frame_schema(LapFeatures)
-"""Columns of the lap-features push/offline frame: every LapFeatures field but ``v``, plus event_timestamp."""
-AGGRESSION_SCHEMA = frame_schema(LapAggression)
-"""Columns of the lap-aggression push/offline frame (LapAggression fields but ``v``, event_timestamp)."""
-
-_PANDAS_DTYPES = {
-    pa.bool_(): pd.BooleanDtype(),
-    pa.int64(): pd.Int64Dtype(),
-    pa.float64(): pd.Float64Dtype(),
-    pa.string(): pd.StringDtype(),
-}
-
-
-def to_frame(rows: Iterable[Mapping[str, Any]], model: type[BaseModel] = LapFeatures) -> pd.DataFrame:
-    """``model`` dicts (LapFeatures by default, or LapAggression) -> the push/offline frame
-    (nullable dtypes, event_timestamp = Date, UTC).
-
-    Nulls stay nulls (pandas NA, never NaN), so the online store returns None for them. A row
-    without Date cannot be placed in time and raises ValueError.
-    """
-    name = model.__name__
-    records = []
-    for row in rows:
-        date = row.get("Date")
-        if date is None:
-            raise ValueError(
-                f"{name} row of driver {row.get('DriverNumber')} lap {row.get('LapNumber')} has no "
-                "Date (the session has no known t0), so it has no event time"
-            )
-        when = date if isinstance(date, datetime) else datetime.fromisoformat(str(date))
-        if when.tzinfo is None:
-            raise ValueError(f"{name} Date {date!r} has no time zone (expected UTC)")
-        records.append({**row, "Date": when, EVENT_TIMESTAMP: when})
-    table = pa.Table.from_pylist(records, schema=frame_schema(model))
-    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
 
 
 # ------------------------------------------------------------------ store and repo
@@ -250,147 +221,6 @@ def setup_store(settings: FeastSettings) -> FeatureStore:
     store = open_store(settings.feast_repo, settings.feast_data_dir, settings.feast_redis_connection)
     apply_repo(store, settings.feast_repo)
     return store
-
-
-# ------------------------------------------------------------------ writes
-def offline_path(store: FeatureStore, push_source: str = PUSH_SOURCE) -> Path:
-    """The parquet the registry's push source writes to, resolved like Feast resolves it."""
-    source = store.get_data_source(push_source)
-    batch = getattr(source, "batch_source", None)
-    if not isinstance(batch, FileSource):
-        raise TypeError(f"{push_source} has no FileSource batch source")
-    return Path(FileSource.get_uri_for_file_path(store.config.repo_path, batch.path))
-
-
-def push_rows(
-    store: FeatureStore,
-    push_source: str,
-    rows: Sequence[Mapping[str, Any]],
-    model: type[BaseModel] = LapFeatures,
-    to_offline: bool = False,
-) -> int:
-    """Push ``model`` rows through ``push_source`` to the online store (in the given order: last
-    write wins per driver).
-
-    With ``to_offline`` the rows are also appended once to the source's offline parquet. Returns
-    the count.
-    """
-    if not rows:
-        return 0
-    frame = to_frame(rows, model)
-    store.push(push_source, frame, to=PushMode.ONLINE)
-    if to_offline:
-        _append_parquet(frame, offline_path(store, push_source), frame_schema(model))
-    return len(frame)
-
-
-def push_lap_features(
-    store: FeatureStore, rows: Sequence[Mapping[str, Any]], to_offline: bool = False
-) -> int:
-    """Push LapFeatures rows to the online store (in the given order: last write wins per driver).
-
-    With ``to_offline`` the rows are also appended once to the offline parquet. Returns the count.
-    """
-    return push_rows(store, PUSH_SOURCE, rows, LapFeatures, to_offline)
-
-
-def push_lap_aggression(
-    store: FeatureStore, rows: Sequence[Mapping[str, Any]], to_offline: bool = False
-) -> int:
-    """Push LapAggression rows through ``lap_aggression_push`` (as :func:`push_lap_features`)."""
-    return push_rows(store, AGGRESSION_PUSH_SOURCE, rows, LapAggression, to_offline)
-
-
-class BackgroundPusher:
-    """Callable sink for the stream: queues rows, a thread pushes them to Feast in batches.
-
-    One Feast push costs ~18 ms whatever its size, so pushing row by row caps a full-speed replay
-    at ~55 laps/s; batching what queued up meanwhile keeps the online store seconds behind at
-    most, without slowing the stream. Within a batch only each driver's newest row is pushed (the
-    online store keeps the latest value per entity anyway). ``close()`` drains the queue and
-    raises if any push failed.
-
-    ``push_source`` and ``model`` pick the family: LapFeatures through ``lap_features_push`` by
-    default; ``BackgroundPusher(store, push_source=AGGRESSION_PUSH_SOURCE, model=LapAggression)``
-    for the lap-aggression app.
-    """
-
-    def __init__(
-        self,
-        store: FeatureStore,
-        max_batch: int = 1000,
-        *,
-        push_source: str = PUSH_SOURCE,
-        model: type[BaseModel] = LapFeatures,
-    ) -> None:
-        self.store, self.max_batch = store, max_batch
-        self.push_source, self.model = push_source, model
-        self.pushed = 0
-        self.errors: list[str] = []
-        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="feast-pusher", daemon=True)
-        self._thread.start()
-
-    def __call__(self, row: Mapping[str, Any]) -> None:
-        self._queue.put(row)
-
-    def _loop(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            batch = [first] if first is not None else []
-            stop = first is None
-            while not stop and len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                else:
-                    batch.append(item)
-            latest = {(r["SessionKey"], r["DriverNumber"]): r for r in batch}
-            if latest:
-                try:
-                    push_rows(self.store, self.push_source, list(latest.values()), self.model)
-                    self.pushed += len(batch)
-                except Exception as exc:  # keep the stream alive; report at close
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    def close(self, timeout_s: float = 60.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self.errors:
-            raise RuntimeError(f"{len(self.errors)} Feast pushes failed; first: {self.errors[0]}")
-
-
-def write_offline(
-    rows: Sequence[Mapping[str, Any]], data_dir: Path, model: type[BaseModel] = LapFeatures
-) -> Path:
-    """Append ``model`` rows to the family's parquet in ``data_dir`` (training history; LapFeatures:
-    ``lap_features.parquet``, LapAggression: ``lap_aggression.parquet``); returns the path.
-
-    A row that repeats a (SessionKey, DriverNumber, LapNumber) already in the file replaces it,
-    so rebuilding a race never leaves two versions of a lap for the point-in-time join.
-    """
-    path = data_dir / OFFLINE_FILES[model]
-    if rows:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        _append_parquet(to_frame(rows, model), path, frame_schema(model))
-    return path
-
-
-def _append_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema = LAP_SCHEMA) -> None:
-    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    if path.exists():
-        old = pq.read_table(path).cast(schema)
-        keys = set(zip(*(new.column(k).to_pylist() for k in ROW_KEY), strict=True))
-        old_keys = zip(*(old.column(k).to_pylist() for k in ROW_KEY), strict=True)
-        old = old.filter(pa.array([k not in keys for k in old_keys], type=pa.bool_()))
-        new = pa.concat_tables([old, new])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(new, tmp, compression="zstd")
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------ reads

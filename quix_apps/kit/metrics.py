@@ -23,6 +23,9 @@ metric                                                 type               labels
 Each app process starts its exporter with :func:`serve` on ``metrics_port_base`` + its offset in
 :data:`PORT_OFFSETS`; the metrics live in prometheus-client's default registry, so other modules
 (e.g. drift gauges) add theirs there and are exported by the same server.
+
+The metric objects live in :mod:`~stratx.quix_apps.kit.metrics_registry` and the consumer-lag monitor
+in :mod:`~stratx.quix_apps.kit.metrics_lag`; both are re-exported here (the public import path).
 """
 
 from __future__ import annotations
@@ -30,19 +33,69 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import start_http_server
 
 from stratx.functions import catalog
 from stratx.functions.settings import KafkaSettings, MetricsSettings
+from stratx.quix_apps.kit.metrics_lag import LagMonitor, lag_of
+from stratx.quix_apps.kit.metrics_registry import (
+    CONSUMER_LAG,
+    DASHBOARD_SESSIONS,
+    DEAD_LETTERS,
+    METRIC_NAMES,
+    MODEL_CALL_SECONDS,
+    MODEL_CALLS,
+    OPENF1_REQUESTS,
+    PROCESSING_SECONDS,
+    REASONS,
+    RECORDS_CONSUMED,
+    RECORDS_PRODUCED,
+    RETRIES,
+)
 
 if TYPE_CHECKING:
     from quixstreams.dataframe import StreamingDataFrame
+
+__all__ = [
+    "CONSUMER_LAG",
+    "DASHBOARD_SESSIONS",
+    "DEAD_LETTERS",
+    "INPUT_TOPICS",
+    "METRIC_NAMES",
+    "MODEL_CALLS",
+    "MODEL_CALL_SECONDS",
+    "OPENF1_REQUESTS",
+    "PORT_OFFSETS",
+    "PROCESSING_SECONDS",
+    "REASONS",
+    "RECORDS_CONSUMED",
+    "RECORDS_PRODUCED",
+    "RETRIES",
+    "AppMeter",
+    "Exporter",
+    "LagMonitor",
+    "LoopMeter",
+    "consumed",
+    "dead_letter",
+    "instrument_app",
+    "lag_of",
+    "letters",
+    "model_call",
+    "openf1_response",
+    "openf1_retry",
+    "port",
+    "produced",
+    "reason_category",
+    "serve",
+    "start_http_server",
+    "status_label",
+    "timed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,68 +113,6 @@ PORT_OFFSETS: dict[str, int] = {
     "dashboard": 9,
     "drift": 10,
 }
-
-# the dead-letter reason categories (the ``reason`` label); anything unrecognised is "other"
-REASONS = ("not_json", "schema", "duplicate", "late", "out_of_order", "openf1", "other")
-
-_LATENCY_BUCKETS = (
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-)  # fmt: skip
-_MODEL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-RECORDS_CONSUMED = Counter("stratx_records_consumed", "records read from a topic by an app", ["app", "topic"])
-RECORDS_PRODUCED = Counter(
-    "stratx_records_produced", "records an app handed to its producer, per topic", ["app", "topic"]
-)
-PROCESSING_SECONDS = Histogram(
-    "stratx_processing_seconds",
-    "time an app spends processing one record (its step function; replay: validate + encode + produce)",
-    ["app"],
-    buckets=_LATENCY_BUCKETS,
-)
-CONSUMER_LAG = Gauge(
-    "stratx_consumer_lag_records",
-    "records of a partition not yet committed by the app's consumer group (high watermark - committed)",
-    ["app", "topic", "partition"],
-)
-DEAD_LETTERS = Counter(
-    "stratx_dead_letters",
-    "records an app sent to the dead-letter topic, by reason category",
-    ["app", "reason"],
-)
-RETRIES = Counter(
-    "stratx_retries", "retried calls to a dependency (model service, OpenF1)", ["app", "target"]
-)
-MODEL_CALLS = Counter(
-    "stratx_model_calls", "model-service calls by outcome (ok / unavailable)", ["model", "status"]
-)
-MODEL_CALL_SECONDS = Histogram(
-    "stratx_model_call_seconds",
-    "one model-service call including its retries, as the prediction app sees it",
-    ["model"],
-    buckets=_MODEL_BUCKETS,
-)
-OPENF1_REQUESTS = Counter(
-    "stratx_openf1_requests",
-    "HTTP requests to the OpenF1 API by status (200, 429, 4xx, 5xx, error)",
-    ["status"],
-)
-DASHBOARD_SESSIONS = Gauge("stratx_dashboard_sessions", "open browser sessions of the dashboard server")
-
-# every metric this module defines, by exposed sample-name family (the container-file test checks
-# that dashboards only query names that exist)
-METRIC_NAMES = (
-    "stratx_records_consumed_total",
-    "stratx_records_produced_total",
-    "stratx_processing_seconds",
-    "stratx_consumer_lag_records",
-    "stratx_dead_letters_total",
-    "stratx_retries_total",
-    "stratx_model_calls_total",
-    "stratx_model_call_seconds",
-    "stratx_openf1_requests_total",
-    "stratx_dashboard_sessions",
-)
 
 
 # ---------------------------------------------------------------- labels
@@ -312,89 +303,6 @@ def serve(app_name: str, settings: MetricsSettings) -> Exporter | None:
         _exporters[app_name] = exporter
         log.info("%s: /metrics on http://%s:%s/metrics", app_name, settings.metrics_host, wanted)
         return exporter
-
-
-# ---------------------------------------------------------------- consumer lag
-def lag_of(high: int, low: int, committed: int) -> int:
-    """Records of a partition still to process: high watermark - committed offset (nothing
-    committed yet: everything from the low watermark). Never negative: Tansu reports a partition's
-    high watermark as the first offset of its last batch + 1, which can be below a committed offset."""
-    start = committed if committed >= 0 else low
-    return max(0, high - start)
-
-
-class LagMonitor:
-    """A daemon thread that sets ``stratx_consumer_lag_records`` for ``group`` on ``topics`` every
-    ``interval_s``: committed offsets (OffsetFetch, no group join) against the watermarks, from a
-    consumer of its own (the app's consumer is not thread-safe). Broker errors are logged and retried."""
-
-    def __init__(
-        self,
-        app: str,
-        settings: KafkaSettings,
-        group: str,
-        topics: Iterable[str],
-        interval_s: float = 5.0,
-    ) -> None:
-        self.app, self.settings, self.group = app, settings, group
-        self.topics = tuple(topics)
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stratx-lag-{app}", daemon=True)
-
-    def start(self) -> LagMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5.0)
-
-    def _run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException
-
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.broker_address,
-                "group.id": self.group,
-                "client.id": f"stratx-lag-{uuid.uuid4().hex[:6]}",
-                "enable.auto.commit": False,
-                "session.timeout.ms": self.settings.consumer_session_timeout_ms,
-                **self.settings.kafka_auth().librdkafka(),
-            }
-        )
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    self.update(consumer)
-                except KafkaException as exc:
-                    log.debug("%s lag: %s", self.app, exc)
-        finally:
-            consumer.close()
-
-    def update(self, consumer: Any) -> dict[tuple[str, int], int]:
-        """One measurement; returns {(topic, partition): lag} (also set on the gauge)."""
-        from confluent_kafka import TopicPartition
-
-        timeout = self.settings.connect_timeout_s
-        meta = consumer.list_topics(timeout=timeout)
-        parts = [
-            TopicPartition(t, p)
-            for t in self.topics
-            if t in meta.topics and meta.topics[t].error is None
-            for p in sorted(meta.topics[t].partitions)
-        ]
-        out: dict[tuple[str, int], int] = {}
-        if not parts:
-            return out
-        for tp in consumer.committed(parts, timeout=timeout):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=timeout
-            )
-            lag = lag_of(high, low, tp.offset)
-            out[(tp.topic, tp.partition)] = lag
-            CONSUMER_LAG.labels(self.app, tp.topic, str(tp.partition)).set(lag)
-        return out
 
 
 # the input topics of each consumer app (its lag is measured on them)

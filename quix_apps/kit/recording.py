@@ -2,7 +2,7 @@
 
 A recording is a folder with one ``<endpoint>.jsonl.gz`` per endpoint (the distinct raw OpenF1
 records, by stable event id) and ``MANIFEST.json`` — the layout the OpenF1-compatible server
-(``quix_apps/openf1_server.py``) serves. Replaying a recording runs that server on loopback with a
+(``quix_apps/kit/openf1_server.py``) serves. Replaying a recording runs that server on loopback with a
 simulated clock and follows it with the same live poller, so a replayed recording goes through
 exactly the code path of a live session.
 """

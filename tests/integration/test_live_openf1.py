@@ -22,8 +22,8 @@ from stratx.quix_apps import live
 from stratx.quix_apps.kit import kafka_io
 from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from stratx.quix_apps.kit.openf1_client import OpenF1Client
+from stratx.quix_apps.kit.openf1_server import Faults, create_app, lights_out_clock, serve
 from stratx.quix_apps.kit.recording import Recorder
-from stratx.quix_apps.openf1_server import Faults, create_app, lights_out_clock, serve
 
 pytestmark = pytest.mark.integration
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "openf1_session"

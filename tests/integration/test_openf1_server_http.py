@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from stratx.quix_apps.openf1_server import (
+from stratx.quix_apps.kit.openf1_server import (
     OpenF1App,
     SessionData,
     create_app,

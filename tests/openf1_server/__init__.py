@@ -3,7 +3,7 @@
 See README.md in this folder.
 """
 
-from stratx.quix_apps.openf1_server import (
+from stratx.quix_apps.kit.openf1_server import (
     DEFAULT_DATA_DIR,
     ENDPOINTS,
     OPENF1_RATE_LIMIT,

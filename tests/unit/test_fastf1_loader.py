@@ -36,7 +36,7 @@ BUNDLE = REPO / "data" / "races" / "2023_las_vegas_grand_prix_race"
 STRATX = Path(sys.executable).parent / "stratx"
 DEAD_BROKER = "127.0.0.1:1"
 TELEMETRY = {"car_data", "pos_data"}
-# sources._from_fastf1_session imports `fastf1.api`, whose import warns (see test_load_warns_nothing)
+# sources_fastf1._from_fastf1_session imports `fastf1.api`, whose import warns (see test_load_warns_nothing)
 API_WARNING = r"`fastf1\.api` will be considered private"
 
 

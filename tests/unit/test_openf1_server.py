@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stratx.quix_apps.openf1_server import (
+from stratx.quix_apps.kit.openf1_server import (
     DEFAULT_DATA_DIR,
     ENDPOINTS,
     DroppedConnection,

@@ -24,8 +24,7 @@ from stratx.bentos.kit import serving_limits
 from stratx.bentos.kit.serving_limits import BodyLimit
 from stratx.bentos.lifecycle import serve
 from stratx.functions import settings
-from stratx.quix_apps import openf1_server
-from stratx.quix_apps.kit import openf1_client
+from stratx.quix_apps.kit import openf1_client, openf1_server
 from tests import bentos_support as support
 
 with warnings.catch_warnings():

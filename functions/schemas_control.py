@@ -1,0 +1,63 @@
+"""Pipeline control schemas: dead letters (a rejected record with its reason, size-bounded),
+replay checkpoints (resume after a restart) and inbound OpenF1 records forwarded to the broker.
+Re-exported by :mod:`stratx.functions.schemas`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+DEAD_LETTER_PAYLOAD_MAX = 65_536  # characters; a dead letter must stay far below the broker's 1 MB limit
+
+
+def _bounded(payload: str) -> str:
+    """The payload, cut to :data:`DEAD_LETTER_PAYLOAD_MAX` characters with a note saying so: a
+    huge poison record must not make its own dead letter too large to produce (the app would stop)."""
+    if len(payload) <= DEAD_LETTER_PAYLOAD_MAX:
+        return payload
+    return payload[:DEAD_LETTER_PAYLOAD_MAX] + f"...[truncated: {len(payload)} characters]"
+
+
+class DeadLetter(BaseModel):
+    """A record that could not be published, with the reason and the original payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "DeadLetter"
+
+    v: Literal[1] = 1
+    SourceTopic: str
+    Key: str | None
+    Reason: str
+    Payload: Annotated[str, AfterValidator(_bounded)] = Field(
+        description="the original record, JSON (cut to DEAD_LETTER_PAYLOAD_MAX characters)"
+    )
+    Stage: str = Field(description="pipeline stage that rejected the record, e.g. 'replay'")
+    Date: datetime = Field(description="UTC time the record was rejected")
+
+
+class ReplayCheckpoint(BaseModel):
+    """Last event of a replay known to be on the broker (compacted topic, key = replay id)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "ReplayCheckpoint"
+
+    v: Literal[1] = 1
+    ReplayId: str
+    SessionKey: int
+    Seq: int = Field(ge=-1, description="last published Seq; -1 when nothing was published")
+    SessionTime: float
+    Finished: bool
+    Date: datetime
+
+
+class OpenF1Inbound(BaseModel):
+    """An OpenF1 API record as forwarded to ``stratx.inbound.openf1`` (fields as OpenF1 names them;
+    the endpoint and the session start travel in headers, see ``functions/inbound.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    schema_name: ClassVar[str] = "OpenF1Inbound"
+
+    session_key: int = Field(description="OpenF1 session key")

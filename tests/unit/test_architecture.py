@@ -93,3 +93,17 @@ def test_the_rules_catch_a_back_edge(tmp_path: Path) -> None:
     assert _under("stratx.quix_apps.kit.admin", FORBIDDEN["functions"])
     assert "stratx.quix_apps.kit.admin" in modules
     assert [m for _, m in _imports(tree, top_level_only=True)] == []
+
+
+MAX_LINES = 400
+
+
+def test_no_source_module_is_over_400_lines() -> None:
+    """One concern per module (STYLE.md): a module that grows past this is split by concern."""
+    sizes = {
+        p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
+        for folder in (*FOLDERS, "feature_repo")
+        for p in _sources(folder)
+    }
+    long = {path: n for path, n in sizes.items() if n > MAX_LINES}
+    assert long == {}

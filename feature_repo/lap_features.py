@@ -16,6 +16,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.types import Bool, Float64, Int64, String
 from pydantic import BaseModel
 
+from stratx.functions.features import families
 from stratx.functions.schemas import LapAggression, LapFeatures
 
 # A race is ~2 h; one day of ttl keeps every lap of a session in the point-in-time lookback
@@ -79,27 +80,7 @@ lap_pace = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=_fields(
-        LapFeatures,
-        "LapTime",
-        "IsClean",
-        "Last3Mean",
-        "Last3Median",
-        "Last3Std",
-        "Last3Min",
-        "Last5Mean",
-        "Last5Median",
-        "Last5Std",
-        "Last5Min",
-        "PersonalBest",
-        "LapsSincePB",
-        "DeltaToPB",
-        "DeltaToSessionBest",
-        "DeltaToTeammate",
-        "DeltaToCarAhead",
-        "DeltaToCarBehind",
-        "DeltaToFieldMedian",
-    ),
+    schema=_fields(LapFeatures, *families.PACE),
     online=True,
     description="Lap pace: rolling clean-lap windows, personal/session bests, deltas",
 )
@@ -110,20 +91,7 @@ lap_stint = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=_fields(
-        LapFeatures,
-        "Stint",
-        "Compound",
-        "TyreLife",
-        "FreshTyre",
-        "LapsInStint",
-        "StintCleanLaps",
-        "FuelKg",
-        "FuelCorrectedLapTime",
-        "StintTrendSlope",
-        "StintDegSlope",
-        "StintDegSlopeStderr",
-    ),
+    schema=_fields(LapFeatures, *families.STINT),
     online=True,
     description="Stint: compound, tyre life, fuel-corrected degradation",
 )
@@ -134,17 +102,7 @@ lap_gaps = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=_fields(
-        LapFeatures,
-        "LapNumber",
-        "PositionOnLap",
-        "PositionChange",
-        "GapToLeader",
-        "IntervalAhead",
-        "IntervalBehind",
-        "InDRSRange",
-        "LapsDown",
-    ),
+    schema=_fields(LapFeatures, *families.GAPS),
     online=True,
     description="Gaps: position and intervals at the line",
 )
@@ -155,7 +113,7 @@ lap_time_v1 = FeatureService(
     features=[
         lap_pace,
         lap_stint,
-        lap_gaps[["LapNumber", "PositionOnLap", "GapToLeader", "IntervalAhead", "InDRSRange"]],
+        lap_gaps[list(families.TRAFFIC)],
     ],
     description="Inputs of the lap-time model, version 1",
 )
@@ -181,14 +139,7 @@ lap_context = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_features_push,
-    schema=_fields(
-        LapFeatures,
-        "TrackStatus",
-        "SpeedI1",
-        "SpeedI2",
-        "SpeedFL",
-        "SpeedST",
-    ),
+    schema=_fields(LapFeatures, *families.CONTEXT),
     online=True,
     description="Lap context: track status codes and speed traps of the lap",
 )
@@ -223,21 +174,7 @@ lap_aggression = FeatureView(
     entities=[driver, session],
     ttl=LAP_TTL,
     source=lap_aggression_push,
-    schema=_fields(
-        LapAggression,
-        "ThrottleMean",
-        "FullThrottleShare",
-        "BrakeShare",
-        "ThrottleBrakeOverlapShare",
-        "DRSOpenShare",
-        "BrakeEvents",
-        "GearChanges",
-        "DecelMean",
-        "UpshiftRPMMean",
-        "SpeedMax",
-        "Windows",
-        "Samples",
-    ),
+    schema=_fields(LapAggression, *families.AGGRESSION),
     online=True,
     description="Driver aggression per lap: pedal, DRS, braking and gear-shift use from telemetry",
 )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stratx.functions.features import families
 from stratx.functions.models import base
 
 MODEL_NAME = "stratx-lap-time"
@@ -36,42 +37,7 @@ RACE_KEYS = ("Year", "EventName", "SessionKey")
 TARGET_KIND = "delta_to_last3median"
 
 # The lap_time_v1 FeatureService, in its order (a unit test checks it against feature_repo/).
-SERVICE_FEATURES: tuple[str, ...] = (
-    "LapTime",
-    "IsClean",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Std",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Std",
-    "Last5Min",
-    "PersonalBest",
-    "LapsSincePB",
-    "DeltaToPB",
-    "DeltaToSessionBest",
-    "DeltaToTeammate",
-    "DeltaToCarAhead",
-    "DeltaToCarBehind",
-    "DeltaToFieldMedian",
-    "Stint",
-    "Compound",
-    "TyreLife",
-    "FreshTyre",
-    "LapsInStint",
-    "StintCleanLaps",
-    "FuelKg",
-    "FuelCorrectedLapTime",
-    "StintTrendSlope",
-    "StintDegSlope",
-    "StintDegSlopeStderr",
-    "LapNumber",
-    "PositionOnLap",
-    "GapToLeader",
-    "IntervalAhead",
-    "InDRSRange",
-)
+SERVICE_FEATURES: tuple[str, ...] = (*families.PACE, *families.STINT, *families.TRAFFIC)
 # Absolute lap times (s): fed to the model minus the anchor.
 RELATIVE_TO_ANCHOR: tuple[str, ...] = (
     "LapTime",

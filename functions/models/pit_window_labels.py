@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stratx.functions.features import families
 from stratx.functions.models import base
 
 RACE = ("Year", "EventName")
@@ -27,15 +28,7 @@ PIT_BOOSTER, UNDERCUT_BOOSTER = "pit3", "undercut"
 SELECTION_METRIC = "val_model_pit3_brier"
 
 # The pit_window_v1 FeatureService (lap_stint + lap_gaps + lap_pace), in feature-view order.
-SERVICE_FEATURES: tuple[str, ...] = (
-    "Stint", "Compound", "TyreLife", "FreshTyre", "LapsInStint", "StintCleanLaps", "FuelKg",
-    "FuelCorrectedLapTime", "StintTrendSlope", "StintDegSlope", "StintDegSlopeStderr",
-    "LapNumber", "PositionOnLap", "PositionChange", "GapToLeader", "IntervalAhead", "IntervalBehind",
-    "InDRSRange", "LapsDown",
-    "LapTime", "IsClean", "Last3Mean", "Last3Median", "Last3Std", "Last3Min", "Last5Mean",
-    "Last5Median", "Last5Std", "Last5Min", "PersonalBest", "LapsSincePB", "DeltaToPB",
-    "DeltaToSessionBest", "DeltaToTeammate", "DeltaToCarAhead", "DeltaToCarBehind", "DeltaToFieldMedian",
-)  # fmt: skip
+SERVICE_FEATURES: tuple[str, ...] = (*families.STINT, *families.GAPS, *families.PACE)
 DERIVED: tuple[str, ...] = (
     "RaceLaps", "LapsRemaining", "RaceProgress", "PitLossSeconds", "SafetyCarNow", "VSCNow", "RedFlagNow",
 )  # fmt: skip

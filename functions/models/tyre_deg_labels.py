@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from stratx.functions.features import families
 from stratx.functions.models import base
 
 RATE = "RealisedDegRate"
@@ -24,37 +25,7 @@ QUANTILES: dict[str, float] = {"p10": 0.1, "p50": 0.5, "p90": 0.9}
 LIFE_BUCKET = 5
 
 # The tyre_deg_v1 FeatureService (lap_stint + lap_pace), in its order.
-SERVICE_FEATURES: tuple[str, ...] = (
-    "Stint",
-    "Compound",
-    "TyreLife",
-    "FreshTyre",
-    "LapsInStint",
-    "StintCleanLaps",
-    "FuelKg",
-    "FuelCorrectedLapTime",
-    "StintTrendSlope",
-    "StintDegSlope",
-    "StintDegSlopeStderr",
-    "LapTime",
-    "IsClean",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Std",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Std",
-    "Last5Min",
-    "PersonalBest",
-    "LapsSincePB",
-    "DeltaToPB",
-    "DeltaToSessionBest",
-    "DeltaToTeammate",
-    "DeltaToCarAhead",
-    "DeltaToCarBehind",
-    "DeltaToFieldMedian",
-)
+SERVICE_FEATURES: tuple[str, ...] = (*families.STINT, *families.PACE)
 MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife",)
 # Absolute lap times (s): fed to the model minus the anchor (a 1:32 lap means nothing across circuits).
 RELATIVE_TO_ANCHOR: tuple[str, ...] = (

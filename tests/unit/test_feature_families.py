@@ -7,7 +7,6 @@ from stratx.functions.models import lap_time, pit_window, tyre_deg
 from stratx.functions.schemas import LapAggression, LapFeatures
 
 
-
 def test_every_family_name_is_a_schema_field() -> None:
     for name, family in families.LAP_FAMILIES.items():
         missing = set(family) - set(LapFeatures.model_fields)
@@ -25,6 +24,6 @@ def test_a_lap_feature_belongs_to_at_most_one_family() -> None:
 
 
 def test_recipes_take_their_inputs_from_the_families() -> None:
-    assert lap_time.SERVICE_FEATURES == (*families.PACE, *families.STINT, *families.TRAFFIC)
-    assert tyre_deg.SERVICE_FEATURES == (*families.STINT, *families.PACE)
-    assert pit_window.SERVICE_FEATURES == (*families.STINT, *families.GAPS, *families.PACE)
+    assert (*families.PACE, *families.STINT, *families.TRAFFIC) == lap_time.SERVICE_FEATURES
+    assert (*families.STINT, *families.PACE) == tyre_deg.SERVICE_FEATURES
+    assert (*families.STINT, *families.GAPS, *families.PACE) == pit_window.SERVICE_FEATURES

@@ -19,8 +19,10 @@ Tables and columns (absent tables are empty frames and listed in ``missing``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads with the first table: listing races needs none
+    import pandas as pd
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "drivers": ("DriverNumber", "Abbreviation", "FullName", "TeamName", "TeamColor"),
@@ -118,6 +120,8 @@ class RaceData:
     def table(self, name: str) -> pd.DataFrame:
         frame = self.tables.get(name)
         if frame is None:
+            import pandas as pd
+
             return pd.DataFrame(columns=list(TABLE_COLUMNS[name]))
         return frame
 

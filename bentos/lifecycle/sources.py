@@ -15,14 +15,31 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from stratx.bentos.lifecycle.sources_common import SESSION_NAMES, SourceError, session_name
-from stratx.bentos.lifecycle.sources_exports import derived_session_key, load_exports
-from stratx.bentos.lifecycle.sources_fastf1 import load_fastf1
 from stratx.functions.racedata import TABLE_COLUMNS, RaceData, SessionMeta
+
+if TYPE_CHECKING:
+    from stratx.bentos.lifecycle.sources_exports import derived_session_key, load_exports
+    from stratx.bentos.lifecycle.sources_fastf1 import load_fastf1
+
+# Loaded on first use (module __getattr__): listing or finding the bundled races, which is what
+# `stratx races` and an argument check need, imports neither FastF1 nor pandas.
+_LAZY = {
+    "load_fastf1": "stratx.bentos.lifecycle.sources_fastf1",
+    "load_exports": "stratx.bentos.lifecycle.sources_exports",
+    "derived_session_key": "stratx.bentos.lifecycle.sources_exports",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SESSION_NAMES",
@@ -74,7 +91,7 @@ def read_meta(path: Path) -> tuple[SessionMeta, dict[str, Any]]:
             session_key=int(raw["session_key"]),
             circuit=raw.get("circuit"),
             total_laps=int(raw["total_laps"]) if raw.get("total_laps") is not None else None,
-            t0_date=pd.Timestamp(str(t0)) if t0 else None,
+            t0_date=_timestamp(t0),
             t0_source=str(raw.get("t0_source", "none")),
         )
         missing = raw.get("missing", [])
@@ -116,7 +133,7 @@ def load_bundled(path: Path | str) -> RaceData:
         for name in TABLE_COLUMNS:
             file = path / f"{name}.parquet"
             if file.exists():
-                tables[name] = pd.read_parquet(file)
+                tables[name] = _read_parquet(file)
     except (OSError, ValueError, KeyError) as exc:
         raise SourceError(f"bundled race {path} is unreadable: {exc}") from exc
     return RaceData(meta, tables, tuple(raw.get("missing", ())))
@@ -146,3 +163,15 @@ def write_bundle(race: RaceData, out_dir: Path, provenance: dict[str, str]) -> P
     }
     (path / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def _timestamp(value: object) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(str(value)) if value else None
+
+
+def _read_parquet(path: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path)

@@ -27,6 +27,25 @@ def command(spec: str):
     return run
 
 
+# Expected failures besides ValueError / OSError: printed as one line. Only the modules already
+# loaded are asked (an exception of a module that was never imported cannot have been raised), so
+# a bad argument does not load Quix, Kafka or FastF1 just to be reported.
+EXPECTED = (
+    ("stratx.quix_apps.cli.common", "UserError"),
+    ("stratx.bentos.lifecycle.sources_common", "SourceError"),
+    ("stratx.quix_apps.kit.broker", "BrokerError"),
+    ("stratx.quix_apps.kit.admin", "AdminError"),
+    ("stratx.quix_apps.replay", "DeliveryError"),
+    ("stratx.quix_apps.kit.openf1_client", "OpenF1Error"),  # a rejected token, or OpenF1 unavailable
+    ("stratx.quix_apps.kit.pipeline", "AppExited"),
+)
+
+
+def _expected() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules[m], name, None) for m, name in EXPECTED if m in sys.modules)
+    return tuple(c for c in found if isinstance(c, type) and issubclass(c, BaseException))
+
+
 def _quiet_authlib() -> None:
     """authlib (imported by quixstreams) forces its deprecation warnings to "always"; undo that."""
     try:
@@ -56,29 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_authlib()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     run = command(args.func)  # the subcommand's module, and what it needs, load only now
-    from stratx.bentos.lifecycle import sources
-    from stratx.quix_apps.cli.common import UserError
-    from stratx.quix_apps.kit import admin, broker
-    from stratx.quix_apps.kit.openf1_client import OpenF1Error
-    from stratx.quix_apps.kit.pipeline import AppExited
-    from stratx.quix_apps.replay import DeliveryError
-
-    expected = (
-        UserError,
-        sources.SourceError,
-        broker.BrokerError,
-        admin.AdminError,
-        DeliveryError,
-        OpenF1Error,  # a rejected token after one refresh, or OpenF1 unavailable after the retries
-        AppExited,
-        ValueError,
-        OSError,
-    )
     try:
         return int(run(args))
-    except expected as exc:
-        print(f"stratx: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("stratx: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, (ValueError, OSError, *_expected())):
+            raise
+        print(f"stratx: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -69,9 +69,9 @@ def _replay(settings: ReplaySettings, args: argparse.Namespace, year: int, event
 def replay_run(
     settings: ReplaySettings, args: argparse.Namespace, year: int, event: str, session: str
 ) -> tuple[int, sources.RaceData, object]:
+    race = load_race(settings, year, event, session, args.source)  # a race it cannot find: before Quix loads
     from stratx.quix_apps import replay
 
-    race = load_race(settings, year, event, session, args.source)
     if args.drivers:
         race = race.filter_drivers({d.strip() for d in args.drivers.split(",") if d.strip()})
     if race.missing:

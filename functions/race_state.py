@@ -83,7 +83,9 @@ def retire_step(
     return st, out
 
 
-def _retire(st: dict[str, Any], record: Mapping[str, Any], driver: str, source: str, reason: str) -> list[dict]:
+def _retire(
+    st: dict[str, Any], record: Mapping[str, Any], driver: str, source: str, reason: str
+) -> list[dict]:
     if driver in st["retired"] or st["finished"]:
         return []
     car = _car(st, driver)
@@ -172,3 +174,9 @@ def _position(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
 def retired_lap(state: Mapping[str, Any] | None, driver: str) -> int | None:
     """The retired car's last lap, or None while it races."""
     return None if state is None else state["retired"].get(str(driver))
+
+
+def still_racing(record: Mapping[str, Any], retired: Mapping[tuple[int, str], int]) -> bool:
+    """False for a record (an alert, a prediction) about a car in ``retired``
+    ((SessionKey, DriverNumber) -> last lap, from ``stratx.race.retirements``)."""
+    return (int(record["SessionKey"]), str(record["DriverNumber"])) not in retired

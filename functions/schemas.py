@@ -432,6 +432,24 @@ class Alert(BaseModel):
     Date: datetime = Field(description="UTC wall clock when the alert was raised")
 
 
+class Retirement(BaseModel):
+    """A car out of the race (topic ``stratx.race.retirements``), detected causally by
+    ``functions/race_state.py``; one record per car, never withdrawn."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "Retirement"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
+    Driver: str | None = Field(default=None, description="three-letter code, when a lap named it")
+    LapNumber: int = Field(ge=0, description="the car's last completed lap (0: none)")
+    SessionTime: float = Field(description="s, event time of the signal that showed the retirement")
+    Date: datetime | None = Field(default=None, description="UTC of that signal")
+    Source: Literal["race_control", "lap", "position", "laps"] = Field(description="the rule that fired")
+    Reason: str = Field(max_length=2000)
+
+
 DEAD_LETTER_PAYLOAD_MAX = 65_536  # characters; a dead letter must stay far below the broker's 1 MB limit
 
 

@@ -212,9 +212,19 @@ ALERTS = TopicSpec(
     schemas.Alert,
     "debounced strategy alerts (tyre cliff, anomaly, pit window, overtake likely, drift)",
 )
+RETIREMENTS = TopicSpec(
+    "stratx.race.retirements",
+    6,  # co-partitioned with stratx.features.lap_by_session (same key): the prediction app joins them
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.Retirement,
+    "race state: one record per retired car (last lap, the signal and rule that showed it)",
+)
+RACE_STATE_TOPICS: tuple[TopicSpec, ...] = (RETIREMENTS,)
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *RAW_TOPICS,
     *FEATURE_TOPICS,
+    *RACE_STATE_TOPICS,
     *PREDICTION_TOPICS.values(),
     ALERTS,
     DEAD_LETTER,

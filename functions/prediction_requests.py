@@ -17,7 +17,9 @@ rows to send; each model's registry entry (``functions/models/registry.py``) nam
   ``ANOMALY_HISTORY`` laps (own reference), then this row.
 
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
-requests, so nothing is predicted twice downstream.
+requests, so nothing is predicted twice downstream. A record of a car the state knows is out of
+the race (:func:`retire`, from ``stratx.race.retirements``) gets no requests either: nothing is
+predicted for a retired car (e.g. its unfinished last lap, closed by timing after it stopped).
 
 Two kinds of state: ``state`` (which laps of which driver were already asked for: small, kept in
 the app's changelogged Quix state, so a restart never predicts a lap twice) and ``cache`` (the
@@ -46,6 +48,13 @@ ANOMALY_HISTORY = 8  # previous laps per driver sent with an anomaly request (ro
 
 def new_state() -> dict[str, Any]:
     return {"last_lap": {}}
+
+
+def retire(state: dict[str, Any] | None, retirement: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold a Retirement record into the session state: no requests for that car from now on."""
+    st = state if state is not None else new_state()
+    st.setdefault("retired", {})[str(retirement["DriverNumber"])] = int(retirement["LapNumber"])
+    return st
 
 
 def new_cache() -> dict[str, Any]:
@@ -108,7 +117,7 @@ def request_step(
     st = state if state is not None else new_state()
     cache = cache if cache is not None else new_cache()
     driver, lap = str(row["DriverNumber"]), int(row["LapNumber"])
-    if st["last_lap"].get(driver, 0) >= lap:
+    if st["last_lap"].get(driver, 0) >= lap or driver in st.get("retired", {}):
         return st, {}
     st["last_lap"][driver] = lap
     ctx = dict(context or {})

@@ -22,6 +22,7 @@ from stratx.functions.schemas_control import (
     DeadLetter,
     OpenF1Inbound,
     ReplayCheckpoint,
+    Retirement,
 )
 from stratx.functions.schemas_features import (
     CarProgress,
@@ -83,6 +84,7 @@ __all__ = [
     "Prediction",
     "RaceControl",
     "ReplayCheckpoint",
+    "Retirement",
     "SessionInfo",
     "SessionSeconds",
     "Share",

@@ -1,5 +1,6 @@
 """Pipeline control schemas: dead letters (a rejected record with its reason, size-bounded),
-replay checkpoints (resume after a restart) and inbound OpenF1 records forwarded to the broker.
+replay checkpoints (resume after a restart), inbound OpenF1 records forwarded to the broker, and
+the race state (retired cars).
 Re-exported by :mod:`stratx.functions.schemas`.
 """
 
@@ -9,6 +10,8 @@ from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from stratx.functions.schemas_raw import DRIVER_NUMBER
 
 DEAD_LETTER_PAYLOAD_MAX = 65_536  # characters; a dead letter must stay far below the broker's 1 MB limit
 
@@ -61,3 +64,22 @@ class OpenF1Inbound(BaseModel):
     schema_name: ClassVar[str] = "OpenF1Inbound"
 
     session_key: int = Field(description="OpenF1 session key")
+
+
+# ---- race state
+class Retirement(BaseModel):
+    """A car out of the race (topic ``stratx.race.retirements``), detected causally by
+    ``functions/race_state.py``; one record per car, never withdrawn."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "Retirement"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
+    Driver: str | None = Field(default=None, description="three-letter code, when a lap named it")
+    LapNumber: int = Field(ge=0, description="the car's last completed lap (0: none)")
+    SessionTime: float = Field(description="s, event time of the signal that showed the retirement")
+    Date: datetime | None = Field(default=None, description="UTC of that signal")
+    Source: Literal["race_control", "lap", "position", "laps"] = Field(description="the rule that fired")
+    Reason: str = Field(max_length=2000)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from quixstreams import Application
 from quixstreams.state import State
 
-from stratx.functions import catalog, dead_letters, schemas
+from stratx.functions import catalog, dead_letters, race_state, schemas
 from stratx.functions.alerts import alert_step
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
@@ -67,9 +67,15 @@ def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | Non
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
     merged = reduce(lambda a, b: a.concat(b), inputs).apply(parse)
     items = merged.apply(m.timed(make_step(now)), stateful=True, expand=True)
-    m.produced(items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"]), alerts.name).to_topic(
-        alerts, key=driver_key
+    # retired cars, in process memory (a few per race): never an alert about one of them
+    retired: dict[tuple[int, str], int] = {}
+    out_of_race = app.dataframe(app.topic(catalog.RETIREMENTS.name, value_deserializer="bytes")).apply(parse)
+    out_of_race.filter(lambda v: INVALID not in v).update(
+        lambda v: retired.__setitem__((int(v["SessionKey"]), str(v["DriverNumber"])), int(v["LapNumber"]))
     )
+    raised = items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"])
+    raised = raised.filter(lambda a: race_state.still_racing(a, retired))
+    m.produced(raised, alerts.name).to_topic(alerts, key=driver_key)
     m.letters(items.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app
 

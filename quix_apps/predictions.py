@@ -12,7 +12,9 @@ carrying the model version, the feature record's event time, the time it was rea
 (``IngestedAt``) and produced (``ProducedAt``). A model that does not answer gives a record with
 ``Status`` ``unavailable`` and the reason: the record is never lost, and the stream goes on.
 A bad record (not LapFeatures) goes to the dead letters. Duplicates (same driver-lap again) are
-dropped by the state, so nothing is predicted twice downstream.
+dropped by the state, so nothing is predicted twice downstream. The app also reads
+``stratx.race.retirements`` (same key and partitions as its input: ``concat``, one state per
+session): a car's retirement enters the state and no record of that car is predicted after it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, schemas
 from stratx.functions.models import registry
-from stratx.functions.prediction_requests import new_cache, predictions, request_step
+from stratx.functions.prediction_requests import new_cache, predictions, request_step, retire
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.emitted import Emitted, read_topic
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 STAGE = "predictions"
 APP = "predict"  # metrics app label and exporter port offset
 CONTEXT_RETRY_S = 5.0
+RETIREMENT = "_retirement"  # marks a record of stratx.race.retirements in the concatenated input
 Context = Callable[[int], Mapping[str, Any]]
 
 
@@ -52,6 +55,9 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
 
     def step(value: dict[str, Any], state: State) -> dict[str, Any]:
         ingested = clock()
+        if RETIREMENT in value:
+            state.set("session", retire(state.get("session"), value[RETIREMENT]))
+            return {"retired": value[RETIREMENT]["DriverNumber"]}
         if INVALID in value:
             return _rejected({"raw": value.get(RAW)}, value[INVALID])
         try:
@@ -133,8 +139,11 @@ def build_app(
     app = wire.application(settings, f"{settings.consumer_group_prefix}-predictions", settings.state_dir)
     m = metrics.AppMeter(APP, settings.metrics_enabled)
     features = app.topic(catalog.FEATURES_LAP_BY_SESSION.name, value_deserializer="bytes")
+    retirements = app.topic(catalog.RETIREMENTS.name, value_deserializer="bytes")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
     sdf = m.consumed(app.dataframe(features), features.name).apply(parse)  # keyed by session already
+    out_of_race = m.consumed(app.dataframe(retirements), retirements.name).apply(parse)
+    sdf = sdf.concat(out_of_race.filter(lambda v: INVALID not in v).apply(lambda v: {RETIREMENT: v}))
     results = sdf.apply(m.timed(make_step(client, context or session_context(settings))), stateful=True)
     for key, spec in catalog.PREDICTION_TOPICS.items():
         topic = app.topic(spec.name, value_serializer="json")

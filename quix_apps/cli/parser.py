@@ -124,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = fsub.add_parser("run", help="run the streaming lap-features app (Quix Streams) against the broker")
     r.add_argument(
         "--app",
-        choices=("lap", "telemetry", "aggression", "progress", "gaps", "all"),
+        choices=("lap", "telemetry", "aggression", "race", "progress", "gaps", "all"),
         default="all",
-        help="which app: lap features, telemetry windows, lap aggression, track progress, track gaps, "
+        help="which app: lap features, telemetry windows, lap aggression, race state (retirements), "
+        "track progress, track gaps, "
         "or all in their own processes",
     )
     r.add_argument("--broker", help="bootstrap address (STRATX_BROKER_ADDRESS)")

@@ -177,7 +177,12 @@ def _run_all(settings: FeatureAppSettings, args: argparse.Namespace) -> int:
 
 
 # the feature apps of `stratx features run --app`: app name -> its module under quix_apps/
-FEATURE_APPS = {"lap": "lap_features", "telemetry": "telemetry_features", "aggression": "lap_aggression"}
+FEATURE_APPS = {
+    "lap": "lap_features",
+    "telemetry": "telemetry_features",
+    "aggression": "lap_aggression",
+    "race": "race_state",
+}
 
 
 def cmd_features_run(args: argparse.Namespace) -> int:

@@ -112,6 +112,7 @@ PORT_OFFSETS: dict[str, int] = {
     "live": 8,
     "dashboard": 9,
     "drift": 10,
+    "race": 11,
 }
 
 
@@ -312,8 +313,14 @@ INPUT_TOPICS: dict[str, tuple[str, ...]] = {
     "aggression": (catalog.TELEMETRY_WINDOW.name, catalog.FEATURES_LAP.name),
     "progress": (catalog.CAR_POSITION.name,),
     "gaps": (catalog.PROGRESS.name,),
-    "predict": (catalog.FEATURES_LAP_BY_SESSION.name,),
-    "alerts": tuple(spec.name for spec in catalog.PREDICTION_TOPICS.values()),
+    "race": (
+        catalog.LAPS.name,
+        catalog.RACE_CONTROL.name,
+        catalog.TRACK_STATUS.name,
+        catalog.CAR_POSITION.name,
+    ),
+    "predict": (catalog.FEATURES_LAP_BY_SESSION.name, catalog.RETIREMENTS.name),
+    "alerts": (*(spec.name for spec in catalog.PREDICTION_TOPICS.values()), catalog.RETIREMENTS.name),
 }
 
 

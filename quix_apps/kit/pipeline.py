@@ -20,7 +20,7 @@ from stratx.quix_apps.kit import kafka_io
 
 # the quickstart's apps; the two track-gap apps (positions -> progress -> session gaps) run with
 # `stratx features run --app all|progress|gaps` (the session gap app is the slowest stage: see README)
-APPS = ("lap", "telemetry", "aggression")
+APPS = ("lap", "telemetry", "aggression", "race")
 
 
 class AppExited(Exception):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stratx.functions import catalog, dead_letters, ingest, schemas
+from stratx.functions import catalog, dead_letters, ingest, race_state, schemas
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
@@ -71,6 +71,10 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     out[catalog.PROGRESS.name] += [
         schemas.CarProgress.model_validate(p) for points in progress.values() for p in points[::400]
     ]
+    detector = None  # the real retirements of the race's laps (HUL, TSU: laps not completed)
+    for event in lap_events:
+        detector, retired = race_state.retire_step(detector, race_state.LAPS, event)
+        out[catalog.RETIREMENTS.name] += [schemas.Retirement.model_validate(r) for r in retired]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(
             ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW

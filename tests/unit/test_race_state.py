@@ -1,0 +1,104 @@
+"""Retirements detected causally on the real 2023 Bahrain GP (PIA, LEC, OCO retired; 17 finished)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from stratx.bentos.lifecycle import sources
+from stratx.functions import ingest, prediction_requests, race_state, schemas
+from stratx.functions.features.laps import build_lap_features
+from tests.conftest import DATA_DIR
+
+BAHRAIN = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
+# car -> (last completed lap, rule): PIA parked in the garage after his lap-13 in-lap; LEC's power
+# unit failed on lap 40 (timing closed it with no time and no position); OCO parked after lap 41
+EXPECTED = {"81": (13, "position"), "16": (39, "lap"), "31": (41, "position")}
+
+
+@pytest.fixture(scope="module")
+def detected() -> list[dict[str, Any]]:
+    race = sources.load_bundled(BAHRAIN)
+    state, out = None, []
+    for record in ingest.iter_records(race):
+        kind = race_state.KINDS.get(record.topic.name)
+        if kind is not None:
+            state, found = race_state.retire_step(state, kind, record.payload)
+            out += found
+    return out
+
+
+def test_the_three_retirements_and_no_finisher(detected: list[dict[str, Any]]) -> None:
+    assert {r["DriverNumber"]: (r["LapNumber"], r["Source"]) for r in detected} == EXPECTED
+    for r in detected:
+        schemas.Retirement.model_validate(r)
+
+
+def test_each_retirement_within_one_lap_of_the_data_showing_it(detected: list[dict[str, Any]]) -> None:
+    """Shown at most one field lap after the car stopped moving (its last 5 m of progress)."""
+    laps = pd.read_parquet(BAHRAIN / "laps.parquet")
+    one_lap = statistics.median(laps["LapTime"].dropna())  # 97.8 s
+    pos = pd.read_parquet(BAHRAIN / "pos_data.parquet")
+    for r in detected:
+        car = pos[pos["DriverNumber"] == r["DriverNumber"]].reset_index(drop=True)
+        moved = ((car["X"].diff() ** 2 + car["Y"].diff() ** 2) ** 0.5 >= 50) & (
+            car["SessionTime"] < r["SessionTime"]
+        )
+        stopped_at = float(car.loc[moved[moved].index.max(), "SessionTime"])
+        assert 0 < r["SessionTime"] - stopped_at <= one_lap, r
+        last = laps[laps["DriverNumber"] == r["DriverNumber"]]
+        assert r["SessionTime"] >= float(last["Time"].max()) or r["Source"] == "lap", "causal"
+
+
+def test_race_control_message_retires_the_car_named() -> None:
+    state, out = race_state.retire_step(
+        None,
+        race_state.LAPS,
+        {
+            "SessionKey": 1,
+            "DriverNumber": "18",
+            "LapNumber": 5,
+            "SessionTime": 500.0,
+            "LapTime": 92.0,
+            "Position": 12,
+            "Driver": "STR",
+        },
+    )
+    msg = {"SessionKey": 1, "SessionTime": 600.0, "Category": "CarEvent", "RacingNumber": "18"}
+    state, out = race_state.retire_step(
+        state, race_state.RACE_CONTROL, {**msg, "Message": "CAR 18 (STR) SPUN AND CONTINUED AT TURN 1"}
+    )
+    assert out == []
+    state, out = race_state.retire_step(
+        state, race_state.RACE_CONTROL, {**msg, "Message": "CAR 18 (STR) STOPPED AT TURN 23"}
+    )
+    assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in out] == [("18", 5, "race_control")]
+    assert race_state.retired_lap(state, "18") == 5 and not race_state.still_racing(out[0], {(1, "18"): 5})
+
+
+def test_no_retirement_on_2024_bahrain_where_every_car_finished() -> None:
+    race = sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race")
+    state, out = None, []
+    for record in ingest.iter_records(race):
+        kind = race_state.KINDS.get(record.topic.name)
+        if kind is not None:
+            state, found = race_state.retire_step(state, kind, record.payload)
+            out += found
+    assert out == []
+
+
+def test_no_request_for_a_retired_car_on_its_unfinished_lap(detected: list[dict[str, Any]]) -> None:
+    """LEC's lap 40 (closed after he stopped) arrives after his retirement: nothing is asked."""
+    race = sources.load_bundled(BAHRAIN)
+    events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(race, "laps")]
+    features, _ = build_lap_features(events)
+    lec = [f for f in features if f["DriverNumber"] == "16"]
+    state = None
+    for f in lec[:-1]:
+        state, requests = prediction_requests.request_step(state, f)
+    state = prediction_requests.retire(state, next(r for r in detected if r["DriverNumber"] == "16"))
+    state, requests = prediction_requests.request_step(state, lec[-1])
+    assert requests == {}

@@ -32,6 +32,9 @@ with warnings.catch_warnings():
 KEYS = support.SERVED_KEYS
 
 
+pytestmark = pytest.mark.slow  # the trained champions (tests/conftest.py trained_champions)
+
+
 @pytest.fixture(scope="module")
 def champions(trained_champions: support.Champions) -> Iterator[support.Champions]:
     """Every served model trained small, registered as champion and imported into a temp store."""

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate serve bentos bento-images dashboard browser test test-unit test-integration lint typecheck typecheck-links bench audit clean
+.PHONY: help install up demo features train evaluate serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,13 @@ test: install typecheck-links browser ## the whole suite: lint, types, unit and 
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Test tiers: test-fast (pure functions, schemas, recipes on small real slices; no broker, no
+# trained champions; about 2 minutes) < test-unit (+ `slow`: whole races, the corpus, the small
+# champions cached in tests/artifacts/, Feast applies, CLI subprocesses) < test (+ lint, types and
+# the `integration` tier: broker, BentoML servers, browser; what CI runs).
+test-fast: install ## fast tier: no broker, no trained models, no whole-race fixtures (markers: not integration, not slow)
+	$(BIN)/pytest -m "not integration and not slow"
 
 test-unit: install ## unit tier only (no broker)
 	$(BIN)/pytest -m "not integration"

@@ -3,14 +3,25 @@
 Train on 2023 Bahrain, validate on 2024 Bahrain: every model is fitted by its own recipe on real
 laps, registered in a temp MLflow registry, promoted to ``@champion`` and imported into a temp
 BentoML model store, as ``stratx serve`` does with the real registry.
+
+The fitted bundles are cached in ``tests/artifacts/champions/<key>/`` (git-ignored), keyed by a
+hash of the corpus tables, the ``functions/`` sources, this file and the LightGBM/numpy/pandas
+versions: a second run registers the cached bundles instead of fitting again, a change refits.
+``pytest`` shares one registry and store per session (the ``trained_champions`` fixture in
+tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +41,7 @@ from stratx.functions.models import anomaly, base, overtake
 from stratx.functions.settings import TrainingSettings
 
 REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "tests" / "artifacts" / "champions"
 RACES = (
     REPO / "data" / "races" / "2023_bahrain_grand_prix_race",
     REPO / "data" / "races" / "2024_bahrain_grand_prix_race",
@@ -61,14 +73,54 @@ def lap_level_anomaly_fit(*args: Any, **kwargs: Any) -> tuple[base.ModelBundle, 
         return anomaly.fit(*args, **kwargs)
 
 
-def small_recipe(key: str) -> base.Recipe:
+def small_recipe(key: str, cache: Path | None = CACHE) -> base.Recipe:
+    """Model ``key``'s recipe with few trees; ``cache``: its fit is looked up there first."""
     recipe = models.recipe(key)
     if key == "anomaly":
-        return dataclasses.replace(recipe, fit=lap_level_anomaly_fit)
-    if key not in SMALL:
+        recipe = dataclasses.replace(recipe, fit=lap_level_anomaly_fit)
+    elif key in SMALL:
+        module = importlib.import_module(f"stratx.functions.models.{key}")
+        recipe = dataclasses.replace(
+            recipe, fit=functools.partial(module.fit, params=SMALL[key], rounds=ROUNDS)
+        )
+    if cache is None:
         return recipe
-    module = importlib.import_module(f"stratx.functions.models.{key}")
-    return dataclasses.replace(recipe, fit=functools.partial(module.fit, params=SMALL[key], rounds=ROUNDS))
+    return dataclasses.replace(recipe, fit=functools.partial(cached_fit, recipe, cache))
+
+
+def fit_key(data: base.Corpus, split: base.Splitter) -> str:
+    """What a small fit depends on: the corpus tables, the split, the ``functions/`` sources
+    (recipes and feature functions), this file (sizes) and the numeric libraries."""
+    digest = hashlib.sha256(f"{split.__module__}.{split.__qualname__}".encode())
+    for path in [*sorted((REPO / "functions").rglob("*.py")), Path(__file__)]:
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
+    for name in ("laps", "raw_laps", "results", "race_control", "windows"):
+        frame = getattr(data, name)
+        digest.update(f"{name}:{'-' if frame is None else training.snapshot_hash(frame)}".encode())
+    for package in ("lightgbm", "numpy", "pandas"):
+        digest.update(f"{package}=={importlib.metadata.version(package)}".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_fit(
+    recipe: base.Recipe, cache: Path, data: base.Corpus, split: base.Splitter, progress: bool = False
+) -> tuple[base.ModelBundle, dict[str, float]]:
+    """``recipe.fit`` through ``cache/<model key>/<fit_key>/``: on a miss, fit and save the bundle
+    and its validation metrics there (atomically, older keys removed). Hit or miss, the bundle is
+    the one loaded back from the cache, so a first and a second run register the same model."""
+    folder = cache / recipe.key / fit_key(data, split)
+    if not (folder / "metrics.json").is_file():
+        bundle, metrics = recipe.fit(data, split, progress)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".fit-", dir=folder.parent))
+        bundle.save(staging / "bundle")
+        (staging / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
+        for old in folder.parent.iterdir():
+            if old != staging:
+                shutil.rmtree(old, ignore_errors=True)
+        staging.rename(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return base.ModelBundle.load(folder / "bundle"), metrics
 
 
 def corpus() -> base.Corpus:
@@ -90,6 +142,7 @@ class Champions:
     corpus: base.Corpus
     settings: TrainingSettings  # the temp MLflow registry
     failed: dict[str, str]  # key -> why its recipe could not be trained and registered
+    home: Path  # the $BENTOML_HOME the champions were imported into
 
     def require(self, key: str) -> None:
         """Skip the calling test when model ``key`` has no champion (its recipe failed)."""
@@ -113,7 +166,7 @@ def train_and_import(folder: Path, keys: Sequence[str] = SERVED_KEYS) -> Champio
             failed[key] = f"{type(exc).__name__}: {str(exc)[:300]}"
             continue
         tags[key] = serving.import_champion(conf, key)
-    return Champions(tags, data, conf, failed)
+    return Champions(tags, data, conf, failed, Path(os.environ["BENTOML_HOME"]))
 
 
 def request_rows(key: str, laps: pd.DataFrame, n: int = 40) -> list[dict[str, Any]]:

@@ -1,10 +1,12 @@
-"""Shared fixtures: the bundled real races and, for the integration tier, a real broker."""
+"""Shared fixtures: the bundled real races, the small trained champions and, for the integration
+tier, a real broker."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from authlib.deprecate import AuthlibDeprecationWarning
@@ -12,6 +14,9 @@ from authlib.deprecate import AuthlibDeprecationWarning
 from stratx.bentos.lifecycle import sources
 from stratx.functions.racedata import RaceData
 from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
+
+if TYPE_CHECKING:
+    from tests.bentos_support import Champions
 
 # authlib (imported by quixstreams) forces its deprecation warnings to "always" at import time
 warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -31,6 +36,19 @@ def las_vegas() -> RaceData:
 @pytest.fixture(scope="session")
 def bahrain() -> RaceData:
     return sources.load_bundled(BAHRAIN_2023)
+
+
+@pytest.fixture(scope="session")
+def trained_champions(tmp_path_factory: pytest.TempPathFactory) -> Champions:
+    """Every served model trained small on real laps (tests/bentos_support.py), registered as
+    ``@champion`` in one temp MLflow registry and imported into one temp BentoML store, once per
+    session; the fits come from tests/artifacts/ when their inputs have not changed. Read-only for
+    tests: a module enters ``bentos_support.bentoml_home(champions.home)`` for its own scope."""
+    from tests import bentos_support as support  # MLflow and BentoML only for the tests using it
+
+    folder = tmp_path_factory.mktemp("champions")
+    with support.bentoml_home(folder / "bentoml"):
+        return support.train_and_import(folder / "registry")
 
 
 @pytest.fixture(scope="session")

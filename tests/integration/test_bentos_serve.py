@@ -20,10 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Champions]:
-    folder = tmp_path_factory.mktemp("serving")
-    with support.bentoml_home(folder / "bentoml"):
-        yield support.train_and_import(folder / "registry")
+def champions(trained_champions: support.Champions) -> Iterator[support.Champions]:
+    with support.bentoml_home(trained_champions.home):
+        yield trained_champions
 
 
 @pytest.fixture(scope="module")

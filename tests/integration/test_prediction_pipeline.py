@@ -39,10 +39,9 @@ PART_EVENTS = 450  # a third of the laps-only race (laps, track status, race con
 
 
 @pytest.fixture(scope="module")
-def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Champions]:
-    folder = tmp_path_factory.mktemp("pipeline")
-    with support.bentoml_home(folder / "bentoml"):
-        yield support.train_and_import(folder / "registry")
+def champions(trained_champions: support.Champions) -> Iterator[support.Champions]:
+    with support.bentoml_home(trained_champions.home):
+        yield trained_champions
 
 
 def laps_only(race: RaceData) -> RaceData:

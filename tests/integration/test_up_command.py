@@ -23,10 +23,9 @@ DRIVERS = "VER,PER,ALO,SAI,HAM,LEC"
 
 
 @pytest.fixture(scope="module")
-def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[support.Champions, Path]]:
-    folder = tmp_path_factory.mktemp("up")
-    with support.bentoml_home(folder / "bentoml") as home:
-        yield support.train_and_import(folder / "registry"), home
+def champions(trained_champions: support.Champions) -> Iterator[tuple[support.Champions, Path]]:
+    with support.bentoml_home(trained_champions.home) as home:
+        yield trained_champions, home
 
 
 def started_by(marker: str) -> set[int]:

@@ -22,6 +22,9 @@ from tests.conftest import DATA_DIR
 AGGREGATES = DATA_DIR / "corpus" / "openf1_lap_aggregates.parquet"
 
 
+pytestmark = pytest.mark.slow  # a whole race's telemetry windows
+
+
 @pytest.fixture(scope="module")
 def bahrain() -> tuple[list[dict[str, object]], pd.DataFrame, pd.DataFrame]:
     race = sources.load_bundled(DATA_DIR / "races" / "2023_bahrain_grand_prix_race")

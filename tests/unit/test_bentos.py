@@ -33,12 +33,14 @@ with warnings.catch_warnings():
 KEYS = support.SERVED_KEYS
 
 
+pytestmark = pytest.mark.slow  # the trained champions (tests/conftest.py trained_champions)
+
+
 @pytest.fixture(scope="module")
-def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Champions]:
+def champions(trained_champions: support.Champions) -> Iterator[support.Champions]:
     """Every served model trained small, registered as champion and imported into a temp store."""
-    folder = tmp_path_factory.mktemp("serving")
-    with support.bentoml_home(folder / "bentoml"):
-        yield support.train_and_import(folder / "registry")
+    with support.bentoml_home(trained_champions.home):
+        yield trained_champions
 
 
 @pytest.fixture(scope="module")

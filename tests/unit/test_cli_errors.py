@@ -42,6 +42,9 @@ COMMANDS = (
 )
 
 
+pytestmark = pytest.mark.slow  # a `stratx` subprocess per test
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STRATX_")}
     # any HTTP request would fail at once instead of reaching the network

@@ -11,6 +11,9 @@ import pytest
 STRATX = str(Path(sys.executable).parent / "stratx")
 
 
+pytestmark = pytest.mark.slow  # a `stratx` subprocess per test
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -40,6 +40,7 @@ def window_table() -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ ingestion ranges
+@pytest.mark.slow
 @pytest.mark.parametrize("path", BUNDLED, ids=[p.name for p in BUNDLED])
 def test_every_record_of_a_bundled_race_passes_the_ranges(path: Path) -> None:
     """Every event of the race is encoded (the path the replay takes); the only rejects are the car
@@ -61,6 +62,7 @@ def test_every_record_of_a_bundled_race_passes_the_ranges(path: Path) -> None:
     assert counted[catalog.CAR_TELEMETRY.name] == len(race.table("car_data")) > 0
 
 
+@pytest.mark.slow
 def test_every_corpus_record_passes_the_ranges(corpus_races: list[RaceData]) -> None:
     """Laps, timing, weather, race control and track status of all 37 races: no reject (the car
     tables exist for the three bundled races only, covered above)."""
@@ -126,6 +128,7 @@ def test_a_rejected_huge_value_is_quoted_briefly() -> None:
 
 
 # ------------------------------------------------------------------ batch suite
+@pytest.mark.slow
 def test_the_real_corpus_passes(lap_table: pd.DataFrame, window_table: pd.DataFrame) -> None:
     report = data_quality.check_tables({"laps": lap_table, "windows": window_table})
     assert report.passed, report.summary()
@@ -145,6 +148,7 @@ def _corrupt(laps: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([bad, bad.iloc[[7, 8]]], ignore_index=True)  # duplicate (race, driver, lap)
 
 
+@pytest.mark.slow
 def test_a_corrupted_copy_fails_with_the_named_checks(lap_table: pd.DataFrame, tmp_path: Path) -> None:
     report = data_quality.check_tables({"laps": _corrupt(lap_table)})
     failed = {(f.column, f.check): f for f in report.failures}
@@ -177,6 +181,7 @@ def test_a_missing_column_and_a_bad_window_fail(window_table: pd.DataFrame) -> N
     }
 
 
+@pytest.mark.slow
 def test_stratx_train_stops_before_fitting_on_bad_data(
     lap_table: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,8 @@ import pytest
 from stratx.functions import catalog, ingest
 from stratx.functions.racedata import RaceData
 
+pytestmark = pytest.mark.slow  # every record of a whole race encoded
+
 
 @pytest.fixture(scope="module")
 def encoded(las_vegas: RaceData) -> list[tuple[ingest.RawRecord, bytes | ingest.Rejected]]:

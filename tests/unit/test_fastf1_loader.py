@@ -290,6 +290,7 @@ def test_ingest_without_telemetry(race: RaceData) -> None:
 
 
 # ------------------------------------------------------------------ CLI
+@pytest.mark.slow  # a `stratx replay` subprocess
 def test_cli_replay_loads_the_cache_before_the_broker(tmp_path: Path) -> None:
     """`stratx replay --source fastf1` reads the cache, then fails on the dead broker: one line."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("STRATX_")}

@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from stratx.functions import schemas
 from tests.conftest import DATA_DIR
 
 STRATX = str(Path(sys.executable).parent / "stratx")
+
+
+pytestmark = pytest.mark.slow  # `stratx features build` of the whole bundled corpus
 
 
 def test_build_covers_every_corpus_lap_once(tmp_path: Path) -> None:

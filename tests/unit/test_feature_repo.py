@@ -125,6 +125,7 @@ def plain(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------ definitions
+@pytest.mark.slow
 def test_repo_applies_every_definition_into_the_data_dir(store: FeatureStore, data_dir: Path) -> None:
     assert {e.name for e in store.list_entities()} == {"driver", "session"}
     assert {v.name for v in store.list_feature_views()} == {
@@ -171,6 +172,7 @@ def test_every_service_feature_is_a_record_field_of_the_same_type() -> None:
                 assert field.dtype == FEAST_TYPES[python_type], f"{service.name}: {field.name}"
 
 
+@pytest.mark.slow
 def test_services_compose_the_families_as_documented(store: FeatureStore) -> None:
     assert set(service_features(store, "tyre_deg_v1")) == STINT | PACE
     assert set(service_features(store, "pit_window_v1")) == STINT | GAPS | PACE
@@ -238,6 +240,7 @@ def test_to_frame_refuses_a_row_without_event_time(lap_rows: list[dict[str, Any]
 
 
 # ------------------------------------------------------------------ online
+@pytest.mark.slow
 def test_online_vector_of_every_driver_is_its_last_lap(
     store: FeatureStore, lap_rows: list[dict[str, Any]]
 ) -> None:
@@ -254,17 +257,20 @@ def test_online_vector_of_every_driver_is_its_last_lap(
             assert_same(got[name][i], last[driver][name], f"driver {driver} {name}")
 
 
+@pytest.mark.slow
 def test_every_service_serves_online(store: FeatureStore) -> None:
     for name in ("lap_time_v1", "tyre_deg_v1", "pit_window_v1", "overtake_v1"):
         got = fs.online_features(store, name, [{"DriverNumber": "1", "SessionKey": SESSION_KEY}])
         assert set(got) == {"DriverNumber", "SessionKey", *service_features(store, name)}
 
 
+@pytest.mark.slow
 def test_unknown_driver_reads_as_nulls(store: FeatureStore) -> None:
     got = fs.online_features(store, "overtake_v1", [{"DriverNumber": "99", "SessionKey": SESSION_KEY}])
     assert all(got[n] == [None] for n in service_features(store, "overtake_v1"))
 
 
+@pytest.mark.slow
 def test_online_read_latency(store: FeatureStore) -> None:
     row = [{"DriverNumber": "1", "SessionKey": SESSION_KEY}]
     fs.online_features(store, "lap_time_v1", row)  # warm the registry cache
@@ -283,6 +289,7 @@ def lap(rows: list[dict[str, Any]], driver: str, n: int) -> dict[str, Any]:
     return next(r for r in rows if r["DriverNumber"] == driver and r["LapNumber"] == n)
 
 
+@pytest.mark.slow
 def test_historical_values_are_as_of_the_entity_time(
     store: FeatureStore, lap_rows: list[dict[str, Any]]
 ) -> None:
@@ -312,6 +319,7 @@ def test_historical_values_are_as_of_the_entity_time(
             assert_same(value, None if want is None else want[name], f"driver {driver} at {when}: {name}")
 
 
+@pytest.mark.slow
 def test_offline_at_race_end_equals_online(store: FeatureStore, lap_rows: list[dict[str, Any]]) -> None:
     last = last_lap_by_driver(lap_rows)
     end = max(pd.Timestamp(r["Date"]) for r in lap_rows)
@@ -359,6 +367,7 @@ def spec(obj: Any) -> Any:
     return strip(MessageToDict(proto.spec if hasattr(proto, "spec") else proto))
 
 
+@pytest.mark.slow
 def test_feast_cli_apply_registers_the_same_repo(tmp_path: Path, data_dir: Path, store: FeatureStore) -> None:
     """The README command: `cd feature_repo && STRATX_FEAST_DATA_DIR=... feast apply`."""
     feast = shutil.which("feast", path=str(Path(sys.executable).parent))

@@ -47,6 +47,9 @@ FEAST_TYPES = {float: Float64, int: Int64, bool: Bool, str: String}
 
 
 # ------------------------------------------------------------------ fixtures
+pytestmark = pytest.mark.slow  # a whole race's telemetry windows and a Feast apply
+
+
 @pytest.fixture(scope="module")
 def lap_rows(las_vegas: RaceData) -> list[dict[str, Any]]:
     rows, rejected = lap_feature_rows(las_vegas)

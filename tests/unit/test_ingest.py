@@ -65,11 +65,13 @@ def _t0(race: RaceData) -> datetime:
 
 
 # ------------------------------------------------------------------ counts and order
+@pytest.mark.slow
 def test_first_record_is_the_only_session_info(records: list[ingest.RawRecord]) -> None:
     assert records[0].topic is catalog.SESSION_INFO
     assert sum(r.topic is catalog.SESSION_INFO for r in records) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", list(ingest.TABLE_TOPICS))
 def test_one_record_per_source_row(table: str, las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     topic = ingest.TABLE_TOPICS[table][0]
@@ -83,10 +85,12 @@ def test_every_event_table_has_a_topic() -> None:
     assert len({t.name for t in topics}) == len(topics)
 
 
+@pytest.mark.slow
 def test_total_is_session_info_plus_all_rows(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     assert len(records) == 1 + sum(len(las_vegas.table(t)) for t in EVENT_TABLES)
 
 
+@pytest.mark.slow
 def test_session_time_never_decreases(records: list[ingest.RawRecord]) -> None:
     times = [r.payload["SessionTime"] for r in records if r.payload["SessionTime"] is not None]
     assert len(times) == len(records)  # the real race has a time on every row
@@ -94,10 +98,12 @@ def test_session_time_never_decreases(records: list[ingest.RawRecord]) -> None:
     assert backwards == [], f"SessionTime goes back at {backwards[:5]}"
 
 
+@pytest.mark.slow
 def test_seq_is_contiguous_from_zero(records: list[ingest.RawRecord]) -> None:
     assert [r.payload["Seq"] for r in records] == list(range(len(records)))
 
 
+@pytest.mark.slow
 def test_keys_follow_the_catalog_rule(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     session_key = las_vegas.meta.session_key
     wrong = []
@@ -111,6 +117,7 @@ def test_keys_follow_the_catalog_rule(las_vegas: RaceData, records: list[ingest.
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_driver_keys_name_drivers_of_the_session(
     las_vegas: RaceData, records: list[ingest.RawRecord]
 ) -> None:
@@ -120,10 +127,12 @@ def test_driver_keys_name_drivers_of_the_session(
     assert len(keyed) == len(numbers)  # every car of the race produced events
 
 
+@pytest.mark.slow
 def test_every_record_carries_the_session_key(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     assert {r.payload["SessionKey"] for r in records} == {las_vegas.meta.session_key}
 
 
+@pytest.mark.slow
 def test_date_is_t0_plus_session_time(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     t0 = _t0(las_vegas)
     off = [
@@ -134,6 +143,7 @@ def test_date_is_t0_plus_session_time(las_vegas: RaceData, records: list[ingest.
     assert off == []
 
 
+@pytest.mark.slow
 def test_session_info_describes_the_race(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     info = ingest.validate(records[0])
     assert isinstance(info, schemas.SessionInfo)
@@ -151,6 +161,7 @@ def test_session_info_describes_the_race(las_vegas: RaceData, records: list[inge
 
 
 # ------------------------------------------------------------------ validation and dead letters
+@pytest.mark.slow
 def test_only_glitched_gears_are_rejected(las_vegas: RaceData, validation: Validation) -> None:
     car = las_vegas.table("car_data")
     glitched = car[car.nGear > 8]
@@ -165,11 +176,13 @@ def test_only_glitched_gears_are_rejected(las_vegas: RaceData, validation: Valid
         assert rejected.reason.startswith("CarTelemetry schema")
 
 
+@pytest.mark.slow
 def test_everything_else_validates(las_vegas: RaceData, validation: Validation) -> None:
     total = 1 + sum(len(las_vegas.table(t)) for t in EVENT_TABLES)
     assert validation.valid == total - len(validation.rejected)
 
 
+@pytest.mark.slow
 def test_dead_letter_keeps_payload_and_topic(validation: Validation) -> None:
     record, rejected = validation.rejected[0]
     now = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -229,29 +242,34 @@ def _first(car: pd.DataFrame, mask: pd.Series) -> tuple[str, float]:
     return str(row.DriverNumber), float(row.SessionTime)
 
 
+@pytest.mark.slow
 def test_throttle_104_is_no_value(las_vegas: RaceData, telemetry: dict) -> None:
     car = las_vegas.table("car_data")
     payload = telemetry[_first(car, car.Throttle == ingest.FEED_INVALID)]
     assert payload["Throttle"] is None
 
 
+@pytest.mark.slow
 def test_brake_104_is_no_value(las_vegas: RaceData, telemetry: dict) -> None:
     car = las_vegas.table("car_data")
     assert telemetry[_first(car, car.Brake == ingest.FEED_INVALID)]["Brake"] is None
 
 
+@pytest.mark.slow
 def test_brake_100_is_on_and_0_is_off(las_vegas: RaceData, telemetry: dict) -> None:
     car = las_vegas.table("car_data")
     assert telemetry[_first(car, car.Brake == 100)]["Brake"] is True
     assert telemetry[_first(car, car.Brake == 0)]["Brake"] is False
 
 
+@pytest.mark.slow
 def test_valid_throttle_is_kept(las_vegas: RaceData, telemetry: dict) -> None:
     car = las_vegas.table("car_data")
     row = car[(car.Throttle > 0) & (car.Throttle < 100)].iloc[0]
     assert telemetry[(str(row.DriverNumber), float(row.SessionTime))]["Throttle"] == int(row.Throttle)
 
 
+@pytest.mark.slow
 def test_sentinel_counts_match_source(las_vegas: RaceData, telemetry: dict) -> None:
     car = las_vegas.table("car_data")
     throttle = Counter(p["Throttle"] is None for p in telemetry.values())
@@ -305,6 +323,7 @@ def test_parse_gap_on_every_real_tower_text(
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_timing_records_carry_parsed_gaps(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     timing = [r.payload for r in records if r.topic is catalog.TIMING]
     assert len(timing) == len(las_vegas.table("timing"))
@@ -315,6 +334,7 @@ def test_timing_records_carry_parsed_gaps(las_vegas: RaceData, records: list[ing
     assert all(math.isfinite(p["SessionTime"]) for p in timing)
 
 
+@pytest.mark.slow
 def test_lap_event_time_is_lap_end(las_vegas: RaceData, records: list[ingest.RawRecord]) -> None:
     laps = las_vegas.table("laps")
     by_key = {

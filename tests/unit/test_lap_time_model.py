@@ -166,6 +166,7 @@ def small_recipe(**params: float) -> base.Recipe:
     )
 
 
+@pytest.mark.slow
 def test_train_registers_and_promotes_only_a_better_model(tmp_path: Path, table: pd.DataFrame) -> None:
     settings = training.TrainingSettings(
         mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",

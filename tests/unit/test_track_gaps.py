@@ -22,6 +22,9 @@ CIRCUITS = DATA_DIR / "circuits"
 FOUR = {"1", "14", "44", "81"}  # Verstappen (winner), Alonso, Hamilton, Piastri (retired lap 13)
 
 
+pytestmark = pytest.mark.slow  # a whole race's position samples
+
+
 @pytest.fixture(scope="module")
 def sakhir() -> tg.TrackMap:
     track = tg.load_track_map(CIRCUITS, "Sakhir")

@@ -135,13 +135,15 @@ def score(found: pd.DataFrame, corpus: base.Corpus) -> dict[str, dict[str, float
     stops = raw.loc[raw["PitInTime"].notna(), [*RACE, "DriverNumber", "LapNumber"]]
     out: dict[str, dict[str, float]] = {}
     for kind in ("pit_window_open", "pit_window_closing", "tyre_cliff", "overtake_likely", "anomaly"):
-        a = found[found["Type"] == kind] if len(found) else found
+        a = found[found["Type"] == kind] if len(found) else pd.DataFrame(columns=["Type"])
         m: dict[str, float] = {"count": float(len(a)), "per_race_hour": len(a) / hours if hours else np.nan}
         if len(a):
             burst = a.groupby([*RACE, "LapNumber"]).size()
             m["largest_burst"] = float(burst.max())
             m["laps_over_burst_limit"] = float((burst > alerts.BURST_LIMIT).sum())
-        if kind == "pit_window_open":
+        if a.empty:
+            m.update({"precision": np.nan, "recall": 0.0} if kind != "anomaly" else {})
+        elif kind == "pit_window_open":
             m.update(_pit_scores(a, stops))
         elif kind == "tyre_cliff":
             m.update(_cliff_scores(a, corpus.laps))

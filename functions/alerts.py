@@ -24,7 +24,7 @@ pit_window_closing     LapNumber == the announced window's last lap - 1: once pe
 =====================  ================================  ========  ========  ===================
 
 Thresholds were tuned on the training and validation races, never the test races (numbers in
-``docs/alerts.md``; ``python -m stratx.bentos.lifecycle.alert_tuning`` reproduces them).
+``docs/serving.md``, "Alert rules"; ``python -m stratx.bentos.lifecycle.alert_tuning`` reproduces them).
 
 Scope (``functions/scope.py``, carried in ``Values`` as ``GreenClean`` / ``Neutralised`` by the
 prediction app): an anomaly alert needs a green and clean lap (never lap 1, an in/out lap or a

@@ -42,7 +42,7 @@ def lap_feature_rows(race: RaceData) -> tuple[list[dict[str, Any]], list[str]]:
     for name in ("track_status", "race_control"):
         for record in ingest.table_records(race, name):
             checked = ingest.validate(record)
-            if not isinstance(checked, ingest.Rejected) and checked.SessionTime is not None:
+            if not isinstance(checked, ingest.Rejected):
                 track.append(checked.model_dump(mode="json"))
     rows, duplicates = build_lap_features(events, track)
     features = [schemas.LapFeatures.model_validate(r).model_dump(mode="json") for r in rows]

@@ -162,3 +162,34 @@ def test_every_alert_fits_the_schema(record: dict[str, Any]) -> None:
     assert len(alerts) == 1
     alert = schemas.Alert.model_validate(alerts[0])
     assert alert.Model == record["Model"] and alert.LapNumber == 30 and alert.Message.startswith("VER: ")
+
+
+def test_a_prediction_record_carries_the_names_and_scope_the_rules_read() -> None:
+    from stratx.functions.prediction_requests import predictions
+    from stratx.quix_apps.predictions import driver_names
+
+    info = {
+        "Drivers": [
+            {"DriverNumber": "44", "Abbreviation": "HAM"},
+            {"DriverNumber": "1", "Abbreviation": "VER"},
+        ]
+    }
+    row = {"SessionKey": 9472, "DriverNumber": "1", "Driver": "VER", "LapNumber": 30, "SessionTime": 5000.0,
+           "Stint": 2, "GreenClean": True, "Neutralised": False}  # fmt: skip
+    record = predictions(
+        row,
+        "overtake",
+        "1",
+        {"OvertakeProbability1Lap": 0.8},
+        None,
+        NOW,
+        NOW,
+        other="44",
+        names=driver_names(info),
+    )
+    schemas.Prediction.model_validate(record)
+    assert {"Driver": "VER", "OtherDriver": "HAM", "GreenClean": True, "Stint": 2}.items() <= record[
+        "Values"
+    ].items()
+    _, alerts = alert_step(None, record, NOW)
+    assert alerts[0]["Message"] == "VER: likely to pass HAM next lap (p=0.80)"

@@ -133,7 +133,8 @@ pit_window_v1 = FeatureService(
 )
 
 # Lap context: the lap's own timing values (track status, speed traps), passed through by the lap
-# features so the anomaly model reads what the car measured next to what it expects.
+# features so the anomaly model reads what the car measured next to what it expects, and the
+# causal scope of the lap (neutralised; green and clean), which the alert rules read.
 lap_context = FeatureView(
     name="lap_context",
     entities=[driver, session],

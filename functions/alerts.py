@@ -2,7 +2,8 @@
 
 One pure step, :func:`alert_step`, folds a Prediction record (as a dict) into per-driver state
 and returns the alerts to raise. The alerts app keeps the state per ``<SessionKey>:<DriverNumber>``
-key in Quix Streams; tests fold recorded predictions through it directly.
+key in Quix Streams; tests and the offline tuning (``bentos/lifecycle/alert_tuning.py``) fold
+recorded predictions through it directly.
 
 Rules (per driver; ``raise`` / ``clear`` thresholds; an alert is raised when the value crosses
 ``raise`` while the condition is clear, and the condition clears only below ``clear``, so values
@@ -12,26 +13,52 @@ only ``REARM_LAPS`` laps after the last one):
 =====================  ================================  ========  ========  ===================
 type                   value (Prediction.Values)         raise     clear     severity
 =====================  ================================  ========  ========  ===================
-tyre_cliff             CliffProbability (tyre_deg)       >= 0.60   < 0.40    warning, critical >= 0.80
+tyre_cliff             CliffProbability (tyre_deg)       >= 0.35   < 0.21    warning, critical >= 0.60
 anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning, critical when
                        calibrated threshold)                                AnomalyScore >= 0.999
 overtake_likely        OvertakeProbability1Lap           >= 0.50   < 0.30    info, warning >= 0.70
-pit_window_open        LapNumber >= WindowOpenLap and <= WindowCloseLap (pit_window): once per window
-pit_window_closing     LapNumber == WindowCloseLap - 1 while open: once per window
+pit_window_open        PitProbability3Laps (pit_window)  >= 0.10   (the announced window ends or the
+                       announces [WindowOpenLap,                   stint changes), info
+                       WindowCloseLap + 3]
+pit_window_closing     LapNumber == the announced window's last lap - 1: once per window, warning
 =====================  ================================  ========  ========  ===================
 
+Thresholds were tuned on the training and validation races, never the test races (numbers in
+``docs/serving.md``, "Alert rules"; ``python -m stratx.bentos.lifecycle.alert_tuning`` reproduces them).
+
+Scope (``functions/scope.py``, carried in ``Values`` as ``GreenClean`` / ``Neutralised`` by the
+prediction app): an anomaly alert needs a green and clean lap (never lap 1, an in/out lap or a
+lap under SC, VSC or red flag); overtake_likely and tyre_cliff need a lap that is not neutralised
+(no passing under SC/VSC; a lap at VSC pace says nothing about the tyres). Pit-window alerts are
+not gated: teams stop under neutralisations on purpose.
+
+Burst limit: at most ``BURST_LIMIT`` (3) alerts of one type on one lap of a session
+(:func:`burst_allow`, kept by the alerts app across drivers). An alert over the limit is not
+raised and its rule's state is not advanced, so it is raised on the driver's next record where
+its condition still holds: real events (several cars whose pit windows open together) are spread
+over laps rather than lost, while a common cause (a neutralisation the scope missed, a timing
+glitch) cannot flood the topic. The stream cannot know, when the alert would be raised, whether
+the race will hold as many events, so the limit is not lifted by later evidence; the backtest
+checks bursts against the events in hindsight.
+
 Predictions with ``Status`` ``unavailable`` change nothing. Alerts carry the prediction's
-driver, lap, model and version, and a one-line explanation naming the driver (``Driver`` value
-when the prediction has it, else the car number).
+driver, lap, model and version, and a one-line explanation naming the driver by the three-letter
+code of the session's driver table (``Values.Driver``; the other car of an overtake by
+``Values.OtherDriver``), the car number only when the code is unknown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 REARM_LAPS = 3
+BURST_LIMIT = 3  # alerts of one type on one lap of a session
+PIT_OPEN_P = 0.10  # PitProbability3Laps that announces the pit window (tuned, module doc)
+PIT_GRACE_LAPS = 3  # laps added after the model's WindowCloseLap in the announced window (tuned)
+Allow = Callable[[str, int], bool]  # (alert type, lap) -> may this alert be raised now?
 
 
 @dataclass(frozen=True)
@@ -46,22 +73,35 @@ class Hysteresis:
     escalated: str
     text: str
     flag: str | None = None  # a model's own calibrated flag: raise while it is set, clear when not
+    scope: str = "not_neutralised"  # "green_clean": only green, clean laps (functions/scope.py)
 
 
 THRESHOLD_RULES: tuple[Hysteresis, ...] = (
     Hysteresis(
-        "tyre_cliff", "tyre_deg", "CliffProbability", 0.60, 0.40, 0.80, "warning", "critical",
+        "tyre_cliff", "tyre_deg", "CliffProbability", 0.35, 0.21, 0.60, "warning", "critical",
         "tyre cliff likely within 3 laps (p={v:.2f})",
     ),
     Hysteresis(
         "anomaly", "anomaly", "AnomalyScore", 0.0, 0.0, 0.999, "warning", "critical",
-        "irregular lap, check the car (anomaly score {v:.3f}{why})", flag="AnomalyFlag",
+        "irregular lap, check the car (anomaly score {v:.3f}{why})", flag="AnomalyFlag", scope="green_clean",
     ),
     Hysteresis(
         "overtake_likely", "overtake", "OvertakeProbability1Lap", 0.50, 0.30, 0.70, "info", "warning",
-        "likely to pass car #{other} next lap (p={v:.2f})",
+        "likely to pass {other} next lap (p={v:.2f})",
     ),
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The tunable thresholds: the hysteresis rules and the pit-window announcement probability."""
+
+    threshold: tuple[Hysteresis, ...] = THRESHOLD_RULES
+    pit_open_p: float = PIT_OPEN_P
+    pit_grace: int = PIT_GRACE_LAPS
+
+
+RULES = Rules()
 
 
 def new_state() -> dict[str, Any]:
@@ -71,6 +111,34 @@ def new_state() -> dict[str, Any]:
 def _name(prediction: dict[str, Any]) -> str:
     values = prediction.get("Values") or {}
     return str(values.get("Driver") or f"#{prediction['DriverNumber']}")
+
+
+def _other(prediction: dict[str, Any]) -> str:
+    values = prediction.get("Values") or {}
+    number = prediction.get("OtherDriverNumber")
+    return str(values.get("OtherDriver") or (f"#{number}" if number else "the car ahead"))
+
+
+def in_scope(prediction: dict[str, Any], scope: str) -> bool:
+    """The record's lap is one the rule may fire on (``Values`` ``GreenClean`` / ``Neutralised``,
+    set by the prediction app from the lap features; absent: in scope)."""
+    values = prediction.get("Values") or {}
+    if scope == "green_clean":
+        return values.get("GreenClean") is not False and values.get("Neutralised") is not True
+    return values.get("Neutralised") is not True
+
+
+def burst_allow(counts: dict[str, int], session: Any, kind: str, lap: int, limit: int = BURST_LIMIT) -> bool:
+    """Count one alert of ``kind`` on ``lap`` of ``session`` in ``counts`` (updated in place) if
+    fewer than ``limit`` were raised there; False (nothing counted) when the lap is full.
+    Entries older than 5 laps are dropped, so ``counts`` stays small."""
+    key = f"{session}:{lap}:{kind}"
+    if counts.get(key, 0) >= limit:
+        return False
+    counts[key] = counts.get(key, 0) + 1
+    for old in [k for k in counts if k.startswith(f"{session}:") and int(k.split(":")[1]) < lap - 5]:
+        del counts[old]
+    return True
 
 
 def _alert(
@@ -102,10 +170,10 @@ def _number(value: Any) -> float | None:
 
 
 def _threshold(
-    st: dict[str, Any], rule: Hysteresis, prediction: dict[str, Any], now: datetime
+    st: dict[str, Any], rule: Hysteresis, prediction: dict[str, Any], now: datetime, allow: Allow
 ) -> list[dict[str, Any]]:
     value = _number((prediction.get("Values") or {}).get(rule.value))
-    if value is None:
+    if value is None or not in_scope(prediction, rule.scope):
         return []
     key = rule.alert
     if rule.alert == "overtake_likely":
@@ -119,64 +187,73 @@ def _threshold(
             st["active"][key] = False
         return []
     last = st["last_lap"].get(key)
-    if not flagged or (last is not None and lap - last < REARM_LAPS):
+    if not flagged or (last is not None and lap - last < REARM_LAPS) or not allow(rule.alert, lap):
         return []
     st["active"][key] = True
     st["last_lap"][key] = lap
     severity = rule.escalated if value >= rule.escalate_at else rule.severity
     signal = values.get("AnomalySignal") or values.get("TopSignal")
     why = f", {signal}" if signal else ""
-    text = rule.text.format(v=value, other=prediction.get("OtherDriverNumber") or "?", why=why)
+    text = rule.text.format(v=value, other=_other(prediction), why=why)
     return [_alert(prediction, rule.alert, severity, text, value, now)]
 
 
-def _pit_window(st: dict[str, Any], prediction: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+def _pit_window(
+    st: dict[str, Any], prediction: dict[str, Any], now: datetime, allow: Allow, rules: Rules
+) -> list[dict[str, Any]]:
+    """Announce the forecast window once when a stop within 3 laps becomes likely; warn the lap
+    before it closes. The window [WindowOpenLap, WindowCloseLap] always lies ahead (in-laps after
+    this lap), so the rule keys on the stop probability, not on the lap entering the window."""
     values = prediction.get("Values") or {}
     lap = prediction.get("LapNumber")
+    p = _number(values.get("PitProbability3Laps"))
     open_lap, close_lap = _number(values.get("WindowOpenLap")), _number(values.get("WindowCloseLap"))
-    if lap is None or open_lap is None or close_lap is None:
-        return []
+    stint = values.get("Stint")
     window = st["window"]
-    same = window is not None and window["close"] == close_lap
-    if not same and window is not None and window.get("announced") and lap <= window["close"]:
-        same = abs(close_lap - window["close"]) <= 1  # the forecast shifted by a lap: same window
-        if same:
-            window["close"] = close_lap
-    if not same:
-        window = {"open": open_lap, "close": close_lap, "announced": False, "closing": False}
-        st["window"] = window
+    if lap is None:
+        return []
+    if window is not None and (lap > window["close"] or (stint is not None and stint != window.get("stint"))):
+        window = st["window"] = None  # the window passed, or the car stopped (a new stint)
     out = []
-    if not window["announced"] and open_lap <= lap <= close_lap:
-        window["announced"] = True
-        text = f"pit window open, laps {int(open_lap)}-{int(close_lap)}"
+    if window is None:
+        if p is None or open_lap is None or close_lap is None or p < rules.pit_open_p:
+            return []
+        if not allow("pit_window_open", lap):
+            return []
+        close_lap += rules.pit_grace
+        st["window"] = {"open": open_lap, "close": close_lap, "closing": False, "stint": stint}
+        text = f"pit window open, laps {int(open_lap)}-{int(close_lap)} (p={p:.2f} within 3 laps)"
         out.append(_alert(prediction, "pit_window_open", "info", text, close_lap, now))
-    if window["announced"] and not window["closing"] and lap == close_lap - 1:
+    elif not window["closing"] and lap == window["close"] - 1 and allow("pit_window_closing", lap):
         window["closing"] = True
-        out.append(
-            _alert(
-                prediction,
-                "pit_window_closing",
-                "warning",
-                f"pit window closes after lap {int(close_lap)}",
-                close_lap,
-                now,
-            )
-        )
+        text = f"pit window closes after lap {int(window['close'])}"
+        out.append(_alert(prediction, "pit_window_closing", "warning", text, window["close"], now))
     return out
 
 
+def _always(kind: str, lap: int) -> bool:
+    return True
+
+
 def alert_step(
-    state: dict[str, Any] | None, prediction: dict[str, Any], now: datetime
+    state: dict[str, Any] | None,
+    prediction: dict[str, Any],
+    now: datetime,
+    allow: Allow | None = None,
+    rules: Rules = RULES,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fold one Prediction (dict, JSON mode) into the driver's alert state; returns the alerts."""
+    """Fold one Prediction (dict, JSON mode) into the driver's alert state; returns the alerts.
+    ``allow``: the session's burst limit (:func:`burst_allow` bound to a session); None: none.
+    ``rules``: the thresholds (the tuned defaults unless a tuning run tries others)."""
     st = state if state is not None else new_state()
     if prediction.get("Status") != "ok":
         return st, []
+    gate = allow or _always
     model = prediction.get("Model")
     alerts: list[dict[str, Any]] = []
-    for rule in THRESHOLD_RULES:
+    for rule in rules.threshold:
         if rule.model == model:
-            alerts += _threshold(st, rule, prediction, now)
+            alerts += _threshold(st, rule, prediction, now, gate)
     if model == "pit_window":
-        alerts += _pit_window(st, prediction, now)
+        alerts += _pit_window(st, prediction, now, gate, rules)
     return st, alerts

@@ -158,9 +158,11 @@ def predictions(
     ingested: datetime,
     produced: datetime,
     other: str | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Prediction record (JSON mode) for ``row`` from model ``key``: ``ok`` with the values, or
-    ``unavailable`` with the reason when ``values`` is None."""
+    ``unavailable`` with the reason when ``values`` is None. ``names``: the session's driver table
+    (car number -> three-letter code, SessionInfo ``Drivers``), for the other car of a pair."""
     return {
         "SessionKey": row["SessionKey"],
         "DriverNumber": str(row["DriverNumber"]),
@@ -169,7 +171,7 @@ def predictions(
         "ModelVersion": version,
         "Status": "ok" if values is not None else "unavailable",
         "Reason": None if values is not None else reason,
-        "Values": {k: _clean(v) for k, v in (values or {}).items()} | _who(row, values),
+        "Values": {k: _clean(v) for k, v in (values or {}).items()} | _who(row, values, other, names),
         "OtherDriverNumber": other,
         "EventSessionTime": row["SessionTime"],
         "EventDate": row.get("Date"),
@@ -178,5 +180,19 @@ def predictions(
     }
 
 
-def _who(row: Mapping[str, Any], values: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {"Driver": row.get("Driver")} if values is not None and row.get("Driver") else {}
+# the lap's own context the alert rules read (functions/alerts.py): who, and the lap's causal scope
+CONTEXT_FIELDS = ("Driver", "Stint", "GreenClean", "Neutralised")
+
+
+def _who(
+    row: Mapping[str, Any],
+    values: Mapping[str, Any] | None,
+    other: str | None = None,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    if values is None:
+        return {}
+    out = {k: row[k] for k in CONTEXT_FIELDS if row.get(k) is not None}
+    if other is not None and (names or {}).get(str(other)):
+        out["OtherDriver"] = (names or {})[str(other)]
+    return out

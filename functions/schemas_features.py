@@ -65,6 +65,12 @@ class LapFeatures(BaseModel):
     IntervalBehind: float | None = Field(default=None, description="s")
     InDRSRange: bool
     LapsDown: int = Field(ge=0)
+    Neutralised: bool = Field(
+        default=False, description="SC, VSC or red flag on the lap, causal (functions/scope.py)"
+    )
+    GreenClean: bool = Field(
+        default=True, description="not lap 1, in-lap, out-lap or neutralised (functions/scope.py)"
+    )
     TrackStatus: str | None = Field(
         default=None, description="track status codes seen on the lap (passed through)"
     )

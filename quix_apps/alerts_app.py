@@ -3,7 +3,13 @@
 The prediction topics are co-partitioned (6 partitions, key ``<SessionKey>:<DriverNumber>``, the
 default murmur2 partitioner), so the app ``concat``s them and keeps one alert state per driver;
 :func:`stratx.functions.alerts.alert_step` holds the rules (hysteresis, re-arming, one
-pit-window alert per window). Records that are not Predictions go to the dead letters.
+pit-window alert per window, scope gating). Records that are not Predictions go to the dead letters.
+
+The burst limit (at most 3 alerts of one type on one lap of a session,
+:func:`stratx.functions.alerts.burst_allow`) spans drivers, so its counts live in process memory
+across the app's partitions, like the prediction app's row cache: one alerts process sees every
+partition (compose and k8s run one replica). After a restart the counts start empty, which can
+let at most 3 more alerts through on the laps being replayed.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, race_state, schemas
-from stratx.functions.alerts import alert_step
+from stratx.functions.alerts import alert_step, burst_allow
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.wire import INVALID, RAW, parse
@@ -32,6 +38,7 @@ def make_step(
     now: Callable[[], datetime] | None = None,
 ) -> Callable[[dict[str, Any], State], list[dict[str, Any]]]:
     clock = now or (lambda: datetime.now(UTC))
+    counts: dict[str, int] = {}  # the burst limit's counts, per session:lap:type (process memory)
 
     def step(value: dict[str, Any], state: State) -> list[dict[str, Any]]:
         if INVALID in value:
@@ -40,7 +47,13 @@ def make_step(
             prediction = schemas.Prediction.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
             return [_rejected(value, exc)]
-        st, alerts = alert_step(state.get("alerts"), prediction, clock())
+        session = prediction["SessionKey"]
+        st, alerts = alert_step(
+            state.get("alerts"),
+            prediction,
+            clock(),
+            lambda kind, lap: burst_allow(counts, session, kind, lap),
+        )
         state.set("alerts", st)
         return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
 

@@ -4,6 +4,12 @@ Laps are re-keyed by session (``group_by``) so one state holds every driver of t
 raw laps topic has one partition, so a session's laps arrive in event-time order and the
 cross-driver features (gaps, car ahead/behind, field median) equal the offline build.
 
+The track-status and race-control topics join the same state (:func:`track_step`): the
+neutralisation periods received so far decide ``Neutralised`` / ``GreenClean`` of a lap whose
+record carries no track status codes (OpenF1 laps; ``functions/scope.py``). Laps that carry codes
+(FastF1, the bundled races) are decided by their own codes, so the order in which the three
+topics are read cannot change a feature.
+
 Late and duplicate policy: a lap whose LapNumber is not above the driver's last processed lap
 is a duplicate or a late replay; it changes nothing and goes to the dead letters with the reason.
 A lap that fails the Lap schema goes there too. The pipeline keeps going.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import reduce
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +31,7 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, schemas
-from stratx.functions.features.laps import lap_step
+from stratx.functions.features.laps import lap_step, track_step
 from stratx.functions.settings import FeatureAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.emitted import Emitted, read_topic
@@ -42,6 +49,8 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
     """Stateful callback: the lap's features, or a dead letter with the reason."""
     if INVALID in value:
         return _rejected({"raw": value.get(RAW)}, value[INVALID])
+    if "LapNumber" not in value and ("Category" in value or "Status" in value):
+        return _track(value, state)
     try:
         lap = schemas.Lap.model_validate(value).model_dump(mode="json")
     except ValidationError as exc:
@@ -54,6 +63,20 @@ def step(value: dict[str, Any], state: State) -> dict[str, Any]:
         return {"features": schemas.LapFeatures.model_validate(out).model_dump(mode="json")}
     except ValidationError as exc:  # e.g. a non-finite feature: explained, never a crash
         return _rejected(value, exc)
+
+
+def _track(value: dict[str, Any], state: State) -> dict[str, Any]:
+    """A TrackStatus or RaceControl record: folded into the session's neutralisation periods."""
+    schema = schemas.RaceControl if "Category" in value else schemas.TrackStatus
+    try:
+        event = schema.model_validate(value).model_dump(mode="json")
+    except ValidationError as exc:
+        return {
+            "track": False,
+            "reason": dead_letters.error_detail(exc),
+        }  # not a lap: nothing to emit or retry
+    state.set("session", track_step(state.get("session"), event))
+    return {"track": True}
 
 
 def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str, Any]:
@@ -80,12 +103,16 @@ def build_app(
     """The app, wired; ``on_features`` is a side effect per feature record (e.g. a Feast push)."""
     app = wire.application(settings, f"{settings.consumer_group_prefix}-lap-features", settings.state_dir)
     laps = app.topic(catalog.LAPS.name, value_deserializer="bytes")
+    track = [
+        app.topic(t.name, value_deserializer="bytes") for t in (catalog.TRACK_STATUS, catalog.RACE_CONTROL)
+    ]
     out = app.topic(catalog.FEATURES_LAP.name, value_serializer="json")
     by_session = app.topic(catalog.FEATURES_LAP_BY_SESSION.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
 
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
-    sdf = meter.consumed(app.dataframe(laps), laps.name).apply(parse).group_by(session_of, name="session")
+    inputs = [meter.consumed(app.dataframe(t), t.name) for t in (laps, *track)]
+    sdf = reduce(lambda a, b: a.concat(b), inputs).apply(parse).group_by(session_of, name="session")
     results = sdf.apply(meter.timed(step), stateful=True)
     features = results.filter(lambda r: "features" in r).apply(lambda r: r["features"])
     if on_features is not None:

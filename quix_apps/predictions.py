@@ -87,6 +87,7 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
                     ingested,
                     produced,
                     other=subject.get("AheadDriverNumber") if pairs else None,
+                    names=context(row["SessionKey"]).get("Drivers"),
                 )
                 for i, subject in subjects
             ]
@@ -102,6 +103,15 @@ def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str,
 
 def driver_key(record: dict[str, Any]) -> str:
     return f"{record['SessionKey']}:{record['DriverNumber']}"
+
+
+def driver_names(info: Mapping[str, Any]) -> dict[str, str]:
+    """Car number -> three-letter code from a SessionInfo record's driver table."""
+    return {
+        str(d["DriverNumber"]): str(d["Abbreviation"])
+        for d in info.get("Drivers") or []
+        if isinstance(d, dict) and d.get("DriverNumber") is not None and d.get("Abbreviation")
+    }
 
 
 def session_context(settings: PredictionAppSettings) -> Context:
@@ -125,7 +135,11 @@ def session_context(settings: PredictionAppSettings) -> Context:
             except (TypeError, ValueError):
                 continue
             if isinstance(info, dict) and info.get("SessionKey") == session_key:
-                found = {"EventName": info.get("EventName"), "TotalLaps": info.get("TotalLaps")}
+                found = {
+                    "EventName": info.get("EventName"),
+                    "TotalLaps": info.get("TotalLaps"),
+                    "Drivers": driver_names(info),
+                }
         cache[session_key] = (now, found)  # a miss is retried after CONTEXT_RETRY_S
         return found
 

@@ -38,7 +38,13 @@ def lap_feature_rows(race: RaceData) -> tuple[list[dict[str, Any]], list[str]]:
             rejected.append(f"{race.meta.slug} {record.key}: {checked.reason}")
             continue
         events.append(checked.model_dump(mode="json"))
-    rows, duplicates = build_lap_features(events)
+    track = []  # track status and race control as the stream receives them (functions/scope.py)
+    for name in ("track_status", "race_control"):
+        for record in ingest.table_records(race, name):
+            checked = ingest.validate(record)
+            if not isinstance(checked, ingest.Rejected):
+                track.append(checked.model_dump(mode="json"))
+    rows, duplicates = build_lap_features(events, track)
     features = [schemas.LapFeatures.model_validate(r).model_dump(mode="json") for r in rows]
     return features, rejected + [f"{race.meta.slug}: {d}" for d in duplicates]
 

@@ -57,8 +57,17 @@ GAPS: tuple[str, ...] = (
 )
 # The part of GAPS that slows a lap (the lap-time model's traffic inputs).
 TRAFFIC: tuple[str, ...] = ("LapNumber", "PositionOnLap", "GapToLeader", "IntervalAhead", "InDRSRange")
-# Lap context: the lap's own timing values (track status, speed traps).
-CONTEXT: tuple[str, ...] = ("TrackStatus", "SpeedI1", "SpeedI2", "SpeedFL", "SpeedST")
+# Lap context: the lap's own timing values (track status, speed traps) and its causal scope
+# (functions/scope.py: neutralised; green and clean).
+CONTEXT: tuple[str, ...] = (
+    "TrackStatus",
+    "Neutralised",
+    "GreenClean",
+    "SpeedI1",
+    "SpeedI2",
+    "SpeedFL",
+    "SpeedST",
+)
 # Aggression (LapAggression): pedal, DRS, braking and gear-shift use over the lap's telemetry windows.
 AGGRESSION: tuple[str, ...] = (
     "ThrottleMean",

@@ -38,6 +38,8 @@ time = LapTime - 0.03 * fuel on board at the lap's start (the time the lap would
 | IntervalBehind | at the previous line: the next car's crossing minus this car's (the last known gap behind) |
 | InDRSRange | IntervalAhead < 1.0 s (timing-line proxy for DRS detection) |
 | LapsDown | highest lap completed by anyone at this lap's end minus LapNumber |
+| Neutralised | SC, VSC or red flag on the lap, causal (``functions/scope.py``: the lap's own track status codes, else the track-status / race-control messages received before the line crossing) |
+| GreenClean | the lap is none of lap 1, in-lap, out-lap, neutralised (``functions/scope.py``): the laps strategy alerts and anomaly checks look at |
 | TrackStatus, SpeedI1, SpeedI2, SpeedFL, SpeedST | the lap's own timing values, passed through (track status codes seen on the lap; speed traps, km/h) so a feature record is self-contained for the models |
 """
 
@@ -46,6 +48,8 @@ from __future__ import annotations
 import math
 import statistics
 from typing import Any
+
+from stratx.functions import scope
 
 FUEL_START_KG = 105.0
 FUEL_BURN_KG_PER_LAP = 1.7
@@ -113,7 +117,21 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 
 def new_state() -> dict[str, Any]:
-    return {"drivers": {}, "crossings": {}, "clean_by_lap": {}, "session_best": None}
+    return {
+        "drivers": {},
+        "crossings": {},
+        "clean_by_lap": {},
+        "session_best": None,
+        "scope": scope.new_state(),
+    }
+
+
+def track_step(state: dict[str, Any] | None, event: dict[str, Any]) -> dict[str, Any]:
+    """Fold a TrackStatus or RaceControl event, as it arrives, into the session state's
+    neutralisation periods (:func:`stratx.functions.scope.status_step`)."""
+    st = state if state is not None else new_state()
+    st["scope"] = scope.status_step(st.get("scope"), event)
+    return st
 
 
 def lap_step(
@@ -138,6 +156,8 @@ def lap_step(
     lap_time = lap.get("LapTime")
     reason = clean_reason(lap)
     clean = reason is None
+    at_line = {**lap, "SessionTime": end}
+    out_of_scope = scope.scope_reason(at_line, st.get("scope"))
     fc = fuel_corrected(lap_time, n)
 
     # --- crossings and gaps (before this car is added to the lap's crossings)
@@ -237,6 +257,8 @@ def lap_step(
         "IntervalBehind": interval_behind,
         "InDRSRange": interval_ahead is not None and interval_ahead < DRS_RANGE_S,
         "LapsDown": leader_laps - n,
+        "Neutralised": scope.neutralised(at_line, st.get("scope")),
+        "GreenClean": out_of_scope is None,
         "TrackStatus": lap.get("TrackStatus"),
         **{trap: lap.get(trap) for trap in SPEED_TRAPS},
     }
@@ -262,12 +284,24 @@ def _latest_clean(st: dict[str, Any], drv: str) -> float | None:
     return None
 
 
-def build_lap_features(laps: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Offline: fold :func:`lap_step` over one session's lap events in event-time order."""
+def build_lap_features(
+    laps: list[dict[str, Any]], track: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Offline: fold :func:`lap_step` over one session's lap events in event-time order, with the
+    session's TrackStatus / RaceControl events (``track``) folded by :func:`track_step` before
+    every lap that ends after them (as the stream receives them)."""
     state: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = []
     rejected: list[str] = []
-    for lap in sorted(laps, key=lambda x: x["SessionTime"]):
+    events = sorted(
+        [(float(e["SessionTime"]), 0, e) for e in track or []]
+        + [(float(x["SessionTime"]), 1, x) for x in laps],
+        key=lambda x: (x[0], x[1]),
+    )
+    for _, kind, lap in events:
+        if kind == 0:
+            state = track_step(state, lap)
+            continue
         state, out = lap_step(state, lap)
         if isinstance(out, str):
             rejected.append(out)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stratx.functions import scope
+
 WINDOWS_FILE = "telemetry_windows.parquet"
 WINDOW_RACE_FOLDERS = ("2023_miami", "2023_austrian", "2023_italian", "2023_hungarian", "2023_japanese")
 WINDOW_FIT_RACES = ((2023, "Miami Grand Prix"), (2023, "Austrian Grand Prix"), (2023, "Italian Grand Prix"))
@@ -22,7 +24,8 @@ LAP_CONTEXT = (
 COMPOUNDS = ("SOFT", "MEDIUM", "HARD", "INTERMEDIATE", "WET")
 # the LapFeatures fields the lap level reads (FEATURE_SERVICE holds exactly these)
 SERVICE_FEATURES: tuple[str, ...] = (
-    *LAP_SIGNALS, "TrackStatus", "IsClean", "Last3Median", "Compound", *LAP_CONTEXT,
+    *LAP_SIGNALS, "TrackStatus", "Neutralised", "GreenClean", "IsClean", "Last3Median", "Compound",
+    *LAP_CONTEXT,
 )  # fmt: skip
 SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
     "speed": ("SpeedMean", "SpeedStd", "SpeedMin", "SpeedMax", "SpeedMeanPrev"),
@@ -60,7 +63,6 @@ MECHANICAL = frozenset(
      "Transmission", "Mechanical", "Cooling system", "Overheating", "Exhaust", "Turbo"}
 )  # fmt: skip
 SLOW_LAP_S = 5.0
-FIELD_SLOW = 0.03  # a lap whose field median is > 3 % slower than the race's is neutralised, not green
 # 1 thread: the same model, ~11 s for the whole fit; 2 threads took 10-30 s on a busy 2-core box
 LGB_PARAMS: dict[str, Any] = {
     "objective": "l2", "learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 100, "max_bin": 63,
@@ -73,7 +75,8 @@ ROUNDS, EARLY_STOPPING = 120, 15
 # ------------------------------------------------------------------ rows and context
 def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.DataFrame:
     """LapFeatures rows + the lap's speed traps, times and track status, ``InScope`` (clean
-    green-flag lap; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``.
+    green-flag lap, ``GreenClean`` by the causal scope of ``functions/scope.py``: not lap 1, in/out
+    lap, SC, VSC or red flag; a deleted lap counts) and the references ``Ref_s`` / ``Field_s``.
 
     LapFeatures carry TrackStatus and the speed traps themselves; ``raw_laps`` (the Lap events)
     only fills what the rows lack. Without it (serving), ``Time`` = SessionTime and
@@ -104,9 +107,11 @@ def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.Dat
     for c in SPEED_TRAPS:
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     reason = frame["CleanReason"].astype(object)
-    frame["InScope"] = (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted")) & frame[
-        "LapTime"
-    ].notna()
+    frame["InScope"] = (
+        (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted"))
+        & frame["LapTime"].notna()
+        & green_clean(frame)
+    )
     frame = frame.sort_values([*KEYS, "LapNumber"], kind="stable").reset_index(drop=True)
     lap_keys = [frame.Year, frame.EventName, frame.LapNumber]
     order = frame["Time"].astype(float).rank(method="first")
@@ -117,9 +122,16 @@ def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.Dat
     frame["Ref_LapTime"] = frame["Last3Median"].astype(float)
     kept = frame["LapTime"].astype(float).where(frame["InScope"])
     frame["Field_LapTime"] = _earlier_median(kept, lap_keys, order)
-    typical = frame.groupby(["Year", "EventName"])["Field_LapTime"].transform("median")
-    frame["InScope"] &= ~(frame["Field_LapTime"] > (1 + FIELD_SLOW) * typical)  # neutralised lap
     return frame
+
+
+def green_clean(frame: pd.DataFrame) -> pd.Series:
+    """The rows' causal scope: ``GreenClean`` as the lap features give it; rows built before the
+    field existed get it from their own TrackStatus (no SC, VSC or red flag on the lap)."""
+    if "GreenClean" in frame.columns:
+        return frame["GreenClean"].astype("boolean").fillna(True).astype(bool)
+    status = frame["TrackStatus"].astype(object)
+    return ~status.map(lambda s: scope.neutralised({"TrackStatus": s})).astype(bool)
 
 
 def _earlier_median(values: pd.Series, keys: list[pd.Series], order: pd.Series) -> pd.Series:

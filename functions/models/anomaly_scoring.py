@@ -138,10 +138,13 @@ def score_rows(
 
 def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     """``AnomalyScore`` (0..1), ``AnomalyFlag`` and ``AnomalySignal`` for rows built by
-    :func:`lap_rows` or :func:`window_rows` (the context needs the driver's previous laps/windows)."""
+    :func:`lap_rows` or :func:`window_rows` (the context needs the driver's previous laps/windows).
+    ``AnomalyFlag`` is never set on a row out of scope (lap 1, in/out lap, SC/VSC/red flag, not a
+    clean green lap): the threshold is calibrated on in-scope rows only."""
     meta = bundle.meta[_level(rows)]
     score, top = score_rows(bundle.boosters, meta, rows)
+    scope = rows["InScope"].to_numpy(dtype=bool) if "InScope" in rows.columns else True
     return pd.DataFrame(
-        {"AnomalyScore": score, "AnomalyFlag": score >= meta["threshold"], "AnomalySignal": top},
+        {"AnomalyScore": score, "AnomalyFlag": (score >= meta["threshold"]) & scope, "AnomalySignal": top},
         index=rows.index,
     )

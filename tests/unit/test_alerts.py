@@ -1,4 +1,5 @@
-"""Alert rules: hysteresis (no storms), re-arming, pit-window open/closing once, schema contract."""
+"""Alert rules: hysteresis (no storms), re-arming, pit-window open/closing once, scope gating,
+burst limit, driver names, schema contract."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from stratx.functions import schemas
-from stratx.functions.alerts import REARM_LAPS, alert_step
+from stratx.functions.alerts import BURST_LIMIT, REARM_LAPS, alert_step, burst_allow
 
 NOW = datetime(2024, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -39,7 +40,7 @@ def fold(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_a_flickering_cliff_probability_raises_one_alert() -> None:
-    probs = [0.2, 0.65, 0.55, 0.62, 0.45, 0.7, 0.5]  # never below the 0.40 clear level after raising
+    probs = [0.1, 0.40, 0.30, 0.45, 0.25, 0.5, 0.3]  # never below the 0.21 clear level after raising
     alerts = fold([prediction("tyre_deg", 10 + i, CliffProbability=p) for i, p in enumerate(probs)])
     assert [a["Type"] for a in alerts] == ["tyre_cliff"]
     assert alerts[0]["LapNumber"] == 11 and alerts[0]["Severity"] == "warning"
@@ -65,25 +66,65 @@ def test_overtake_alerts_are_per_pair() -> None:
         ("overtake_likely", "info"),
         ("overtake_likely", "warning"),
     ]
-    assert "car #16" in alerts[1]["Message"]
+    assert "#16" in alerts[1]["Message"]  # no driver table: the car number
 
 
-def test_pit_window_opens_and_closes_once_even_if_the_forecast_shifts_a_lap() -> None:
+def test_overtake_alerts_name_the_other_driver() -> None:
+    alerts = fold([prediction("overtake", 20, other="44", OvertakeProbability1Lap=0.6, OtherDriver="HAM")])
+    assert alerts[0]["Message"].startswith("VER: likely to pass HAM next lap")
+    assert "#" not in alerts[0]["Message"]
+
+
+def test_pit_window_opens_once_when_a_stop_becomes_likely_and_warns_before_it_closes() -> None:
+    # the model's window always lies ahead of the lap (in-laps after it): the rule keys on the
+    # stop probability and announces [open, close + 3]; the window shifting does not re-announce it
+    p = [0.05, 0.12, 0.3, 0.4, 0.5, 0.5, 0.5]  # laps 14-20
     records = [
-        prediction("pit_window", 14, WindowOpenLap=16, WindowCloseLap=20),
-        prediction("pit_window", 15, WindowOpenLap=16, WindowCloseLap=20),
-        prediction("pit_window", 16, WindowOpenLap=16, WindowCloseLap=20),
-        prediction("pit_window", 17, WindowOpenLap=17, WindowCloseLap=21),
-        prediction("pit_window", 18, WindowOpenLap=17, WindowCloseLap=21),
-        prediction("pit_window", 19, WindowOpenLap=17, WindowCloseLap=21),
-        prediction("pit_window", 20, WindowOpenLap=17, WindowCloseLap=21),
-        prediction("pit_window", 21, WindowOpenLap=17, WindowCloseLap=21),
+        prediction(
+            "pit_window", 14 + i, PitProbability3Laps=q, WindowOpenLap=16 + i // 3, WindowCloseLap=18 + i // 3
+        )
+        for i, q in enumerate(p)
     ]
     alerts = fold(records)
     assert [(a["Type"], a["LapNumber"]) for a in alerts] == [
-        ("pit_window_open", 16),
+        ("pit_window_open", 15),
         ("pit_window_closing", 20),
     ]
+    assert "laps 16-21" in alerts[0]["Message"] and alerts[0]["Value"] == 21
+
+
+def test_a_new_stint_rearms_the_pit_window() -> None:
+    records = [
+        prediction("pit_window", 10, PitProbability3Laps=0.4, WindowOpenLap=11, WindowCloseLap=13, Stint=1),
+        prediction("pit_window", 12, PitProbability3Laps=0.4, WindowOpenLap=13, WindowCloseLap=14, Stint=2),
+    ]
+    assert [a["LapNumber"] for a in fold(records)] == [10, 12]
+
+
+def test_anomaly_never_fires_on_a_lap_out_of_scope() -> None:
+    records = [
+        prediction("anomaly", 40, AnomalyScore=0.9995, AnomalyFlag=True, GreenClean=False, Neutralised=True),
+        prediction("anomaly", 41, AnomalyScore=0.9995, AnomalyFlag=True, GreenClean=False),  # pit lap
+        prediction("overtake", 40, other="44", OvertakeProbability1Lap=0.9, Neutralised=True),
+        prediction("tyre_deg", 40, CliffProbability=0.9, Neutralised=True),
+    ]
+    assert fold(records) == []
+
+
+def test_no_more_than_three_alerts_of_one_type_on_one_lap_and_the_rest_wait() -> None:
+    counts: dict[str, int] = {}
+    states: dict[str, Any] = {}
+    raised = []
+    for lap in (20, 21):
+        for car in ("1", "11", "16", "44", "55"):
+            record = {**prediction("tyre_deg", lap, CliffProbability=0.5), "DriverNumber": car}
+            states[car], out = alert_step(
+                states.get(car), record, NOW, lambda kind, n: burst_allow(counts, 9472, kind, n)
+            )
+            raised += [(a["LapNumber"], a["DriverNumber"]) for a in out]
+    assert [c for lap, c in raised if lap == 20] == ["1", "11", "16"]  # BURST_LIMIT
+    assert [c for lap, c in raised if lap == 21] == ["44", "55"]  # deferred, not lost
+    assert BURST_LIMIT == 3
 
 
 def test_anomaly_alerts_follow_the_models_own_flag() -> None:
@@ -112,7 +153,7 @@ def test_unavailable_predictions_and_missing_values_change_nothing() -> None:
     [
         prediction("anomaly", 30, AnomalyScore=0.995, AnomalyFlag=True, AnomalySignal="SpeedST"),
         prediction("tyre_deg", 30, CliffProbability=0.7),
-        prediction("pit_window", 30, WindowOpenLap=30, WindowCloseLap=33),
+        prediction("pit_window", 30, PitProbability3Laps=0.3, WindowOpenLap=31, WindowCloseLap=33),
         prediction("overtake", 30, other="11", OvertakeProbability1Lap=0.9),
     ],
 )
@@ -121,3 +162,34 @@ def test_every_alert_fits_the_schema(record: dict[str, Any]) -> None:
     assert len(alerts) == 1
     alert = schemas.Alert.model_validate(alerts[0])
     assert alert.Model == record["Model"] and alert.LapNumber == 30 and alert.Message.startswith("VER: ")
+
+
+def test_a_prediction_record_carries_the_names_and_scope_the_rules_read() -> None:
+    from stratx.functions.prediction_requests import predictions
+    from stratx.quix_apps.predictions import driver_names
+
+    info = {
+        "Drivers": [
+            {"DriverNumber": "44", "Abbreviation": "HAM"},
+            {"DriverNumber": "1", "Abbreviation": "VER"},
+        ]
+    }
+    row = {"SessionKey": 9472, "DriverNumber": "1", "Driver": "VER", "LapNumber": 30, "SessionTime": 5000.0,
+           "Stint": 2, "GreenClean": True, "Neutralised": False}  # fmt: skip
+    record = predictions(
+        row,
+        "overtake",
+        "1",
+        {"OvertakeProbability1Lap": 0.8},
+        None,
+        NOW,
+        NOW,
+        other="44",
+        names=driver_names(info),
+    )
+    schemas.Prediction.model_validate(record)
+    assert {"Driver": "VER", "OtherDriver": "HAM", "GreenClean": True, "Stint": 2}.items() <= record[
+        "Values"
+    ].items()
+    _, alerts = alert_step(None, record, NOW)
+    assert alerts[0]["Message"] == "VER: likely to pass HAM next lap (p=0.80)"

@@ -65,7 +65,7 @@ SERVICES = {
     "overtake_v3",
     "anomaly_v1",
 }
-CONTEXT = {"TrackStatus", "SpeedI1", "SpeedI2", "SpeedFL", "SpeedST"}
+CONTEXT = {"TrackStatus", "Neutralised", "GreenClean", "SpeedI1", "SpeedI2", "SpeedFL", "SpeedST"}
 FEAST_TYPES = {float: Float64, int: Int64, bool: Bool, str: String}
 
 

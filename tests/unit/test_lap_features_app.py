@@ -192,3 +192,16 @@ def test_a_feature_record_failing_its_schema_is_a_dead_letter_not_a_crash(
         out, events[0], "LapFeatures schema: LapTime: Input should be a finite number (got nan)"
     )
     assert state.sets == 1  # the next lap builds on this one
+
+
+def test_track_status_received_before_the_line_neutralises_a_lap_without_codes(
+    events: list[dict[str, Any]],
+) -> None:
+    """A VSC from the track-status topic decides the scope of a lap whose record has no codes
+    (an OpenF1 lap); it emits nothing itself."""
+    state = FakeState()
+    first = events[0]
+    vsc = {"v": 1, "SessionKey": first["SessionKey"], "Seq": 1, "SessionTime": first["SessionTime"] - 5.0}
+    assert step({**vsc, "Status": "6", "Message": "VSCDeployed"}, state) == {"track": True}
+    out = step({**first, "TrackStatus": None}, state)
+    assert out["features"]["Neutralised"] and not out["features"]["GreenClean"]

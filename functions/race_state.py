@@ -53,12 +53,21 @@ KINDS: dict[str, str] = {
 
 def new_state() -> dict[str, Any]:
     """Per session: cars' last laps and lap ends, last movement, retired cars, flags."""
-    return {"cars": {}, "retired": {}, "red": False, "finished": False, "now": -math.inf}
+    return {"cars": {}, "retired": {}, "parked": set(), "red": False, "finished": False, "now": -math.inf}
 
 
 def _car(st: dict[str, Any], driver: str) -> dict[str, Any]:
     return st["cars"].setdefault(
-        driver, {"lap": 0, "lap_end": None, "ends": [], "anchor": None, "moved_at": None, "driver": None}
+        driver,
+        {
+            "lap": 0,
+            "lap_end": None,
+            "ends": [],
+            "anchor": None,
+            "moved_at": None,
+            "seen": None,
+            "driver": None,
+        },
     )
 
 
@@ -152,23 +161,44 @@ def _overdue(st: dict[str, Any], record: Mapping[str, Any], crossing: str) -> li
 
 
 def _position(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
+    """A car's sample: its own progress, then the parked rule for every candidate car. The stream
+    holds each car's positions in its own partition, consumed in no event-time order across cars,
+    so the rule compares a car's own stationary span with the others' latest moves, whichever
+    car's sample arrives last (in event-time order this is the same decision)."""
     driver, t = str(record["DriverNumber"]), float(record["SessionTime"])
     x, y, z = (int(record.get(k) or 0) for k in ("X", "Y", "Z"))
     if x == y == z == 0:  # no fix
         return []
     car = _car(st, driver)
+    car["seen"] = max(car.get("seen") or t, t)
+    parked = st.setdefault("parked", set())
     anchor = car["anchor"]
     if anchor is None or math.hypot(x - anchor[0], y - anchor[1]) / _UNITS_PER_M >= STOP_M:
         car["anchor"], car["moved_at"] = (x, y), t
+        parked.discard(driver)
+    elif driver not in st["retired"] and car["seen"] - car["moved_at"] >= STOP_S:
+        parked.add(driver)
+    out: list[dict] = []
+    for candidate in sorted(parked):
+        out += _parked(st, record, candidate)
+    return out
+
+
+def _parked(st: dict[str, Any], record: Mapping[str, Any], driver: str) -> list[dict]:
+    """``driver`` retires if, STOP_S after its last move, most other running cars had moved since
+    (their latest move at or after that moment less FIELD_WINDOW_S); not under a red flag."""
+    car = st["cars"][driver]
+    if driver in st["retired"] or car["lap"] == 0 or st["red"]:
         return []
-    if driver in st["retired"] or car["lap"] == 0 or st["red"] or t - car["moved_at"] < STOP_S:
-        return []
+    due = car["moved_at"] + STOP_S
     others = _running(st, driver)
-    moving = sum(c["moved_at"] is not None and t - c["moved_at"] <= FIELD_WINDOW_S for c in others)
+    moving = sum(c["moved_at"] is not None and c["moved_at"] >= due - FIELD_WINDOW_S for c in others)
     if not others or moving * 2 <= len(others):
         return []
-    stopped = t - car["moved_at"]
-    return _retire(st, record, driver, "position", f"stationary for {stopped:.0f} s while the field moved")
+    st["parked"].discard(driver)
+    stopped = car["seen"] - car["moved_at"]
+    at = {**record, "DriverNumber": driver, "SessionTime": due, "Date": None}  # the sample's Date is later
+    return _retire(st, at, driver, "position", f"stationary for {stopped:.0f} s while the field moved")
 
 
 def retired_lap(state: Mapping[str, Any] | None, driver: str) -> int | None:

@@ -53,7 +53,15 @@ KINDS: dict[str, str] = {
 
 def new_state() -> dict[str, Any]:
     """Per session: cars' last laps and lap ends, last movement, retired cars, flags."""
-    return {"cars": {}, "retired": {}, "parked": set(), "red": False, "finished": False, "now": -math.inf}
+    return {
+        "cars": {},
+        "retired": {},
+        "parked": set(),
+        "red": False,
+        "finished": False,
+        "now": -math.inf,
+        "laps_now": -math.inf,
+    }
 
 
 def _car(st: dict[str, Any], driver: str) -> dict[str, Any]:
@@ -82,9 +90,10 @@ def retire_step(
         out = _race_control(st, record)
     elif kind == TRACK_STATUS:
         st["red"] = str(record.get("Status")) == RED_FLAG
-        out = []
+        out = _check_parked(st, record)  # a red flag ended
     elif kind == LAPS:
         out = _lap(st, record)
+        out += _check_parked(st, record)  # a parked car's first lap, or the field's, came after its samples
     elif kind == CAR_POSITION:
         out = _position(st, record)
     else:
@@ -130,6 +139,7 @@ def _lap(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     driver, lap, t = str(record["DriverNumber"]), int(record["LapNumber"]), float(record["SessionTime"])
     car = _car(st, driver)
     car["driver"] = record.get("Driver") or car["driver"]
+    st["laps_now"] = max(st.get("laps_now", -math.inf), t)
     if lap > 1 and record.get("LapTime") is None and record.get("Position") is None:
         return _retire(st, record, driver, "lap", f"lap {lap} not completed (no lap time, no position)")
     if lap > car["lap"]:
@@ -178,18 +188,26 @@ def _position(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
         parked.discard(driver)
     elif driver not in st["retired"] and car["seen"] - car["moved_at"] >= STOP_S:
         parked.add(driver)
+    return _check_parked(st, record)
+
+
+def _check_parked(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
+    """The parked rule for every candidate (a car whose own samples show STOP_S without progress)."""
     out: list[dict] = []
-    for candidate in sorted(parked):
+    for candidate in sorted(st.setdefault("parked", set())):
         out += _parked(st, record, candidate)
     return out
 
 
 def _parked(st: dict[str, Any], record: Mapping[str, Any], driver: str) -> list[dict]:
     """``driver`` retires if, STOP_S after its last move, most other running cars had moved since
-    (their latest move at or after that moment less FIELD_WINDOW_S); not under a red flag."""
+    (their latest move at or after that moment less FIELD_WINDOW_S); not under a red flag, and only
+    once the laps have reached the moment it stopped (so that its last lap is known)."""
     car = st["cars"][driver]
     if driver in st["retired"] or car["lap"] == 0 or st["red"]:
         return []
+    if st.get("laps_now", -math.inf) < car["moved_at"]:
+        return []  # the laps (one partition, in event-time order) lag: the car's last lap may be unseen
     due = car["moved_at"] + STOP_S
     others = _running(st, driver)
     moving = sum(c["moved_at"] is not None and c["moved_at"] >= due - FIELD_WINDOW_S for c in others)

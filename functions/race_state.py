@@ -14,7 +14,9 @@ Rules, first to fire wins (``Source``):
   car that did not finish it so (corpus: 53 such laps in races, each the car's last).
 * ``position``: the car has not moved :data:`STOP_M` in :data:`STOP_S` seconds while most of the
   field moved in the last :data:`FIELD_WINDOW_S` (a parked car; a pit stop takes seconds, a
-  penalty stop 10 s); not under a red flag, not before the car's first lap.
+  penalty stop 10 s); not under a red flag, not before the car's first lap. The stream reads the
+  cars' positions from several partitions in no event-time order, so the rule is checked on every
+  record, against each car's own stationary span, once the laps have reached that span.
 * ``laps``: no lap from the car while the cars still running completed :data:`OVERDUE_LAPS`
   laps each (median) since its last one: the fallback when positions are missing.
 

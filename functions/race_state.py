@@ -14,7 +14,9 @@ Rules, first to fire wins (``Source``):
   car that did not finish it so (corpus: 53 such laps in races, each the car's last).
 * ``position``: the car has not moved :data:`STOP_M` in :data:`STOP_S` seconds while most of the
   field moved in the last :data:`FIELD_WINDOW_S` (a parked car; a pit stop takes seconds, a
-  penalty stop 10 s); not under a red flag, not before the car's first lap.
+  penalty stop 10 s); not under a red flag, not before the car's first lap. The stream reads the
+  cars' positions from several partitions in no event-time order, so the rule is checked on every
+  record, against each car's own stationary span, once the laps have reached that span.
 * ``laps``: no lap from the car while the cars still running completed :data:`OVERDUE_LAPS`
   laps each (median) since its last one: the fallback when positions are missing.
 
@@ -53,12 +55,29 @@ KINDS: dict[str, str] = {
 
 def new_state() -> dict[str, Any]:
     """Per session: cars' last laps and lap ends, last movement, retired cars, flags."""
-    return {"cars": {}, "retired": {}, "red": False, "finished": False, "now": -math.inf}
+    return {
+        "cars": {},
+        "retired": {},
+        "parked": set(),
+        "red": False,
+        "finished": False,
+        "now": -math.inf,
+        "laps_now": -math.inf,
+    }
 
 
 def _car(st: dict[str, Any], driver: str) -> dict[str, Any]:
     return st["cars"].setdefault(
-        driver, {"lap": 0, "lap_end": None, "ends": [], "anchor": None, "moved_at": None, "driver": None}
+        driver,
+        {
+            "lap": 0,
+            "lap_end": None,
+            "ends": [],
+            "anchor": None,
+            "moved_at": None,
+            "seen": None,
+            "driver": None,
+        },
     )
 
 
@@ -73,9 +92,10 @@ def retire_step(
         out = _race_control(st, record)
     elif kind == TRACK_STATUS:
         st["red"] = str(record.get("Status")) == RED_FLAG
-        out = []
+        out = _check_parked(st, record)  # a red flag ended
     elif kind == LAPS:
         out = _lap(st, record)
+        out += _check_parked(st, record)  # a parked car's first lap, or the field's, came after its samples
     elif kind == CAR_POSITION:
         out = _position(st, record)
     else:
@@ -121,6 +141,7 @@ def _lap(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     driver, lap, t = str(record["DriverNumber"]), int(record["LapNumber"]), float(record["SessionTime"])
     car = _car(st, driver)
     car["driver"] = record.get("Driver") or car["driver"]
+    st["laps_now"] = max(st.get("laps_now", -math.inf), t)
     if lap > 1 and record.get("LapTime") is None and record.get("Position") is None:
         return _retire(st, record, driver, "lap", f"lap {lap} not completed (no lap time, no position)")
     if lap > car["lap"]:
@@ -152,23 +173,52 @@ def _overdue(st: dict[str, Any], record: Mapping[str, Any], crossing: str) -> li
 
 
 def _position(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
+    """A car's sample: its own progress, then the parked rule for every candidate car. The stream
+    holds each car's positions in its own partition, consumed in no event-time order across cars,
+    so the rule compares a car's own stationary span with the others' latest moves, whichever
+    car's sample arrives last (in event-time order this is the same decision)."""
     driver, t = str(record["DriverNumber"]), float(record["SessionTime"])
     x, y, z = (int(record.get(k) or 0) for k in ("X", "Y", "Z"))
     if x == y == z == 0:  # no fix
         return []
     car = _car(st, driver)
+    car["seen"] = max(car.get("seen") or t, t)
+    parked = st.setdefault("parked", set())
     anchor = car["anchor"]
     if anchor is None or math.hypot(x - anchor[0], y - anchor[1]) / _UNITS_PER_M >= STOP_M:
         car["anchor"], car["moved_at"] = (x, y), t
+        parked.discard(driver)
+    elif driver not in st["retired"] and car["seen"] - car["moved_at"] >= STOP_S:
+        parked.add(driver)
+    return _check_parked(st, record)
+
+
+def _check_parked(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
+    """The parked rule for every candidate (a car whose own samples show STOP_S without progress)."""
+    out: list[dict] = []
+    for candidate in sorted(st.setdefault("parked", set())):
+        out += _parked(st, record, candidate)
+    return out
+
+
+def _parked(st: dict[str, Any], record: Mapping[str, Any], driver: str) -> list[dict]:
+    """``driver`` retires if, STOP_S after its last move, most other running cars had moved since
+    (their latest move at or after that moment less FIELD_WINDOW_S); not under a red flag, and only
+    once the laps have reached the moment it stopped (so that its last lap is known)."""
+    car = st["cars"][driver]
+    if driver in st["retired"] or car["lap"] == 0 or st["red"]:
         return []
-    if driver in st["retired"] or car["lap"] == 0 or st["red"] or t - car["moved_at"] < STOP_S:
-        return []
+    if st.get("laps_now", -math.inf) < car["moved_at"]:
+        return []  # the laps (one partition, in event-time order) lag: the car's last lap may be unseen
+    due = car["moved_at"] + STOP_S
     others = _running(st, driver)
-    moving = sum(c["moved_at"] is not None and t - c["moved_at"] <= FIELD_WINDOW_S for c in others)
+    moving = sum(c["moved_at"] is not None and c["moved_at"] >= due - FIELD_WINDOW_S for c in others)
     if not others or moving * 2 <= len(others):
         return []
-    stopped = t - car["moved_at"]
-    return _retire(st, record, driver, "position", f"stationary for {stopped:.0f} s while the field moved")
+    st["parked"].discard(driver)
+    stopped = car["seen"] - car["moved_at"]
+    at = {**record, "DriverNumber": driver, "SessionTime": due, "Date": None}  # the sample's Date is later
+    return _retire(st, at, driver, "position", f"stationary for {stopped:.0f} s while the field moved")
 
 
 def retired_lap(state: Mapping[str, Any] | None, driver: str) -> int | None:

@@ -2,8 +2,8 @@
 
 :class:`RaceState` holds what the dashboard shows about one session: the session info, the
 latest timing-tower update and every lap-feature record per driver, the latest prediction of
-each model per driver (plus a short history for the wear curves), the alerts, and the latest
-car-telemetry / car-position / track-gap sample per driver. High-rate topics (car telemetry and
+each model per driver (plus a short history for the wear curves), the alerts, the retired cars
+(``stratx.race.retirements``), and the latest car-telemetry / car-position / track-gap sample per driver. High-rate topics (car telemetry and
 positions, ~75 records/s each in a live race and far more in a fast replay) are kept as the raw
 bytes of the latest record and parsed only when a snapshot is taken, so the consumer keeps up.
 
@@ -36,6 +36,7 @@ PARSED_TOPICS: tuple[str, ...] = (
     catalog.TIMING.name,
     catalog.FEATURES_LAP.name,
     catalog.ALERTS.name,
+    catalog.RETIREMENTS.name,
     *PREDICTION_TOPIC_MODELS,
 )
 DASHBOARD_TOPICS: tuple[str, ...] = (*PARSED_TOPICS, *LATEST_RAW_TOPICS)
@@ -55,6 +56,7 @@ class RaceState:
     prediction_history: dict[str, dict[str, dict[float, Record]]] = field(default_factory=dict)
     alerts: deque[Record] = field(default_factory=lambda: deque(maxlen=MAX_ALERTS))
     alert_keys: set[tuple[Any, ...]] = field(default_factory=set)
+    retired: dict[str, Record] = field(default_factory=dict)  # DriverNumber -> its Retirement record
     latest_raw: dict[str, dict[str, bytes]] = field(
         default_factory=lambda: {name: {} for name in LATEST_RAW_TOPICS.values()}
     )
@@ -138,6 +140,15 @@ def fold_alert(state: RaceState, rec: Record) -> None:
     state.bump("alerts")
 
 
+def fold_retirement(state: RaceState, rec: Record) -> None:
+    """A car out of the race (``stratx.race.retirements``): the first record per car stays."""
+    drv = str(rec["DriverNumber"])
+    if drv in state.retired:
+        return
+    state.retired[drv] = rec
+    state.bump("retired", rec.get("SessionTime"))
+
+
 def fold_latest_raw(state: RaceState, topic: str, driver: str, value: bytes) -> None:
     """Keep the latest raw record of a high-rate topic per driver (parsed at snapshot time)."""
     section = LATEST_RAW_TOPICS[topic]
@@ -150,6 +161,7 @@ FOLDERS = {
     catalog.TIMING.name: fold_timing,
     catalog.FEATURES_LAP.name: fold_lap_features,
     catalog.ALERTS.name: fold_alert,
+    catalog.RETIREMENTS.name: fold_retirement,
     **dict.fromkeys(PREDICTION_TOPIC_MODELS, fold_prediction),
 }
 
@@ -178,6 +190,7 @@ class RaceSnapshot:
     telemetry: dict[str, Record]
     positions: dict[str, Record]
     track_gaps: dict[str, Record]
+    retired: dict[str, Record] = field(default_factory=dict)  # DriverNumber -> Retirement record
 
     def section_version(self, *sections: str) -> int:
         return max((self.versions.get(s, 0) for s in sections), default=0)
@@ -216,6 +229,7 @@ def snapshot_of(state: RaceState) -> RaceSnapshot:
         telemetry=_parsed(state.latest_raw["telemetry"]),
         positions=_parsed(state.latest_raw["positions"]),
         track_gaps=_parsed(state.latest_raw["track_gaps"]),
+        retired=dict(state.retired),
     )
 
 

@@ -141,7 +141,10 @@ def alerts_newest_first(snap: RaceSnapshot, limit: int = 30) -> list[Record]:
 
 
 def latest_alert(snap: RaceSnapshot, types: tuple[str, ...], drv: str | None = None) -> Record | None:
+    """The newest alert of ``types`` (about ``drv``), never one about a retired car."""
     for rec in reversed(snap.alerts):
+        if str(rec.get("DriverNumber")) in snap.retired:
+            continue
         if rec.get("Type") in types and (drv is None or rec.get("DriverNumber") == drv):
             return rec
     return None
@@ -157,8 +160,13 @@ class PitWindow:
 
 
 def pit_window(snap: RaceSnapshot, drv: str | None) -> PitWindow | None:
-    """The pit-window model's latest ok prediction for ``drv`` (None: the most likely driver)."""
-    per = {d: r for d, r in snap.predictions.get("pit_window", {}).items() if r.get("Status") == "ok"}
+    """The pit-window model's latest ok prediction for ``drv`` (None: the most likely driver); none
+    for a retired car."""
+    per = {
+        d: r
+        for d, r in snap.predictions.get("pit_window", {}).items()
+        if r.get("Status") == "ok" and d not in snap.retired
+    }
     if not per:
         return None
     if drv is None:

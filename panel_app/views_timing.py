@@ -38,10 +38,12 @@ class TowerRow:
     lap: int | None
     last_lap: float | None
     predicted_next_lap: float | None
+    retired_lap: int | None = None  # the car's last lap when it is out of the race
 
 
 def tower_rows(snap: RaceSnapshot) -> list[TowerRow]:
-    """One row per driver, in running order: live timing where it exists, else the last lap."""
+    """One row per driver, in running order: live timing where it exists, else the last lap; a
+    retired car goes to the bottom with "OUT L<lap>" for its gap and no position or forecast."""
     labels = driver_labels(snap)
     rows = []
     for drv, label in labels.items():
@@ -58,6 +60,10 @@ def tower_rows(snap: RaceSnapshot) -> list[TowerRow]:
             interval = fmt_gap(interval_s)
         if position == 1:
             gap, interval, interval_s = "Leader", "-", None
+        out = snap.retired.get(drv)
+        retired_lap = int(out.get("LapNumber") or 0) if out is not None else None
+        if retired_lap is not None:
+            position, gap, interval, interval_s = None, f"OUT L{retired_lap}", "-", None
         stint = (lap or {}).get("Stint")
         tyre_life = number((lap or {}).get("TyreLife"))
         rows.append(
@@ -74,10 +80,19 @@ def tower_rows(snap: RaceSnapshot) -> list[TowerRow]:
                 pit_stops=max(int(stint) - 1, 0) if stint else 0,
                 lap=(lap or {}).get("LapNumber"),
                 last_lap=number((lap or {}).get("LapTime")),
-                predicted_next_lap=predicted_next_lap(snap, drv),
+                predicted_next_lap=None if retired_lap is not None else predicted_next_lap(snap, drv),
+                retired_lap=retired_lap,
             )
         )
-    rows.sort(key=lambda r: (r.position is None, r.position or 0, r.number))
+    # running cars by position; the retired ones below, the latest out first
+    rows.sort(
+        key=lambda r: (
+            r.retired_lap is not None,
+            r.position is None,
+            r.position or -(r.retired_lap or 0),
+            r.number,
+        )
+    )
     return rows
 
 

@@ -34,6 +34,7 @@ APP_SERVICES = {
     "live": "live",
     "dashboard": "dashboard",
     "drift": "drift",
+    "race-state": "race",
 }
 # metric names of exporters StratX does not define (BentoML's own /metrics)
 EXTERNAL_METRICS = {"up", "bentoml_service_request_total", "bentoml_service_request_duration_seconds_bucket"}
@@ -55,6 +56,7 @@ def test_compose_services_run_real_stratx_commands() -> None:
         "lap-features",
         "telemetry-features",
         "lap-aggression",
+        "race-state",
         "train",
         "predict",
         "alerts",
@@ -64,7 +66,7 @@ def test_compose_services_run_real_stratx_commands() -> None:
     assert "--mode=dev-container" in services["redpanda"]["command"]
     # StratX commands (the mlflow server runs the same image with its own entrypoint)
     built = [name for name, svc in services.items() if svc.get("build") == "." and "entrypoint" not in svc]
-    assert len(built) == 18
+    assert len(built) == 19
     for key in MODEL_KEYS:  # every model has its own service, and the prediction app calls it
         svc = services[f"{key.replace('_', '-')}-service"]
         assert (

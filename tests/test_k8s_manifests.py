@@ -41,6 +41,7 @@ STREAM_APPS = {  # Deployment -> metrics.PORT_OFFSETS key (None: the app has no 
     "lap-features": "lap",
     "telemetry-features": "telemetry",
     "lap-aggression": "aggression",
+    "race-state": "race",
     "track-progress": "progress",
     "track-gaps": "gaps",
     "predict": "predict",

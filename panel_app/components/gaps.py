@@ -17,7 +17,7 @@ HORIZONS = (
 class GapsAndTraffic(HTMLComponent):
     """Pairs of consecutive cars under 1.0 s apart (DRS range), closest first."""
 
-    sections: ClassVar[tuple[str, ...]] = ("timing", "laps", "predictions", "info")
+    sections: ClassVar[tuple[str, ...]] = ("timing", "laps", "predictions", "info", "retired")
     driver_sensitive: ClassVar[bool] = False
     title: ClassVar[str] = "DRS range and overtakes"
 

@@ -24,7 +24,7 @@ class LowerThird(HTMLComponent):
     theme: param.Selector = param.Selector(
         default="dark", objects=list(THEMES), doc="colour theme (URL ?theme=)"
     )
-    sections: ClassVar[tuple[str, ...]] = ("timing", "laps", "predictions", "alerts", "info")
+    sections: ClassVar[tuple[str, ...]] = ("timing", "laps", "predictions", "alerts", "info", "retired")
     css: ClassVar[str] = f"""
 :host {{ background: transparent; }}
 div.stage {{ position: relative; width: {WIDTH}px; height: {HEIGHT}px; background: transparent; overflow: hidden; }}

@@ -13,7 +13,7 @@ COLUMNS = ("P", "Driver", "Gap", "Int", "Tyre", "Age", "Pits", "Lap", "Last lap"
 class TimingTower(HTMLComponent):
     """One row per driver in running order; the selected driver is highlighted."""
 
-    sections: ClassVar[tuple[str, ...]] = ("info", "timing", "laps", "predictions")
+    sections: ClassVar[tuple[str, ...]] = ("info", "timing", "laps", "predictions", "retired")
     title: ClassVar[str] = "Timing tower"
     css: ClassVar[str] = """
 tr.selected td { background: #1e293b; }

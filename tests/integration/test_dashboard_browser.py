@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from stratx.functions import catalog
 from stratx.functions.racedata import RaceData
-from stratx.quix_apps.kit import admin, pipeline
+from stratx.quix_apps.kit import admin, kafka_io, pipeline
 from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port, wait_for_port
 from tests import dashboard_support as ds
 
@@ -111,7 +112,7 @@ def texts(page: Any, selector: str) -> list[str]:
     return [t.strip() for t in page.locator(selector).all_inner_texts()]
 
 
-def test_dashboard_follows_the_replay(server: str, browser: Any, replaying: None) -> None:
+def test_dashboard_follows_the_replay(server: str, browser: Any, replaying: None, broker: str) -> None:
     ds.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1600, "height": 1200})
     page.goto(f"{server}/?driver=VER")
@@ -141,6 +142,22 @@ def test_dashboard_follows_the_replay(server: str, browser: Any, replaying: None
     speed = page.locator("div.gauge[data-field='Speed'] .value")
     wait_until(lambda: speed.count() == 1 and "km/h" in speed.inner_text(), 30, "VER's speed gauge")
     page.screenshot(path=str(ds.ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # a retirement (a TEST record on stratx.race.retirements; SAR in fact finished the race) puts
+    # the car at the bottom of the tower as OUT with its lap
+    retirement = {
+        "SessionKey": 9189,
+        "DriverNumber": "2",
+        "Driver": "SAR",
+        "LapNumber": 3,
+        "SessionTime": 0.0,
+        "Source": "race_control",
+        "Reason": "TEST RECORD",
+    }
+    kafka_io.produce_json(broker, catalog.RETIREMENTS.name, "9189", retirement)
+    out = page.locator("table.tower tr[data-driver='2'] td.gap")
+    wait_until(lambda: out.inner_text().strip() == "OUT L3", 30, "SAR shown OUT L3")
+    assert page.locator("table.tower tbody tr").last.get_attribute("data-driver") == "2"
     page.close()
 
 

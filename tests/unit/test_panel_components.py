@@ -9,7 +9,7 @@ import pytest
 
 from stratx.functions import catalog
 from stratx.functions.racedata import RaceData
-from stratx.panel_app import app
+from stratx.panel_app import app, views
 from stratx.panel_app import components as c
 from stratx.panel_app.components.overlay import SAFE_X, SAFE_Y
 from stratx.panel_app.state import StateStore
@@ -177,3 +177,35 @@ def test_settings_from_the_command_line() -> None:
         settings, 5006
     ) and "localhost:5006" in app.websocket_origins(settings, 5006)
     assert json.loads(settings.model_dump_json())["broker_address"] == "b:9092"
+
+
+def test_a_retired_car_is_out_on_the_tower_and_never_on_the_overlay(recorded: dict[str, Any]) -> None:
+    """TEST records: a Retirement of the car in the closest battle and of the likeliest pit stop."""
+    s = fill(recorded, laps_upto=20)
+    with_test_predictions(s, recorded, laps_upto=20)
+    snap = s.snapshot(SESSION)
+    pair = views.battle_forecast(snap)
+    window = views.pit_window(snap, None)
+    assert pair is not None and window is not None
+    out = {pair.behind, window.driver}
+    for drv in out:
+        s.apply_record(
+            catalog.RETIREMENTS.name,
+            {
+                "SessionKey": SESSION,
+                "DriverNumber": drv,
+                "LapNumber": 20,
+                "SessionTime": 1.0,
+                "Source": "lap",
+                "Reason": "TEST",
+            },
+        )
+    snap = s.snapshot(SESSION)
+    tower = c.TimingTower(snapshot=snap)
+    assert tower._pane.object.count("OUT L20") == len(out)
+    third = c.LowerThird(snapshot=snap)
+    html = third._pane.object
+    codes = {views.code_of(snap, d) for d in out}
+    shown = views.battle_forecast(snap)
+    assert shown is None or not {shown.ahead, shown.behind} & out
+    assert all(f"<b>{code}</b>" not in html for code in codes), html

@@ -186,3 +186,33 @@ def test_formatting() -> None:
 def test_a_speed_change_resumes_the_same_replay() -> None:
     cmd = replay_command(ReplayRequest(2023, "Las Vegas Grand Prix", 20.0, resume=True))
     assert cmd[-1] == "--resume" and cmd[cmd.index("--speed") + 1] == "20"
+
+
+def test_a_retired_car_shows_out_with_its_lap_and_leaves_the_battles(recorded: dict[str, Any]) -> None:
+    """TEST records: the real 2023 Las Vegas laps up to lap 30, with a Retirement record for LEC
+    (who in fact finished second) on stratx.race.retirements."""
+    store = fill(recorded, laps_upto=30)
+    with_test_predictions(store, recorded, laps_upto=30)
+    before = views.tower_rows(store.snapshot(9189))
+    leclerc = next(r for r in before if r.code == "LEC")
+    assert leclerc.position is not None and not leclerc.gap.startswith("OUT")
+    retirement = {
+        "SessionKey": 9189,
+        "DriverNumber": "16",
+        "Driver": "LEC",
+        "LapNumber": 29,
+        "SessionTime": 6000.0,
+        "Source": "race_control",
+        "Reason": "TEST record",
+    }
+    store.apply_record(catalog.RETIREMENTS.name, retirement)
+    store.apply_record(catalog.RETIREMENTS.name, {**retirement, "LapNumber": 30})  # a repeat: the first stays
+    snap = store.snapshot(9189)
+    assert snap.retired["16"]["LapNumber"] == 29
+    rows = views.tower_rows(snap)
+    assert rows[-1].code == "LEC" and rows[-1].gap == "OUT L29" and rows[-1].position is None
+    assert rows[-1].predicted_next_lap is None and rows[-1].retired_lap == 29
+    assert [r.position for r in rows[:-1]] == [r.position for r in before if r.code != "LEC"]
+    assert all("16" not in (p.ahead, p.behind) for p in views.pairs(snap, within_s=None))
+    assert views.pit_window(snap, "16") is None
+    assert (views.pit_window(snap, None) or views.PitWindow("1", None, None, None, None)).driver != "16"

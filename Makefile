@@ -31,6 +31,9 @@ train: install ## train the five models on the bundled corpus (MLflow registry, 
 evaluate: install ## score the champions on the unseen test races: .stratx/reports/report.md + metrics.json
 	$(BIN)/stratx evaluate
 
+backtest: install ## replay the test races (RACE_ARGS="--year 2023 --event Bahrain" for one) through the whole pipeline and score every prediction and alert: .stratx/reports/backtest/
+	$(BIN)/stratx backtest $(RACE_ARGS)
+
 serve: install ## every model's BentoML service on its own port (Ctrl-C stops)
 	$(BIN)/stratx serve
 

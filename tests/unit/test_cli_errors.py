@@ -32,6 +32,7 @@ COMMANDS = (
     "ingest",
     "train",
     "evaluate",
+    "backtest",
     "predict",
     "alerts",
     "serve",
@@ -79,6 +80,20 @@ def taken_port() -> Iterator[int]:
 def test_unknown_bundled_event(tmp_path: Path) -> None:
     proc = _run(tmp_path, "replay", "--year", "2023", "--event", "Atlantis", "--source", "bundled")
     assert "Atlantis" in _error_line(proc)
+
+
+@pytest.mark.parametrize(
+    "race",
+    [
+        ("--race-dir", "no-such-race"),
+        ("--year", "2023", "--event", "Atlantis", "--source", "bundled"),
+        ("--fastf1-cache", "empty-cache", "--year", "2023", "--event", "Atlantis"),
+    ],
+)
+def test_backtest_race_it_cannot_load(tmp_path: Path, race: tuple[str, ...]) -> None:
+    (tmp_path / "empty-cache").mkdir()
+    line = _error_line(_run(tmp_path, "backtest", *race))
+    assert "stratx: error:" in line
 
 
 def test_unknown_driver(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
+.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'

@@ -108,6 +108,8 @@ def _tyre_deg_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, flo
 
 
 def _pit_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
+    rows = rows.copy()  # Evaluation.scored mixes row kinds: its flag columns come back as objects
+    rows["NeutralisedHorizon"] = rows["NeutralisedHorizon"].astype("boolean").fillna(False).astype(bool)
     p = rows["PitProbability3Laps"].to_numpy(dtype=float)
     return pit_window_windows.pit_metrics(rows, p, rows["BaselinePit3"].to_numpy(dtype=float))
 
@@ -278,7 +280,10 @@ def coverage(stream: pd.DataFrame, laps: pd.DataFrame) -> dict[str, float]:
     if ok.empty:
         return {"driver_laps": 0.0, "all_per_lap_models_share": math.nan, "all_five_share": math.nan}
     ok = _keyed(ok)
-    have = ok.groupby(KEYS)["Model"].agg(lambda m: frozenset(m)).rename("Models").reset_index()
+    models: dict[tuple[Any, ...], set[str]] = {}
+    for key, model in zip(ok[KEYS].itertuples(index=False, name=None), ok["Model"], strict=True):
+        models.setdefault(tuple(key), set()).add(str(model))
+    have = pd.DataFrame([(*k, m) for k, m in models.items()], columns=[*KEYS, "Models"])
     per_lap = have["Models"].map(lambda m: set(PER_LAP_MODELS) <= m)
     five = have["Models"].map(lambda m: set(PER_LAP_MODELS) <= m and PAIR_MODEL in m)
     out = {

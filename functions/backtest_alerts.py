@@ -64,6 +64,10 @@ ANNOUNCES: dict[str, Announces] = {
 }
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype=float)
@@ -105,12 +109,12 @@ def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         res = _driver_keys(results)
         races = set(map(tuple, last[RACE].drop_duplicates().to_numpy().tolist()))
         res = res[[(int(y), str(e)) in races for y, e in zip(res.Year, res.EventName, strict=True)]]
-        for r in res.itertuples(index=False):
-            if FINISHED.match(str(r.Status or "")):
+        for r in _records(res):
+            if FINISHED.match(str(r["Status"] or "")):
                 continue
-            done = getattr(r, "Laps", None)
+            done = r.get("Laps")
             rows.append(
-                {"Year": r.Year, "EventName": r.EventName, "DriverNumber": r.DriverNumber, "Status": str(r.Status),
+                {"Year": r["Year"], "EventName": r["EventName"], "DriverNumber": r["DriverNumber"], "Status": str(r["Status"]),
                  "Completed": float(done) if done is not None and np.isfinite(float(done)) else math.nan}
             )  # fmt: skip
     covered = {(r["Year"], r["EventName"]) for r in rows} | (
@@ -122,8 +126,8 @@ def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
         if (year, event) in covered:
             continue
         leader = g["LastLap"].max()
-        for r in g[g["LastLap"] < leader - UNCLASSIFIED_GAP].itertuples(index=False):
-            rows.append({"Year": year, "EventName": event, "DriverNumber": r.DriverNumber,
+        for r in _records(g[g["LastLap"] < leader - UNCLASSIFIED_GAP]):
+            rows.append({"Year": year, "EventName": event, "DriverNumber": r["DriverNumber"],
                          "Status": "no classification: stopped early", "Completed": math.nan})  # fmt: skip
     cols = [*DRIVER, "Status", "RetiredLap", "RetiredAt", "LastLap"]
     if not rows:
@@ -148,12 +152,12 @@ def passes(raw_laps: pd.DataFrame) -> pd.DataFrame:
     for (year, event), g in laps.groupby(RACE):
         pos = g.pivot_table(index="LapNumber", columns="DriverNumber", values="Position", aggfunc="first")
         g = g.assign(Pit=g["Pit"].astype(float))
-        pit = g.pivot_table(index="LapNumber", columns="DriverNumber", values="Pit", aggfunc="max")
-        pit = pit.reindex_like(pos).fillna(0.0).to_numpy() > 0
+        pits = g.pivot_table(index="LapNumber", columns="DriverNumber", values="Pit", aggfunc="max")
+        pit = np.asarray(pits.reindex_like(pos).fillna(0.0).to_numpy(dtype=float)) > 0
         p = pos.to_numpy(dtype=float)
         drivers = list(pos.columns)
         for i in range(1, len(p)):
-            prev, now = p[i - 1], p[i]
+            prev, now = np.asarray(p[i - 1]), np.asarray(p[i])
             ok = np.isfinite(prev) & np.isfinite(now)
             # ahead[b, a]: a was ahead of b on the previous lap and is behind b now
             swapped = (prev[:, None] > prev[None, :]) & (now[:, None] < now[None, :])
@@ -229,8 +233,10 @@ def _event_laps(events: dict[str, pd.DataFrame], kinds: tuple[str, ...]) -> dict
         frame = events.get(kind)
         if frame is None or frame.empty:
             continue
-        for r in _driver_keys(frame).itertuples(index=False):
-            out.setdefault((int(r.Year), str(r.EventName), str(r.DriverNumber)), []).append(int(r.LapNumber))
+        for r in _records(_driver_keys(frame)):
+            out.setdefault((int(r["Year"]), str(r["EventName"]), str(r["DriverNumber"])), []).append(
+                int(r["LapNumber"])
+            )
     return out
 
 
@@ -266,13 +272,13 @@ def score_alerts(
             continue
         laps = _event_laps(events, rule.events)
         hits, leads = 0, []
-        for a in group.itertuples(index=False):
-            lap = int(a.LapNumber)
-            h = _horizon(rule, lap, a.Value)
+        for a in _records(group):
+            lap = int(a["LapNumber"])
+            h = _horizon(rule, lap, a["Value"])
             low = lap if rule.same_lap else lap + 1
             found = [
                 e
-                for e in laps.get((int(a.Year), str(a.EventName), str(a.DriverNumber)), [])
+                for e in laps.get((int(a["Year"]), str(a["EventName"]), str(a["DriverNumber"])), [])
                 if low <= e <= lap + h
             ]
             if found:
@@ -295,16 +301,16 @@ def _recall(
     if frame is None or frame.empty:
         return None, 0
     raised: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
-    for a in group.itertuples(index=False):
-        lap = int(a.LapNumber)
-        raised.setdefault((int(a.Year), str(a.EventName), str(a.DriverNumber)), []).append(
-            (lap, _horizon(rule, lap, a.Value))
+    for a in _records(group):
+        lap = int(a["LapNumber"])
+        raised.setdefault((int(a["Year"]), str(a["EventName"]), str(a["DriverNumber"])), []).append(
+            (lap, _horizon(rule, lap, a["Value"]))
         )
     caught = 0
     frame = _driver_keys(frame)
-    for e in frame.itertuples(index=False):
-        ev = int(e.LapNumber)
-        for lap, h in raised.get((int(e.Year), str(e.EventName), str(e.DriverNumber)), []):
+    for e in _records(frame):
+        ev = int(e["LapNumber"])
+        for lap, h in raised.get((int(e["Year"]), str(e["EventName"]), str(e["DriverNumber"])), []):
             if (lap if rule.same_lap else lap + 1) <= ev <= lap + h:
                 caught += 1
                 break
@@ -317,17 +323,17 @@ def retirement_report(
     """Every retirement with the first ``kind`` alert for that car at or before its stop, and the lead."""
     out = []
     alerts = _driver_keys(alerts) if not alerts.empty else alerts
-    for r in _driver_keys(retired).itertuples(index=False):
+    for r in _records(_driver_keys(retired)):
         mine = (
-            alerts[(alerts.Type == kind) & (alerts.Year == r.Year) & (alerts.EventName == r.EventName)
-                   & (alerts.DriverNumber == r.DriverNumber)]
+            alerts[(alerts.Type == kind) & (alerts.Year == r["Year"]) & (alerts.EventName == r["EventName"])
+                   & (alerts.DriverNumber == r["DriverNumber"])]
             if not alerts.empty else alerts
         )  # fmt: skip
         laps = sorted(int(x) for x in mine["LapNumber"].dropna()) if not mine.empty else []
-        before = [x for x in laps if x <= int(r.RetiredLap)]
+        before = [x for x in laps if x <= int(r["RetiredLap"])]
         out.append(
-            {"race": f"{r.Year} {r.EventName}", "DriverNumber": r.DriverNumber, "Status": r.Status,
-             "RetiredLap": int(r.RetiredLap), "first_alert_lap": before[0] if before else None,
-             "lead_laps": int(r.RetiredLap) - before[0] if before else None, "alerts_after": len(laps) - len(before)}
+            {"race": f"{r['Year']} {r['EventName']}", "DriverNumber": r["DriverNumber"], "Status": r["Status"],
+             "RetiredLap": int(r["RetiredLap"]), "first_alert_lap": before[0] if before else None,
+             "lead_laps": int(r["RetiredLap"]) - before[0] if before else None, "alerts_after": len(laps) - len(before)}
         )  # fmt: skip
     return out

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -37,6 +38,7 @@ from stratx.quix_apps.kit import broker, kafka_io, pipeline
 
 # the apps of `stratx up` that are not run: they only read (the dashboard is not started either)
 SKIPPED_APPS = ("drift",)
+RECORDS = "records.json.gz"  # every record read back, to re-score without the pipeline (--rescore)
 
 
 def say(text: str) -> None:
@@ -244,14 +246,25 @@ def backtest_main(args: argparse.Namespace, settings: TrainingSettings | None = 
     up.ensure_champions(ServingSettings(), keys, not args.no_progress)
     say("offline side: each champion on the same races (as `stratx evaluate`) ...")
     corpus, offline = offline_side(settings, races, keys, not args.no_progress)
-    say("stream side: the pipeline of `stratx up` ...")
-    predictions, alerts, timings = stream_side(args, races)
+    out = Path(args.out) if args.out else settings.reports_dir / "backtest"
+    records = out / RECORDS
+    if args.rescore:
+        say(f"re-scoring the records of an earlier run: {records}")
+        if not records.is_file():
+            raise ValueError(f"--rescore: no {records} (run the backtest with --out {out} first)")
+        saved = json.loads(gzip.decompress(records.read_bytes()))
+        predictions, alerts, timings = saved["predictions"], saved["alerts"], saved["timings"]
+    else:
+        say("stream side: the pipeline of `stratx up` ...")
+        predictions, alerts, timings = stream_side(args, races)
+        out.mkdir(parents=True, exist_ok=True)
+        saved = {"predictions": predictions, "alerts": alerts, "timings": timings}
+        records.write_bytes(gzip.compress(json.dumps(saved).encode()))
     say("scoring ...")
     result = score(races, corpus, offline, predictions, alerts)
     result["timings"] = timings
     result["command"] = args.command_line
     result["elapsed_s"] = round(time.monotonic() - started, 1)
-    out = Path(args.out) if args.out else settings.reports_dir / "backtest"
     paths = backtest_report.write(result, out)
     print(
         f"backtest of {len(races)} race(s) in {result['elapsed_s']:.0f} s -> {', '.join(str(p) for p in paths)}"

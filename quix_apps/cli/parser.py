@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="output folder (default <STRATX_REPORTS_DIR>/backtest)")
     p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the records an earlier run saved in --out (records.json.gz) without the pipeline",
+    )
+    p.add_argument(
         "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
     )
     p.add_argument("--no-progress", action="store_true")

@@ -9,7 +9,8 @@
    aggression, predictions (calling the services) and alerts; and the periodic drift job
    (``stratx drift --periodic``: Evidently on the session's lap features vs the training reference).
 5. The dashboard (Panel), when ``panel_app`` is installed.
-6. A replay of a bundled real race; then it waits until every driver-lap has its predictions and
+6. A replay of the race (``--year/--event/--session``: bundled first, else the FastF1 cache with
+   ``--cache``/``--telemetry-dir``; default the demo race, 2023 Bahrain); then it waits until every driver-lap has its predictions and
    prints what landed (predictions per model, alerts, serving latency, the drift job's share and
    report after its first run over every lap).
 

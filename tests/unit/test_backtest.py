@@ -47,7 +47,9 @@ def test_stops_and_passes_on_real_laps(corpus: Any) -> None:
     passes = backtest_alerts.passes(corpus.raw_laps)
     assert len(passes) > 20
     pit = corpus.raw_laps.PitInTime.notna() | corpus.raw_laps.PitOutTime.notna()
-    pitting = set(zip(corpus.raw_laps.DriverNumber[pit].astype(str), corpus.raw_laps.LapNumber[pit], strict=True))
+    pitting = set(
+        zip(corpus.raw_laps.DriverNumber[pit].astype(str), corpus.raw_laps.LapNumber[pit], strict=True)
+    )
     # a pass is credited to the car that gained places on track: mostly on laps it did not pit
     gains = set(zip(passes.DriverNumber, passes.LapNumber, strict=True))
     assert len(gains - pitting) >= 0.8 * len(gains)
@@ -85,7 +87,9 @@ def test_alert_scoring_on_real_events(corpus: Any) -> None:
     assert pit["recall"] == pytest.approx(1 / len(stops)) and pit["recall_events"] == len(stops)
     assert scored["anomaly"]["precision"] == 1.0 and scored["anomaly"]["lead_laps_median"] == 2
     assert scored["a_new_rule"]["count"] == 1 and scored["a_new_rule"]["precision"] is None
-    report = backtest_alerts.retirement_report(backtest_alerts.retirements(corpus.raw_laps, corpus.results), frame)
+    report = backtest_alerts.retirement_report(
+        backtest_alerts.retirements(corpus.raw_laps, corpus.results), frame
+    )
     by_car = {r["DriverNumber"]: r for r in report}
     assert by_car["16"]["lead_laps"] == 2 and by_car["81"]["first_alert_lap"] is None
 

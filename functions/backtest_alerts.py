@@ -114,9 +114,14 @@ def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
                 continue
             done = r.get("Laps")
             rows.append(
-                {"Year": r["Year"], "EventName": r["EventName"], "DriverNumber": r["DriverNumber"], "Status": str(r["Status"]),
-                 "Completed": float(done) if done is not None and np.isfinite(float(done)) else math.nan}
-            )  # fmt: skip
+                {
+                    "Year": r["Year"],
+                    "EventName": r["EventName"],
+                    "DriverNumber": r["DriverNumber"],
+                    "Status": str(r["Status"]),
+                    "Completed": float(done) if done is not None and np.isfinite(float(done)) else math.nan,
+                }
+            )
     covered = {(r["Year"], r["EventName"]) for r in rows} | (
         set(map(tuple, _driver_keys(results)[RACE].drop_duplicates().to_numpy().tolist()))
         if results is not None and not results.empty and "Status" in results.columns
@@ -127,8 +132,15 @@ def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
             continue
         leader = g["LastLap"].max()
         for r in _records(g[g["LastLap"] < leader - UNCLASSIFIED_GAP]):
-            rows.append({"Year": year, "EventName": event, "DriverNumber": r["DriverNumber"],
-                         "Status": "no classification: stopped early", "Completed": math.nan})  # fmt: skip
+            rows.append(
+                {
+                    "Year": year,
+                    "EventName": event,
+                    "DriverNumber": r["DriverNumber"],
+                    "Status": "no classification: stopped early",
+                    "Completed": math.nan,
+                }
+            )
     cols = [*DRIVER, "Status", "RetiredLap", "RetiredAt", "LastLap"]
     if not rows:
         return pd.DataFrame(columns=cols)
@@ -325,15 +337,26 @@ def retirement_report(
     alerts = _driver_keys(alerts) if not alerts.empty else alerts
     for r in _records(_driver_keys(retired)):
         mine = (
-            alerts[(alerts.Type == kind) & (alerts.Year == r["Year"]) & (alerts.EventName == r["EventName"])
-                   & (alerts.DriverNumber == r["DriverNumber"])]
-            if not alerts.empty else alerts
-        )  # fmt: skip
+            alerts[
+                (alerts.Type == kind)
+                & (alerts.Year == r["Year"])
+                & (alerts.EventName == r["EventName"])
+                & (alerts.DriverNumber == r["DriverNumber"])
+            ]
+            if not alerts.empty
+            else alerts
+        )
         laps = sorted(int(x) for x in mine["LapNumber"].dropna()) if not mine.empty else []
         before = [x for x in laps if x <= int(r["RetiredLap"])]
         out.append(
-            {"race": f"{r['Year']} {r['EventName']}", "DriverNumber": r["DriverNumber"], "Status": r["Status"],
-             "RetiredLap": int(r["RetiredLap"]), "first_alert_lap": before[0] if before else None,
-             "lead_laps": int(r["RetiredLap"]) - before[0] if before else None, "alerts_after": len(laps) - len(before)}
-        )  # fmt: skip
+            {
+                "race": f"{r['Year']} {r['EventName']}",
+                "DriverNumber": r["DriverNumber"],
+                "Status": r["Status"],
+                "RetiredLap": int(r["RetiredLap"]),
+                "first_alert_lap": before[0] if before else None,
+                "lead_laps": int(r["RetiredLap"]) - before[0] if before else None,
+                "alerts_after": len(laps) - len(before),
+            }
+        )
     return out

@@ -163,16 +163,26 @@ def stream_side(
                 f"{name}: {sum(result.published.values())} events in {t1 - t0:.0f} s; waiting for the predictions of {laps} driver-laps ..."
             )
             counts = pipeline.wait_predicted(
-                running.address, race.meta.session_key, laps, tuple(running.keys),
-                timeout_s=args.wait_timeout, procs=running.procs, log_dir=running.work,
-            )  # fmt: skip
+                running.address,
+                race.meta.session_key,
+                laps,
+                tuple(running.keys),
+                timeout_s=args.wait_timeout,
+                procs=running.procs,
+                log_dir=running.work,
+            )
             n_alerts = wait_alerts_settled(running.address, race.meta.session_key)
             t2 = time.monotonic()
             say(f"{name}: predictions {counts}, {n_alerts} alerts; {t2 - t0:.0f} s for this race")
             timings.append(
-                {"race": name, "events": sum(result.published.values()), "driver_laps": laps,
-                 "replay_s": round(t1 - t0, 1), "until_last_record_s": round(t2 - t0, 1)}
-            )  # fmt: skip
+                {
+                    "race": name,
+                    "events": sum(result.published.values()),
+                    "driver_laps": laps,
+                    "replay_s": round(t1 - t0, 1),
+                    "until_last_record_s": round(t2 - t0, 1),
+                }
+            )
         say("reading back every prediction and alert record ...")
         predictions = [
             json.loads(m.value() or b"{}")

@@ -20,7 +20,11 @@ import pytest
 from tests import bentos_support as support
 from tests.integration.test_up_command import started_by
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # mlflow warns on its own pyfunc type hints while the small champions are logged
+    pytest.mark.filterwarnings("ignore:.*Any type hint is inferred:UserWarning"),
+]
 DRIVERS = "VER,LEC,OCO,PIA"
 
 

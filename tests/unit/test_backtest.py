@@ -4,6 +4,7 @@ parity and the model metrics on the same driver-laps, coverage and records for r
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -146,3 +147,49 @@ def test_coverage_and_records_for_retired_cars(corpus: Any) -> None:
 def test_records_of_other_sessions_are_ignored() -> None:
     frame = backtest.predictions_frame([{"SessionKey": 1, "Model": "lap_time"}], {SESSION: RACE})
     assert frame.empty
+
+
+def test_report_files(corpus: Any, tmp_path: Any) -> None:
+    from stratx.quix_apps import backtest_report
+
+    scored = lap_time.next_lap_targets(corpus.laps)
+    scored = scored[lap_time.trainable(scored)].copy()
+    scored["Predicted"] = lap_time.anchor(scored).to_numpy()
+    stream = backtest.predictions_frame(stream_records(scored, list(scored["Predicted"])), {SESSION: RACE})
+    model = backtest.model_scores("lap_time", scored, {}, stream)
+    alerts = backtest.alerts_frame([alert("16", 38, "anomaly")], {SESSION: RACE})
+    events = backtest_alerts.race_events(corpus.raw_laps, corpus.results, corpus.race_control, corpus.laps)
+    hours = backtest_alerts.race_hours(corpus.raw_laps)
+    retired = backtest_alerts.retirements(corpus.raw_laps, corpus.results)
+    result = {
+        "races": ["2023 Bahrain Grand Prix Race (session 7953)"],
+        "race_hours": hours,
+        "models": {"lap_time": model.as_dict(), "anomaly": {"note": "offline evaluation failed: x"}},
+        "alerts": backtest_alerts.score_alerts(alerts, events, hours),
+        "events": {k: len(v) for k, v in events.items()},
+        "retirements": backtest_alerts.retirement_report(retired, alerts),
+        "coverage": {
+            **backtest.coverage(stream, corpus.laps),
+            "records_after_retirement": {
+                "predictions": backtest.after_retirement(stream, retired),
+                "alerts": backtest.after_retirement(alerts, retired),
+            },
+        },
+        "timings": [
+            {
+                "race": "2023 Bahrain Grand Prix",
+                "events": 1,
+                "driver_laps": 1,
+                "replay_s": 1.0,
+                "until_last_record_s": 2.0,
+            }
+        ],
+        "_frames": {"pairs": {"lap_time": model.pairs}, "alerts": alerts, "events": events},
+    }
+    paths = backtest_report.write(result, tmp_path)
+    md = paths[0].read_text()
+    assert "| lap_time | PredictedNextLapTime |" in md and "| anomaly | 1 |" in md
+    assert (tmp_path / "backtest_parity.png").is_file() and (tmp_path / "backtest_alerts.png").is_file()
+    saved = json.loads(paths[1].read_text())
+    assert saved["models"]["lap_time"]["parity"]["PredictedNextLapTime"]["equal_share"] == 1.0
+    assert any("predictions for retired cars: 0" in line for line in backtest_report.summary_lines(saved))

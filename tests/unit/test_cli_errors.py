@@ -96,6 +96,10 @@ def test_backtest_race_it_cannot_load(tmp_path: Path, race: tuple[str, ...]) -> 
     assert "stratx: error:" in line
 
 
+def test_up_race_needs_year_and_event(tmp_path: Path) -> None:
+    assert "--event" in _error_line(_run(tmp_path, "up", "--year", "2023"))
+
+
 def test_unknown_driver(tmp_path: Path) -> None:
     proc = _run(
         tmp_path,

@@ -94,6 +94,16 @@ def race_hours(raw_laps: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def _classified(results: pd.DataFrame | None) -> pd.DataFrame:
+    """The classification rows that carry a status (a race whose rows have none has no
+    classification: its retirements come from the laps)."""
+    if results is None or results.empty or "Status" not in results.columns:
+        return pd.DataFrame(columns=[*DRIVER, "Status", "Laps"])
+    res = _driver_keys(results)
+    status = res["Status"].astype("string").fillna("").str.strip()
+    return res[status != ""].assign(Status=status[status != ""])
+
+
 def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     """Year, EventName, DriverNumber, Status, RetiredLap (the lap it stopped on), RetiredAt (end of
     its last lap, session seconds), LastLap."""
@@ -105,28 +115,26 @@ def retirements(raw_laps: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
     )
     last = last.reset_index()
     rows = []
-    if results is not None and not results.empty and "Status" in results.columns:
-        res = _driver_keys(results)
-        races = set(map(tuple, last[RACE].drop_duplicates().to_numpy().tolist()))
-        res = res[[(int(y), str(e)) in races for y, e in zip(res.Year, res.EventName, strict=True)]]
-        for r in _records(res):
-            if FINISHED.match(str(r["Status"] or "")):
-                continue
-            done = r.get("Laps")
-            rows.append(
-                {
-                    "Year": r["Year"],
-                    "EventName": r["EventName"],
-                    "DriverNumber": r["DriverNumber"],
-                    "Status": str(r["Status"]),
-                    "Completed": float(done) if done is not None and np.isfinite(float(done)) else math.nan,
-                }
-            )
-    covered = {(r["Year"], r["EventName"]) for r in rows} | (
-        set(map(tuple, _driver_keys(results)[RACE].drop_duplicates().to_numpy().tolist()))
-        if results is not None and not results.empty and "Status" in results.columns
-        else set()
+    res = _classified(results)
+    races = set(map(tuple, last[RACE].drop_duplicates().to_numpy().tolist()))
+    keep = np.array(
+        [(int(y), str(e)) in races for y, e in zip(res.Year, res.EventName, strict=True)], dtype=bool
     )
+    res = res.loc[keep]
+    for r in _records(res):
+        if FINISHED.match(str(r["Status"])):
+            continue
+        done = r.get("Laps")
+        rows.append(
+            {
+                "Year": r["Year"],
+                "EventName": r["EventName"],
+                "DriverNumber": r["DriverNumber"],
+                "Status": str(r["Status"]),
+                "Completed": float(done) if done is not None and np.isfinite(float(done)) else math.nan,
+            }
+        )
+    covered = set(map(tuple, res[RACE].drop_duplicates().to_numpy().tolist()))
     for (year, event), g in last.groupby(RACE):
         if (year, event) in covered:
             continue

@@ -203,7 +203,41 @@ def score(
     predictions: list[dict[str, Any]],
     alerts: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Everything backtest.json holds, plus the frames the plots need (under '_frames')."""
+    """Everything backtest.json holds (all races, and each race under 'per_race'), plus the
+    frames the plots need (under '_frames')."""
+    result = score_races(races, corpus, offline, predictions, alerts)
+    if len(races) > 1:
+        result["per_race"] = {}
+        for race in races:
+            year, event = race.meta.year, race.meta.event_name
+
+            def keep(frame: pd.DataFrame, y: int = year, e: str = event) -> pd.Series:
+                return (frame["Year"].astype(int) == y) & (frame["EventName"].astype(str) == e)
+
+            mine = {
+                k: (ev if isinstance(ev, str) else _only(ev, keep), meta) for k, (ev, meta) in offline.items()
+            }
+            one = score_races([race], corpus.only(keep), mine, predictions, alerts)
+            one.pop("_frames")
+            result["per_race"][f"{year} {event}"] = one
+    return result
+
+
+def _only(evaluation: Any, keep: Any) -> Any:
+    """The evaluation with its scored rows cut to one race (its overall metrics dropped)."""
+    import dataclasses
+
+    scored = evaluation.scored
+    return dataclasses.replace(evaluation, scored=scored[keep(scored).to_numpy()], metrics={})
+
+
+def score_races(
+    races: list[RaceData],
+    corpus: Any,
+    offline: dict[str, Any],
+    predictions: list[dict[str, Any]],
+    alerts: list[dict[str, Any]],
+) -> dict[str, Any]:
     sessions = {r.meta.session_key: (r.meta.year, r.meta.event_name) for r in races}
     stream = backtest.predictions_frame(predictions, sessions)
     alert_rows = backtest.alerts_frame(alerts, sessions)

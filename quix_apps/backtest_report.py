@@ -88,6 +88,36 @@ def _alert_rows(alerts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _per_race_rows(per_race: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
+    """One line per race: parity, lap-time MAE, each alert type, retirements, retired-car records, time."""
+    seconds = {t["race"]: t["until_last_record_s"] for t in timings}
+    lines = [
+        "| race | parity: lowest equal share | lap_time clean MAE s (offline) | alerts: count, per race-hour, "
+        "precision, recall | retirements: anomaly alert within 3 laps | records for retired cars | s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for race, r in per_race.items():
+        shares = [p["equal_share"] for m in r["models"].values() for p in (m.get("parity") or {}).values()]
+        shares = [x for x in shares if x is not None and x == x]
+        lt = r["models"].get("lap_time", {})
+        mae = f"{_fmt(lt.get('streamed', {}).get('model_clean_mae'))} ({_fmt(lt.get('offline', {}).get('model_clean_mae'))})"
+        alerts = (
+            "; ".join(
+                f"{k} {a['count']}, {_fmt(a['per_race_hour'])}/h, p {_fmt(a.get('precision'))}, r {_fmt(a.get('recall'))}"
+                for k, a in sorted(r["alerts"].items())
+            )
+            or "none"
+        )
+        ret = r["retirements"]
+        caught = sum(1 for x in ret if x["lead_laps"] is not None and x["lead_laps"] <= 3)
+        after = r["coverage"]["records_after_retirement"]["predictions"]["after_retired_lap"]
+        lines.append(
+            f"| {race} | {_fmt(min(shares)) if shares else '-'} | {mae} | {alerts} | {caught} of {len(ret)} | "
+            f"{_fmt(after)} | {_fmt(seconds.get(race))} |"
+        )
+    return lines
+
+
 def plots(frames: dict[str, Any], out: Path) -> list[str]:
     """Streamed vs offline scatter per model; alerts and race events per lap. PNG names."""
     try:
@@ -150,6 +180,11 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         "replayed at full speed through the pipeline of `stratx up`. Scoring uses hindsight (the "
         "whole race); the pipeline did not.",
         "",
+        *(
+            ["## Per race", "", *_per_race_rows(result["per_race"], result.get("timings", [])), ""]
+            if result.get("per_race")
+            else []
+        ),
         "## Models: streamed vs offline on the same driver-laps",
         "",
         *_model_rows(result["models"]),

@@ -16,6 +16,7 @@ from stratx.functions.racedata import RaceData
 
 from ..conftest import DATA_DIR
 
+pytestmark = pytest.mark.slow  # whole-race corpus (build_corpus on 2023 Bahrain)
 RACE = (2023, "Bahrain Grand Prix")
 SESSION = 7953
 

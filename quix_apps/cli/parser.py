@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
     )
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func="models:cmd_backtest", broker=None, offline=True)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the stage lines stay)")
+    p.set_defaults(func="models:cmd_backtest", broker=None, offline=True)  # FastF1: never downloads
 
     p = sub.add_parser("broker", help="run the embedded Kafka-API broker (Tansu) and create the topics")
     p.add_argument("--host", help="listen address (STRATX_BROKER_HOST, default 127.0.0.1)")

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
+.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ train: install ## train the five models on the bundled corpus (MLflow registry, 
 
 evaluate: install ## score the champions on the unseen test races: .stratx/reports/report.md + metrics.json
 	$(BIN)/stratx evaluate
+
+backtest: install ## replay the test races (RACE_ARGS="--year 2023 --event Bahrain" for one) through the whole pipeline and score every prediction and alert: .stratx/reports/backtest/
+	$(BIN)/stratx backtest $(RACE_ARGS)
 
 serve: install ## every model's BentoML service on its own port (Ctrl-C stops)
 	$(BIN)/stratx serve

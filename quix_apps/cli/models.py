@@ -27,6 +27,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluation.evaluate_main(args)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """`stratx backtest`: the races through the pipeline of `stratx up`, every record scored."""
+    import shlex
+    import sys
+
+    from stratx.quix_apps import backtest
+
+    args.command_line = shlex.join(["stratx", *sys.argv[1:]])
+    return backtest.backtest_main(args)
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     """`stratx drift`: Evidently drift of a session's lap features vs the training reference (once,
     or every S seconds), HTML + JSON reports, Prometheus gauges, a drift alert on a crossing."""

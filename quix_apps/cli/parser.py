@@ -61,8 +61,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
     )
+    p.add_argument("--year", type=int, help="season of the race to replay (default: the demo race, 2023)")
+    p.add_argument("--event", help="event name, location, country or round number (default: Bahrain)")
+    p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
     _add_replay_flags(p)
     p.set_defaults(func="stack:cmd_up", broker=None, pace_from_lap=1)
+
+    p = sub.add_parser(
+        "backtest",
+        help="replay races through the whole pipeline at full speed and score every prediction and "
+        "alert it emits: backtest.md + backtest.json",
+    )
+    p.add_argument("--race-dir", action="append", help="a bundled-format race folder")
+    p.add_argument("--exports", action="append", help="folder with FastF1-format laps.parquet etc.")
+    p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")
+    p.add_argument(
+        "--year", type=int, help="season (alone with --event: bundled first, then the FastF1 cache)"
+    )
+    p.add_argument("--event", help="event name, location, country or round number")
+    p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "bundled", "fastf1"),
+        default="auto",
+        help="with --year/--event: bundled data, the FastF1 cache, or auto (bundled first)",
+    )
+    p.add_argument("--cache", help="FastF1 cache folder for --year/--event (STRATX_FASTF1_CACHE)")
+    p.add_argument("--telemetry-dir", help="OpenF1 car_data/location parquet folder (STRATX_TELEMETRY_DIR)")
+    p.add_argument("--drivers", help="only these drivers (codes or numbers, comma-separated): a slice")
+    p.add_argument("--max-events", type=int, help="stop each replay after N events: a slice")
+    p.add_argument(
+        "--wait-timeout", type=float, default=420.0, help="seconds to wait for a race's last predictions"
+    )
+    p.add_argument("--out", help="output folder (default <STRATX_REPORTS_DIR>/backtest)")
+    p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score the records an earlier run saved in --out (records.json.gz) without the pipeline",
+    )
+    p.add_argument(
+        "--no-feast", action="store_true", help="do not push lap features to the Feast online store"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the stage lines stay)")
+    p.set_defaults(func="models:cmd_backtest", broker=None, offline=True)  # FastF1: never downloads
 
     p = sub.add_parser("broker", help="run the embedded Kafka-API broker (Tansu) and create the topics")
     p.add_argument("--host", help="listen address (STRATX_BROKER_HOST, default 127.0.0.1)")

@@ -119,12 +119,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """The whole pipeline on one machine (see ``quix_apps/kit/up.py``); the race is the demo's."""
+    """The whole pipeline on one machine (see ``quix_apps/kit/up.py``); the race: --year/--event
+    [--session] (bundled, else the FastF1 cache), or the demo race."""
     from stratx.quix_apps.kit import up
+
+    if (args.year is None) != (args.event is None):
+        raise UserError("up: --year and --event go together (default: the demo race, 2023 Bahrain)")
+    year, event = (args.year, args.event) if args.year is not None else DEMO_RACE[:2]
+    session = args.session if args.year is not None else DEMO_RACE[2]
 
     def replay(address: str) -> tuple[int, sources.RaceData, object]:
         args.broker = address
-        year, event, session = DEMO_RACE
         return replay_run(replay_settings(args), args, year, event, session)
 
     return up.up_main(args, replay)

@@ -9,7 +9,8 @@
    aggression, predictions (calling the services) and alerts; and the periodic drift job
    (``stratx drift --periodic``: Evidently on the session's lap features vs the training reference).
 5. The dashboard (Panel), when ``panel_app`` is installed.
-6. A replay of a bundled real race; then it waits until every driver-lap has its predictions and
+6. A replay of the race (``--year/--event/--session``: bundled first, else the FastF1 cache with
+   ``--cache``/``--telemetry-dir``; default the demo race, 2023 Bahrain); then it waits until every driver-lap has its predictions and
    prints what landed (predictions per model, alerts, serving latency, the drift job's share and
    report after its first run over every lap).
 
@@ -95,62 +96,82 @@ def latency_summary(broker_address: str, session_key: int) -> dict[str, Any]:
     }
 
 
-def up_main(args: argparse.Namespace, replay: Any) -> int:
-    """``replay(broker_address) -> (code, race, result)`` replays the demo race (the CLI's)."""
-    from stratx.bentos.lifecycle import training
+@dataclasses.dataclass
+class Stack:
+    """The running pipeline: broker address, served model keys, app processes, logs folder."""
 
-    training.quiet_mlflow()
+    address: str
+    keys: list[str]
+    procs: dict[str, Any]
+    work: Path
+    embedded: broker.EmbeddedBroker
+
+
+def start_stack(
+    stack: ExitStack, port: int | None, feast: bool, progress: bool, apps: tuple[str, ...] = STREAM_APPS
+) -> Stack:
+    """Steps 1-4 of ``stratx up`` (champions, broker + topics, model services, streaming apps), each
+    stopped when ``stack`` closes; ``stratx backtest`` runs the same."""
     settings = ServingSettings()
     keys = serve.served_keys()
-    progress = not args.no_progress
     ensure_champions(settings, keys, progress)
     base = BrokerSettings()
-    port = args.port or (
+    port = port or (
         base.broker_port
         if broker.port_is_free(base.broker_host, base.broker_port)
         else broker.free_port(base.broker_host)
     )
-    with ExitStack() as stack:
-        b = stack.enter_context(broker.EmbeddedBroker(base.broker_host, port))
-        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stratx-up-")))
-        say(f"embedded broker at {b.address}; logs in {work}")
-        client = admin.connect(b.address)
-        admin.create_topics(client)
-        client.close()
-        serving = free_ports(settings, keys)
-        from stratx.bentos.kit import serving as serving_mod
+    b = stack.enter_context(broker.EmbeddedBroker(base.broker_host, port))
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stratx-up-")))
+    say(f"embedded broker at {b.address}; logs in {work}")
+    client = admin.connect(b.address)
+    admin.create_topics(client)
+    client.close()
+    serving = free_ports(settings, keys)
+    from stratx.bentos.kit import serving as serving_mod
 
-        for key in keys:
-            serving_mod.import_champion(serving, key, serving.model_alias)
-        say(f"starting {len(keys)} model services ({', '.join(keys)}) ...")
-        running = stack.enter_context(serve.services(keys, serving, log_dir=work))
-        urls = {m.url_env: "" for m in models.MODELS}  # no service: unavailable
-        urls.update({models.spec(r.key).url_env: r.url for r in running})
-        for r in running:
-            say(f"  {r.key:<11} {r.url}")
-        procs = pipeline.start_apps(
-            b.address, work / "quix", apps=STREAM_APPS, feast=not args.no_feast, log_dir=work, extra_env=urls
-        )
-        stack.callback(pipeline.stop_apps, procs)
-        say(f"streaming apps: {', '.join(procs)}")
-        dashboard = start_dashboard(args, b.address, work)
+    for key in keys:
+        serving_mod.import_champion(serving, key, serving.model_alias)
+    say(f"starting {len(keys)} model services ({', '.join(keys)}) ...")
+    running = stack.enter_context(serve.services(keys, serving, log_dir=work))
+    urls = {m.url_env: "" for m in models.MODELS}  # no service: unavailable
+    urls.update({models.spec(r.key).url_env: r.url for r in running})
+    for r in running:
+        say(f"  {r.key:<11} {r.url}")
+    procs = pipeline.start_apps(
+        b.address, work / "quix", apps=apps, feast=feast, log_dir=work, extra_env=urls
+    )
+    stack.callback(pipeline.stop_apps, procs)
+    say(f"streaming apps: {', '.join(procs)}")
+    return Stack(b.address, keys, procs, work, b)
+
+
+def up_main(args: argparse.Namespace, replay: Any) -> int:
+    """``replay(broker_address) -> (code, race, result)`` replays the race (the CLI's)."""
+    from stratx.bentos.lifecycle import training
+
+    training.quiet_mlflow()
+    with ExitStack() as stack:
+        running = start_stack(stack, args.port, feast=not args.no_feast, progress=not args.no_progress)
+        procs, work = running.procs, running.work
+        dashboard = start_dashboard(args, running.address, work)
         if dashboard is not None:
             stack.callback(dashboard.stop)
             say(f"dashboard: {dashboard.url}  (overlay: {dashboard.url}/overlay)")
-        code, race, result = replay(b.address)
+        code, race, result = replay(running.address)
         if code != 0:
             return code
         laps = result.published[catalog.LAPS.name]
         say("waiting for every driver-lap's predictions ...")
         counts = pipeline.wait_predicted(
-            b.address, race.meta.session_key, laps, tuple(keys), procs=procs, log_dir=work
+            running.address, race.meta.session_key, laps, tuple(running.keys), procs=procs, log_dir=work
         )
-        summary = latency_summary(b.address, race.meta.session_key)
+        summary = latency_summary(running.address, race.meta.session_key)
         print_summary(counts, summary, laps)
         print(drift_line(race.meta.session_key, datetime.now(UTC), procs.get("drift")))
         if not args.exit_when_done:
             say("everything keeps running; Ctrl-C stops it all")
-            wait_forever(b, procs)
+            wait_forever(running.embedded, procs)
     return 0
 
 

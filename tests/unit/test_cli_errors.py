@@ -32,6 +32,7 @@ COMMANDS = (
     "ingest",
     "train",
     "evaluate",
+    "backtest",
     "predict",
     "alerts",
     "serve",
@@ -79,6 +80,24 @@ def taken_port() -> Iterator[int]:
 def test_unknown_bundled_event(tmp_path: Path) -> None:
     proc = _run(tmp_path, "replay", "--year", "2023", "--event", "Atlantis", "--source", "bundled")
     assert "Atlantis" in _error_line(proc)
+
+
+@pytest.mark.parametrize(
+    "race",
+    [
+        ("--race-dir", "no-such-race"),
+        ("--year", "2023", "--event", "Atlantis", "--source", "bundled"),
+    ],
+)
+def test_backtest_race_it_cannot_load(tmp_path: Path, race: tuple[str, ...]) -> None:
+    """(A FastF1 cache without the session gives the same kind of line once FastF1 has loaded,
+    which can take over 10 s on a busy machine: checked by hand, see docs/backtest.md.)"""
+    line = _error_line(_run(tmp_path, "backtest", *race))
+    assert "stratx: error:" in line
+
+
+def test_up_race_needs_year_and_event(tmp_path: Path) -> None:
+    assert "--event" in _error_line(_run(tmp_path, "up", "--year", "2023"))
 
 
 def test_unknown_driver(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from pydantic import BaseModel
 
 from stratx.functions.schemas import LapAggression, LapFeatures
-from stratx.quix_apps.kit.feature_store_frames import (
+from stratx.bentos.kit.feature_store_frames import (
     AGGRESSION_PUSH_SOURCE,
     LAP_SCHEMA,
     OFFLINE_FILES,

@@ -18,7 +18,6 @@ from stratx.bentos.kit.feature_store_frames import (
 )
 
 __all__ = [
-    "_PANDAS_DTYPES",
     "AGGRESSION_OFFLINE_FILE",
     "AGGRESSION_PUSH_SOURCE",
     "AGGRESSION_SCHEMA",
@@ -29,6 +28,7 @@ __all__ = [
     "OFFLINE_FILES",
     "PUSH_SOURCE",
     "ROW_KEY",
+    "_PANDAS_DTYPES",
     "frame_schema",
     "to_frame",
 ]

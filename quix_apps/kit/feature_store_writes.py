@@ -22,7 +22,6 @@ from feast.data_source import PushMode
 from feast.infra.offline_stores.file_source import FileSource
 from pydantic import BaseModel
 
-from stratx.functions.schemas import LapAggression, LapFeatures
 from stratx.bentos.kit.feature_store_frames import (
     AGGRESSION_PUSH_SOURCE,
     LAP_SCHEMA,
@@ -32,6 +31,7 @@ from stratx.bentos.kit.feature_store_frames import (
     frame_schema,
     to_frame,
 )
+from stratx.functions.schemas import LapAggression, LapFeatures
 
 
 # ------------------------------------------------------------------ writes

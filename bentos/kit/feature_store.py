@@ -41,6 +41,7 @@ from stratx.bentos.kit.feature_store_frames import (
     ENTITY_KEYS,
     EVENT_TIMESTAMP,
     LAP_SCHEMA,
+    PUSH_SOURCE,
 )
 
 if TYPE_CHECKING:
@@ -179,6 +180,17 @@ def setup_store(settings: FeastSettings) -> FeatureStore:
 
 
 # ------------------------------------------------------------------ reads
+def offline_path(store: FeatureStore, push_source: str = PUSH_SOURCE) -> Path:
+    """The parquet the registry's push source writes to (its FileSource), resolved like Feast resolves it."""
+    from feast.infra.offline_stores.file_source import FileSource
+
+    source = store.get_data_source(push_source)
+    batch = getattr(source, "batch_source", None)
+    if not isinstance(batch, FileSource):
+        raise TypeError(f"{push_source} has no FileSource batch source")
+    return Path(FileSource.get_uri_for_file_path(store.config.repo_path, batch.path))
+
+
 _SERVICES: weakref.WeakKeyDictionary[FeatureStore, dict[str, tuple[float, FeatureService]]] = (
     weakref.WeakKeyDictionary()
 )

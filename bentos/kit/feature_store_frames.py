@@ -10,13 +10,16 @@ by-key reads and training read Feast through :mod:`stratx.bentos.kit.feature_sto
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from stratx.functions.schemas import LapAggression, LapFeatures
@@ -106,3 +109,43 @@ def to_frame(rows: Iterable[Mapping[str, Any]], model: type[BaseModel] = LapFeat
         records.append({**row, "Date": when, EVENT_TIMESTAMP: when})
     table = pa.Table.from_pylist(records, schema=frame_schema(model))
     return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+
+
+def table_frame(table: pd.DataFrame, model: type[BaseModel] = LapFeatures) -> pd.DataFrame:
+    """An offline-built table (``model`` fields as JSON-mode columns, e.g.
+    ``feature_build.build_lap_table``; other columns such as Year and EventName are ignored) -> the
+    push/offline frame :func:`to_frame` makes, built column by column (a whole corpus in ~1 s where
+    row-wise :func:`to_frame` takes many). A field the table lacks is all null; a row without Date
+    raises ValueError, as in :func:`to_frame`."""
+    columns: dict[str, Any] = {}
+    for field in frame_schema(model):
+        if field.name == EVENT_TIMESTAMP:
+            continue
+        col = table[field.name] if field.name in table else pd.Series(None, index=table.index, dtype=object)
+        if pa.types.is_timestamp(field.type):
+            columns[field.name] = pd.to_datetime(col, utc=True, format="ISO8601")
+        else:
+            columns[field.name] = col.astype(_PANDAS_DTYPES[field.type])
+    frame = pd.DataFrame(columns).reset_index(drop=True)
+    if frame["Date"].isna().any():
+        raise ValueError(
+            f"{int(frame['Date'].isna().sum())} {model.__name__} rows have no Date (no event time)"
+        )
+    frame[EVENT_TIMESTAMP] = frame["Date"]
+    return frame
+
+
+def append_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema = LAP_SCHEMA) -> None:
+    """Append ``frame`` to the parquet at ``path`` (atomic replace); a (SessionKey, DriverNumber,
+    LapNumber) already in the file is replaced by the new row."""
+    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if path.exists():
+        old = pq.read_table(path).cast(schema)
+        keys = set(zip(*(new.column(k).to_pylist() for k in ROW_KEY), strict=True))
+        old_keys = zip(*(old.column(k).to_pylist() for k in ROW_KEY), strict=True)
+        old = old.filter(pa.array([k not in keys for k in old_keys], type=pa.bool_()))
+        new = pa.concat_tables([old, new])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(new, tmp, compression="zstd")
+    tmp.replace(path)

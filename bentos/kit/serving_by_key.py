@@ -117,8 +117,8 @@ def predict_by_key(served: Served, reader: OnlineReader, keys: list[FeatureKey])
             frame = request_frame(schema.row, values, found)
             for i, scored in zip(found, score_frame(served, frame, prediction), strict=True):
                 predictions[i] = scored
-                lap = frame.at[found.index(i), "LapNumber"]
-                laps[i] = None if pd.isna(lap) else int(lap)
+                lap = values.get("LapNumber", [None] * len(keys))[i]
+                laps[i] = None if lap is None else int(lap)
     return ByKeyResponse[prediction](  # type: ignore[valid-type]
         model=served.model_name,
         version=served.version,

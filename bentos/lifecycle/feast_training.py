@@ -91,7 +91,7 @@ def _like(values: pd.Series, reference: pd.Series) -> Any:
     if kind == "f":
         return values.to_numpy(dtype=float, na_value=np.nan)
     if kind in "iub" and not values.isna().any():
-        return values.to_numpy(dtype=reference.dtype)
+        return values.astype(reference.dtype).to_numpy()
     return values.astype(object).where(values.notna(), None).to_numpy()
 
 

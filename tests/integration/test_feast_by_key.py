@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.exceptions import StarletteDeprecationWarning
 
 from stratx.bentos.kit.serving_by_key import BY_KEY_MODELS, FeatureKey
 from stratx.bentos.kit.serving_schemas import SCHEMAS
@@ -33,7 +34,8 @@ from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests import bentos_support as support
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
+    # starlette asks for httpx2 instead of httpx; the client works the same with httpx 0.28
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.integration

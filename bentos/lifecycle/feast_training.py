@@ -12,7 +12,8 @@ training prints the result (``tests/unit/test_feast_training.py`` asserts it on 
 
 Known limit: a point-in-time join cannot tell apart two laps of one driver that end at the same
 instant; Feast returns one of them for both (one driver-lap pair in the 37-race corpus, 2021 Styrian
-GP car 18 laps 4-5, a timing glitch): :func:`parity` counts it.
+GP car 18 laps 4-5, a timing glitch): :func:`parity` counts its cells as differing, and those rows
+keep the built values (``Parity.ambiguous_rows``).
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ class Parity:
     columns: int
     mismatched_cells: int = 0
     mismatched_rows: list[int] = field(default_factory=list)
+    ambiguous_rows: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (
             f"{self.service}: {self.rows} rows x {self.columns} features read through Feast in "
             f"{self.seconds:.1f} s; {self.mismatched_cells} cells in {len(self.mismatched_rows)} rows "
-            f"differ from the built table"
+            f"differ from the built table; {len(self.ambiguous_rows)} rows share a driver's lap-end time "
+            f"with another lap (the built values kept)"
         )
 
 
@@ -100,11 +103,21 @@ def read_service(store: FeatureStore, service: str, laps: pd.DataFrame) -> tuple
     driver-lap's end, and their parity with the built values."""
     started = time.perf_counter()
     names = [n for n in fs.service_features(store, service) if n not in ENTITY_KEYS]
-    found = fs.historical_features(store, service, entity_frame(laps))
+    entities = entity_frame(laps)
+    found = fs.historical_features(store, service, entities)
+    result = parity(laps, found, [n for n in names if n in laps], service)
+    # a driver with two laps ending at the same instant: the join cannot tell them apart
+    ambiguous = entities.duplicated(list(entities.columns), keep=False).to_numpy()
+    result.ambiguous_rows = [int(i) for i in np.flatnonzero(ambiguous)]
     out = laps.copy()
     for name in names:
-        out[name] = _like(found[name], laps[name]) if name in laps else found[name].to_numpy()
-    result = parity(laps, out, names, service)
+        if name not in laps:
+            out[name] = found[name].to_numpy()
+            continue
+        values = found[name]
+        if ambiguous.any():  # those rows keep the built values (counted in the parity)
+            values = values.astype(object).where(~ambiguous, laps[name].astype(object).to_numpy())
+        out[name] = _like(values, laps[name])
     result.seconds = time.perf_counter() - started
     return out, result
 
@@ -117,7 +130,7 @@ def parity(direct: pd.DataFrame, via_feast: pd.DataFrame, names: list[str], serv
     bad = np.zeros(len(direct), dtype=bool)
     for name in names:
         a = direct[name].reset_index(drop=True)
-        b = via_feast[name].reset_index(drop=True)
+        b = via_feast[name].reset_index(drop=True).astype(object)
         differs = a.isna().to_numpy() != b.isna().to_numpy()
         both = (a.notna() & b.notna()).to_numpy()
         if both.any():

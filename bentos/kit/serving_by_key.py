@@ -109,8 +109,9 @@ def predict_by_key(served: Served, reader: OnlineReader, keys: list[FeatureKey])
     else:
         names = [n for n in values if n not in ("SessionKey", "DriverNumber")]
         found = [i for i in range(len(keys)) if any(values[n][i] is not None for n in names)]
+        answered = set(found)
         for i, key in enumerate(keys):
-            if i not in set(found):
+            if i not in answered:
                 reason = f"no online row in {reader.service} for this key (no lap pushed for it yet)"
                 unavailable.append(Unavailable(index=i, **key.model_dump(), reason=reason))
         if found:

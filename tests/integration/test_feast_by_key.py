@@ -99,7 +99,7 @@ def champions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Cham
     folder = tmp_path_factory.mktemp("serving")
     with support.bentoml_home(folder / "bentoml"), warnings.catch_warnings():
         # MLflow 3 warns about the pyfunc's type hints when it logs the model (nothing to act on here)
-        warnings.filterwarnings("ignore", message="Any type hint is inferred as AnyType")
+        warnings.filterwarnings("ignore", message=r".*Any type hint is inferred as AnyType")
         champions = support.train_and_import(folder / "registry", keys=BY_KEY_MODELS)
         assert champions.failed == {}
         yield champions

@@ -154,8 +154,15 @@ class LiveSettings(KafkaSettings):
     poll_interval_s: float = Field(2.0, ge=0, description="seconds between poll cycles")
 
 
-class TrainingSettings(_Base):
-    """`stratx train` / `stratx evaluate`: corpus, MLflow tracking/registry, reports."""
+class TrainingSettings(FeastSettings):
+    """`stratx train` / `stratx evaluate`: corpus, MLflow tracking/registry, reports, and the Feast
+    store training reads its rows from (the services read its online store by entity key)."""
+
+    train_from_feast: bool = Field(
+        True,
+        description="`stratx train` writes the lap-feature table to the Feast offline store and fits each "
+        "model on its FeatureService read back point-in-time (false: fit on the built table directly)",
+    )
 
     data_dir: Path = Field(REPO_ROOT / "data", description="folder with races/ (bundled sessions)")
     mlflow_uri: str = Field(

@@ -130,7 +130,12 @@ def recipe_rows(key: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any] 
 
 def score(served: Served, rows: Sequence[BaseModel], prediction: type[P]) -> list[P]:
     """One prediction per row, in order (NaN outputs become null)."""
-    recipe_frame, labels = recipe_rows(served.key, rows_frame(rows))
+    return score_frame(served, rows_frame(rows), prediction)
+
+
+def score_frame(served: Served, request: pd.DataFrame, prediction: type[P]) -> list[P]:
+    """One prediction per row of a request frame (:func:`rows_frame`, or feature rows read by key)."""
+    recipe_frame, labels = recipe_rows(served.key, request)
     frame = served.recipe.predict(served.bundle, recipe_frame)
     if labels is not None:
         frame = frame.loc[labels]

@@ -5,7 +5,7 @@ Serve: ``bentoml serve`` in this folder (or ``stratx serve``); build: ``make ben
 
 import bentoml
 
-from stratx.bentos.kit import serving, serving_limits
+from stratx.bentos.kit import serving, serving_by_key, serving_limits
 from stratx.bentos.kit.serving_schemas import LapTimePrediction, PredictResponse
 from stratx.functions.schemas import LapFeatures
 
@@ -20,11 +20,17 @@ class LapTime:
 
     def __init__(self) -> None:
         self.served = serving.load_served(self.champion, KEY)
+        self.online = serving_by_key.OnlineReader(self.served.recipe.feature_service)
 
     @bentoml.api
     def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[LapTimePrediction]:
         """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
         return serving.respond(self.served, rows, LapTimePrediction)
+
+    @bentoml.api
+    def predict_by_key(self, keys: serving_by_key.Keys) -> serving_by_key.ByKeyResponse[LapTimePrediction]:
+        """[{SessionKey, DriverNumber}]: the latest features of each key from the Feast online store."""
+        return serving_by_key.predict_by_key(self.served, self.online, keys)
 
     @bentoml.api(batchable=True, max_batch_size=serving.MAX_BATCH_SIZE, max_latency_ms=serving.MAX_LATENCY_MS)
     def predict_rows(self, rows: serving.Rows[LapFeatures]) -> list[LapTimePrediction]:

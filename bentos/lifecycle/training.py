@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from stratx.bentos.lifecycle import sources
+from stratx.bentos.lifecycle import feast_training, sources
 from stratx.functions import models
 from stratx.functions.models import base
 from stratx.functions.racedata import RaceData
@@ -346,8 +346,10 @@ def train_main(args: argparse.Namespace, settings: TrainingSettings | None = Non
     )
     quality_report = check_quality(settings, corpus)
     started = time.perf_counter()
+    feast = feast_training.FeastRows.open(settings, corpus.laps) if settings.train_from_feast else None
     for recipe in recipes:
-        result = train(settings, recipe, corpus, progress=progress, artifacts=[quality_report])
+        rows = feast.corpus(recipe, corpus) if feast else corpus  # the recipe fits on what Feast returns
+        result = train(settings, recipe, rows, progress=progress, artifacts=[quality_report])
         print(summary(recipe, result))
     print(f"trained {len(recipes)} model(s) in {time.perf_counter() - started:.1f} s")
     return 0

@@ -1,107 +1,34 @@
-"""Frame layout of the per-lap Feast families: their push sources, parquet files and keys, and the
-pyarrow schema and typed DataFrame built from each record model's fields.
+"""Moved to :mod:`stratx.bentos.kit.feature_store_frames` (the read side needs it without the
+streaming kit); this path re-exports it for the push side."""
 
-:func:`frame_schema` derives the push/offline columns from a pydantic model (every field but
-``v``, plus ``event_timestamp``) and :func:`to_frame` turns rows into a frame of exactly that
-layout, so the online push and the offline parquet agree. Re-exported by
-:mod:`stratx.quix_apps.kit.feature_store`.
-"""
+from stratx.bentos.kit.feature_store_frames import (
+    _PANDAS_DTYPES,
+    AGGRESSION_OFFLINE_FILE,
+    AGGRESSION_PUSH_SOURCE,
+    AGGRESSION_SCHEMA,
+    ENTITY_KEYS,
+    EVENT_TIMESTAMP,
+    LAP_SCHEMA,
+    OFFLINE_FILE,
+    OFFLINE_FILES,
+    PUSH_SOURCE,
+    ROW_KEY,
+    frame_schema,
+    to_frame,
+)
 
-from __future__ import annotations
-
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
-
-import pandas as pd
-import pyarrow as pa
-from pydantic import BaseModel
-
-from stratx.functions.schemas import LapAggression, LapFeatures
-
-PUSH_SOURCE = "lap_features_push"
-OFFLINE_FILE = "lap_features.parquet"
-AGGRESSION_PUSH_SOURCE = "lap_aggression_push"
-AGGRESSION_OFFLINE_FILE = "lap_aggression.parquet"
-OFFLINE_FILES: dict[type[BaseModel], str] = {
-    LapFeatures: OFFLINE_FILE,
-    LapAggression: AGGRESSION_OFFLINE_FILE,
-}
-"""The parquet (in the data dir) of each family's FileSource, by record model."""
-EVENT_TIMESTAMP = "event_timestamp"
-ENTITY_KEYS = ("DriverNumber", "SessionKey")
-ROW_KEY = ("SessionKey", "DriverNumber", "LapNumber")
-
-
-# ------------------------------------------------------------------ frame layout
-def _arrow_type(annotation: Any) -> pa.DataType:
-    """Arrow type of one record-model field annotation (Optional stripped)."""
-    if get_origin(annotation) in (Union, UnionType):
-        (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
-    if annotation is bool:
-        return pa.bool_()
-    if annotation is int:
-        return pa.int64()
-    if annotation is float:
-        return pa.float64()
-    if annotation is str:
-        return pa.string()
-    if annotation is datetime:
-        return pa.timestamp("ns", tz="UTC")
-    raise TypeError(f"no arrow type for record field annotation {annotation!r}")
-
-
-_SCHEMAS: dict[type[BaseModel], pa.Schema] = {}
-
-
-def frame_schema(model: type[BaseModel] = LapFeatures) -> pa.Schema:
-    """Columns of a family's push/offline frame: every ``model`` field but ``v``, plus event_timestamp."""
-    schema = _SCHEMAS.get(model)
-    if schema is None:
-        fields = [
-            pa.field(name, _arrow_type(info.annotation))
-            for name, info in model.model_fields.items()
-            if get_origin(info.annotation) is not Literal  # the `v` schema version
-        ]
-        schema = _SCHEMAS[model] = pa.schema(
-            [*fields, pa.field(EVENT_TIMESTAMP, pa.timestamp("ns", tz="UTC"))]
-        )
-    return schema
-
-
-LAP_SCHEMA = frame_schema(LapFeatures)
-"""Columns of the lap-features push/offline frame: every LapFeatures field but ``v``, plus event_timestamp."""
-AGGRESSION_SCHEMA = frame_schema(LapAggression)
-"""Columns of the lap-aggression push/offline frame (LapAggression fields but ``v``, event_timestamp)."""
-
-_PANDAS_DTYPES = {
-    pa.bool_(): pd.BooleanDtype(),
-    pa.int64(): pd.Int64Dtype(),
-    pa.float64(): pd.Float64Dtype(),
-    pa.string(): pd.StringDtype(),
-}
-
-
-def to_frame(rows: Iterable[Mapping[str, Any]], model: type[BaseModel] = LapFeatures) -> pd.DataFrame:
-    """``model`` dicts (LapFeatures by default, or LapAggression) -> the push/offline frame
-    (nullable dtypes, event_timestamp = Date, UTC).
-
-    Nulls stay nulls (pandas NA, never NaN), so the online store returns None for them. A row
-    without Date cannot be placed in time and raises ValueError.
-    """
-    name = model.__name__
-    records = []
-    for row in rows:
-        date = row.get("Date")
-        if date is None:
-            raise ValueError(
-                f"{name} row of driver {row.get('DriverNumber')} lap {row.get('LapNumber')} has no "
-                "Date (the session has no known t0), so it has no event time"
-            )
-        when = date if isinstance(date, datetime) else datetime.fromisoformat(str(date))
-        if when.tzinfo is None:
-            raise ValueError(f"{name} Date {date!r} has no time zone (expected UTC)")
-        records.append({**row, "Date": when, EVENT_TIMESTAMP: when})
-    table = pa.Table.from_pylist(records, schema=frame_schema(model))
-    return table.to_pandas(types_mapper=_PANDAS_DTYPES.get)
+__all__ = [
+    "AGGRESSION_OFFLINE_FILE",
+    "AGGRESSION_PUSH_SOURCE",
+    "AGGRESSION_SCHEMA",
+    "ENTITY_KEYS",
+    "EVENT_TIMESTAMP",
+    "LAP_SCHEMA",
+    "OFFLINE_FILE",
+    "OFFLINE_FILES",
+    "PUSH_SOURCE",
+    "ROW_KEY",
+    "_PANDAS_DTYPES",
+    "frame_schema",
+    "to_frame",
+]

@@ -7,43 +7,29 @@ Re-exported by :mod:`stratx.quix_apps.kit.feature_store`, whose docstring explai
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from feast import FeatureStore
 from feast.data_source import PushMode
-from feast.infra.offline_stores.file_source import FileSource
 from pydantic import BaseModel
 
-from stratx.functions.schemas import LapAggression, LapFeatures
-from stratx.quix_apps.kit.feature_store_frames import (
+from stratx.bentos.kit.feature_store import offline_path
+from stratx.bentos.kit.feature_store_frames import (
     AGGRESSION_PUSH_SOURCE,
-    LAP_SCHEMA,
     OFFLINE_FILES,
     PUSH_SOURCE,
-    ROW_KEY,
+    append_parquet,
     frame_schema,
     to_frame,
 )
+from stratx.functions.schemas import LapAggression, LapFeatures
 
 
 # ------------------------------------------------------------------ writes
-def offline_path(store: FeatureStore, push_source: str = PUSH_SOURCE) -> Path:
-    """The parquet the registry's push source writes to, resolved like Feast resolves it."""
-    source = store.get_data_source(push_source)
-    batch = getattr(source, "batch_source", None)
-    if not isinstance(batch, FileSource):
-        raise TypeError(f"{push_source} has no FileSource batch source")
-    return Path(FileSource.get_uri_for_file_path(store.config.repo_path, batch.path))
-
-
 def push_rows(
     store: FeatureStore,
     push_source: str,
@@ -62,7 +48,7 @@ def push_rows(
     frame = to_frame(rows, model)
     store.push(push_source, frame, to=PushMode.ONLINE)
     if to_offline:
-        _append_parquet(frame, offline_path(store, push_source), frame_schema(model))
+        append_parquet(frame, offline_path(store, push_source), frame_schema(model))
     return len(frame)
 
 
@@ -158,18 +144,5 @@ def write_offline(
     path = data_dir / OFFLINE_FILES[model]
     if rows:
         data_dir.mkdir(parents=True, exist_ok=True)
-        _append_parquet(to_frame(rows, model), path, frame_schema(model))
+        append_parquet(to_frame(rows, model), path, frame_schema(model))
     return path
-
-
-def _append_parquet(frame: pd.DataFrame, path: Path, schema: pa.Schema = LAP_SCHEMA) -> None:
-    new = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    if path.exists():
-        old = pq.read_table(path).cast(schema)
-        keys = set(zip(*(new.column(k).to_pylist() for k in ROW_KEY), strict=True))
-        old_keys = zip(*(old.column(k).to_pylist() for k in ROW_KEY), strict=True)
-        old = old.filter(pa.array([k not in keys for k in old_keys], type=pa.bool_()))
-        new = pa.concat_tables([old, new])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(new, tmp, compression="zstd")
-    tmp.replace(path)

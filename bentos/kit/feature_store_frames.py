@@ -5,7 +5,7 @@ pyarrow schema and typed DataFrame built from each record model's fields.
 ``v``, plus ``event_timestamp``) and :func:`to_frame` turns rows into a frame of exactly that
 layout, so the online push and the offline parquet agree. Shipped in the serving kit (the services'
 by-key reads and training read Feast through :mod:`stratx.bentos.kit.feature_store`); re-exported by
-:mod:`stratx.quix_apps.kit.feature_store` (the push side) and ``quix_apps/kit/feature_store_frames``.
+:mod:`stratx.quix_apps.kit.feature_store` (the push side).
 """
 
 from __future__ import annotations

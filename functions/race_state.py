@@ -72,6 +72,7 @@ def _car(st: dict[str, Any], driver: str) -> dict[str, Any]:
         {
             "lap": 0,
             "lap_end": None,
+            "first_end": None,  # SessionTime of the end of its first completed lap
             "ends": [],
             "anchor": None,
             "moved_at": None,
@@ -144,6 +145,8 @@ def _lap(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     st["laps_now"] = max(st.get("laps_now", -math.inf), t)
     if lap > 1 and record.get("LapTime") is None and record.get("Position") is None:
         return _retire(st, record, driver, "lap", f"lap {lap} not completed (no lap time, no position)")
+    if car["first_end"] is None or t < car["first_end"]:
+        car["first_end"] = t
     if lap > car["lap"]:
         car["lap"], car["lap_end"] = lap, t
         car["ends"] = [*car["ends"][-(OVERDUE_LAPS + 1) :], t]
@@ -210,6 +213,10 @@ def _parked(st: dict[str, Any], record: Mapping[str, Any], driver: str) -> list[
         return []
     if st.get("laps_now", -math.inf) < car["moved_at"]:
         return []  # the laps (one partition, in event-time order) lag: the car's last lap may be unseen
+    if car["moved_at"] < car["first_end"]:
+        # stationary since before its first lap ended (the garage, the grid): not a retirement. The
+        # laps topic can be read far ahead of a car's positions, so "it has a lap" is not enough.
+        return []
     due = car["moved_at"] + STOP_S
     others = _running(st, driver)
     moving = sum(c["moved_at"] is not None and c["moved_at"] >= due - FIELD_WINDOW_S for c in others)

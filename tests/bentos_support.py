@@ -33,8 +33,8 @@ import pandas as pd
 from stratx.bentos.kit import serving
 from stratx.bentos.kit.serving_schemas import SCHEMAS
 
-# model_store before training: it imports mlflow.pyfunc with mlflow's import-time UserWarning
-# silenced (an error under filterwarnings=error); training.log_and_register imports it unguarded.
+# mlflow.pyfunc is imported only through model_store.import_pyfunc (its import-time UserWarning
+# silenced: an error under filterwarnings=error).
 from stratx.bentos.lifecycle import sources, training
 from stratx.functions import models
 from stratx.functions.models import anomaly, base, overtake

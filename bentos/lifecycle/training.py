@@ -211,8 +211,10 @@ def log_and_register(
     """Log a run with the bundle (and ``artifacts``, e.g. the data-quality report), register a
     version, tag it, promote it if it wins."""
     import mlflow
-    import mlflow.pyfunc
 
+    from stratx.bentos.lifecycle.model_store import import_pyfunc
+
+    pyfunc = import_pyfunc()
     mlflow_client = client(settings)
     experiment_id = _experiment(mlflow_client, settings, recipe.model_name)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id) as run:
@@ -222,7 +224,7 @@ def log_and_register(
         mlflow.set_tags(tags)
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="data_quality")
-        info = mlflow.pyfunc.log_model(
+        info = pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
             artifacts={BUNDLE_ARTIFACT: str(folder)},

@@ -23,7 +23,7 @@ import pytest
 
 from stratx.bentos.lifecycle import serve, sources
 from stratx.functions import catalog, schemas
-from stratx.functions.alerts import alert_step
+from stratx.functions.alerts import BURST_LIMIT, alert_step
 from stratx.functions.racedata import RaceData
 from stratx.functions.settings import ReplaySettings, ServingSettings
 from stratx.quix_apps import replay
@@ -174,7 +174,23 @@ def verify(broker_address: str, session: int, laps: int, counts: dict[str, int])
         found = read(broker_address, catalog.ALERTS.name, key)
         return Counter((a["DriverNumber"], a["LapNumber"], a["Type"], a["Severity"]) for a in found)
 
-    wait_for(lambda: raised() == expected, 120, "the alerts app to raise exactly the due alerts")
+    due_per_lap = Counter({(lap, kind): 0 for _, lap, kind, _ in expected})
+    for (_, lap, kind, _), n in expected.items():
+        due_per_lap[(lap, kind)] += n
+    if max(due_per_lap.values(), default=0) <= BURST_LIMIT:
+        wait_for(lambda: raised() == expected, 120, "the alerts app to raise exactly the due alerts")
+    else:
+        # the burst limit binds: alerts over it are deferred to the driver's next lap where the
+        # condition holds, in the order the app read the partitions; what is raised comes from the
+        # due alerts' drivers and types, and no lap carries more than the limit of one type
+        time.sleep(10)
+        got = raised()
+        due = {(d, kind, sev) for d, _, kind, sev in expected}
+        assert got and {(d, kind, sev) for d, _, kind, sev in got} <= due
+        per_lap = Counter()
+        for (_, lap, kind, _), n in got.items():
+            per_lap[(lap, kind)] += n
+        assert max(per_lap.values()) <= BURST_LIMIT
     for alert in read(broker_address, catalog.ALERTS.name, session):
         schemas.Alert.model_validate(alert)
     # the small test models may raise nothing on this race: a labelled TEST record (not a model

@@ -189,9 +189,9 @@ def test_train_registers_and_promotes_only_a_better_model(tmp_path: Path, table:
     assert champion.tags["feast_feature_service"] == "lap_time_v1"
     assert len(champion.tags["data_snapshot_hash"]) == 64 and champion.tags["git_commit"]
 
-    import mlflow.pyfunc
+    from stratx.bentos.lifecycle.model_store import import_pyfunc
 
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{lt.MODEL_NAME}@champion")  # the models-from-code face
+    pyfunc = import_pyfunc().load_model(f"models:/{lt.MODEL_NAME}@champion")  # the models-from-code face
     rows = table[table.EventName == "Las Vegas Grand Prix"].head(40)
     np.testing.assert_allclose(
         pyfunc.predict(rows)["PredictedNextLapTime"],

@@ -141,3 +141,21 @@ def test_retirements_do_not_depend_on_the_order_partitions_are_read(order: str) 
         state, out = race_state.retire_step(state, race_state.KINDS[r.topic.name], r.payload)
         found += out
     assert {r["DriverNumber"]: r["LapNumber"] for r in found} == {"81": 13, "16": 39, "31": 41}
+
+
+def test_a_car_waiting_before_its_first_lap_is_not_parked() -> None:
+    """The stream can read the laps topic (one partition) far ahead of the positions (six): a car's
+    first lap is then known while its pre-race samples (garage, grid: stationary for minutes while
+    other cars move) are still coming. Six cars of the real 2023 Bahrain GP, laps read first, then
+    every position: only LEC retires (lap 39), as in event-time order. Before the fix, four cars
+    were retired on lap 1 by `stratx up --drivers` (measured on the stream)."""
+    from stratx.functions import catalog
+
+    race = sources.load_bundled(BAHRAIN).filter_drivers({"VER", "PER", "ALO", "SAI", "HAM", "LEC"})
+    records = [r for r in ingest.iter_records(race) if r.topic.name in race_state.KINDS]
+    records.sort(key=lambda r: r.topic.name != catalog.LAPS.name)  # stable: laps first, then the rest
+    state, found = None, []
+    for r in records:
+        state, out = race_state.retire_step(state, race_state.KINDS[r.topic.name], r.payload)
+        found += out
+    assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in found] == [("16", 39, "lap")]

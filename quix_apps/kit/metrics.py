@@ -308,7 +308,7 @@ def serve(app_name: str, settings: MetricsSettings) -> Exporter | None:
 
 # the input topics of each consumer app (its lag is measured on them)
 INPUT_TOPICS: dict[str, tuple[str, ...]] = {
-    "lap": (catalog.LAPS.name,),
+    "lap": (catalog.LAPS.name, catalog.TRACK_STATUS.name, catalog.RACE_CONTROL.name),
     "telemetry": (catalog.CAR_TELEMETRY.name,),
     "aggression": (catalog.TELEMETRY_WINDOW.name, catalog.FEATURES_LAP.name),
     "progress": (catalog.CAR_POSITION.name,),

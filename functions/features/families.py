@@ -83,5 +83,18 @@ AGGRESSION: tuple[str, ...] = (
     "Windows",
     "Samples",
 )
+# Absolute lap times (s) among them: a model takes them minus the race's anchor lap time (a 1:32
+# lap means nothing across circuits).
+ABSOLUTE_TIMES: tuple[str, ...] = (
+    "LapTime",
+    "Last3Mean",
+    "Last3Median",
+    "Last3Min",
+    "Last5Mean",
+    "Last5Median",
+    "Last5Min",
+    "PersonalBest",
+    "FuelCorrectedLapTime",
+)
 # The LapFeatures families (AGGRESSION lives on LapAggression).
 LAP_FAMILIES: dict[str, tuple[str, ...]] = {"pace": PACE, "stint": STINT, "gaps": GAPS, "context": CONTEXT}

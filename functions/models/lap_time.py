@@ -39,17 +39,7 @@ TARGET_KIND = "delta_to_last3median"
 # The lap_time_v1 FeatureService, in its order (a unit test checks it against feature_repo/).
 SERVICE_FEATURES: tuple[str, ...] = (*families.PACE, *families.STINT, *families.TRAFFIC)
 # Absolute lap times (s): fed to the model minus the anchor.
-RELATIVE_TO_ANCHOR: tuple[str, ...] = (
-    "LapTime",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Min",
-    "PersonalBest",
-    "FuelCorrectedLapTime",
-)
+RELATIVE_TO_ANCHOR: tuple[str, ...] = families.ABSOLUTE_TIMES
 CATEGORICAL: tuple[str, ...] = ("Compound",)
 COMPOUNDS: tuple[str, ...] = (
     "HYPERSOFT",

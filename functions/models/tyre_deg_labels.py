@@ -28,17 +28,7 @@ LIFE_BUCKET = 5
 SERVICE_FEATURES: tuple[str, ...] = (*families.STINT, *families.PACE)
 MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife",)
 # Absolute lap times (s): fed to the model minus the anchor (a 1:32 lap means nothing across circuits).
-RELATIVE_TO_ANCHOR: tuple[str, ...] = (
-    "LapTime",
-    "Last3Mean",
-    "Last3Median",
-    "Last3Min",
-    "Last5Mean",
-    "Last5Median",
-    "Last5Min",
-    "PersonalBest",
-    "FuelCorrectedLapTime",
-)
+RELATIVE_TO_ANCHOR: tuple[str, ...] = families.ABSOLUTE_TIMES
 COMPOUNDS: tuple[str, ...] = (*DRY, "INTERMEDIATE", "WET")
 
 

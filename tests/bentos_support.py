@@ -14,6 +14,7 @@ tests/conftest.py).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import importlib.metadata
@@ -109,18 +110,22 @@ def cached_fit(
     and its validation metrics there (atomically, older keys removed). Hit or miss, the bundle is
     the one loaded back from the cache, so a first and a second run register the same model."""
     folder = cache / recipe.key / fit_key(data, split)
-    if not (folder / "metrics.json").is_file():
-        bundle, metrics = recipe.fit(data, split, progress)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".fit-", dir=folder.parent))
-        bundle.save(staging / "bundle")
-        (staging / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
-        for old in folder.parent.iterdir():
-            if old != staging:
-                shutil.rmtree(old, ignore_errors=True)
-        staging.rename(folder)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return base.ModelBundle.load(folder / "bundle"), metrics
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers share the cache: one fits under the lock, the others wait and load it
+    lock_path = folder.parent / ".lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "metrics.json").is_file():
+            bundle, metrics = recipe.fit(data, split, progress)
+            staging = Path(tempfile.mkdtemp(prefix=".fit-", dir=folder.parent))
+            bundle.save(staging / "bundle")
+            (staging / "metrics.json").write_text(json.dumps({k: float(v) for k, v in metrics.items()}))
+            for old in folder.parent.iterdir():
+                if old not in (staging, lock_path):
+                    shutil.rmtree(old, ignore_errors=True)
+            staging.rename(folder)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        return base.ModelBundle.load(folder / "bundle"), metrics
 
 
 def corpus() -> base.Corpus:

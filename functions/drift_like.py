@@ -199,10 +199,12 @@ def races_before(starts: Mapping[str, str], start: str) -> list[str]:
     return [name for name, s in sorted(starts.items(), key=lambda kv: kv[1]) if s < start]
 
 
-def grid_lap(last_lap: int) -> int:
-    """The calibration grid lap used for a window ending at ``last_lap``."""
-    below = [g for g in WINDOW_GRID if g <= last_lap]
-    return below[-1] if below else WINDOW_GRID[0]
+def grid_lap(last_lap: int, grid: Sequence[int] = WINDOW_GRID) -> int:
+    """The calibration grid lap used for a window ending at ``last_lap``: the largest grid lap not
+    after it (the first grid lap for shorter windows)."""
+    ordered = sorted(grid)
+    below = [g for g in ordered if g <= last_lap]
+    return below[-1] if below else ordered[0]
 
 
 # ------------------------------------------------------------------ distances (Evidently's)
@@ -269,7 +271,7 @@ def calibrate(
 
 def thresholds_for(calibration: Mapping[int, Mapping[str, float]], last_lap: int) -> dict[str, float]:
     """The per-column thresholds for a window ending at ``last_lap``."""
-    return dict(calibration[grid_lap(last_lap)])
+    return dict(calibration[grid_lap(last_lap, list(calibration))])
 
 
 def drifted_share(distances: Mapping[str, float], thresholds: Mapping[str, float]) -> tuple[float, list[str]]:

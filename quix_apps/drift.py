@@ -221,9 +221,13 @@ def run_once(
             status="skipped", reason=f"{len(window)} rows < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows}"
         )
         return summary
-    race = race_reference(
-        settings, reference, session.start, session.event_name, session.year, settings.drift_window_laps
-    )
+    try:
+        race = race_reference(
+            settings, reference, session.start, session.event_name, session.year, settings.drift_window_laps
+        )
+    except ValueError as exc:  # too few reference races before this session
+        summary.update(status="skipped", reason=str(exc))
+        return summary
     summary["reference"].update(
         races_before_session=len(race.races), speeds=race.speeds, notes=race.notes, method=METHOD
     )

@@ -32,7 +32,7 @@ WINDOW_POINTS: tuple[int, ...] = (15, 30, 45, 0)  # 0: the whole race
 
 
 def point_name(n: int) -> str:
-    return f"laps_1_{n}" if n else "race"
+    return f"laps_1_{n}" if n else "whole_race"
 
 
 def shares(settings: DriftSettings, rows: pd.DataFrame, race: RaceReference) -> dict[str, Any]:
@@ -203,3 +203,32 @@ def main() -> None:
                     )
                 elif check:
                     print(f"  team pace {label}: {check['note']}")
+
+
+def drift_markdown(section: dict[str, Any]) -> list[str]:
+    """backtest.md lines of the ``drift`` section (one row per race and variant)."""
+    lines = [
+        "## Drift",
+        "",
+        "Share of drifted lap-feature columns (like with like, calibrated thresholds; docs/operations.md) at "
+        "laps 1..15/30/45/race and the largest over every lap; injected variants are SYNTHETIC.",
+        "",
+        "| race | variant | 1-15 | 1-30 | 1-45 | race | max any lap | alarm | drifted (max lap) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for race, found in section.items():
+        if "real" not in found:
+            lines.append(f"| {race} | {found.get('note', '')} | | | | | | | |")
+            continue
+        variants = {
+            "real (streamed)": found["real"],
+            **{f"{k} (SYNTHETIC)": v for k, v in found["injected"].items()},
+        }
+        for name, v in variants.items():
+            cells = [f"{v[point_name(n)]['share']:.3f}" for n in WINDOW_POINTS]
+            worst = v["max_any_lap"]
+            lines.append(
+                f"| {race} | {name} | {' | '.join(cells)} | {worst['share']:.3f} | "
+                f"{'yes' if v['alarm'] else 'no'} | {', '.join(worst['drifted'][:4])} |"
+            )
+    return [*lines, ""]

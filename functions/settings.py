@@ -355,9 +355,7 @@ class DriftSettings(KafkaSettings, TrainingSettings):
         description="drift HTML reports, JSON summaries, the reference parquet and the alarm state",
     )
     drift_reference_size: int = Field(
-        5000,
-        ge=100,
-        description="reference driver-laps sampled (seed 0) to run the champions on (predictions)",
+        5000, ge=100, description="reference driver-laps (seed 0) the champions run on (predictions)"
     )
     drift_reference_years: str = Field(
         "",

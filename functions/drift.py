@@ -65,13 +65,14 @@ def feature_view(table: pd.DataFrame) -> pd.DataFrame:
         if name in CATEGORICAL:
             out[name] = col.astype(object).where(col.notna(), None)
         elif name in ANCHOR_RELATIVE:
-            out[f"{name}{ANCHOR_SUFFIX}"] = _floats(col) - base
+            out[f"{name}{ANCHOR_SUFFIX}"] = floats(col) - base
         else:
-            out[name] = _floats(col)
+            out[name] = floats(col)
     return pd.DataFrame(out, index=table.index)
 
 
-def _floats(col: pd.Series) -> np.ndarray:
+def floats(col: pd.Series) -> np.ndarray:
+    """A column as floats (booleans 0/1, anything not numeric NaN)."""
     values = pd.to_numeric(col.astype(object).map(_bool_to_int), errors="coerce")
     return np.asarray(values, dtype=float)
 

@@ -337,10 +337,10 @@ class DriftSettings(KafkaSettings, TrainingSettings):
         200, ge=1, description="skip a run while the window has fewer driver-laps (early laps of a race)"
     )
     drift_threshold: float = Field(
-        0.9, gt=0, description="raise a drift alert when this share of the compared columns drifted (0-1)"
+        0.02, gt=0, description="drift alert when this share of the compared columns drifted (0.02: any one)"
     )
     drift_rearm_share: float = Field(
-        0.8,
+        0.01,
         ge=0,
         description="after an alert, a new one needs a run below this share first (hysteresis; <= threshold)",
     )
@@ -355,7 +355,7 @@ class DriftSettings(KafkaSettings, TrainingSettings):
         description="drift HTML reports, JSON summaries, the reference parquet and the alarm state",
     )
     drift_reference_size: int = Field(
-        5000, ge=100, description="training driver-laps sampled (seed 0) as the drift reference"
+        5000, ge=100, description="reference driver-laps (seed 0) the champions run on (predictions)"
     )
     drift_reference_years: str = Field(
         "",

@@ -136,8 +136,9 @@ def wait_alerts_settled(
 
 def stream_side(
     args: argparse.Namespace, races: list[RaceData]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Run the pipeline, replay every race, read back (predictions, alerts, timings per race)."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the pipeline, replay every race, read back (predictions, alerts, timings per race, lap
+    features)."""
     from stratx.quix_apps import replay
     from stratx.quix_apps.kit import up
 
@@ -193,7 +194,11 @@ def stream_side(
             json.loads(m.value() or b"{}")
             for m in kafka_io.read_all(running.address, catalog.ALERTS.name, drain_s=0.5)
         ]
-    return predictions, alerts, timings
+        features = [
+            json.loads(m.value() or b"{}")
+            for m in kafka_io.read_all(running.address, catalog.FEATURES_LAP.name, drain_s=0.5)
+        ]
+    return predictions, alerts, timings, features
 
 
 def score(
@@ -274,6 +279,22 @@ def score_races(
     }
 
 
+def drift_section(races: list[RaceData], features: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per race: the drift shares of the streamed lap features at the window points, and of the
+    SYNTHETIC injected variants built offline from its raw laps (``drift_measure.backtest_drift``)."""
+    from stratx.functions.settings import DriftSettings
+    from stratx.quix_apps.drift_measure import backtest_drift
+
+    say(
+        "drift: the streamed lap features and the SYNTHETIC injected variants vs the earlier training races ..."
+    )
+    settings = DriftSettings()
+    return {
+        f"{r.meta.year} {r.meta.event_name}": backtest_drift(settings, r.meta.session_key, features, r)
+        for r in races
+    }
+
+
 def backtest_main(args: argparse.Namespace, settings: TrainingSettings | None = None) -> int:
     """`stratx backtest [race options] [--drivers ...] [--max-events N] [--out DIR] [--no-progress]`."""
     from stratx.bentos.lifecycle import training
@@ -298,15 +319,17 @@ def backtest_main(args: argparse.Namespace, settings: TrainingSettings | None = 
             raise ValueError(f"--rescore: no {records} (run the backtest with --out {out} first)")
         saved = json.loads(gzip.decompress(records.read_bytes()))
         predictions, alerts, timings = saved["predictions"], saved["alerts"], saved["timings"]
+        features = saved.get("features", [])  # runs before the drift section kept none
     else:
         say("stream side: the pipeline of `stratx up` ...")
-        predictions, alerts, timings = stream_side(args, races)
+        predictions, alerts, timings, features = stream_side(args, races)
         out.mkdir(parents=True, exist_ok=True)
-        saved = {"predictions": predictions, "alerts": alerts, "timings": timings}
+        saved = {"predictions": predictions, "alerts": alerts, "timings": timings, "features": features}
         records.write_bytes(gzip.compress(json.dumps(saved).encode()))
     say("scoring ...")
     result = score(races, corpus, offline, predictions, alerts)
     result["timings"] = timings
+    result["drift"] = drift_section(races, features)
     result["command"] = args.command_line
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     paths = backtest_report.write(result, out)

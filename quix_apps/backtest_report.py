@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from stratx.quix_apps.drift_measure import drift_markdown
+
 # the metrics shown per model in the markdown table (all of them are in backtest.json)
 HEADLINE: dict[str, tuple[str, ...]] = {
     "lap_time": (
@@ -221,6 +223,7 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         f"alerts {_fmt(after['alerts']['after_retired_lap'])} / {_fmt(after['alerts']['after_retired_time'])}",
         f"- unavailable prediction records: {_fmt(cov.get('unavailable_records'))}",
         "",
+        *(drift_markdown(result["drift"]) if result.get("drift") else []),
         "## Time",
         "",
         "| race | events | driver-laps | replay s | until the last record s |",
@@ -266,4 +269,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         )
     after = result["coverage"]["records_after_retirement"]["predictions"]
     lines.append(f"predictions for retired cars: {_fmt(after['after_retired_lap'])} (must be 0)")
+    for race, found in (result.get("drift") or {}).items():
+        if "real" in found:
+            alarms = [k for k, v in found["injected"].items() if v["alarm"]]
+            lines.append(
+                f"drift {race}: largest share {found['real']['max_any_lap']['share']:.3f} (threshold "
+                f"{found['threshold']}); SYNTHETIC injections alarmed: {', '.join(alarms) or 'none'}"
+            )
     return lines

@@ -1,17 +1,19 @@
 """`stratx drift`: Evidently data drift of a live session against the training reference.
 
-One run (:func:`run_once`):
+One run (:func:`run_once`), comparing like with like (``functions/drift_like.py``):
 
-1. the *reference*: a fixed sample (``STRATX_DRIFT_REFERENCE_SIZE`` driver-laps, seed 0) of the
-   LapFeatures rows of the training races (``base.race_split`` == train, optionally only the
-   seasons in ``STRATX_DRIFT_REFERENCE_YEARS``), built once with the offline feature functions and
-   saved as ``reference_<years>_<size>.parquet`` in the reports folder, its parquet metadata
-   carrying the data snapshot hash of the rows it was sampled from (``training.snapshot_hash``) and
-   the races; ``--rebuild-reference`` rebuilds it (~15-40 s);
+1. the *reference*: every training race's LapFeatures rows (``base.race_split`` == train,
+   optionally only the seasons in ``STRATX_DRIFT_REFERENCE_YEARS``), built once with the offline
+   feature functions and saved as ``reference_races_<years>.parquet`` in the reports folder, its
+   parquet metadata carrying the data snapshot hash (``training.snapshot_hash``), the races and
+   when each started; ``--rebuild-reference`` rebuilds it (~15 s). For the session, only the races
+   that started before it count (causal), with their leave-one-race-out calibration of every
+   column's threshold (cached as ``calibration_<hash>.json``, ~10-30 s the first time);
 2. the *current window*: the session's records on ``stratx.features.lap`` (the latest session
-   unless one is given), cut to its last N laps / T minutes;
-3. Evidently's ``DataDriftPreset`` with its default per-column tests on the columns of
-   ``functions/drift.py`` (:func:`~stratx.functions.drift.feature_view`); ``drift_<session>_<UTC
+   unless one is given), laps 1..N so far (or its last N laps / T minutes), its event and year
+   from ``stratx.raw.session_info`` (the circuit's reference speeds);
+3. Evidently's ``DataDriftPreset`` on the circuit-free view, the reference races cut at the same
+   lap, each column at its calibrated threshold (``per_column_threshold``); ``drift_<session>_<UTC
    time>.html`` and a ``.json`` summary in the reports folder (the last :data:`KEEP_HTML` HTML
    reports of a session are kept, ~4 MB each; every JSON summary is kept);
 4. Prometheus gauges (exported by ``metrics.serve("drift")`` when metrics are on) and, when the
@@ -22,9 +24,10 @@ One run (:func:`run_once`):
    replay of the same session into a fresh broker starts armed.
 
 The reference lives in :mod:`~stratx.quix_apps.drift_reference`, the current window and the
-Evidently comparison in :mod:`~stratx.quix_apps.drift_compare` and the prediction comparison in
-:mod:`~stratx.quix_apps.drift_predictions`; this module holds one run, the job and the offline
-measurement, and re-exports the rest (the public import path).
+Evidently comparison in :mod:`~stratx.quix_apps.drift_compare`, the prediction comparison in
+:mod:`~stratx.quix_apps.drift_predictions` and the offline measurement (with the SYNTHETIC
+injected shifts and the backtest's drift section) in :mod:`~stratx.quix_apps.drift_measure`; this
+module holds one run and the job, and re-exports the rest (the public import path).
 """
 
 from __future__ import annotations
@@ -42,12 +45,14 @@ from prometheus_client import Counter, Gauge
 
 from stratx.functions import catalog, drift, schemas
 from stratx.functions.kafka_auth import PLAINTEXT, KafkaAuth
-from stratx.functions.models import base
 from stratx.functions.settings import DriftSettings
 from stratx.quix_apps.drift_compare import (
     NoData,
+    Session,
     compare,
+    compare_like,
     compare_views,
+    current_session,
     current_window,
     evidently_run,
     read_records,
@@ -64,9 +69,11 @@ from stratx.quix_apps.drift_predictions import (
 from stratx.quix_apps.drift_reference import (
     META_KEY,
     REFERENCE_SEED,
+    RaceReference,
     Reference,
     build_reference,
     load_reference,
+    race_reference,
     reference_path,
 )
 from stratx.quix_apps.kit import kafka_io
@@ -85,12 +92,16 @@ __all__ = [
     "STATE_FILE",
     "NoData",
     "PredictionReference",
+    "RaceReference",
     "Reference",
+    "Session",
     "build_reference",
     "champion_predictions",
     "compare",
+    "compare_like",
     "compare_views",
     "current_predictions",
+    "current_session",
     "current_window",
     "describe",
     "drift_alerted",
@@ -98,8 +109,8 @@ __all__ = [
     "latest_summary",
     "load_champions",
     "load_reference",
-    "measure_races",
     "prediction_reference",
+    "race_reference",
     "read_records",
     "reference_path",
     "run_job",
@@ -110,6 +121,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 KEEP_HTML = 10
+METHOD = (
+    "like with like: circuit-free view, reference races before the session cut at the same lap, "
+    "per-column thresholds from leave-one-race-out distances (functions/drift_like.py)"
+)
 STATE_FILE = "alarm_state.json"
 
 DRIFT_SHARE = Gauge(
@@ -121,7 +136,7 @@ DRIFT_DETECTED = Gauge(
 FEATURE_DRIFT_SCORE = Gauge(
     "stratx_feature_drift_score",
     "Evidently's drift score of one column, last run (Wasserstein distance (normed) for numbers, "
-    "Jensen-Shannon distance for categories when the reference has > 1000 rows)",
+    "Jensen-Shannon distance for categories; features: each compared with its calibrated threshold)",
     ["dataset", "feature"],
 )
 DRIFT_RUNS = Counter("stratx_drift_runs", "drift runs completed (windows compared)")
@@ -175,7 +190,8 @@ def run_once(
     (``status`` ``ok``, or ``skipped`` when the window has fewer than ``drift_min_rows`` rows);
     ``predictions``: the same for the champions' prediction values (when ``predictions`` is given)."""
     now = now or datetime.now(UTC)
-    key, window = current_window(settings, session_key)
+    session = current_session(settings, session_key)
+    key, window = session.key, session.window
     folder = settings.drift_reports_dir
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"drift_{key}_{now.strftime('%Y%m%dT%H%M%S%fZ')}"
@@ -193,8 +209,9 @@ def run_once(
         "reference": {
             "path": str(reference.path),
             "snapshot_hash": reference.snapshot_hash,
-            "rows": len(reference.rows),
-            "races": reference.races,
+            "races_before_session": None,
+            "event": session.event_name,
+            "year": session.year,
         },
         "threshold": settings.drift_threshold,
         "rearm_share": settings.drift_rearm_share,
@@ -204,8 +221,18 @@ def run_once(
             status="skipped", reason=f"{len(window)} rows < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows}"
         )
         return summary
-    views = drift.feature_view(window), drift.feature_view(reference.rows)
-    summary.update(_dataset(settings, key, drift.FEATURES, views, window, folder / f"{stem}.html", now))
+    try:
+        race = race_reference(
+            settings, reference, session.start, session.event_name, session.year, settings.drift_window_laps
+        )
+    except ValueError as exc:  # too few reference races before this session
+        summary.update(status="skipped", reason=str(exc))
+        return summary
+    summary["reference"].update(
+        races_before_session=len(race.races), speeds=race.speeds, notes=race.notes, method=METHOD
+    )
+    result = compare_like(window, race, folder / f"{stem}.html")
+    summary.update(_dataset(settings, key, drift.FEATURES, result, window, folder / f"{stem}.html", now))
     if predictions is not None:
         current = current_predictions(settings, key, window)
         if len(current) < settings.drift_min_rows:
@@ -215,9 +242,8 @@ def run_once(
             }
         else:
             html = folder / f"{stem}_predictions.html"
-            found = _dataset(
-                settings, key, drift.PREDICTIONS, (current, predictions.values), window, html, now
-            )
+            result = compare_views(current, predictions.values, html)
+            found = _dataset(settings, key, drift.PREDICTIONS, result, window, html, now)
             summary[drift.PREDICTIONS] = {
                 **found,
                 "rows": len(current),
@@ -232,13 +258,12 @@ def _dataset(
     settings: DriftSettings,
     key: int,
     dataset: str,
-    views: tuple[pd.DataFrame, pd.DataFrame],
+    result: drift.DriftResult,
     window: pd.DataFrame,
     html: Path,
     now: datetime,
 ) -> dict[str, Any]:
-    """Compare one dataset's (current, reference) views: report, gauges, alarm, maybe an alert."""
-    result = compare_views(views[0], views[1], html)
+    """One dataset's comparison: gauges, alarm, maybe an alert; its part of the summary."""
     set_gauges(dataset, result, settings.drift_threshold)
     state = _load_state(html.parent)
     state_key = f"{key}:{dataset}"
@@ -327,7 +352,8 @@ def run_job(
         raise ValueError("STRATX_DRIFT_REARM_SHARE must not exceed STRATX_DRIFT_THRESHOLD")
     reference = load_reference(settings, rebuild=rebuild_reference)
     print(
-        f"drift reference: {len(reference.rows)} driver-laps of {len(reference.races)} training races, "
+        f"drift reference: {len(reference.rows)} driver-laps of {len(reference.races)} training races "
+        "(compared: those before the session), "
         f"snapshot {reference.snapshot_hash[:12]} ({reference.path})",
         flush=True,
     )
@@ -351,44 +377,7 @@ def run_job(
     return 0
 
 
-# ------------------------------------------------------------------ offline measurement
-def measure_races(settings: DriftSettings, window_laps: tuple[int, ...] = (0, 20)) -> list[dict[str, Any]]:
-    """The drift share of every validation and test race (never trained on) against the reference,
-    offline (the races' lap features built with the feature functions, no broker): what the
-    README's table reports; with champions in the registry also the share of their prediction
-    values (computed in-process) over the whole race. ``python -m stratx.quix_apps.drift [YEARS]``."""
-    import tempfile
-
-    from stratx.bentos.lifecycle import feature_build, training
-
-    reference = load_reference(settings)
-    wanted = {*base.VALIDATION_RACES, *base.TEST_RACES}
-    races = [
-        r for r in training.corpus_races(settings.data_dir) if (r.meta.year, r.meta.event_name) in wanted
-    ]
-    table, _ = feature_build.build_lap_table(races, progress=False)
-    champions = load_champions(settings)
-    predicted = champion_predictions(champions, reference.rows) if champions else None
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for (year, event), laps in table.groupby(list(base.RACE_KEYS), sort=True):
-            split = base.race_split(laps.head(1)).iloc[0]
-            row: dict[str, Any] = {"race": f"{year} {event}", "split": split, "rows": len(laps)}
-            for n in window_laps:
-                window = drift.session_window(laps, int(laps["SessionKey"].iloc[0]), n)
-                row[f"share_last_{n}" if n else "share_race"] = compare(
-                    window, reference.rows, Path(tmp) / "r.html"
-                ).share
-            if predicted is not None:
-                view = champion_predictions(champions, laps)
-                row["predictions_share_race"] = compare_views(view, predicted, Path(tmp) / "p.html").share
-            out.append(row)
-    return out
-
-
 if __name__ == "__main__":
-    import sys
+    from stratx.quix_apps.drift_measure import main
 
-    years = sys.argv[1] if len(sys.argv) > 1 else ""
-    measured = measure_races(DriftSettings(drift_reference_years=years))
-    print(pd.DataFrame(measured).to_string(index=False, float_format="%.3f"))
+    main()

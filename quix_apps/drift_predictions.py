@@ -16,7 +16,7 @@ import pandas as pd
 from stratx.functions import catalog, drift
 from stratx.functions.settings import DriftSettings
 from stratx.quix_apps.drift_compare import read_records
-from stratx.quix_apps.drift_reference import Reference
+from stratx.quix_apps.drift_reference import Reference, prediction_rows
 
 log = logging.getLogger(__name__)
 # models whose service rows are the LapFeatures rows themselves (pit_window also needs the race
@@ -64,13 +64,14 @@ def champion_predictions(champions: dict[str, Any], rows: pd.DataFrame) -> pd.Da
 
 
 def prediction_reference(settings: DriftSettings, reference: Reference) -> PredictionReference | None:
-    """Each :data:`PREDICTION_MODELS` ``@champion`` of the registry run in-process on the reference
-    rows; None when no champion is registered (then predictions are not compared)."""
+    """Each :data:`PREDICTION_MODELS` ``@champion`` of the registry run in-process on a seeded
+    sample of ``STRATX_DRIFT_REFERENCE_SIZE`` reference rows; None when no champion is registered (then predictions are not compared)."""
     champions = load_champions(settings)
     if not champions:
         return None
     versions = {key: str(found.version) for key, found in champions.items()}
-    return PredictionReference(champion_predictions(champions, reference.rows), versions)
+    rows = prediction_rows(reference, settings.drift_reference_size)
+    return PredictionReference(champion_predictions(champions, rows), versions)
 
 
 def current_predictions(settings: DriftSettings, session_key: int, window: pd.DataFrame) -> pd.DataFrame:

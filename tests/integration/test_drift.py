@@ -1,5 +1,6 @@
 """Drift monitoring on a real broker: real races' lap features (built with the offline feature
-functions, produced to stratx.features.lap) against the 2023 training-race reference.
+functions, produced to stratx.features.lap) against the training races that started before them,
+each column at its calibrated threshold (like with like, functions/drift_like.py).
 
 * different season: the bundled 2024 Bahrain GP, through the `stratx drift --every` job as a
   subprocess (HTML report, JSON summary, gauges over HTTP);
@@ -66,7 +67,6 @@ def settings(own_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Drift
     return DriftSettings(
         broker_address=broker_address,
         drift_reports_dir=tmp_path_factory.mktemp("drift"),
-        drift_reference_years="2023",
         metrics_enabled=False,
     )
 
@@ -135,7 +135,6 @@ def drift_job(
     env.update(
         STRATX_BROKER_ADDRESS=settings.broker_address,
         STRATX_DRIFT_REPORTS_DIR=str(settings.drift_reports_dir),
-        STRATX_DRIFT_REFERENCE_YEARS="2023",
         STRATX_METRICS_PORT_BASE=str(port - 10),  # the drift exporter's offset is 10
         STRATX_MLFLOW_URI=f"sqlite:///{settings.drift_reports_dir / 'empty-registry.db'}",  # no champions
     )
@@ -154,7 +153,7 @@ def drift_job(
 def test_different_season_and_control(
     settings: DriftSettings, reference: drift.Reference, drift_job: Any
 ) -> None:
-    assert {r.split()[0] for r in reference.races} == {"2023"}
+    assert "2023 Bahrain Grand Prix" not in reference.races  # a test race, never in the reference
     season = lap_records(BAHRAIN_2024)
     control = lap_records(BAHRAIN_2023)
     produce(settings.broker_address, season + control)
@@ -174,7 +173,7 @@ def test_different_season_and_control(
 
     metrics = scrape(f"http://127.0.0.1:{port}/metrics")
     share = metrics['stratx_drift_share{dataset="features"}']
-    assert 0.0 < share <= 1.0
+    assert share == 0.0  # like with like: no column of the real 2024 race drifts (docs/operations.md)
     assert metrics["stratx_drift_runs_total"] >= 1
     scores = {k: v for k, v in metrics.items() if k.startswith("stratx_feature_drift_score{")}
     assert len(scores) == summary["compared"] >= 20
@@ -183,12 +182,12 @@ def test_different_season_and_control(
 
     control_run = drift.run_once(settings, reference, control[0]["SessionKey"])
     print(
-        f"\ndrift share vs 2023 training reference: 2024 Bahrain {summary['share']:.3f} "
+        f"\ndrift share vs the earlier training races: 2024 Bahrain {summary['share']:.3f} "
         f"({summary['drifted']}/{summary['compared']}), 2023 Bahrain control {control_run['share']:.3f} "
         f"({control_run['drifted']}/{control_run['compared']}); threshold {settings.drift_threshold}"
     )
-    # measured: neither real race reaches the default threshold (chosen above every real 2023/24
-    # race's share), so neither raises an alert
+    # measured (docs/operations.md): no column of either real race is further from the earlier
+    # training races than the calibration allows, so neither reaches the threshold nor alerts
     for run in (summary, control_run):
         assert run["share"] < settings.drift_threshold
         assert drift_alerts(settings.broker_address, run["session_key"]) == []
@@ -267,7 +266,7 @@ def test_prediction_values_are_compared(
     )
     predicted = drift.prediction_reference(conf, reference)
     assert predicted is not None and set(predicted.versions) == set(drift.PREDICTION_MODELS)
-    assert len(predicted.values) == len(reference.rows)
+    assert len(predicted.values) == min(conf.drift_reference_size, len(reference.rows))
     rows = lap_records(BAHRAIN_2024)
     produce(settings.broker_address, rows)
     now = datetime.now(UTC)

@@ -27,6 +27,23 @@ BAHRAIN_2023 = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
 LAS_VEGAS_2023 = DATA_DIR / "races" / "2023_las_vegas_grand_prix_race"
 
 
+# `make test` runs on two pytest-xdist workers (--dist loadgroup): each module stays on one worker
+# (its module fixtures are set up once), and the modules that start a whole `stratx up` stack on the
+# configured ports share one worker, so two stacks never race for the same ports.
+STACK_MODULES = {
+    "tests.integration.test_up_command",
+    "tests.integration.test_backtest",
+    "tests.integration.test_cli_demo",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__ if module is not None else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("stack" if name in STACK_MODULES else name))
+
+
 @pytest.fixture(scope="session")
 def las_vegas() -> RaceData:
     """2023 Las Vegas GP, the smallest bundled real race (~1.0 M events)."""

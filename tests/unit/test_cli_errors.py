@@ -57,7 +57,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(STRATX), *args], capture_output=True, text=True, timeout=10, cwd=tmp_path, env=_env(tmp_path)
+        [str(STRATX), *args], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=_env(tmp_path)
     )
 
 

@@ -6,7 +6,7 @@
 Waits until the tower's lap counter reaches ``--lap`` and the selected driver's prediction cards
 show real model versions (not the browser test's "test-record" stand-in), then saves a 1600 px
 wide full-page screenshot and a 1920x1080 overlay screenshot with a transparent background.
-Headless Debian chromium through Playwright, as tests/integration/test_dashboard_browser.py.
+Headless Debian chromium through Playwright, as tests/panel_app/test_dashboard_browser.py.
 """
 
 from __future__ import annotations

@@ -313,7 +313,7 @@ def _pos_ok(p: dict[str, Any]) -> bool:
 
 
 # hot topics (~98 % of events): schema checks in plain Python, then orjson; the contract test
-# (tests/unit/test_encode.py) proves the bytes parse to the same model pydantic would build
+# (tests/functions/test_encode.py) proves the bytes parse to the same model pydantic would build
 _FAST_CHECKS = {catalog.CAR_TELEMETRY.name: _car_ok, catalog.CAR_POSITION.name: _pos_ok}
 
 

@@ -18,7 +18,7 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 # ---- ingestion ranges (README "Data quality": each bound is checked against every record of the
-# bundled races and the 37-race corpus, tests/unit/test_data_quality.py)
+# bundled races and the 37-race corpus, tests/bentos/test_data_quality.py)
 def _not_bool(value: Any) -> Any:
     """JSON true/false is not a number (pydantic's lax mode would read it as 1/0)."""
     if isinstance(value, bool):

@@ -31,9 +31,9 @@ LAS_VEGAS_2023 = DATA_DIR / "races" / "2023_las_vegas_grand_prix_race"
 # (its module fixtures are set up once), and the modules that start a whole `stratx up` stack on the
 # configured ports share one worker, so two stacks never race for the same ports.
 STACK_MODULES = {
-    "tests.integration.test_up_command",
-    "tests.integration.test_backtest",
-    "tests.integration.test_cli_demo",
+    "tests.quix_apps.test_up_command",
+    "tests.quix_apps.test_backtest_stream",
+    "tests.quix_apps.test_cli_demo",
 }
 
 

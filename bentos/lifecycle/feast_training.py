@@ -8,7 +8,7 @@ its FeatureService (``lap_time_v1``, ...) at every driver-lap's end (entity keys
 SessionKey; ``event_timestamp`` = the lap's Date). The service's columns of the recipe's table are
 the values Feast returned; the columns the service does not hold (Year, EventName, SessionTime,
 labels' inputs ...) stay those of the built table. :func:`parity` compares the two per cell and
-training prints the result (``tests/unit/test_feast_training.py`` asserts it on a bundled race).
+training prints the result (``tests/bentos/test_feast_training.py`` asserts it on a bundled race).
 
 Known limit: a point-in-time join cannot tell apart two laps of one driver that end at the same
 instant; Feast returns one of them for both (one driver-lap pair in the 37-race corpus, 2021 Styrian

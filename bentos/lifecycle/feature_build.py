@@ -1,7 +1,7 @@
 """Offline feature builds: the same functions as the streaming apps, folded over whole races.
 
 A lap event takes the same path as on the stream (Lap schema, then ``lap_step`` in event-time
-order), so an offline row equals the streamed one (``tests/integration/test_lap_features_parity``).
+order), so an offline row equals the streamed one (``tests/quix_apps/test_lap_features_parity``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ with warnings.catch_warnings():
     from starlette.routing import Route
     from starlette.testclient import TestClient
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SOURCE_DIRS = ("functions", "quix_apps", "panel_app", "bentos", "localstack", "feature_repo")
 ELSEWHERE = "10.20.30.40"  # a non-loopback address: the setting must reach the bind call
 SECRET = "s3cr3t-Pa55word-do-not-print"

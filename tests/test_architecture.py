@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("functions", "quix_apps", "bentos", "panel_app", "localstack")
 
 # folder (as a path prefix) -> StratX packages it must never import, anywhere in the module

@@ -1,6 +1,6 @@
 """The BentoML services (bentos/<model>/), layers 1 and 2 of three: the class called directly, and
 its ASGI app (``to_asgi()`` + TestClient). Layer 3, a real ``bentoml serve``, is in
-tests/integration/test_bentos_serve.py. Small real champions (tests/bentos_support.py)."""
+tests/bentos/test_bentos_serve.py. Small real champions (tests/bentos_support.py)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from stratx.quix_apps.kit import admin, kafka_io, pipeline
 from tests.conftest import BAHRAIN_2023
 
 pytestmark = pytest.mark.integration
-# car -> last completed lap (tests/unit/test_race_state.py: the real DNFs of 2023 Bahrain)
+# car -> last completed lap (tests/functions/test_race_state.py: the real DNFs of 2023 Bahrain)
 RETIRED = {"81": 13, "16": 39, "31": 41}
 RUNNING = "1"  # VER, finished the race
 STUB_VERSION = "stub-test"

@@ -28,8 +28,8 @@ from stratx.functions.features.laps import build_lap_features
 from stratx.functions.settings import REPO_ROOT
 from stratx.quix_apps import lap_aggression, lap_features, telemetry_features, track_gaps
 from stratx.quix_apps.kit import wire
-from tests.unit.test_fuzz_ingest import VALID, invalid_records
-from tests.unit.test_lap_features_app import FakeState
+from tests.functions.test_fuzz_ingest import VALID, invalid_records
+from tests.quix_apps.test_lap_features_app import FakeState
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RACE = REPO_ROOT / "data" / "races" / "2023_las_vegas_grand_prix_race"

@@ -42,7 +42,7 @@ from stratx.functions.settings import KafkaSettings, ReplaySettings
 from stratx.quix_apps import lap_aggression, replay, telemetry_features, track_gaps
 from stratx.quix_apps.kit import kafka_io, pipeline
 from tests.conftest import DATA_DIR, LAS_VEGAS_2023, REPO
-from tests.integration.test_fault_tolerance import Tail, not_re_emitted, wait_for
+from tests.quix_apps.test_fault_tolerance import Tail, not_re_emitted, wait_for
 
 pytestmark = pytest.mark.integration
 DRIVERS = {"VER", "LEC"}

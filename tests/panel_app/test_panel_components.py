@@ -14,7 +14,7 @@ from stratx.panel_app import components as c
 from stratx.panel_app.components.overlay import SAFE_X, SAFE_Y
 from stratx.panel_app.state import StateStore
 from tests import dashboard_support as ds
-from tests.unit.test_panel_state import fill, with_test_predictions
+from tests.panel_app.test_panel_state import fill, with_test_predictions
 
 SESSION = 9189
 

@@ -130,7 +130,7 @@ def test_baselines_and_metrics_on_hand_checked_rows() -> None:
 # ------------------------------------------------------------------ data checks
 def test_features_are_the_tyre_deg_v1_service() -> None:
     spec = importlib.util.spec_from_file_location(
-        "lap_features_repo", Path(__file__).resolve().parents[2] / "feature_repo" / "lap_features.py"
+        "lap_features_repo", Path(__file__).resolve().parents[3] / "feature_repo" / "lap_features.py"
     )
     assert spec is not None and spec.loader is not None
     repo = importlib.util.module_from_spec(spec)

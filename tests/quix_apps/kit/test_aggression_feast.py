@@ -37,7 +37,7 @@ from stratx.quix_apps.kit import feature_store as fs
 from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
-REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
+REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
 DRIVERS = {"VER", "LEC"}
 FEATURES_LAP_6 = dataclasses.replace(catalog.FEATURES_LAP, partitions=catalog.TELEMETRY_WINDOW.partitions)
 INPUTS = (catalog.TELEMETRY_WINDOW, FEATURES_LAP_6)

@@ -24,7 +24,7 @@ from stratx.functions.features import telemetry as tl
 from stratx.functions.racedata import RaceData
 from stratx.functions.schemas import LapAggression
 from stratx.quix_apps.kit import feature_store as fs
-from tests.unit.test_feature_repo import assert_same, last_lap_by_driver, plain, service_features
+from tests.feature_repo.test_feature_repo import assert_same, last_lap_by_driver, plain, service_features
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 SESSION_KEY = 9189  # 2023 Las Vegas GP race

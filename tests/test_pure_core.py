@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
 OUTSIDE = ("stratx.quix_apps", "stratx.bentos", "stratx.panel_app", "stratx.localstack", "stratx.bench")
 MAX_LINES = 400
 

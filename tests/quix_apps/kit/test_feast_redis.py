@@ -13,7 +13,7 @@ import pytest
 from stratx.functions.settings import FeastSettings
 from stratx.quix_apps.kit import feature_store as fs
 
-REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
+REPO_DIR = Path(__file__).resolve().parents[3] / "feature_repo"
 REDIS = "redis-master.stratx.invalid:6379,password=pw-not-in-repr,ssl=true"
 
 

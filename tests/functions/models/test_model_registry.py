@@ -23,7 +23,7 @@ from stratx.functions.settings import (
     TrainingSettings,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KEYS = registry.MODEL_KEYS
 
 

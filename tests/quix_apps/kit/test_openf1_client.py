@@ -13,7 +13,7 @@ import pytest
 
 from stratx.quix_apps.kit import openf1_client as oc
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures" / "openf1"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "openf1"
 LAPS = json.loads((FIX / "raw_sample_2024_canada_9531" / "driver_number=1" / "laps.json").read_text())
 NOW = datetime(2024, 6, 9, 18, 0, tzinfo=UTC)
 

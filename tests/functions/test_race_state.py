@@ -113,7 +113,7 @@ def test_retirements_do_not_depend_on_the_order_partitions_are_read(order: str) 
     import random
 
     from stratx.functions import catalog
-    from tests.integration.test_retirements_stream import bahrain_slice
+    from tests.quix_apps.test_retirements_stream import bahrain_slice
 
     race = bahrain_slice(sources.load_bundled(BAHRAIN))
     groups: dict[str, list[Any]] = {}

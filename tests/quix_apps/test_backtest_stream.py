@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests import bentos_support as support
-from tests.integration.test_up_command import started_by
+from tests.quix_apps.test_up_command import started_by
 
 pytestmark = [
     pytest.mark.integration,

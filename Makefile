@@ -55,7 +55,7 @@ test: install typecheck-links browser ## the whole suite: lint, types, unit and 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder
 
 # Test tiers: test-fast (pure functions, schemas, recipes on small real slices; no broker, no
 # trained champions; about 2 minutes) < test-unit (+ `slow`: whole races, the corpus, the small

@@ -27,21 +27,66 @@ BAHRAIN_2023 = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
 LAS_VEGAS_2023 = DATA_DIR / "races" / "2023_las_vegas_grand_prix_race"
 
 
-# `make test` runs on two pytest-xdist workers (--dist loadgroup): each module stays on one worker
-# (its module fixtures are set up once), and the modules that start a whole `stratx up` stack on the
-# configured ports share one worker, so two stacks never race for the same ports.
+# `make test` runs on two pytest-xdist workers (`-n 2 --dist loadscope --no-loadscope-reorder`) with
+# the scheduler below. Each module is one work unit on one worker (its module fixtures are set up
+# once); the modules that start a whole `stratx up` stack on the configured ports are one unit, so
+# two stacks never race for the same ports; each test of SPLIT_MODULES is a unit of its own (they
+# share no module fixture, and each takes minutes). Units go out longest first (LONGEST_FIRST,
+# measured with `make test PYTEST_ADDOPTS=--durations=80`), then the rest in collection order, so
+# no minutes-long module starts last while the other worker sits idle. (xdist's own `loadgroup`
+# cannot do it on pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
 STACK_MODULES = {
     "tests.quix_apps.test_up_command",
     "tests.quix_apps.test_backtest_stream",
     "tests.quix_apps.test_cli_demo",
 }
+SPLIT_MODULES = {"tests.quix_apps.test_prediction_pipeline"}
+LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12-06)
+    "stack",  # up 153 + backtest slice 139 + demo 68
+    "tests.quix_apps.test_prediction_pipeline::test_a_replay_run_twice_gives_identical_predictions",
+    "tests.quix_apps.test_prediction_pipeline::"
+    "test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage",
+    "tests.quix_apps.test_drift_job",  # 190
+    "tests.quix_apps.test_fault_tolerance",  # 135
+    "tests.quix_apps.test_fault_tolerance_windows",  # 106
+    "tests.bentos.test_bentos_serve",  # 100
+    "tests.quix_apps.test_track_gaps_app",  # 90
+    "tests.quix_apps.test_live_openf1",  # 85
+    "tests.quix_apps.test_metrics_scrape",  # 68
+    "tests.quix_apps.test_resume",  # 63
+    "tests.quix_apps.test_lap_features_parity",  # 60
+    "tests.quix_apps.test_retirements_stream",  # 52
+    "tests.bentos.test_feature_build",  # 50
+    "tests.quix_apps.kit.test_kafka_security",  # 50
+    "tests.quix_apps.test_replay_roundtrip",  # 45
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test, from its node id alone (the scheduler sees only node ids)."""
+    path, _, rest = nodeid.partition("::")
+    module = path.removesuffix(".py").replace("/", ".")
+    if module in STACK_MODULES:
+        return "stack"
+    if module in SPLIT_MODULES:
+        return f"{module}::{rest.split('[')[0]}"
+    return module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return UnitScheduling(config, log)  # type: ignore[arg-type]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        module = getattr(item, "module", None)
-        name = module.__name__ if module is not None else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("stack" if name in STACK_MODULES else name))
+    # a stable sort: within a unit and among the unranked units the collection order stays
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
 
 
 @pytest.fixture(scope="session")

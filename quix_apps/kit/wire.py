@@ -55,8 +55,12 @@ def run(app: Application, app_name: str, settings: KafkaSettings, idle_timeout: 
     ``idle_timeout`` seconds without input (0: forever)."""
     from stratx.quix_apps.kit import metrics
 
-    metrics.instrument_app(app_name, settings, app.config.consumer_group)
-    app.run(timeout=idle_timeout)
+    monitor = metrics.instrument_app(app_name, settings, app.config.consumer_group)
+    try:
+        app.run(timeout=idle_timeout)
+    finally:  # an app run in-process (tests, serverless adapters) leaves no lag thread polling behind
+        if monitor is not None:
+            monitor.stop()
     return 0
 
 

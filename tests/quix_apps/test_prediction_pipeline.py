@@ -35,7 +35,7 @@ from tests.conftest import LAS_VEGAS_2023
 pytestmark = pytest.mark.integration
 LAP_MODELS = ("lap_time", "tyre_deg", "pit_window", "anomaly")
 DOWN = "tyre_deg"
-PART_EVENTS = 450  # a third of the laps-only race (laps, track status, race control, weather)
+PART_EVENTS = 300  # ~ a fifth of the laps-only race (laps, track status, race control, weather)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outa
             extra_env=env,
         )
         try:
-            # three parts of the race: service up, service down, service back
+            # three parts of the race (its first ~60 %): service up, service down, service back
             options = replay.ReplayOptions(speed=0, progress=False, max_events=PART_EVENTS)
             replay_settings = ReplaySettings(broker_address=broker_address)
             laps = replay.run(race, replay_settings, options).published[catalog.LAPS.name]
@@ -125,7 +125,7 @@ def test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outa
             restarted = serve.start(DOWN, settings.serve_host, settings.port(DOWN), tmp_path / "restart.log")
             running.append(restarted)
             serve.wait_ready([restarted], 240)
-            final = dataclasses.replace(resume, max_events=None)
+            final = resume  # one more part
             laps += replay.run(race, replay_settings, final).published[catalog.LAPS.name]
             counts = pipeline.wait_predicted(
                 broker_address, session, laps, tuple(LAP_MODELS), timeout_s=600, procs=procs
@@ -242,7 +242,7 @@ def predictions_of_one_replay(
             extra_env=env,
         )
         try:
-            options = replay.ReplayOptions(speed=0, progress=False)
+            options = replay.ReplayOptions(speed=0, progress=False, max_events=PART_EVENTS)
             result = replay.run(race, ReplaySettings(broker_address=broker.address), options)
             laps = result.published[catalog.LAPS.name]
             caught_up(broker.address, session, laps, procs)
@@ -260,8 +260,8 @@ def predictions_of_one_replay(
 
 @pytest.mark.timeout(1500)
 def test_a_replay_run_twice_gives_identical_predictions(champions: support.Champions, tmp_path: Path) -> None:
-    """Issue #8: the same race replayed twice (fresh brokers, fresh app state, the same services)
-    gives the same prediction records, value for value, apart from the wall-clock fields."""
+    """Issue #8: the same race (its first part) replayed twice (fresh brokers, fresh app state, the
+    same services) gives the same prediction records, value for value, apart from the wall-clock fields."""
     assert not champions.failed, champions.failed
     keys = list(champions.tags)
     settings = ServingSettings(serve_start_timeout_s=240, **{f"{k}_port": free_port() for k in keys})  # type: ignore[arg-type]
@@ -270,7 +270,7 @@ def test_a_replay_run_twice_gives_identical_predictions(champions: support.Champ
         env = {f"STRATX_{r.key.upper()}_URL": r.url for r in running}
         laps, first = predictions_of_one_replay(race, env, tmp_path / "first")
         laps_again, second = predictions_of_one_replay(race, env, tmp_path / "second")
-    assert laps == laps_again and laps > 900  # 2023 Las Vegas: 946 driver-laps
+    assert laps == laps_again and laps > 150  # the first ~20 % of 2023 Las Vegas (946 driver-laps)
     assert sum(1 for ident in first if ident[0] == "lap_time") == laps  # every driver-lap predicted
     assert {r["Status"] for r in first.values()} == {"ok"}
     assert {ident[0] for ident in first} == set(catalog.PREDICTION_TOPICS)

@@ -1,6 +1,6 @@
 """The Quickstart's main command, `stratx up --exit-when-done`, as a user runs it: a subprocess
 that starts the broker, the five model services, the streaming apps and the dashboard, replays a
-bundled real race (six drivers, to keep CI short) and prints the summary; then nothing is left
+bundled real race (three drivers, to keep CI short) and prints the summary; then nothing is left
 running. Champions: small real ones in a temp registry (tests/bentos_support.py)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from tests import bentos_support as support
 
 pytestmark = pytest.mark.integration
-DRIVERS = "VER,PER,ALO,SAI,HAM,LEC"
+DRIVERS = "VER,ALO,HAM"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_up_runs_the_whole_pipeline_and_stops_everything(
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     laps = int(re.search(r"(\d+) driver-laps replayed", out).group(1))  # type: ignore[union-attr]
-    assert laps > 250  # 6 drivers x 57 laps, minus retirements
+    assert laps > 150  # 3 drivers x 57 laps
     for key in ("lap_time", "tyre_deg", "pit_window", "anomaly"):
         assert re.search(rf"stratx\.predictions\.{key}\s+{laps}\b", out), f"{key}: {out[-2000:]}"
         assert f"{key}:ok {laps}" in out

@@ -40,3 +40,31 @@ def test_parse_keeps_dicts_and_marks_the_rest() -> None:
     assert wire.parse(b'{"a": 1}') == {"a": 1}
     assert wire.is_invalid(wire.parse(None))
     assert wire.parse(b"\xff\xfe")[wire.RAW]  # undecodable bytes are kept (replaced) for the record
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_run_stops_the_lag_monitor_when_the_app_returns_or_raises(
+    monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    """An app run in-process (tests, serverless adapters) must not leave its lag thread polling a
+    broker that may be gone."""
+    from types import SimpleNamespace
+
+    from stratx.functions.settings import KafkaSettings
+    from stratx.quix_apps.kit import metrics
+
+    stopped: list[bool] = []
+    monitor = SimpleNamespace(stop=lambda: stopped.append(True))
+    monkeypatch.setattr(metrics, "instrument_app", lambda *a, **k: monitor)
+
+    def run(timeout: float) -> None:
+        if fails:
+            raise RuntimeError("broker gone")
+
+    app = SimpleNamespace(config=SimpleNamespace(consumer_group="g"), run=run)
+    if fails:
+        with pytest.raises(RuntimeError):
+            wire.run(app, "lap", KafkaSettings(), idle_timeout=1.0)  # type: ignore[arg-type]
+    else:
+        assert wire.run(app, "lap", KafkaSettings(), idle_timeout=1.0) == 0  # type: ignore[arg-type]
+    assert stopped == [True]

@@ -93,6 +93,10 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
             session_key=derived_session_key(year, rnd),
             t0_date=t0,
             t0_source=t0_source if t0 is not None else "none",
+            # the scheduled distance, which F1 publishes before the start; an export does not carry it,
+            # so the winner's laps stand in (as the pit-window recipe's RaceLaps offline: they differ
+            # only for a shortened race). Without it the stream fell back to the median circuit.
+            total_laps=int(lap_frame.LapNumber.max()) if lap_frame.LapNumber.notna().any() else None,
         )
         races.append(RaceData(meta, tables, tuple(missing)))
     return races

@@ -187,3 +187,29 @@ def test_round_trip_keeps_missing_tables(las_vegas: RaceData, tmp_path: Path) ->
 def test_load_fastf1_needs_an_existing_cache(tmp_path: Path) -> None:
     with pytest.raises(sources.SourceError, match="does not exist"):
         sources.load_fastf1(2023, "Bahrain", "R", tmp_path / "absent", offline=True)
+
+
+def test_exports_carry_the_scheduled_distance_the_offline_pit_window_uses() -> None:
+    """A race from FastF1 exports announces its distance (SessionInfo TotalLaps), so the stream's
+    pit-window requests carry the RaceLaps the offline build derives (the race's highest lap).
+    Before: TotalLaps was None, the stream fell back to the median circuit's laps, and on 2023 São
+    Paulo (71 laps) every streamed pit-window value differed from the offline one and no window opened."""
+    from stratx.functions import ingest, prediction_requests
+    from stratx.functions.models import pit_window_labels
+
+    races = sources.load_exports(DATA_DIR / "corpus" / "fastf1_exports")
+    sao_paulo = next(r for r in races if r.meta.year == 2023 and r.meta.event_name == "São Paulo Grand Prix")
+    assert sao_paulo.meta.total_laps == 71
+    for race in races:
+        laps = race.table("laps")
+        offline = pit_window_labels.race_laps(
+            laps.assign(Year=race.meta.year, EventName=race.meta.event_name)
+        )
+        assert race.meta.total_laps == int(offline.max()), race.meta
+        info = next(ingest.iter_records(race))
+        assert info.payload["TotalLaps"] == race.meta.total_laps
+    row = {"SessionKey": sao_paulo.meta.session_key, "DriverNumber": "14", "LapNumber": 20}
+    announced = next(ingest.iter_records(sao_paulo)).payload
+    context = {"EventName": announced["EventName"], "TotalLaps": announced["TotalLaps"]}
+    _, requests = prediction_requests.request_step(None, row, context)
+    assert requests["pit_window"][0]["RaceLaps"] == 71

@@ -18,8 +18,10 @@ rows to send; each model's registry entry (``functions/models/registry.py``) nam
 
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
 requests, so nothing is predicted twice downstream. A record of a car the state knows is out of
-the race (:func:`retire`, from ``stratx.race.retirements``) gets no requests either: nothing is
-predicted for a retired car (e.g. its unfinished last lap, closed by timing after it stopped).
+the race (:func:`retire`, from ``stratx.race.retirements``) gets no requests either when it is about
+a lap after the car's last completed one (e.g. its unfinished last lap, closed by timing after it
+stopped); its earlier laps are still predicted when they arrive after the retirement (an app that
+lags, or a replay at full speed, reads the retirement before them: they are valid laps).
 
 Two kinds of state: ``state`` (which laps of which driver were already asked for: small, kept in
 the app's changelogged Quix state, so a restart never predicts a lap twice) and ``cache`` (the
@@ -51,7 +53,7 @@ def new_state() -> dict[str, Any]:
 
 
 def retire(state: dict[str, Any] | None, retirement: Mapping[str, Any]) -> dict[str, Any]:
-    """Fold a Retirement record into the session state: no requests for that car from now on."""
+    """Fold a Retirement record into the session state: no requests for that car's later laps."""
     st = state if state is not None else new_state()
     st.setdefault("retired", {})[str(retirement["DriverNumber"])] = int(retirement["LapNumber"])
     return st
@@ -117,7 +119,8 @@ def request_step(
     st = state if state is not None else new_state()
     cache = cache if cache is not None else new_cache()
     driver, lap = str(row["DriverNumber"]), int(row["LapNumber"])
-    if st["last_lap"].get(driver, 0) >= lap or driver in st.get("retired", {}):
+    last_completed = st.get("retired", {}).get(driver)
+    if st["last_lap"].get(driver, 0) >= lap or (last_completed is not None and lap > last_completed):
         return st, {}
     st["last_lap"][driver] = lap
     ctx = dict(context or {})

@@ -48,13 +48,12 @@ class KafkaSettings(MetricsSettings):
 
     broker_address: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (Redpanda or Tansu)")
     consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
+    # Tansu answers an empty fetch only after fetch.wait.max.ms (librdkafka default 500), and an app reading
+    # topics in time order (concat) waits out its whole poll (Quix default 1 s) unless 10,000 messages come
     consumer_fetch_wait_ms: int = Field(
-        20,
-        ge=1,
-        le=5000,
-        description="longest a consumer fetch waits for data (librdkafka fetch.wait.max.ms, default 500): "
-        "each app-to-app hop can cost up to this on brokers that do not wake long polls (Tansu)",
+        20, ge=1, le=5000, description="librdkafka fetch.wait.max.ms per fetch"
     )
+    consumer_poll_timeout_s: float = Field(0.02, gt=0, le=5, description="Quix consumer_poll_timeout, s")
     connect_timeout_s: float = Field(5.0, gt=0, description="fail if the broker does not answer in this time")
     kafka_security_protocol: Protocol = Field(
         "PLAINTEXT",

@@ -85,7 +85,7 @@ def start_apps(
 def count_session(broker_address: str, topic: str, session_key: int) -> int:
     return sum(
         1
-        for m in kafka_io.read_all(broker_address, topic, drain_s=0.5)
+        for m in kafka_io.read_all(broker_address, topic, drain_s=0.2)
         if json.loads(m.value()).get("SessionKey") == session_key
     )
 
@@ -147,7 +147,7 @@ def wait_predicted(
         }
         if all(counts[k] >= expected for k in keys if k != "overtake"):
             return counts
-        time.sleep(2.0)
+        time.sleep(0.5)
     return counts
 
 

@@ -25,7 +25,7 @@ def application(
 ) -> Application:
     """A Quix Streams Application as every StratX app runs it: from the earliest offset, the
     short consumer session timeout Tansu needs, short fetch waits (each hop between apps costs
-    up to one), state (RocksDB) under ``state_dir``; TLS / SASL from ``settings.kafka_auth()``."""
+    up to one) and short polls (see ``consumer_poll_timeout_s``), state (RocksDB) under ``state_dir``; TLS / SASL from ``settings.kafka_auth()``."""
     return Application(
         broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group=consumer_group,
@@ -34,6 +34,7 @@ def application(
             "session.timeout.ms": settings.consumer_session_timeout_ms,
             "fetch.wait.max.ms": settings.consumer_fetch_wait_ms,
         },
+        consumer_poll_timeout=settings.consumer_poll_timeout_s,
         state_dir=str(state_dir) if state_dir is not None else None,
         loglevel=loglevel,
     )

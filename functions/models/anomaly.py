@@ -122,6 +122,7 @@ from stratx.functions.models.anomaly_scoring import (
     score_rows,
     statistic,
 )
+from stratx.functions.models.boosters import booster_predict
 
 MODEL_NAME = "stratx-anomaly"
 FEATURE_SERVICE = "anomaly_v1"
@@ -152,7 +153,7 @@ def _fit_level(
     for s in signals(level):
         name = f"{level}_{s}"
         boosters[name] = _fit_booster(_matrix(rows, s), _target(rows, s), fit_rows & scope, cal_rows & scope)
-        pred = boosters[name].predict(_matrix(rows[cal_rows & scope], s))
+        pred = booster_predict(boosters[name], _matrix(rows[cal_rows & scope], s))
         resid = _target(rows[cal_rows & scope], s).to_numpy() - pred
         mad = float(np.nanmedian(np.abs(resid - np.nanmedian(resid)))) * 1.4826
         scales[name] = max(mad, SCALE_FLOOR.get(s, 1.0))

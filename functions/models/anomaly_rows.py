@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions import scope
+from stratx.functions.models import base
 
 WINDOWS_FILE = "telemetry_windows.parquet"
 WINDOW_RACE_FOLDERS = ("2023_miami", "2023_austrian", "2023_italian", "2023_hungarian", "2023_japanese")
@@ -198,7 +199,7 @@ def lap_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
     ref = rows[f"Ref_{signal}"].astype(float)
     x = pd.DataFrame({"Ref": ref, "FieldDelta": rows[f"Field_{signal}"].astype(float) - ref})
     for c in LAP_CONTEXT:
-        x[c] = pd.to_numeric(rows[c].astype(object), errors="coerce").astype(float)
+        x[c] = base.as_float(rows[c])
     comp = rows["Compound"].astype(object)
     x["Compound"] = pd.Categorical(comp.where(comp.isin(COMPOUNDS)), categories=COMPOUNDS)
     return x

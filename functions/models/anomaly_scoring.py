@@ -21,6 +21,7 @@ from stratx.functions.models.anomaly_rows import (
     direction,
     signals,
 )
+from stratx.functions.models.boosters import booster_predict
 
 
 # ------------------------------------------------------------------ statistic, calibration, alarms
@@ -30,7 +31,7 @@ def deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame)
     out = pd.DataFrame(index=rows.index)
     for s in signals(level):
         booster = boosters[f"{level}_{s}"]
-        expected = booster.predict(_matrix(rows, s), num_iteration=booster.best_iteration or None)
+        expected = booster_predict(booster, _matrix(rows, s), num_iteration=booster.best_iteration or None)
         resid = _target(rows, s).to_numpy() - expected
         out[s] = direction(s) * resid / meta["scales"][f"{level}_{s}"]
     return out

@@ -27,6 +27,7 @@ import pandas as pd
 
 from stratx.functions.features import families
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 
 MODEL_NAME = "stratx-lap-time"
 FEATURE_SERVICE = "lap_time_v1"
@@ -211,7 +212,7 @@ def fit_booster(
 def predict_frame(booster: Any, frame: pd.DataFrame) -> np.ndarray:
     """Next-lap time (s) for LapFeatures rows (the anchor is computed from them)."""
     x = feature_matrix(frame)
-    residual = booster.predict(x, num_iteration=booster.best_iteration or None)
+    residual = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
     return anchor(frame).to_numpy(dtype=float) + np.asarray(residual, dtype=float)
 
 

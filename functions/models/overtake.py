@@ -46,6 +46,7 @@ from typing import Any
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.overtake_metrics import (
     GAP_CLIP_S,
     fit_logistic,
@@ -158,7 +159,7 @@ def score_pairs(bundle: base.ModelBundle, pairs: pd.DataFrame, rate: pd.Series |
     gap = gap_input(pairs)
     for h in HORIZONS:
         booster = bundle.boosters[booster_name(h)]
-        out[f"model_p{h}"] = booster.predict(x, num_iteration=booster.best_iteration or None)
+        out[f"model_p{h}"] = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
         out[f"gap_logistic_p{h}"] = logistic(bundle.meta["gap_logistic"][str(h)], gap)
     return out
 

@@ -179,7 +179,7 @@ def labelled_pairs(corpus: base.Corpus) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ features
 def _num(frame: pd.DataFrame, name: str) -> pd.Series:
-    return pd.to_numeric(frame[name].astype(object), errors="coerce").astype(float)
+    return pd.Series(base.as_float(frame[name]), index=frame.index, name=name)
 
 
 def compound_code(col: pd.Series) -> pd.Series:

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.pit_window_labels import (
     COMPOUNDS,
     DERIVED,
@@ -197,13 +198,13 @@ def fit(
     metrics: dict[str, float] = {}
     vrows = frame[rows & val.to_numpy()]
     if len(vrows):
-        p = booster.predict(feature_matrix(vrows), num_iteration=booster.best_iteration or None)
+        p = booster_predict(booster, feature_matrix(vrows), num_iteration=booster.best_iteration or None)
         metrics.update(pit_metrics(vrows, p, hazard_predict(meta["hazard"], vrows)))
         lo, hi = meta["window_quantiles"]
         metrics.update(window_metrics(leads, windows(leads, cdf, lo, hi)))
         vpairs = pairs[(pair_split == "validation").to_numpy()]
         if len(vpairs):
-            score = undercut.predict(vpairs[list(UNDERCUT_FEATURES)].astype(float))
+            score = booster_predict(undercut, vpairs[list(UNDERCUT_FEATURES)].astype(float))
             metrics.update(undercut_metrics(vpairs, score))
     return bundle, {f"val_{k}": v for k, v in metrics.items()}
 
@@ -224,7 +225,7 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     out.insert(
         0,
         "PitProbability3Laps",
-        booster.predict(feature_matrix(frame), num_iteration=booster.best_iteration or None),
+        booster_predict(booster, feature_matrix(frame), num_iteration=booster.best_iteration or None),
     )
     out["PitLossSeconds"] = frame["PitLossSeconds"].to_numpy()
     out["UndercutScore"] = undercut_scores(bundle.boosters[UNDERCUT_BOOSTER], frame, keys)
@@ -237,8 +238,8 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     if rows.empty:
         raise ValueError("no driver-laps with a Pit3 label to score")
     booster = bundle.boosters[PIT_BOOSTER]
-    rows["PitProbability3Laps"] = booster.predict(
-        feature_matrix(rows), num_iteration=booster.best_iteration or None
+    rows["PitProbability3Laps"] = booster_predict(
+        booster, feature_matrix(rows), num_iteration=booster.best_iteration or None
     )
     rows["BaselinePit3"] = hazard_predict(bundle.meta["hazard"], rows)
     metrics = pit_metrics(rows, rows["PitProbability3Laps"].to_numpy(), rows["BaselinePit3"].to_numpy())
@@ -247,7 +248,7 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     metrics.update(window_metrics(leads, win))
     pairs = undercut_pairs(frame)
     score = (
-        bundle.boosters[UNDERCUT_BOOSTER].predict(pairs[list(UNDERCUT_FEATURES)].astype(float))
+        booster_predict(bundle.boosters[UNDERCUT_BOOSTER], pairs[list(UNDERCUT_FEATURES)].astype(float))
         if len(pairs)
         else np.array([])
     )

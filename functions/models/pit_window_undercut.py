@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.pit_window_labels import (
     DRIVER,
     IN_LAP,
@@ -103,7 +104,7 @@ def undercut_scores(booster: Any, rows: pd.DataFrame, keys: tuple[str, ...]) -> 
     ok = (x["Gap"] > 0) & (x["Gap"] <= UNDERCUT_GAP) & ahead["DriverNumber"].notna().to_numpy()
     out = np.full(len(rows), np.nan)
     if ok.any():
-        out[ok.to_numpy()] = booster.predict(x[ok], num_iteration=booster.best_iteration or None)
+        out[ok.to_numpy()] = booster_predict(booster, x[ok], num_iteration=booster.best_iteration or None)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.pit_window_labels import (
     DRIVER,
     HI_GRID,
@@ -65,7 +66,7 @@ def stop_cdf(booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD) 
     if frame.empty:
         return np.zeros((0, lookahead))
     stacked = aged_stack(frame, lookahead)
-    p = booster.predict(feature_matrix(stacked), num_iteration=booster.best_iteration or None)
+    p = booster_predict(booster, feature_matrix(stacked), num_iteration=booster.best_iteration or None)
     p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
     in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
     possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
+from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.tyre_deg_labels import (
     BAND_TARGET,
     CLIFF,
@@ -159,13 +160,13 @@ def life_envelope(booster: Any, x: pd.DataFrame, thresholds: list[float]) -> np.
     every piece of the piecewise-constant response). LightGBM refuses monotone constraints with the
     quantile objective; this gives the same guarantee. Rows without a TyreLife keep the raw value."""
     it = booster.best_iteration or None
-    out = np.asarray(booster.predict(x, num_iteration=it), dtype=float)
+    out = np.asarray(booster_predict(booster, x, num_iteration=it), dtype=float)
     life = x["TyreLife"].to_numpy(dtype=float)
     for t in thresholds:
         older = np.isfinite(life) & (life > t)
         if older.any():
             younger = x[older].assign(TyreLife=t)
-            out[older] = np.maximum(out[older], booster.predict(younger, num_iteration=it))
+            out[older] = np.maximum(out[older], booster_predict(booster, younger, num_iteration=it))
     return out
 
 
@@ -178,7 +179,7 @@ def raw_predictions(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFram
         booster = bundle.boosters[name]
         out[name] = life_envelope(booster, x, cuts.get(name) or life_thresholds(booster))
     cliff = bundle.boosters["cliff"]
-    out["cliff"] = cliff.predict(x, num_iteration=cliff.best_iteration or None)
+    out["cliff"] = booster_predict(cliff, x, num_iteration=cliff.best_iteration or None)
     return out
 
 

@@ -30,7 +30,10 @@ def matrix(frame: pd.DataFrame, categories: list[list[Any]] | None) -> np.ndarra
     numeric = [j for j in range(frame.shape[1]) if j not in cat_columns]
     if numeric:  # one conversion of every non-categorical column (per-column Series cost more)
         out[:, numeric] = frame.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
-    for j, category in zip(cat_columns, categories or [None] * len(cat_columns), strict=True):
+    trained: list[list[Any] | None] = (
+        list(categories) if categories is not None else [None] * len(cat_columns)
+    )
+    for j, category in zip(cat_columns, trained, strict=True):
         column = frame.iloc[:, j]
         if category is not None and list(column.cat.categories) != list(category):
             column = column.cat.set_categories(category)

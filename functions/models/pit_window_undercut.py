@@ -99,6 +99,9 @@ def undercut_pairs(frame: pd.DataFrame) -> pd.DataFrame:
 def undercut_scores(booster: Any, rows: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
     """P(undercut success) if the driver stopped now, for rows within UNDERCUT_GAP of the car ahead
     on the same lap (NaN otherwise or when the car ahead is not among ``rows``)."""
+    gap = base.as_float(rows["IntervalAhead"])
+    if len(rows) < 2 or not ((gap > 0) & (gap <= UNDERCUT_GAP)).any():
+        return np.full(len(rows), np.nan)  # no candidate, or no other car (one-row service calls)
     ahead = car_ahead(rows, keys)
     x = undercut_features(rows, ahead)
     ok = (x["Gap"] > 0) & (x["Gap"] <= UNDERCUT_GAP) & ahead["DriverNumber"].notna().to_numpy()

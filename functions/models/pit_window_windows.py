@@ -45,28 +45,38 @@ def aged(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
-def aged_stack(frame: pd.DataFrame, lookahead: int) -> pd.DataFrame:
-    """``pd.concat([aged(frame, k) for k in range(lookahead)])`` in one vectorised pass (serving
-    scores one row at a time: 45 frame copies cost ~50x the model call)."""
+def aged_matrix(frame: pd.DataFrame, lookahead: int) -> pd.DataFrame:
+    """``feature_matrix`` of ``frame`` rolled forward 0..lookahead-1 laps (``aged`` k = 0, 1, ...,
+    stacked) in one vectorised pass from the rows' own matrix: the aged columns are plain (not
+    anchored) features, rolled forward in the matrix with :func:`aged`'s arithmetic, so the
+    ~100-column frame is never copied (serving scores one row at a time: 45 frame copies cost
+    ~50x the model call)."""
     n = len(frame)
-    out = frame.iloc[np.tile(np.arange(n), lookahead)].reset_index(drop=True)
+    x = feature_matrix(frame).iloc[np.tile(np.arange(n), lookahead)].reset_index(drop=True)
     k = np.repeat(np.arange(lookahead, dtype=float), n)
+    tiled = frame.iloc[np.tile(np.arange(n), lookahead)]
+    lap = tiled["LapNumber"].astype(float).to_numpy() + k
+    race_laps = tiled["RaceLaps"].to_numpy(dtype=float)
     for name in AGED:
-        out[name] = out[name].astype(float).to_numpy() + k
-    out["FuelKg"] = np.clip(out["FuelKg"].astype(float).to_numpy() - 1.7 * k, 0.0, None)
-    out["LapsRemaining"] = out["RaceLaps"] - out["LapNumber"]
-    out["RaceProgress"] = out["LapNumber"] / out["RaceLaps"]
-    for name in GREEN_NOW:
-        out[name] = np.where(k == 0, out[name].astype(float).to_numpy(), 0.0)
-    return out
+        if name in x.columns:
+            x[name] = x[name].to_numpy() + k
+    aged_values = {
+        "FuelKg": np.clip(tiled["FuelKg"].astype(float).to_numpy() - 1.7 * k, 0.0, None),
+        "LapsRemaining": race_laps - lap,
+        "RaceProgress": lap / race_laps,
+        **{name: np.where(k == 0, x[name].to_numpy(), 0.0) for name in GREEN_NOW if name in x.columns},
+    }
+    for name, values in aged_values.items():
+        if name in x.columns:
+            x[name] = values
+    return x
 
 
 def stop_cdf(booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD) -> np.ndarray:
     """(rows, lookahead) cumulative stop probability: column j = P(in-lap <= LapNumber + 1 + j)."""
     if frame.empty:
         return np.zeros((0, lookahead))
-    stacked = aged_stack(frame, lookahead)
-    p = booster_predict(booster, feature_matrix(stacked), num_iteration=booster.best_iteration or None)
+    p = booster_predict(booster, aged_matrix(frame, lookahead), num_iteration=booster.best_iteration or None)
     p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
     in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
     possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1

@@ -258,6 +258,5 @@ def test_the_vectorised_roll_forward_equals_the_lap_by_lap_one(corpus: base.Corp
     rows = pw.with_derived(
         corpus.laps.head(30).assign(RaceLaps=57), {"pit_loss": {"": 20.0}, "race_laps": {}}
     )
-    stacked = pw.aged_stack(rows, 7)
-    expected = pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True)
-    pd.testing.assert_frame_equal(stacked[expected.columns], expected, check_dtype=False)
+    expected = pw.feature_matrix(pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True))
+    pd.testing.assert_frame_equal(pw.aged_matrix(rows, 7), expected, check_exact=True)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
-from stratx.functions.models.boosters import booster_predict
+from stratx.functions.models.boosters import booster_predict, matrix
 from stratx.functions.models.tyre_deg_labels import (
     BAND_TARGET,
     CLIFF,
@@ -106,6 +106,7 @@ CLIFF_OBJECTIVE: dict[str, Any] = {"objective": "binary", "learning_rate": 0.05}
 MAX_ROUNDS = 400
 EARLY_STOPPING = 30
 SELECTION_METRIC = "val_model_rate_mae"
+ENVELOPE_CHUNK = 200_000  # rows per model call of the TyreLife envelope (bounds its memory on whole corpora)
 
 
 def fit_booster(
@@ -160,13 +161,21 @@ def life_envelope(booster: Any, x: pd.DataFrame, thresholds: list[float]) -> np.
     every piece of the piecewise-constant response). LightGBM refuses monotone constraints with the
     quantile objective; this gives the same guarantee. Rows without a TyreLife keep the raw value."""
     it = booster.best_iteration or None
-    out = np.asarray(booster_predict(booster, x, num_iteration=it), dtype=float)
-    life = x["TyreLife"].to_numpy(dtype=float)
-    for t in thresholds:
-        older = np.isfinite(life) & (life > t)
-        if older.any():
-            younger = x[older].assign(TyreLife=t)
-            out[older] = np.maximum(out[older], booster_predict(booster, younger, num_iteration=it))
+    m = matrix(x, booster.pandas_categorical)
+    out = np.asarray(booster_predict(booster, m, num_iteration=it), dtype=float)
+    column = list(x.columns).index("TyreLife")
+    life = m[:, column]
+    rows, values = [], []
+    for t in thresholds:  # every (older row, threshold) in a few model calls, not one per threshold
+        older = np.flatnonzero(np.isfinite(life) & (life > t))
+        rows.append(older)
+        values.append(np.full(len(older), t))
+    rows_at, at = np.concatenate(rows or [np.empty(0, dtype=int)]), np.concatenate(values or [np.empty(0)])
+    for start in range(0, len(rows_at), ENVELOPE_CHUNK):
+        chunk = slice(start, start + ENVELOPE_CHUNK)
+        younger = m[rows_at[chunk]]
+        younger[:, column] = at[chunk]
+        np.maximum.at(out, rows_at[chunk], booster_predict(booster, younger, num_iteration=it))
     return out
 
 
@@ -177,7 +186,7 @@ def raw_predictions(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFram
     cuts = bundle.meta.get("life_thresholds", {})
     for name in QUANTILES:
         booster = bundle.boosters[name]
-        out[name] = life_envelope(booster, x, cuts.get(name) or life_thresholds(booster))
+        out[name] = life_envelope(booster, x, cuts[name] if name in cuts else life_thresholds(booster))
     cliff = bundle.boosters["cliff"]
     out["cliff"] = booster_predict(cliff, x, num_iteration=cliff.best_iteration or None)
     return out

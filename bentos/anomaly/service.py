@@ -25,7 +25,7 @@ class Anomaly:
         self.served = serving.load_served(self.champion, KEY)
 
     @bentoml.api
-    def predict(self, rows: serving.Rows[AnomalyRow]) -> PredictResponse[AnomalyPrediction]:
+    async def predict(self, rows: serving.Rows[AnomalyRow]) -> PredictResponse[AnomalyPrediction]:
         """One scoring context (the prediction app reads the last prediction): model name and version."""
         return serving.respond(self.served, rows, AnomalyPrediction)
 

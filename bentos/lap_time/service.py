@@ -23,7 +23,7 @@ class LapTime:
         self.online = serving_by_key.OnlineReader(self.served.recipe.feature_service)
 
     @bentoml.api
-    def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[LapTimePrediction]:
+    async def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[LapTimePrediction]:
         """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
         return serving.respond(self.served, rows, LapTimePrediction)
 

@@ -23,7 +23,7 @@ class Overtake:
         self.served = serving.load_served(self.champion, KEY)
 
     @bentoml.api
-    def predict(self, rows: serving.Rows[OvertakeRow]) -> PredictResponse[OvertakePrediction]:
+    async def predict(self, rows: serving.Rows[OvertakeRow]) -> PredictResponse[OvertakePrediction]:
         """A client-side batch (e.g. every pair of one lap): predictions, model name and version."""
         return serving.respond(self.served, rows, OvertakePrediction)
 

@@ -23,7 +23,7 @@ class PitWindow:
         self.online = serving_by_key.OnlineReader(self.served.recipe.feature_service)
 
     @bentoml.api
-    def predict(self, rows: serving.Rows[PitWindowRow]) -> PredictResponse[PitWindowPrediction]:
+    async def predict(self, rows: serving.Rows[PitWindowRow]) -> PredictResponse[PitWindowPrediction]:
         """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
         return serving.respond(self.served, rows, PitWindowPrediction)
 

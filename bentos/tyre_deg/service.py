@@ -24,7 +24,7 @@ class TyreDeg:
         self.online = serving_by_key.OnlineReader(self.served.recipe.feature_service)
 
     @bentoml.api
-    def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[TyreDegPrediction]:
+    async def predict(self, rows: serving.Rows[LapFeatures]) -> PredictResponse[TyreDegPrediction]:
         """A client-side batch (e.g. one lap of every car): predictions, model name and version."""
         return serving.respond(self.served, rows, TyreDegPrediction)
 

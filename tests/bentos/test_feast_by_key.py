@@ -13,6 +13,7 @@ answer must equal ``predict`` on that car's last LapFeatures record read from th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import warnings
@@ -113,7 +114,7 @@ def test_predict_by_key_equals_predict_on_the_streamed_record(
     service = support.load_service(key)()
     keys = sorted(streamed)
     row_type = SCHEMAS[key].row
-    want = service.predict([row_type.model_validate(streamed[k]) for k in keys])
+    want = asyncio.run(service.predict([row_type.model_validate(streamed[k]) for k in keys]))
     got = service.predict_by_key([FeatureKey(SessionKey=s, DriverNumber=d) for s, d in keys])
     assert got.unavailable == []
     assert (got.model, got.version, got.rows) == (want.model, want.version, len(keys))

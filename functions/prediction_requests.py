@@ -7,7 +7,10 @@ rows to send; each model's registry entry (``functions/models/registry.py``) nam
 
 * ``lap`` (lap_time, tyre_deg): the LapFeatures row itself.
 * ``race`` (pit_window): the row plus ``EventName`` and ``RaceLaps`` (the scheduled distance,
-  from SessionInfo ``TotalLaps``) when known.
+  from SessionInfo ``TotalLaps``) when known, after the same for the car that crossed the line
+  just before it on this lap when its record is in (line-crossing order: it is, but for the
+  first car): the undercut score compares the two, as the offline evaluation does with the
+  whole lap. Without it the stream's ``UndercutScore`` was always null.
 * ``pairs`` (overtake): the pair rows (car behind, the car that crossed the line just before it
   on the same lap), built by the overtake recipe's ``pair_rows``, for every pair this record
   completes (:func:`overtake_pairs`: records of different drivers can arrive in any order); each
@@ -106,6 +109,21 @@ def overtake_pairs(cache: dict[str, Any], lap: int, this: dict[str, Any]) -> lis
     return out
 
 
+def _car_ahead(lap_rows: Mapping[str, dict[str, Any]], this: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The row of the car that crossed the line just before ``this`` on the same lap, if it is in."""
+    position = int(this.get("PositionOnLap") or 0)
+    return [
+        r for r in lap_rows.values() if position > 1 and int(r.get("PositionOnLap") or 0) == position - 1
+    ][:1]
+
+
+def _race_row(row: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
+    race = dict(row)
+    if ctx.get("TotalLaps"):
+        race["RaceLaps"] = int(ctx["TotalLaps"])
+    return race
+
+
 def request_step(
     state: dict[str, Any] | None,
     row: Mapping[str, Any],
@@ -135,11 +153,8 @@ def request_step(
 
     kinds = {m.request for m in MODELS}
     rows: dict[str, list[dict[str, Any]]] = {"lap": [dict(row)]}
-    if "race" in kinds:
-        race = dict(this)
-        if ctx.get("TotalLaps"):
-            race["RaceLaps"] = int(ctx["TotalLaps"])
-        rows["race"] = [race]
+    if "race" in kinds:  # the car ahead first (its undercut reference), this record's row last
+        rows["race"] = [_race_row(r, ctx) for r in (*_car_ahead(lap_rows, this), this)]
     if "pairs" in kinds:
         rows["pairs"] = overtake_pairs(cache, lap, this)
     history = cache["history"].setdefault(driver, [])

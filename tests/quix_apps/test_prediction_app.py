@@ -58,11 +58,13 @@ def test_every_car_but_the_first_on_a_lap_gets_an_overtake_pair_with_the_car_ahe
     assert len(lap10) >= 18
     for row, requests in lap10:
         assert requests["lap_time"] == [row] and requests["tyre_deg"] == [row]
-        assert requests["pit_window"][0]["RaceLaps"] == 50
-        assert requests["pit_window"][0]["EventName"] == "Las Vegas Grand Prix"
+        assert requests["pit_window"][-1] == {**row, "RaceLaps": 50, "EventName": "Las Vegas Grand Prix"}
         if row["PositionOnLap"] == 1:
-            assert "overtake" not in requests
+            assert "overtake" not in requests and len(requests["pit_window"]) == 1
         else:
+            before = requests["pit_window"][0]  # the car ahead, for the undercut score
+            assert len(requests["pit_window"]) == 2 and before["PositionOnLap"] == row["PositionOnLap"] - 1
+            assert before["LapNumber"] == row["LapNumber"] and before["RaceLaps"] == 50
             pair = requests["overtake"][0]
             ahead = next(r for r, _ in lap10 if r["PositionOnLap"] == row["PositionOnLap"] - 1)
             assert pair["DriverNumber"] == row["DriverNumber"]

@@ -260,3 +260,21 @@ def test_the_vectorised_roll_forward_equals_the_lap_by_lap_one(corpus: base.Corp
     )
     expected = pw.feature_matrix(pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True))
     pd.testing.assert_frame_equal(pw.aged_matrix(rows, 7), expected, check_exact=True)
+
+
+def test_the_streams_two_row_request_gives_the_undercut_score_of_the_whole_lap(
+    bundle: base.ModelBundle, held_out: pd.DataFrame
+) -> None:
+    """The prediction app sends the car ahead's row and this car's (functions/prediction_requests.py);
+    the last row's UndercutScore must equal the one scored with the whole lap, as offline."""
+    lap = held_out[held_out["LapNumber"] == 20]
+    whole = pw.predict(bundle, lap)
+    by_position = {int(p): i for i, p in zip(lap.index, lap["PositionOnLap"], strict=True)}
+    scored = 0
+    for i, position in zip(lap.index, lap["PositionOnLap"], strict=True):
+        ahead = by_position.get(int(position) - 1)
+        request = lap.loc[[ahead, i]] if ahead is not None else lap.loc[[i]]
+        got = pw.predict(bundle, request).iloc[-1]
+        pd.testing.assert_series_equal(got, whole.loc[i], check_names=False)
+        scored += int(pd.notna(got["UndercutScore"]))
+    assert scored >= 3  # cars within the undercut gap of the car ahead get a score

@@ -168,7 +168,7 @@ def up_main(args: argparse.Namespace, replay: Any) -> int:
         )
         summary = latency_summary(running.address, race.meta.session_key)
         print_summary(counts, summary, laps)
-        print(drift_line(race.meta.session_key, datetime.now(UTC), procs.get("drift")))
+        print(drift_line(race.meta.session_key, datetime.now(UTC), procs.get("drift"), laps=laps))
         if not args.exit_when_done:
             say("everything keeps running; Ctrl-C stops it all")
             wait_forever(running.embedded, procs)
@@ -188,13 +188,22 @@ def print_summary(counts: dict[str, int], summary: dict[str, Any], laps: int) ->
         )
 
 
-def drift_line(session_key: int, since: datetime, proc: Any = None, timeout_s: float | None = None) -> str:
+def drift_line(
+    session_key: int,
+    since: datetime,
+    proc: Any = None,
+    timeout_s: float | None = None,
+    laps: int | None = None,
+) -> str:
     """The drift job's last result for the session, from its first run that started after
-    ``since`` (all laps in), waited for up to one period + 60 s."""
+    ``since`` (all laps in), waited for up to one period + 60 s; at once when the session has
+    fewer driver-laps (``laps``) than a run needs (the job skips it and writes no summary)."""
     from stratx.functions.settings import DriftSettings
     from stratx.quix_apps import drift
 
     settings = DriftSettings()
+    if laps is not None and laps < settings.drift_min_rows:
+        return f"drift: skipped ({laps} driver-laps < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows})"
     deadline = time.monotonic() + (timeout_s if timeout_s is not None else settings.drift_period_s + 60.0)
     say("waiting for the drift job's run over every lap ...")
     while True:

@@ -85,4 +85,5 @@ def test_up_runs_the_whole_pipeline_and_stops_everything(
         assert f"{key}:ok {laps}" in out
     assert re.search(r"stratx\.predictions\.overtake\s+\d+", out)
     assert "serving latency" in out and "dashboard: http://127.0.0.1:" in out
+    assert f"drift: skipped ({laps} driver-laps < STRATX_DRIFT_MIN_ROWS 200)" in out  # 3 drivers: too few
     assert started_by(marker) == set(), "stratx up left processes running"

@@ -41,12 +41,12 @@ STACK_MODULES = {
     "tests.quix_apps.test_cli_demo",
 }
 SPLIT_MODULES = {"tests.quix_apps.test_prediction_pipeline"}
-LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12-06)
-    "stack",  # up 153 + backtest slice 139 + demo 68
-    "tests.quix_apps.test_prediction_pipeline::test_a_replay_run_twice_gives_identical_predictions",
+LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12-07)
+    "stack",  # up 66 + backtest slice 135 + demo 58
     "tests.quix_apps.test_prediction_pipeline::"
-    "test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage",
-    "tests.quix_apps.test_drift_job",  # 190
+    "test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage",  # 200
+    "tests.quix_apps.test_prediction_pipeline::test_a_replay_run_twice_gives_identical_predictions",  # 125
+    "tests.quix_apps.test_drift_job",  # 113
     "tests.quix_apps.test_fault_tolerance",  # 135
     "tests.quix_apps.test_fault_tolerance_windows",  # 106
     "tests.bentos.test_bentos_serve",  # 100

@@ -448,8 +448,9 @@ def wait_predicted(
         counts = {
             k: pipeline.count_session(address, catalog.PREDICTION_TOPICS[k].name, session_key) for k in keys
         }
-        if all(counts[k] >= expected for k in keys if k != "overtake"):
-            return counts
+        short = [counts[k] for k in keys if k != "overtake" and counts[k] < expected]
+        if not short or min(short) >= expected - pipeline.unpredictable(address, session_key):
+            return counts  # a retired car's unfinished lap may get no prediction (pipeline.unpredictable)
         if time.monotonic() - last_print > 10:
             last_print = time.monotonic()
             say(

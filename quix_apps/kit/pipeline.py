@@ -136,7 +136,8 @@ def wait_predicted(
     log_dir: Path | None = None,
 ) -> dict[str, int]:
     """Poll the prediction topics until each of ``keys`` holds ``expected`` records of the session
-    (one per lap-feature record; overtake: one per car that had a car ahead, so it is not waited for)."""
+    (one per lap-feature record; overtake: one per car that had a car ahead, so it is not waited for),
+    less the lap records of retired cars after their last completed lap (:func:`unpredictable`)."""
     deadline = time.monotonic() + timeout_s
     counts: dict[str, int] = {}
     while time.monotonic() < deadline:
@@ -145,10 +146,31 @@ def wait_predicted(
             key: count_session(broker_address, catalog.PREDICTION_TOPICS[key].name, session_key)
             for key in catalog.PREDICTION_TOPICS
         }
-        if all(counts[k] >= expected for k in keys if k != "overtake"):
+        short = [counts[k] for k in keys if k != "overtake" and counts[k] < expected]
+        if not short or min(short) >= expected - unpredictable(broker_address, session_key):
             return counts
         time.sleep(0.5)
     return counts
+
+
+def unpredictable(broker_address: str, session_key: int) -> int:
+    """Lap-feature records of the session that may get no prediction: a retired car's laps after its
+    last completed one (``stratx.race.retirements``). Its unfinished last lap is predicted only when
+    its record reaches the prediction app before the retirement does, which is a matter of timing."""
+    retired: dict[str, int] = {}
+    for m in kafka_io.read_all(broker_address, catalog.RETIREMENTS.name, drain_s=0.2):
+        r = json.loads(m.value() or b"{}")
+        if r.get("SessionKey") == session_key:
+            retired[str(r["DriverNumber"])] = int(r["LapNumber"])
+    if not retired:
+        return 0
+    return sum(
+        1
+        for m in kafka_io.read_all(broker_address, catalog.FEATURES_LAP.name, drain_s=0.2)
+        for f in [json.loads(m.value() or b"{}")]
+        if f.get("SessionKey") == session_key
+        and f.get("LapNumber", 0) > retired.get(str(f.get("DriverNumber")), 999)
+    )
 
 
 def stop_apps(procs: dict[str, subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:

@@ -19,6 +19,7 @@ session): a car's retirement enters the state and no record of that car is predi
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -52,6 +53,9 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
     """The stateful callback: one feature record -> {model key: [Prediction records]} or a dead letter."""
     clock = now or (lambda: datetime.now(UTC))
     caches: dict[int, dict[str, Any]] = {}  # per session, in process memory (see prediction_requests)
+    # the overtake pair builder (pandas and the recipe) is imported lazily by prediction_requests so
+    # the alerts app stays light; import it here, not on the session's first pair (~1 s late)
+    importlib.import_module("stratx.functions.models.overtake")
 
     def step(value: dict[str, Any], state: State) -> dict[str, Any]:
         ingested = clock()

@@ -36,7 +36,7 @@ def pandas_earlier(values: pd.Series, keys: list[pd.Series], order: pd.Series) -
     return running.groupby([frame[c] for c in cols], sort=False).shift(1).reindex(values.index)
 
 
-def same(a: pd.Series, b: pd.Series) -> None:
+def assert_same(a: pd.Series, b: pd.Series) -> None:
     assert a.index.equals(b.index)
     np.testing.assert_array_equal(a.to_numpy(dtype=float), b.to_numpy(dtype=float))
 
@@ -56,7 +56,7 @@ def test_rolling_median_equals_pandas_on_real_laps(
     for column in ("LapTime", "SpeedST", "SpeedI1"):
         values = real[column].astype(float).where(real["InScope"])
         keys = [real[k] for k in KEYS]
-        same(
+        assert_same(
             rolling_median(values, keys, window, min_periods, shift),
             pandas_rolling(values, keys, window, min_periods, shift),
         )
@@ -67,7 +67,7 @@ def test_earlier_median_equals_pandas_on_real_laps(real: pd.DataFrame) -> None:
     order = real["Time"].astype(float).rank(method="first")
     for column in ("LapTime", "SpeedST", "SpeedFL"):
         values = real[column].astype(float).where(real["InScope"])
-        same(_earlier_median(values, keys, order), pandas_earlier(values, keys, order))
+        assert_same(_earlier_median(values, keys, order), pandas_earlier(values, keys, order))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -81,11 +81,11 @@ def test_both_equal_pandas_on_synthetic_frames(seed: int) -> None:
     values[rng.random(n) < 0.3] = np.nan
     order = pd.Series(rng.integers(0, 10, n).astype(float), index=groups.index).rank(method="first")
     for window, min_periods in ((3, 1), (5, 2), (1, 1)):
-        same(
+        assert_same(
             rolling_median(values, [groups], window, min_periods),
             pandas_rolling(values, [groups], window, min_periods, 1),
         )
-    same(_earlier_median(values, [groups, lap], order), pandas_earlier(values, [groups, lap], order))
+    assert_same(_earlier_median(values, [groups, lap], order), pandas_earlier(values, [groups, lap], order))
 
 
 def test_an_empty_frame_gives_an_empty_series() -> None:

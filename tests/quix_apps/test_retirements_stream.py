@@ -189,6 +189,7 @@ def test_retired_cars_are_announced_and_never_predicted_or_alerted(
             f"{expected} lap predictions {predicted_s:.1f} s after the features settled"
         )
         found = retirements()
+        assert len(found) == len(RETIRED) and expected <= features  # checked in detail below
         verify_retirements(found)
         verify_no_prediction_after_retirement(own_broker, session)
         verify_injected(own_broker, session, procs, tmp_path)

@@ -16,10 +16,10 @@ type                   value (Prediction.Values)         raise     clear     sev
 tyre_cliff             CliffProbability (tyre_deg)       >= 0.35   < 0.21    warning, critical >= 0.60
 anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning, critical when
                        calibrated threshold)                                AnomalyScore >= 0.999
-overtake_likely        OvertakeProbability1Lap           >= 0.50   < 0.30    info, warning >= 0.70
+overtake_likely        OvertakeProbability1Lap           >= 0.60   < 0.36    info, warning >= 0.70
 pit_window_open        PitProbability3Laps (pit_window)  >= 0.10   (the announced window ends or the
                        announces [WindowOpenLap,                   stint changes), info
-                       WindowCloseLap + 3]
+                       WindowCloseLap + 4]
 pit_window_closing     LapNumber == the announced window's last lap - 1: once per window, warning
 =====================  ================================  ========  ========  ===================
 
@@ -37,7 +37,11 @@ Burst limit: at most ``BURST_LIMIT`` (3) alerts of one type on one lap of a sess
 raised and its rule's state is not advanced, so it is raised on the driver's next record where
 its condition still holds: real events (several cars whose pit windows open together) are spread
 over laps rather than lost, while a common cause (a neutralisation the scope missed, a timing
-glitch) cannot flood the topic. The stream cannot know, when the alert would be raised, whether
+glitch) cannot flood the topic. One exception: ``pit_window_open`` on a neutralised lap (SC, VSC,
+red flag) is not limited, because teams stop under a neutralisation on purpose and many windows
+open together for a real reason (tuned: on the training and validation races these alerts are as
+precise as the others, and stops under a safety car were otherwise announced a lap too late).
+The stream cannot know, when the alert would be raised, whether
 the race will hold as many events, so the limit is not lifted by later evidence; the backtest
 checks bursts against the events in hindsight.
 
@@ -57,7 +61,8 @@ from typing import Any
 REARM_LAPS = 3
 BURST_LIMIT = 3  # alerts of one type on one lap of a session
 PIT_OPEN_P = 0.10  # PitProbability3Laps that announces the pit window (tuned, module doc)
-PIT_GRACE_LAPS = 3  # laps added after the model's WindowCloseLap in the announced window (tuned)
+PIT_GRACE_LAPS = 4  # laps added after the model's WindowCloseLap in the announced window (tuned)
+PIT_BURST_NEUTRALISED = False  # the burst limit holds pit-window alerts on SC/VSC/red-flag laps (tuned)
 Allow = Callable[[str, int], bool]  # (alert type, lap) -> may this alert be raised now?
 
 
@@ -86,7 +91,7 @@ THRESHOLD_RULES: tuple[Hysteresis, ...] = (
         "irregular lap, check the car (anomaly score {v:.3f}{why})", flag="AnomalyFlag", scope="green_clean",
     ),
     Hysteresis(
-        "overtake_likely", "overtake", "OvertakeProbability1Lap", 0.50, 0.30, 0.70, "info", "warning",
+        "overtake_likely", "overtake", "OvertakeProbability1Lap", 0.60, 0.36, 0.70, "info", "warning",
         "likely to pass {other} next lap (p={v:.2f})",
     ),
 )  # fmt: skip
@@ -99,6 +104,7 @@ class Rules:
     threshold: tuple[Hysteresis, ...] = THRESHOLD_RULES
     pit_open_p: float = PIT_OPEN_P
     pit_grace: int = PIT_GRACE_LAPS
+    pit_burst_neutralised: bool = PIT_BURST_NEUTRALISED
 
 
 RULES = Rules()
@@ -218,7 +224,8 @@ def _pit_window(
     if window is None:
         if p is None or open_lap is None or close_lap is None or p < rules.pit_open_p:
             return []
-        if not allow("pit_window_open", lap):
+        neutralised = values.get("Neutralised") is True
+        if (rules.pit_burst_neutralised or not neutralised) and not allow("pit_window_open", lap):
             return []
         close_lap += rules.pit_grace
         st["window"] = {"open": open_lap, "close": close_lap, "closing": False, "stint": stint}

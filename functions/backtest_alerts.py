@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stratx.functions.alerts import BURST_LIMIT
+
 RACE = ["Year", "EventName"]
 DRIVER = [*RACE, "DriverNumber"]
 CLIFF_S = 1.0
@@ -270,7 +272,8 @@ def score_alerts(
     alerts: pd.DataFrame, events: dict[str, pd.DataFrame], hours: dict[str, float]
 ) -> dict[str, Any]:
     """Per alert type (read from the records): count, per race-hour, largest burst (alerts of the
-    type on one lap), precision, recall where defined, lead time in laps (median, mean)."""
+    type on one lap) and the laps over the burst limit checked in hindsight, precision, recall where
+    defined, lead time in laps (median, mean)."""
     total_hours = float(np.nansum(list(hours.values()))) if hours else math.nan
     out: dict[str, Any] = {}
     if alerts.empty:
@@ -291,7 +294,7 @@ def score_alerts(
             out[str(kind)] = row
             continue
         laps = _event_laps(events, rule.events)
-        hits, leads = 0, []
+        hits, leads, came_true = 0, [], []
         for a in _records(group):
             lap = int(a["LapNumber"])
             h = _horizon(rule, lap, a["Value"])
@@ -301,15 +304,31 @@ def score_alerts(
                 for e in laps.get((int(a["Year"]), str(a["EventName"]), str(a["DriverNumber"])), [])
                 if low <= e <= lap + h
             ]
+            came_true.append(bool(found))
             if found:
                 hits += 1
                 leads.append(min(found) - lap)
         row["precision"] = hits / len(group)
+        row["bursts"] = _bursts(group.assign(CameTrue=came_true))
         row["lead_laps_median"] = float(np.median(leads)) if leads else None
         row["lead_laps_mean"] = float(np.mean(leads)) if leads else None
         row["recall"], row["recall_events"] = _recall(rule, group, events)
         out[str(kind)] = row
     return out
+
+
+def _bursts(group: pd.DataFrame) -> dict[str, int]:
+    """Laps holding more than ``BURST_LIMIT`` alerts of one type, checked in hindsight: how many
+    alerts they held, how many came true, and how many of those laps held more than the limit's
+    worth of real events (a burst the data justifies)."""
+    per_lap = group.groupby([*RACE, "LapNumber"])["CameTrue"].agg(["size", "sum"])
+    over = per_lap[per_lap["size"] > BURST_LIMIT]
+    return {
+        "laps": len(over),
+        "alerts": int(over["size"].sum()),
+        "came_true": int(over["sum"].sum()),
+        "laps_with_more_events_than_the_limit": int((over["sum"] > BURST_LIMIT).sum()),
+    }
 
 
 def _recall(

@@ -78,13 +78,16 @@ def _parity_rows(models: dict[str, Any]) -> list[str]:
 
 def _alert_rows(alerts: dict[str, Any]) -> list[str]:
     lines = [
-        "| alert type | count | per race-hour | max on one lap | precision | recall (events) | lead laps (median) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| alert type | count | per race-hour | max on one lap | laps over the burst limit: alerts, came true "
+        "| precision | recall (events) | lead laps (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, a in sorted(alerts.items()):
         recall = "-" if a.get("recall") is None else f"{a['recall']:.2f} ({a.get('recall_events', 0)})"
+        b = a.get("bursts") or {}
+        bursts = f"{b['laps']}: {b['alerts']}, {b['came_true']}" if b.get("laps") else "0"
         lines.append(
-            f"| {kind} | {a['count']} | {_fmt(a['per_race_hour'])} | {a['max_per_lap']} | "
+            f"| {kind} | {a['count']} | {_fmt(a['per_race_hour'])} | {a['max_per_lap']} | {bursts} | "
             f"{_fmt(a.get('precision'))} | {recall} | {_fmt(a.get('lead_laps_median'))} |"
         )
     return lines

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stratx.functions import schemas
-from stratx.functions.alerts import BURST_LIMIT, REARM_LAPS, alert_step, burst_allow
+from stratx.functions.alerts import BURST_LIMIT, PIT_GRACE_LAPS, REARM_LAPS, alert_step, burst_allow
 
 NOW = datetime(2024, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -77,8 +77,9 @@ def test_overtake_alerts_name_the_other_driver() -> None:
 
 def test_pit_window_opens_once_when_a_stop_becomes_likely_and_warns_before_it_closes() -> None:
     # the model's window always lies ahead of the lap (in-laps after it): the rule keys on the
-    # stop probability and announces [open, close + 3]; the window shifting does not re-announce it
-    p = [0.05, 0.12, 0.3, 0.4, 0.5, 0.5, 0.5]  # laps 14-20
+    # stop probability and announces [open, close + PIT_GRACE_LAPS]; the window shifting does not
+    # re-announce it
+    p = [0.05, 0.12, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5]  # laps 14-22
     records = [
         prediction(
             "pit_window", 14 + i, PitProbability3Laps=q, WindowOpenLap=16 + i // 3, WindowCloseLap=18 + i // 3
@@ -86,11 +87,12 @@ def test_pit_window_opens_once_when_a_stop_becomes_likely_and_warns_before_it_cl
         for i, q in enumerate(p)
     ]
     alerts = fold(records)
+    close = 18 + PIT_GRACE_LAPS  # the window announced on lap 15: [16, 18] plus the grace laps
     assert [(a["Type"], a["LapNumber"]) for a in alerts] == [
         ("pit_window_open", 15),
-        ("pit_window_closing", 20),
+        ("pit_window_closing", close - 1),
     ]
-    assert "laps 16-21" in alerts[0]["Message"] and alerts[0]["Value"] == 21
+    assert f"laps 16-{close}" in alerts[0]["Message"] and alerts[0]["Value"] == close
 
 
 def test_a_new_stint_rearms_the_pit_window() -> None:
@@ -125,6 +127,31 @@ def test_no_more_than_three_alerts_of_one_type_on_one_lap_and_the_rest_wait() ->
     assert [c for lap, c in raised if lap == 20] == ["1", "11", "16"]  # BURST_LIMIT
     assert [c for lap, c in raised if lap == 21] == ["44", "55"]  # deferred, not lost
     assert BURST_LIMIT == 3
+
+
+def test_pit_windows_opening_under_a_neutralisation_are_not_held_by_the_burst_limit() -> None:
+    """Teams stop under a safety car on purpose: every car whose stop became likely on the SC lap
+    is announced on that lap; on a green lap the limit holds (SYNTHETIC probabilities)."""
+    raised: dict[bool, list[str]] = {}
+    for neutralised in (False, True):
+        counts: dict[str, int] = {}
+        raised[neutralised] = []
+        for car in ("1", "11", "16", "44", "55", "63"):
+            record = {
+                **prediction(
+                    "pit_window",
+                    20,
+                    PitProbability3Laps=0.4,
+                    WindowOpenLap=21,
+                    WindowCloseLap=23,
+                    Neutralised=neutralised,
+                ),
+                "DriverNumber": car,
+            }
+            _, out = alert_step(None, record, NOW, lambda kind, n, c=counts: burst_allow(c, 9472, kind, n))
+            raised[neutralised] += [a["DriverNumber"] for a in out if a["Type"] == "pit_window_open"]
+    assert raised[False] == ["1", "11", "16"]
+    assert raised[True] == ["1", "11", "16", "44", "55", "63"]
 
 
 def test_anomaly_alerts_follow_the_models_own_flag() -> None:

@@ -96,6 +96,18 @@ def test_alert_scoring_on_real_events(corpus: Any) -> None:
     assert by_car["16"]["lead_laps"] == 2 and by_car["81"]["first_alert_lap"] is None
 
 
+def test_bursts_are_checked_against_what_followed(corpus: Any) -> None:
+    """Six cars stopped on lap 40 of the 2023 Bahrain GP, under the VSC: five windows announced on
+    lap 39 for five of them and one for VER (no stop) is a burst the data holds more events for."""
+    records = [alert(car, 39, "pit_window_open", value=42) for car in ("10", "2", "20", "22", "23", "1")]
+    records.append(alert("27", 20, "pit_window_open", value=23))  # a lone alert: no burst
+    frame = backtest.alerts_frame(records, {SESSION: RACE})
+    events = backtest_alerts.race_events(corpus.raw_laps, corpus.results, corpus.race_control, corpus.laps)
+    scored = backtest_alerts.score_alerts(frame, events, backtest_alerts.race_hours(corpus.raw_laps))
+    bursts = scored["pit_window_open"]["bursts"]
+    assert bursts == {"laps": 1, "alerts": 6, "came_true": 5, "laps_with_more_events_than_the_limit": 1}
+
+
 def stream_records(rows: pd.DataFrame, values: list[float]) -> list[dict[str, Any]]:
     return [
         {

@@ -1,0 +1,58 @@
+"""The alert tuning picks its settings by the targets, and scores with the backtest's own scorer
+(SYNTHETIC candidate rows and alerts: the rule under test is the choice, not a model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from stratx.bentos.lifecycle import alert_tuning
+
+
+def candidate(raise_at: float, precision: float, recall: float, races_precise: float = 0.5) -> dict[str, Any]:
+    return {"raise_at": raise_at, "precision": precision, "recall": recall, "races_precise": races_precise}
+
+
+def test_the_pit_window_setting_keeps_the_largest_margin_over_both_targets() -> None:
+    rows = [
+        candidate(0.05, 0.49, 0.90),  # misses precision
+        candidate(0.10, 0.59, 0.78),  # margins 0.09 and 0.08: the most robust
+        candidate(0.12, 0.62, 0.74),  # the most precise that meets recall, at its edge
+        candidate(0.20, 0.75, 0.50),  # misses recall
+    ]
+    assert alert_tuning.choose("pit_window_open", rows)["raise_at"] == 0.10
+
+
+def test_overtake_takes_the_most_races_over_the_precision_target_then_the_lowest_threshold() -> None:
+    rows = [candidate(0.5, 0.60, 0.3, 0.77), candidate(0.6, 0.65, 0.3, 0.87), candidate(0.7, 0.70, 0.2, 0.87)]
+    assert alert_tuning.choose("overtake_likely", rows)["raise_at"] == 0.6
+
+
+def test_tyre_cliff_takes_the_best_f1() -> None:
+    rows = [candidate(0.2, 0.3, 0.3), candidate(0.35, 0.5, 0.25), candidate(0.6, 0.9, 0.03)]
+    assert alert_tuning.choose("tyre_cliff", rows)["raise_at"] == 0.35
+
+
+def test_scores_are_the_backtests_per_race_and_pooled() -> None:
+    events = {
+        "stop": pd.DataFrame(
+            {"Year": [2023, 2024], "EventName": ["A", "B"], "DriverNumber": ["1", "1"], "LapNumber": [12, 30]}
+        )
+    }
+    truth = alert_tuning.Truth(events, {"2023 A": 1.5, "2024 B": 1.5})
+    found = pd.DataFrame(
+        {
+            "Year": [2023, 2024, 2024],
+            "EventName": ["A", "B", "B"],
+            "DriverNumber": ["1", "1", "1"],
+            "LapNumber": [10, 10, 20],
+            "Type": "pit_window_open",
+            "Severity": "info",
+            "Value": [14.0, 14.0, 24.0],  # the announced window's last lap
+        }
+    )
+    pit = alert_tuning.score(found, truth)["pit_window_open"]
+    assert pit["count"] == 3 and pit["precision"] == 1 / 3 and pit["recall"] == 0.5
+    assert pit["races_precise"] == 0.5  # race A: 1 of 1 came true; race B: 0 of 2
+    assert pit["per_race_hour"] == 1.0

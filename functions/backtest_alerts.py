@@ -6,8 +6,10 @@ lap features:
 * ``stop``: a driver's in-lap (``PitInTime`` set);
 * ``pass``: a driver gained a place on lap L over a car that was ahead on lap L-1, behind on lap
   L and did not pit on lap L (in- or out-lap): an on-track pass;
-* ``cliff``: a clean lap at least 1 s slower (fuel-corrected) than the median of the driver's
-  last 3 clean laps of the same stint (the first lap of such a run);
+* ``cliff_lap``: a clean lap in free air on dry tyres at least 1 s slower (fuel-corrected) than
+  the median of the driver's last 3 clean laps of the same stint, the event the cliff model's label
+  looks ahead for (``tyre_deg_labels.cliff_laps``); ``cliff``: the first lap of each run of them
+  (tyre-cliff precision counts any cliff lap within 3 laps, recall is over runs);
 * ``retirement``: classification status other than finished/lapped; the lap it stopped on is the
   laps it completed + 1; without a classification, a car whose last lap is > 5 laps short of
   the leader's;
@@ -32,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.alerts import BURST_LIMIT
+from stratx.functions.models import tyre_deg_labels
 
 RACE = ["Year", "EventName"]
 DRIVER = [*RACE, "DriverNumber"]
-CLIFF_S = 1.0
 SLOW_S = 5.0
 SLOW_RUN = 2
 UNCLASSIFIED_GAP = 5
@@ -61,7 +63,7 @@ ANNOUNCES: dict[str, Announces] = {
     "pit_window_open": Announces(("stop",), "stop", 5, value_is_close_lap=True),
     "pit_window_closing": Announces(("stop",), None, 3),
     "overtake_likely": Announces(("pass",), "pass", 1),
-    "tyre_cliff": Announces(("cliff",), "cliff", 3),
+    "tyre_cliff": Announces(("cliff_lap",), "cliff", 3),
     "anomaly": Announces(("retirement", "slowdown", "mechanical"), "retirement", 3, same_lap=True),
 }
 
@@ -189,21 +191,25 @@ def passes(raw_laps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(found, columns=[*DRIVER, "LapNumber"])
 
 
-def cliffs(lap_features: pd.DataFrame) -> pd.DataFrame:
-    """First laps of runs of clean laps >= 1 s (fuel-corrected) slower than the median of the
-    driver's previous 3 clean laps in the stint."""
-    if lap_features.empty or "FuelCorrectedLapTime" not in lap_features.columns:
+def cliff_laps(lap_features: pd.DataFrame) -> pd.DataFrame:
+    """Every cliff lap (``tyre_deg_labels.cliff_laps``: the event the cliff model's label looks
+    ahead for): a clean free-air lap on dry tyres >= 1 s slower, fuel-corrected, than the median of
+    the driver's last 3 clean laps of the stint."""
+    need = {"FuelCorrectedLapTime", "IsClean", "IntervalAhead", "Compound", "Stint"}
+    if lap_features.empty or not need <= set(lap_features.columns):
         return pd.DataFrame(columns=[*DRIVER, "LapNumber"])
-    laps = _driver_keys(lap_features).sort_values([*DRIVER, "LapNumber"])
-    clean = laps["IsClean"].fillna(False).astype(bool)
-    fc = _num(laps, "FuelCorrectedLapTime").where(clean)
-    group = [*DRIVER, "Stint"] if "Stint" in laps.columns else DRIVER
-    ref = fc.groupby([laps[c] for c in group]).transform(
-        lambda s: s.dropna().rolling(3, min_periods=3).median().shift(1).reindex(s.index).ffill()
-    )
-    hit = clean & ((fc - ref) >= CLIFF_S)
-    previous = hit.astype(int).groupby([laps[c] for c in DRIVER]).shift(1, fill_value=0) > 0
-    return laps.loc[hit & ~previous, [*DRIVER, "LapNumber"]].reset_index(drop=True)
+    laps = _driver_keys(lap_features)
+    hit = tyre_deg_labels.cliff_laps(laps)
+    return laps.loc[hit, [*DRIVER, "LapNumber"]].sort_values([*DRIVER, "LapNumber"]).reset_index(drop=True)
+
+
+def cliffs(lap_features: pd.DataFrame) -> pd.DataFrame:
+    """The first lap of each run of cliff laps (:func:`cliff_laps`): one cliff episode each."""
+    laps = cliff_laps(lap_features)
+    if laps.empty:
+        return laps
+    previous = laps.groupby(DRIVER)["LapNumber"].shift(1)
+    return laps[~(previous == laps["LapNumber"] - 1)].reset_index(drop=True)
 
 
 def slowdowns(lap_features: pd.DataFrame) -> pd.DataFrame:
@@ -243,6 +249,7 @@ def race_events(
         "stop": stops(raw_laps),
         "pass": passes(raw_laps),
         "cliff": cliffs(lap_features),
+        "cliff_lap": cliff_laps(lap_features),
         "retirement": ret.rename(columns={"RetiredLap": "LapNumber"})[[*DRIVER, "LapNumber"]],
         "slowdown": slowdowns(lap_features),
         "mechanical": mechanical(race_control),

@@ -37,7 +37,16 @@ CLIFF_GRID = (0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.60)
 OVERTAKE_GRID = (0.40, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75)
 PRECISION_TARGET = 0.5
 RECALL_TARGET = 0.7  # pit window: real stops announced
-KEPT = ("count", "per_race_hour", "max_per_lap", "bursts", "precision", "recall", "races_precise")
+KEPT = (
+    "count",
+    "per_race_hour",
+    "max_per_lap",
+    "bursts",
+    "precision",
+    "recall",
+    "recall_events",
+    "races_precise",
+)
 
 
 def predictions(corpus: base.Corpus, bundles: dict[str, base.ModelBundle]) -> pd.DataFrame:

@@ -59,14 +59,20 @@ def realised_rates(table: pd.DataFrame) -> pd.Series:
     return (sxy / sxx).where(valid).astype(float)
 
 
+def _laps_that_count(s: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """For ordered rows: clean (with a fuel-corrected time), clean in free air, fuel-corrected time."""
+    clean = s["IsClean"].fillna(False).astype(bool) & s["FuelCorrectedLapTime"].notna()
+    interval = s["IntervalAhead"].astype(float)
+    return clean, clean & (interval.isna() | (interval > FREE_AIR_S)), s["FuelCorrectedLapTime"].astype(float)
+
+
 def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
     """``Reference`` (s) and ``CliffNext3`` (boolean, NA when undefined) per row of ``table``
     (see the module docstring for both definitions)."""
     s = _ordered(table)
     keys = [s[k] for k in STINT_KEYS]
-    clean = s["IsClean"].fillna(False).astype(bool) & s["FuelCorrectedLapTime"].notna()
+    clean, free, fc = _laps_that_count(s)
     dry = s["Compound"].isin(DRY)
-    fc = s["FuelCorrectedLapTime"].astype(float)
     rolled = (
         fc[clean]
         .groupby([k[clean] for k in keys], dropna=False)
@@ -75,8 +81,6 @@ def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
         .reset_index(level=list(range(len(STINT_KEYS))), drop=True)
     )
     reference = rolled.reindex(s.index).groupby(keys, dropna=False).ffill()
-    interval = s["IntervalAhead"].astype(float)
-    free = clean & (interval.isna() | (interval > FREE_AIR_S))
     g = pd.DataFrame({"n": s["LapNumber"], "fc": fc, "free": free}).groupby(keys, dropna=False)
     seen = pd.Series(False, index=s.index)
     slow = pd.Series(False, index=s.index)
@@ -88,6 +92,20 @@ def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
     label = pd.Series(pd.array(slow.to_numpy(), dtype="boolean"), index=s.index)
     label[~(seen & reference.notna() & dry)] = pd.NA
     return pd.DataFrame({REFERENCE: reference, CLIFF: label}).reindex(table.index)
+
+
+def cliff_laps(table: pd.DataFrame) -> pd.Series:
+    """Per row of ``table``: a *cliff lap*, the event ``CliffNext3`` looks ahead for. A clean lap in
+    free air, on dry tyres, at least ``CLIFF_S`` slower (fuel-corrected) than the ``Reference`` of
+    the stint's previous lap (the median of its last 3 clean laps). The stream backtest scores
+    tyre-cliff alerts on these laps, so the model and its alert are judged on one definition."""
+    s = _ordered(table)
+    keys = [s[k] for k in STINT_KEYS]
+    _, free, fc = _laps_that_count(s)
+    previous = cliff_labels(s)[REFERENCE].groupby(keys, dropna=False).shift(1)
+    follows = s["LapNumber"].groupby(keys, dropna=False).shift(1) == s["LapNumber"] - 1
+    hit = free & follows & s["Compound"].isin(DRY) & (fc >= previous + CLIFF_S)
+    return hit.fillna(False).astype(bool).reindex(table.index)
 
 
 def labelled(table: pd.DataFrame) -> pd.DataFrame:

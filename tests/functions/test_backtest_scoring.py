@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from stratx.functions import backtest, backtest_alerts
-from stratx.functions.models import lap_time
+from stratx.functions.models import lap_time, tyre_deg_labels
 from stratx.functions.racedata import RaceData
 
 from ..conftest import DATA_DIR
@@ -94,6 +94,30 @@ def test_alert_scoring_on_real_events(corpus: Any) -> None:
     )
     by_car = {r["DriverNumber"]: r for r in report}
     assert by_car["16"]["lead_laps"] == 2 and by_car["81"]["first_alert_lap"] is None
+
+
+def test_cliff_events_are_what_the_cliff_models_label_looks_ahead_for(corpus: Any) -> None:
+    laps = corpus.laps.assign(DriverNumber=lambda f: f["DriverNumber"].astype(str))
+    events = backtest_alerts.cliff_laps(laps)
+    assert len(events) >= 10
+    rows = laps.merge(
+        events.assign(Event=True), how="left", on=["Year", "EventName", "DriverNumber", "LapNumber"]
+    )
+    hit = rows[rows["Event"].eq(True)]
+    assert hit["IsClean"].all() and hit["Compound"].isin(tyre_deg_labels.DRY).all()
+    assert ((hit["IntervalAhead"] > tyre_deg_labels.FREE_AIR_S) | hit["IntervalAhead"].isna()).all()
+    first = backtest_alerts.cliffs(laps)
+    assert 0 < len(first) <= len(events)
+    # a lap labelled CliffNext3 mostly has a cliff lap in the next 3 laps (the label measures them
+    # against its own lap's reference, the event against the lap before); a lap labelled not, almost never
+    keys = set(zip(events.DriverNumber, events.LapNumber, strict=True))
+    ahead = [
+        any((d, n + k) in keys for k in (1, 2, 3))
+        for d, n in zip(laps.DriverNumber, laps.LapNumber, strict=True)
+    ]
+    label = tyre_deg_labels.cliff_labels(laps)[tyre_deg_labels.CLIFF]
+    agree = pd.DataFrame({"label": label, "ahead": ahead}).dropna().groupby("label")["ahead"].mean()
+    assert agree[True] >= 0.5 and agree[False] <= 0.02, agree  # corpus: 0.80 and 0.005
 
 
 def test_bursts_are_checked_against_what_followed(corpus: Any) -> None:

@@ -187,10 +187,16 @@ def verify(broker_address: str, session: int, laps: int, counts: dict[str, int])
         got = raised()
         due = {(d, kind, sev) for d, _, kind, sev in expected}
         assert got and {(d, kind, sev) for d, _, kind, sev in got} <= due
+        # pit windows opening on a neutralised lap are not held by the limit (functions/alerts.py)
+        pit = read(broker_address, catalog.PREDICTION_TOPICS["pit_window"].name, session)
+        neutralised = {
+            (r["DriverNumber"], r["LapNumber"]) for r in pit if (r["Values"] or {}).get("Neutralised")
+        }
         per_lap = Counter()
-        for (_, lap, kind, _), n in got.items():
-            per_lap[(lap, kind)] += n
-        assert max(per_lap.values()) <= BURST_LIMIT
+        for (driver, lap, kind, _), n in got.items():
+            if not (kind == "pit_window_open" and (driver, lap) in neutralised):
+                per_lap[(lap, kind)] += n
+        assert max(per_lap.values(), default=0) <= BURST_LIMIT
     for alert in read(broker_address, catalog.ALERTS.name, session):
         schemas.Alert.model_validate(alert)
     # the small test models may raise nothing on this race: a labelled TEST record (not a model

@@ -79,20 +79,26 @@ class Accepted(NamedTuple):
 class PollState:
     """Cursors (per endpoint and driver: last emitted date) and the ids seen at or after them.
 
-    Usage per poll: ``params = state.params(ep, key, driver)`` -> fetch -> ``state.accept(ep, rows)``.
-    Session-wide endpoints keep a cursor per driver found in the records (``None`` for records
-    without a driver) and query from the oldest of them, so a late record of one car is not
-    filtered out by another car's newer one.
+    Usage per poll: ``params = state.params(ep, key)`` -> fetch -> ``state.accept(ep, rows)``.
+    Every endpoint is polled for the whole session; it keeps a cursor per driver found in the
+    records (``None`` for records without a driver) and queries from the oldest of them, so a late
+    record of one car is not filtered out by another car's newer one; a car silent for longer than
+    the endpoint's ``stale_s`` no longer holds the query back.
     """
 
     cursors: dict[tuple[str, str | None], datetime] = field(default_factory=dict)
     seen: dict[str, dict[str, datetime]] = field(default_factory=dict)  # endpoint -> id -> date
 
     def cursor(self, endpoint: str, driver: str | None = None) -> datetime | None:
-        if driver is not None or ENDPOINTS[endpoint].per_driver:
+        """The driver's cursor; without a driver, the session-wide one: the oldest cursor of the
+        cars heard from within ``stale_s`` of the newest (``functions/openf1_records.py``)."""
+        if driver is not None:
             return self.cursors.get((endpoint, driver))
         dates = [d for (ep, _), d in self.cursors.items() if ep == endpoint]
-        return min(dates) if dates else None
+        if not dates:
+            return None
+        newest = max(dates)
+        return min(d for d in dates if (newest - d).total_seconds() <= ENDPOINTS[endpoint].stale_s)
 
     def params(self, endpoint: str, session_key: int, driver: str | None = None) -> dict[str, str]:
         return query_params(endpoint, session_key, driver, self.cursor(endpoint, driver))
@@ -136,8 +142,8 @@ class PollState:
         return Accepted(new, late, bad, pending)
 
     def _prune(self, endpoint: str) -> None:
-        """Forget ids older than the oldest cursor of the endpoint (no query returns them again)."""
-        oldest = min((d for (ep, _), d in self.cursors.items() if ep == endpoint), default=None)
+        """Forget ids older than the endpoint's query cursor (no query returns them again)."""
+        oldest = self.cursor(endpoint)
         if oldest is not None:
             seen = self.seen[endpoint]
             for rid in [rid for rid, d in seen.items() if d < oldest]:

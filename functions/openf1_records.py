@@ -1,7 +1,7 @@
 """OpenF1 endpoints and record validation: which endpoints StratX polls and what each record must carry.
 
-:data:`ENDPOINTS` says, per endpoint, whether it is polled per driver, the field the incremental
-cursor follows, the raw topic it feeds and its required fields; :class:`SessionContext` is what
+:data:`ENDPOINTS` says, per endpoint, how long a silent car holds back its session-wide poll, the
+field the incremental cursor follows, the raw topic it feeds and its required fields; :class:`SessionContext` is what
 every normalisation needs; :func:`parse_date` and :func:`malformed` check single fields and whole
 records (the reason a record goes to the dead letters). Pure; re-exported by
 :mod:`stratx.functions.openf1`, which documents the clock and the fields OpenF1 cannot give.
@@ -25,7 +25,7 @@ Record = Mapping[str, Any]
 @dataclass(frozen=True)
 class Endpoint:
     name: str
-    per_driver: bool  # polled once per driver_number (high-rate streams); else one call per session
+    stale_s: float  # a car this far behind the endpoint's newest record no longer holds back the poll
     date_field: str | None  # the field the incremental cursor follows; None = fetched whole
     topic: TopicSpec | None  # the raw topic it feeds; None = enrichment / not published
     required: tuple[str, ...]  # fields a record must carry (else it is malformed)
@@ -33,23 +33,32 @@ class Endpoint:
     feeds: str = ""
 
 
+# Every endpoint is polled once per session (not per car): one request a cycle whatever the field.
+# Its cursor is the oldest of the cars' cursors, so one car's late record is not filtered out by
+# another's newer one; a car silent for longer than ``stale_s`` behind the newest (stopped, retired,
+# out of the feed) is left out, or the query would start at its last record forever. Streams a car
+# sends several times a second: 30 s; laps (a lap starts every ~90 s, longer through a stop) and the
+# occasional records: 300 s. A car's record published more than that after the newest one is not
+# asked for again (OpenF1 publishes within seconds).
+STALE_S = 30.0
+STALE_LAPS_S = 300.0
 _E = Endpoint
 ENDPOINTS: dict[str, Endpoint] = {
     e.name: e
     for e in (
-        _E("sessions", False, None, catalog.SESSION_INFO, ("session_key", "date_start"), (), "SessionInfo clock and names"),
-        _E("meetings", False, None, catalog.SESSION_INFO, ("meeting_key",), (), "SessionInfo.EventName"),
-        _E("drivers", False, None, catalog.SESSION_INFO, ("driver_number", "name_acronym"), (), "SessionInfo.Drivers, Lap.Driver/Team"),
-        _E("laps", True, "date_start", catalog.LAPS, ("driver_number", "lap_number"), ("lap_number",), "Lap"),
-        _E("stints", False, None, catalog.LAPS, ("driver_number", "stint_number", "lap_start"), ("stint_number",), "Lap Stint/Compound/TyreLife/FreshTyre"),
-        _E("pit", False, "date", catalog.LAPS, ("driver_number", "date", "lap_number"), ("lap_number",), "Lap PitInTime/PitOutTime"),
-        _E("intervals", False, "date", catalog.TIMING, ("driver_number", "date"), (), "Timing gaps"),
-        _E("position", False, "date", catalog.TIMING, ("driver_number", "date", "position"), (), "Timing Position"),
-        _E("car_data", True, "date", catalog.CAR_TELEMETRY, ("driver_number", "date", "speed", "rpm", "n_gear", "throttle", "brake", "drs"), (), "CarTelemetry"),
-        _E("location", True, "date", catalog.CAR_POSITION, ("driver_number", "date", "x", "y", "z"), (), "CarPosition"),
-        _E("race_control", False, "date", catalog.RACE_CONTROL, ("date", "category", "message"), ("message",), "RaceControl"),
-        _E("weather", False, "date", catalog.WEATHER, ("date",), (), "Weather"),
-        _E("overtakes", False, "date", None, ("date", "overtaking_driver_number", "overtaken_driver_number"), ("overtaking_driver_number", "overtaken_driver_number"), "not published yet (no raw topic)"),
+        _E("sessions", STALE_S, None, catalog.SESSION_INFO, ("session_key", "date_start"), (), "SessionInfo clock and names"),
+        _E("meetings", STALE_S, None, catalog.SESSION_INFO, ("meeting_key",), (), "SessionInfo.EventName"),
+        _E("drivers", STALE_S, None, catalog.SESSION_INFO, ("driver_number", "name_acronym"), (), "SessionInfo.Drivers, Lap.Driver/Team"),
+        _E("laps", STALE_LAPS_S, "date_start", catalog.LAPS, ("driver_number", "lap_number"), ("lap_number",), "Lap"),
+        _E("stints", STALE_S, None, catalog.LAPS, ("driver_number", "stint_number", "lap_start"), ("stint_number",), "Lap Stint/Compound/TyreLife/FreshTyre"),
+        _E("pit", STALE_LAPS_S, "date", catalog.LAPS, ("driver_number", "date", "lap_number"), ("lap_number",), "Lap PitInTime/PitOutTime"),
+        _E("intervals", STALE_S, "date", catalog.TIMING, ("driver_number", "date"), (), "Timing gaps"),
+        _E("position", STALE_S, "date", catalog.TIMING, ("driver_number", "date", "position"), (), "Timing Position"),
+        _E("car_data", STALE_S, "date", catalog.CAR_TELEMETRY, ("driver_number", "date", "speed", "rpm", "n_gear", "throttle", "brake", "drs"), (), "CarTelemetry"),
+        _E("location", STALE_S, "date", catalog.CAR_POSITION, ("driver_number", "date", "x", "y", "z"), (), "CarPosition"),
+        _E("race_control", STALE_LAPS_S, "date", catalog.RACE_CONTROL, ("date", "category", "message"), ("message",), "RaceControl"),
+        _E("weather", STALE_LAPS_S, "date", catalog.WEATHER, ("date",), (), "Weather"),
+        _E("overtakes", STALE_LAPS_S, "date", None, ("date", "overtaking_driver_number", "overtaken_driver_number"), ("overtaking_driver_number", "overtaken_driver_number"), "not published yet (no raw topic)"),
     )
 }  # fmt: skip
 

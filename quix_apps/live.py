@@ -1,7 +1,8 @@
 """Live app: follow a session through the OpenF1 API and feed the same raw topics as the replay.
 
-Each poll cycle fetches every endpoint incrementally (date cursors per endpoint and driver,
-``functions/openf1.py``), drops repeats by stable event id, normalises the new records into the
+Each poll cycle fetches every endpoint once for the whole session, incrementally (date cursors per
+endpoint and driver, ``functions/openf1.py``; 9 requests a cycle, was 66 when the high-rate
+endpoints were asked per car), drops repeats by stable event id, normalises the new records into the
 topic schemas and publishes them through Quix Streams. Late (older than the cursor) and malformed
 records go to the dead letters with the reason. After each cycle the producer is flushed and the
 poll state (cursors, recent ids, Seq counter) is checkpointed on the compacted checkpoint topic,
@@ -32,8 +33,9 @@ from stratx.quix_apps.replay import DeliveryTracker, StopFlag
 log = logging.getLogger(__name__)
 STAGE = "live"
 APP = "live"  # metrics app label and exporter port offset
-PER_DRIVER = ("laps", "car_data", "location")
-SESSION_WIDE = ("intervals", "position", "race_control", "weather")
+# one request per endpoint a cycle, for the whole session (functions/openf1_records.py); stints and
+# pit are fetched whole first, to enrich the laps
+POLLED = ("laps", "car_data", "location", "intervals", "position", "race_control", "weather")
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,7 @@ class LivePoller:
         before = sum(self.result.published.values())
         stints = self._fetch("stints", {"session_key": key})
         pits = self._fetch("pit", {"session_key": key})
-        for endpoint in PER_DRIVER:
-            for driver in sorted(self.ctx.drivers, key=int):
-                self._poll(endpoint, self.state.params(endpoint, key, driver), stints, pits)
-        for endpoint in SESSION_WIDE:
+        for endpoint in POLLED:
             self._poll(endpoint, self.state.params(endpoint, key), stints, pits)
         self._checkpoint()
         self.result.cycles += 1
@@ -234,6 +233,14 @@ class LivePoller:
         self.tracker.raise_if_failed()
 
 
+def cycle_period(interval_s: float, requests: int, limiter: Any) -> float:
+    """Seconds from one cycle's start to the next: the poll interval, or longer when the rate limit
+    allows ``requests`` only that often. Cycles then come evenly spaced: waiting on the limiter
+    instead would send bursts of cycles and then stall for most of its window (30 requests / 10 s:
+    lag p99 8.4 s that way, measured with bench/live_lag.py)."""
+    return max(interval_s, requests * limiter.window / limiter.limit)
+
+
 def run(
     client: OpenF1Client, settings: LiveSettings, options: LiveOptions, recorder: Recorder | None = None
 ) -> LiveResult:
@@ -253,14 +260,15 @@ def run(
         poller.start(options.session_key, options.resume)
         idle = 0
         while not stop.requested:
-            started = time.monotonic()
+            started, requests = time.monotonic(), poller.result.requests
             new = poller.cycle()
             idle = 0 if new else idle + 1
             if options.max_cycles is not None and poller.result.cycles >= options.max_cycles:
                 break
             if options.idle_cycles is not None and idle >= options.idle_cycles:
                 break
-            time.sleep(max(0.0, settings.poll_interval_s - (time.monotonic() - started)))
+            period = cycle_period(settings.poll_interval_s, poller.result.requests - requests, client.limiter)
+            time.sleep(max(0.0, period - (time.monotonic() - started)))
         poller.result.interrupted = stop.requested
         if recorder is not None:
             recorder.save(poller.result.session_key)

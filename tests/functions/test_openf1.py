@@ -53,7 +53,10 @@ def test_catalogue_covers_the_endpoints() -> None:
         "sessions", "meetings", "drivers", "laps", "stints", "pit", "intervals", "position",
         "car_data", "location", "race_control", "weather", "overtakes",
     }  # fmt: skip
-    assert {n for n, e in openf1.ENDPOINTS.items() if e.per_driver} == {"laps", "car_data", "location"}
+    # a silent car stops holding back a poll after a lap through a stop (laps), or after a few
+    # seconds of a stream it sends several times a second
+    assert openf1.ENDPOINTS["laps"].stale_s >= 180 and openf1.ENDPOINTS["pit"].stale_s >= 180
+    assert max(openf1.ENDPOINTS[n].stale_s for n in ("car_data", "location", "intervals", "position")) <= 30
     assert openf1.ENDPOINTS["laps"].date_field == "date_start"
     assert openf1.ENDPOINTS["car_data"].topic is catalog.CAR_TELEMETRY
     # every docs example passes the catalogue's required-field check
@@ -293,6 +296,28 @@ def test_session_wide_cursor_is_per_driver() -> None:
         "intervals", [{"date": t.format(3), "driver_number": 44, "session_key": 9531, "interval": 1.1}]
     )
     assert len(late44.new) == 1 and not late44.late
+
+
+def test_a_silent_car_stops_holding_the_session_wide_poll_back() -> None:
+    """Car 44 stopped (retired) at 18:10:02; car 1 runs on: within ``stale_s`` the query starts at
+    car 44's record, after it at car 1's, so the poll does not ask for ever more of the session."""
+    stale = openf1.ENDPOINTS["car_data"].stale_s
+    state = openf1.PollState()
+    start = datetime(2024, 6, 9, 18, 10, 2, tzinfo=UTC)
+
+    def sample(driver: int, at: datetime) -> dict[str, Any]:
+        return {"date": at.isoformat(), "driver_number": driver, "session_key": 9531, "speed": 300,
+                "rpm": 11000, "n_gear": 7, "throttle": 100, "brake": 0, "drs": 0}  # fmt: skip
+
+    state.accept("car_data", [sample(44, start), sample(1, start)])
+    state.accept("car_data", [sample(1, start + timedelta(seconds=stale - 1))])
+    assert state.params("car_data", 9531)["date>="] == start.isoformat()
+    later = start + timedelta(seconds=stale + 5)
+    state.accept("car_data", [sample(1, later)])
+    assert state.params("car_data", 9531)["date>="] == later.isoformat()
+    assert all(d >= later for d in state.seen["car_data"].values())  # bounded memory
+    back = state.accept("car_data", [sample(44, later + timedelta(seconds=1))])  # car 44 runs again
+    assert back.new and state.params("car_data", 9531)["date>="] == later.isoformat()
 
 
 def test_running_lap_is_pending_until_complete() -> None:

@@ -220,14 +220,14 @@ def run_once(
         summary.update(
             status="skipped", reason=f"{len(window)} rows < STRATX_DRIFT_MIN_ROWS {settings.drift_min_rows}"
         )
-        return summary
+        return _written(folder / f"{stem}.json", summary, key)
     try:
         race = race_reference(
             settings, reference, session.start, session.event_name, session.year, settings.drift_window_laps
         )
     except ValueError as exc:  # too few reference races before this session
         summary.update(status="skipped", reason=str(exc))
-        return summary
+        return _written(folder / f"{stem}.json", summary, key)
     summary["reference"].update(
         races_before_session=len(race.races), speeds=race.speeds, notes=race.notes, method=METHOD
     )
@@ -249,8 +249,14 @@ def run_once(
                 "rows": len(current),
                 "model_versions": predictions.versions,
             }
-    (folder / f"{stem}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    _prune(folder, key)
+    return _written(folder / f"{stem}.json", summary, key)
+
+
+def _written(path: Path, summary: dict[str, Any], session_key: int) -> dict[str, Any]:
+    """Every run leaves its summary, a skipped one too (with the reason), so the newest summary
+    always says what the job last did."""
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    _prune(path.parent, session_key)
     return summary
 
 

@@ -197,7 +197,7 @@ def drift_line(
 ) -> str:
     """The drift job's last result for the session, from its first run that started after
     ``since`` (all laps in), waited for up to one period + 60 s; at once when the session has
-    fewer driver-laps (``laps``) than a run needs (the job skips it and writes no summary)."""
+    fewer driver-laps (``laps``) than a run needs (the job would only write a skipped summary)."""
     from stratx.functions.settings import DriftSettings
     from stratx.quix_apps import drift
 
@@ -209,6 +209,8 @@ def drift_line(
     while True:
         found = drift.latest_summary(settings.drift_reports_dir, session_key)
         if found is not None and datetime.fromisoformat(found["run_at"]) >= since:
+            if found.get("status") != "ok":
+                return f"drift: skipped ({found.get('reason')})"
             alert = "drift alert raised" if found.get("alert") else "no alert"
             return (
                 f"drift (lap features vs the training reference): share {found['share']:.3f} "

@@ -161,7 +161,7 @@ def test_different_season_and_control(
     session = season[0]["SessionKey"]
 
     deadline = time.monotonic() + 120
-    while drift.latest_summary(settings.drift_reports_dir, session) is None:
+    while (drift.latest_summary(settings.drift_reports_dir, session) or {}).get("status") != "ok":
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() < deadline, "no drift summary within 120 s"
         time.sleep(1)
@@ -230,6 +230,20 @@ def test_synthetic_shift_raises_one_alert_per_crossing(
         elsewhere = drift.run_once(settings.model_copy(update={"broker_address": fresh.address}), reference)
         assert elsewhere["session_key"] == SYNTHETIC_SESSION and elsewhere["alert"] is not None
         assert len(drift_alerts(fresh.address, SYNTHETIC_SESSION)) == 1
+
+
+def test_a_skipped_run_leaves_its_summary_with_the_reason(
+    settings: DriftSettings, reference: drift.Reference
+) -> None:
+    """Too few driver-laps for a comparison (the first 30 of 2023 Bahrain, under a SYNTHETIC
+    session key of their own): the run writes a ``skipped`` summary saying why, so the newest
+    summary is never an older run's."""
+    few = [{**r, "SessionKey": SYNTHETIC_SESSION + 1} for r in lap_records(BAHRAIN_2023)[:30]]
+    produce(settings.broker_address, few)
+    run = drift.run_once(settings, reference, SYNTHETIC_SESSION + 1)
+    assert run["status"] == "skipped" and "30 rows < STRATX_DRIFT_MIN_ROWS" in run["reason"]
+    assert drift.latest_summary(settings.drift_reports_dir, SYNTHETIC_SESSION + 1) == run
+    assert drift.describe(run).endswith(f"skipped ({run['reason']})")
 
 
 def test_real_evidently_snapshot_parses(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Live app: follow a session through the OpenF1 API and feed the same raw topics as the replay.
 
 Each poll cycle fetches every endpoint once for the whole session, incrementally (date cursors per
-endpoint and driver, ``functions/openf1.py``; 9 requests a cycle, was 66 when the high-rate
+endpoint and driver, ``functions/openf1.py``; 6-9 requests a cycle, was 66 when the high-rate
 endpoints were asked per car), drops repeats by stable event id, normalises the new records into the
 topic schemas and publishes them through Quix Streams. Late (older than the cursor) and malformed
 records go to the dead letters with the reason. After each cycle the producer is flushed and the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 STAGE = "live"
 APP = "live"  # metrics app label and exporter port offset
 # one request per endpoint a cycle, for the whole session (functions/openf1_records.py); stints and
-# pit are fetched whole first, to enrich the laps
+# pit are fetched whole, and only in a cycle that brought new laps (they enrich those laps)
 POLLED = ("laps", "car_data", "location", "intervals", "position", "race_control", "weather")
+EVERY_S = {"weather": 30.0}  # endpoints that change slowly: polled at most this often (s)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class LivePoller:
         self.result = LiveResult()
         self.state = openf1.PollState()
         self.ctx: openf1.SessionContext | None = None
+        self._asked: dict[str, float] = {}  # endpoint -> when it was last asked (EVERY_S)
 
     def start(self, session_key: str, resume: bool) -> None:
         sessions = self.client.fetch("sessions", {"session_key": session_key})
@@ -141,14 +144,26 @@ class LivePoller:
         self.result.seq = 1
 
     def cycle(self) -> int:
-        """One poll of every endpoint; returns how many new records were published."""
+        """One poll of every endpoint that is due; returns how many new records were published.
+        Laps first: only when new laps came in are the stints and pit stops fetched to enrich them
+        (2 requests saved in most cycles); ``EVERY_S`` endpoints are asked at most that often."""
         assert self.ctx is not None
         key = self.ctx.session_key
         before = sum(self.result.published.values())
-        stints = self._fetch("stints", {"session_key": key})
-        pits = self._fetch("pit", {"session_key": key})
-        for endpoint in POLLED:
-            self._poll(endpoint, self.state.params(endpoint, key), stints, pits)
+        laps = self.state.accept("laps", self._fetch("laps", self.state.params("laps", key)))
+        stints: list[Any] = []
+        pits: list[Any] = []
+        if laps.new:
+            stints = self._fetch("stints", {"session_key": key})
+            pits = self._fetch("pit", {"session_key": key})
+        self._publish("laps", laps, stints, pits)
+        now = time.monotonic()
+        for endpoint in POLLED[1:]:
+            if now - self._asked.get(endpoint, -math.inf) < EVERY_S.get(endpoint, 0.0):
+                continue
+            self._asked[endpoint] = now
+            accepted = self.state.accept(endpoint, self._fetch(endpoint, self.state.params(endpoint, key)))
+            self._publish(endpoint, accepted, stints, pits)
         self._checkpoint()
         self.result.cycles += 1
         return sum(self.result.published.values()) - before
@@ -166,9 +181,8 @@ class LivePoller:
             )
             return []
 
-    def _poll(self, endpoint: str, params: dict[str, Any], stints: list[Any], pits: list[Any]) -> None:
+    def _publish(self, endpoint: str, accepted: openf1.Accepted, stints: list[Any], pits: list[Any]) -> None:
         assert self.ctx is not None
-        accepted = self.state.accept(endpoint, self._fetch(endpoint, params))
         for record, reason in (*accepted.late, *accepted.malformed):
             self._dead(endpoint, record, reason)
         for record in accepted.new:

@@ -78,6 +78,11 @@ def parse(raw: bytes | dict[str, Any] | None) -> dict[str, Any]:
         return {INVALID: f"not JSON: {exc}", RAW: (raw or b"")[:2000].decode("utf-8", "replace")}
     if not isinstance(value, dict):
         return {INVALID: f"not a JSON object: {type(value).__name__}", RAW: json.dumps(value)}
+    if INVALID in value or RAW in value:  # the markers above are reserved: a record never carries them
+        return {
+            INVALID: f"a JSON object with a reserved key ({INVALID} or {RAW})",
+            RAW: json.dumps(value)[:2000],
+        }
     return value
 
 

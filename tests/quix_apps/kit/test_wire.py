@@ -24,7 +24,13 @@ class _State:
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [(b"{not json", "not JSON"), (b"[1]", "not a JSON object: list"), (b"42", "not a JSON object: int")],
+    [
+        (b"{not json", "not JSON"),
+        (b"[1]", "not a JSON object: list"),
+        (b"42", "not a JSON object: int"),
+        (b'{"_invalid": null}', "a JSON object with a reserved key"),  # found by the fuzz test
+        (b'{"_raw": 1, "Speed": 300}', "a JSON object with a reserved key"),
+    ],
 )
 def test_telemetry_app_dead_letters_undecodable_samples(raw: bytes, reason: str) -> None:
     state = _State()

@@ -203,9 +203,9 @@ def cliff_laps(lap_features: pd.DataFrame) -> pd.DataFrame:
     return laps.loc[hit, [*DRIVER, "LapNumber"]].sort_values([*DRIVER, "LapNumber"]).reset_index(drop=True)
 
 
-def cliffs(lap_features: pd.DataFrame) -> pd.DataFrame:
-    """The first lap of each run of cliff laps (:func:`cliff_laps`): one cliff episode each."""
-    laps = cliff_laps(lap_features)
+def first_of_runs(laps: pd.DataFrame) -> pd.DataFrame:
+    """Of driver-laps sorted by driver and lap, the first of each run of consecutive laps (of
+    :func:`cliff_laps`: one cliff episode each)."""
     if laps.empty:
         return laps
     previous = laps.groupby(DRIVER)["LapNumber"].shift(1)
@@ -245,11 +245,12 @@ def race_events(
 ) -> dict[str, pd.DataFrame]:
     """Every event kind, each a frame of Year, EventName, DriverNumber, LapNumber."""
     ret = retirements(raw_laps, results)
+    cliff_lap = cliff_laps(lap_features)
     return {
         "stop": stops(raw_laps),
         "pass": passes(raw_laps),
-        "cliff": cliffs(lap_features),
-        "cliff_lap": cliff_laps(lap_features),
+        "cliff": first_of_runs(cliff_lap),
+        "cliff_lap": cliff_lap,
         "retirement": ret.rename(columns={"RetiredLap": "LapNumber"})[[*DRIVER, "LapNumber"]],
         "slowdown": slowdowns(lap_features),
         "mechanical": mechanical(race_control),

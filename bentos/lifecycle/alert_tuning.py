@@ -136,6 +136,7 @@ class Truth:
 
     events: dict[str, pd.DataFrame]
     hours: dict[str, float]
+    _races: dict[str, Truth] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, corpus: base.Corpus) -> Truth:
@@ -145,12 +146,15 @@ class Truth:
         return cls(events, backtest_alerts.race_hours(corpus.raw_laps))
 
     def race(self, name: str) -> Truth:
-        year, event = name.split(" ", 1)
-        keep = {
-            k: f[(f["Year"].astype(int) == int(year)) & (f["EventName"] == event)]
-            for k, f in self.events.items()
-        }
-        return Truth(keep, {name: self.hours[name]} if name in self.hours else {})
+        """One race's truth (``'<Year> <EventName>'``), built once: every candidate setting asks again."""
+        if name not in self._races:
+            year, event = name.split(" ", 1)
+            keep = {
+                k: f[(f["Year"].astype(int) == int(year)) & (f["EventName"] == event)]
+                for k, f in self.events.items()
+            }
+            self._races[name] = Truth(keep, {name: self.hours[name]} if name in self.hours else {})
+        return self._races[name]
 
 
 def score(found: pd.DataFrame, truth: Truth) -> dict[str, Any]:
@@ -161,16 +165,13 @@ def score(found: pd.DataFrame, truth: Truth) -> dict[str, Any]:
         return out
     per_race: dict[str, list[float]] = {}
     for (year, event), race in found.groupby(RACE):
-        for kind, s in backtest_alerts.score_alerts(race, *_of(truth.race(f"{year} {event}"))).items():
+        one = truth.race(f"{year} {event}")
+        for kind, s in backtest_alerts.score_alerts(race, one.events, one.hours).items():
             if s.get("precision") is not None:
                 per_race.setdefault(kind, []).append(s["precision"])
     for kind, values in per_race.items():
         out[kind]["races_precise"] = float(np.mean(np.asarray(values) >= PRECISION_TARGET))
     return out
-
-
-def _of(truth: Truth) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    return truth.events, truth.hours
 
 
 def _with(rules: alerts.Rules, kind: str, raise_at: float, grace: int | None = None) -> alerts.Rules:
@@ -213,8 +214,9 @@ def tune(preds: pd.DataFrame, truth: Truth) -> dict[str, list[dict[str, Any]]]:
 def choose(kind: str, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The setting the targets of issue 14 pick on the tuning races. Pit window: the largest margin
     over both targets (recall >= 0.70, precision >= 0.50), so that neither sits on its edge (a
-    setting chosen at the edge of one target misses it on about half of new races). Overtake: the most races with precision >= 0.50,
-    then the lowest threshold (the most passes announced). Tyre cliff: the best F1."""
+    setting chosen at the edge of one target misses it on about half of new races). Overtake: the
+    most races with precision >= 0.50, then the lowest threshold (the most passes announced). Tyre
+    cliff: the best F1."""
     if kind == "pit_window_open":
         margin = lambda r: min((r["recall"] or 0) - RECALL_TARGET, (r["precision"] or 0) - PRECISION_TARGET)  # noqa: E731
         return max(rows, key=margin, default=None)

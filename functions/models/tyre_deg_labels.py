@@ -66,13 +66,8 @@ def _laps_that_count(s: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return clean, clean & (interval.isna() | (interval > FREE_AIR_S)), s["FuelCorrectedLapTime"].astype(float)
 
 
-def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
-    """``Reference`` (s) and ``CliffNext3`` (boolean, NA when undefined) per row of ``table``
-    (see the module docstring for both definitions)."""
-    s = _ordered(table)
-    keys = [s[k] for k in STINT_KEYS]
-    clean, free, fc = _laps_that_count(s)
-    dry = s["Compound"].isin(DRY)
+def _reference(keys: list[pd.Series], clean: pd.Series, fc: pd.Series) -> pd.Series:
+    """``Reference`` of ordered rows: the median of the stint's last 3 clean laps up to the row."""
     rolled = (
         fc[clean]
         .groupby([k[clean] for k in keys], dropna=False)
@@ -80,7 +75,17 @@ def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
         .median()
         .reset_index(level=list(range(len(STINT_KEYS))), drop=True)
     )
-    reference = rolled.reindex(s.index).groupby(keys, dropna=False).ffill()
+    return rolled.reindex(fc.index).groupby(keys, dropna=False).ffill()
+
+
+def cliff_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """``Reference`` (s) and ``CliffNext3`` (boolean, NA when undefined) per row of ``table``
+    (see the module docstring for both definitions)."""
+    s = _ordered(table)
+    keys = [s[k] for k in STINT_KEYS]
+    clean, free, fc = _laps_that_count(s)
+    dry = s["Compound"].isin(DRY)
+    reference = _reference(keys, clean, fc)
     g = pd.DataFrame({"n": s["LapNumber"], "fc": fc, "free": free}).groupby(keys, dropna=False)
     seen = pd.Series(False, index=s.index)
     slow = pd.Series(False, index=s.index)
@@ -101,8 +106,8 @@ def cliff_laps(table: pd.DataFrame) -> pd.Series:
     tyre-cliff alerts on these laps, so the model and its alert are judged on one definition."""
     s = _ordered(table)
     keys = [s[k] for k in STINT_KEYS]
-    _, free, fc = _laps_that_count(s)
-    previous = cliff_labels(s)[REFERENCE].groupby(keys, dropna=False).shift(1)
+    clean, free, fc = _laps_that_count(s)
+    previous = _reference(keys, clean, fc).groupby(keys, dropna=False).shift(1)
     follows = s["LapNumber"].groupby(keys, dropna=False).shift(1) == s["LapNumber"] - 1
     hit = free & follows & s["Compound"].isin(DRY) & (fc >= previous + CLIFF_S)
     return hit.fillna(False).astype(bool).reindex(table.index)

@@ -106,7 +106,7 @@ def test_cliff_events_are_what_the_cliff_models_label_looks_ahead_for(corpus: An
     hit = rows[rows["Event"].eq(True)]
     assert hit["IsClean"].all() and hit["Compound"].isin(tyre_deg_labels.DRY).all()
     assert ((hit["IntervalAhead"] > tyre_deg_labels.FREE_AIR_S) | hit["IntervalAhead"].isna()).all()
-    first = backtest_alerts.cliffs(laps)
+    first = backtest_alerts.first_of_runs(events)
     assert 0 < len(first) <= len(events)
     # a lap labelled CliffNext3 mostly has a cliff lap in the next 3 laps (the label measures them
     # against its own lap's reference, the event against the lap before); a lap labelled not, almost never

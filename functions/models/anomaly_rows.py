@@ -29,6 +29,10 @@ SERVICE_FEATURES: tuple[str, ...] = (
     *LAP_SIGNALS, "TrackStatus", "Neutralised", "GreenClean", "IsClean", "Last3Median", "Compound",
     *LAP_CONTEXT,
 )  # fmt: skip
+# every request field :func:`lap_rows` reads (a service request row carries all of LapFeatures)
+ROW_FIELDS: tuple[str, ...] = tuple(
+    dict.fromkeys(("SessionKey", "DriverNumber", "SessionTime", "CleanReason", *SERVICE_FEATURES))
+)
 SENSOR_GROUPS: dict[str, tuple[str, ...]] = {
     "speed": ("SpeedMean", "SpeedStd", "SpeedMin", "SpeedMax", "SpeedMeanPrev"),
     "rpm": ("RPMMean", "RPMMax", "UpshiftRPMMean"),
@@ -85,46 +89,98 @@ def lap_rows(laps: pd.DataFrame, raw_laps: pd.DataFrame | None = None) -> pd.Dat
     ``LapStartTime`` = SessionTime - LapTime. Every reference is causal, so a stream gets the
     same numbers as the offline build: ``Ref_s`` uses the driver's earlier laps, ``Field_s`` the
     cars that completed the same lap *earlier* (None for the first car on the lap)."""
-    frame = laps.copy()
+    frame = laps
+    n = len(frame)
+    # replaced and added columns, joined to the frame once at the end (each column set on its own
+    # cost more than the medians on a service request's ~20 rows)
+    cols: dict[str, Any] = {}
     if "Year" not in frame.columns:
-        frame["Year"] = 0  # serving rows: one session per request, keyed by EventName/SessionKey
+        cols["Year"] = np.zeros(n, dtype=np.int64)  # serving rows: one session per request
     if "EventName" not in frame.columns:
-        frame["EventName"] = frame["SessionKey"].astype(str)
-    frame["DriverNumber"] = frame["DriverNumber"].astype(str)
-    frame["LapNumber"] = frame["LapNumber"].astype(int)
+        cols["EventName"] = frame["SessionKey"].astype(str).to_numpy()
+    cols["DriverNumber"] = frame["DriverNumber"].astype(str).to_numpy()
+    cols["LapNumber"] = frame["LapNumber"].astype(int).to_numpy()
     wanted = ["LapStartTime", "Time", "TrackStatus", *SPEED_TRAPS]
     missing = [c for c in wanted if c not in frame.columns]
     if missing and raw_laps is not None and not raw_laps.empty:
         raw = raw_laps[[*KEYS, "LapNumber", *[c for c in missing if c in raw_laps.columns]]].copy()
         raw["DriverNumber"] = raw["DriverNumber"].astype(str)
         raw["LapNumber"] = raw["LapNumber"].astype(int)
-        frame = frame.merge(raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left")
+        frame = _joined(frame, cols).merge(
+            raw.drop_duplicates([*KEYS, "LapNumber"]), on=[*KEYS, "LapNumber"], how="left"
+        )
+        cols = {}
     if "Time" not in frame.columns:
-        frame["Time"] = frame["SessionTime"].astype(float)
+        cols["Time"] = frame["SessionTime"].astype(float).to_numpy()
     if "LapStartTime" not in frame.columns:
-        frame["LapStartTime"] = frame["SessionTime"].astype(float) - frame["LapTime"].astype(float)
-    for c in ("TrackStatus", *SPEED_TRAPS):
-        if c not in frame.columns:
-            frame[c] = None if c == "TrackStatus" else np.nan
+        cols["LapStartTime"] = (
+            frame["SessionTime"].astype(float) - frame["LapTime"].astype(float)
+        ).to_numpy()
+    if "TrackStatus" not in frame.columns:
+        cols["TrackStatus"] = np.full(n, None, dtype=object)
     for c in SPEED_TRAPS:
-        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+        cols[c] = base.as_float(frame[c]) if c in frame.columns else np.full(len(frame), np.nan)
     reason = frame["CleanReason"].astype(object)
-    frame["InScope"] = (
+    status = (
+        frame
+        if "GreenClean" in frame.columns
+        else pd.DataFrame({"TrackStatus": _col(frame, cols, "TrackStatus")})
+    )
+    cols["InScope"] = (
         (frame["IsClean"].fillna(False).astype(bool) | (reason == "deleted"))
         & frame["LapTime"].notna()
-        & green_clean(frame)
-    )
-    frame = frame.sort_values([*KEYS, "LapNumber"], kind="stable").reset_index(drop=True)
-    lap_keys = [frame.Year, frame.EventName, frame.LapNumber]
-    order = frame["Time"].astype(float).rank(method="first")
+        & green_clean(status).to_numpy()
+    ).to_numpy()
+    key = {k: _col(frame, cols, k) for k in (*KEYS, "LapNumber")}
+    order = _sorted_by(list(key.values()))
+    # the groups and orders once for every signal, on the sorted rows
+    key = {k: v[order] for k, v in key.items()}
+    sort = {c: np.asarray(v)[order] for c, v in cols.items()}
+    in_scope = sort["InScope"]
+    drivers = _group_ids([key[k] for k in KEYS])
+    by_driver = np.argsort(drivers, kind="stable")
+    laps_ = _group_ids([key["Year"], key["EventName"], key["LapNumber"]])
+    time = pd.Series(_col(frame, cols, "Time")[order]).astype(float)
+    by_lap = np.lexsort((time.rank(method="first").to_numpy(), laps_))
+    width = max(1, int(np.bincount(laps_).max())) if n else 1
     for s in SPEED_TRAPS:
-        kept = frame[s].where(frame["InScope"])
-        frame[f"Ref_{s}"] = rolling_median(kept, [frame[k] for k in KEYS], LAP_REF_LAPS, 2)
-        frame[f"Field_{s}"] = _earlier_median(kept, lap_keys, order)
-    frame["Ref_LapTime"] = frame["Last3Median"].astype(float)
-    kept = frame["LapTime"].astype(float).where(frame["InScope"])
-    frame["Field_LapTime"] = _earlier_median(kept, lap_keys, order)
-    return frame
+        kept = np.where(in_scope, sort[s], np.nan)
+        sort[f"Ref_{s}"] = _in_order(kept, by_driver, drivers, LAP_REF_LAPS, 2)
+        sort[f"Field_{s}"] = _in_order(kept, by_lap, laps_, width, 1)
+    sort["Ref_LapTime"] = frame["Last3Median"].astype(float).to_numpy()[order]
+    kept = np.where(in_scope, frame["LapTime"].astype(float).to_numpy()[order], np.nan)
+    sort["Field_LapTime"] = _in_order(kept, by_lap, laps_, width, 1)
+    rest = frame.drop(columns=[c for c in sort if c in frame.columns]).take(order).reset_index(drop=True)
+    return pd.concat([rest, pd.DataFrame(sort, index=rest.index)], axis=1)
+
+
+def _col(frame: pd.DataFrame, cols: dict[str, Any], name: str) -> np.ndarray:
+    return np.asarray(cols[name]) if name in cols else frame[name].to_numpy()
+
+
+def _joined(frame: pd.DataFrame, cols: dict[str, Any]) -> pd.DataFrame:
+    """``frame`` with ``cols`` set (replaced or added)."""
+    return pd.concat(
+        [frame.drop(columns=[c for c in cols if c in frame.columns]), pd.DataFrame(cols, index=frame.index)],
+        axis=1,
+    )
+
+
+def _sorted_by(keys: list[np.ndarray]) -> np.ndarray:
+    """The positions that sort rows by the ``keys`` columns (stable), in the order pandas'
+    ``sort_values(kind="stable")`` gives: each key's sorted codes, then one lexsort."""
+    if not keys or len(keys[0]) == 0:
+        return np.arange(len(keys[0]) if keys else 0)
+    return np.lexsort([pd.factorize(k, sort=True, use_na_sentinel=False)[0] for k in reversed(keys)])
+
+
+def _in_order(
+    values: np.ndarray, rank: np.ndarray, groups: np.ndarray, width: int, min_periods: int
+) -> np.ndarray:
+    """:func:`lagged_medians` of ``values`` taken in ``rank`` order (lag 1), back in row order."""
+    out = np.empty(len(rank))
+    out[rank] = lagged_medians(values[rank], groups[rank], width, 1, min_periods)
+    return out
 
 
 def green_clean(frame: pd.DataFrame) -> pd.Series:
@@ -185,11 +241,11 @@ def lagged_medians(
     return out
 
 
-def _group_ids(keys: list[pd.Series]) -> np.ndarray:
+def _group_ids(keys: list[pd.Series] | list[np.ndarray]) -> np.ndarray:
     """Dense group number of each row over the key columns (first appearance first)."""
     if not keys or len(keys[0]) == 0:
         return np.zeros(len(keys[0]) if keys else 0, dtype=np.int64)
-    codes = [pd.factorize(k.to_numpy(), use_na_sentinel=False)[0] for k in keys]
+    codes = [pd.factorize(np.asarray(k), use_na_sentinel=False)[0] for k in keys]
     combined = codes[0].astype(np.int64)
     for c in codes[1:]:
         combined = combined * (int(c.max()) + 1) + c
@@ -234,14 +290,32 @@ def window_context(w: pd.DataFrame) -> pd.DataFrame:
 
 
 def lap_matrix(rows: pd.DataFrame, signal: str) -> pd.DataFrame:
-    """Inputs of the lap booster of ``signal`` (built in one DataFrame construction)."""
-    ref = base.as_float(rows[f"Ref_{signal}"])
-    columns: dict[str, Any] = {"Ref": ref, "FieldDelta": base.as_float(rows[f"Field_{signal}"]) - ref}
-    for c in LAP_CONTEXT:
-        columns[c] = base.as_float(rows[c])
+    """Inputs of the lap booster of ``signal``: ``Ref``, ``FieldDelta``, then :func:`lap_context`."""
+    ref, delta = _ref_delta(rows, signal)
+    return pd.concat(
+        [pd.DataFrame({"Ref": ref, "FieldDelta": delta}, index=rows.index), lap_context(rows)], axis=1
+    )
+
+
+def lap_context(rows: pd.DataFrame) -> pd.DataFrame:
+    """The columns every lap booster reads after its own two (the same for every signal)."""
+    columns: dict[str, Any] = {c: base.as_float(rows[c]) for c in LAP_CONTEXT}
     comp = rows["Compound"].astype(object)
     columns["Compound"] = pd.Categorical(comp.where(comp.isin(COMPOUNDS)), categories=COMPOUNDS)
     return pd.DataFrame(columns, index=rows.index)
+
+
+def lap_array(rows: pd.DataFrame, signal: str, context: np.ndarray) -> np.ndarray:
+    """:func:`lap_matrix` as the float64 matrix a booster scores (``boosters.matrix``), given
+    ``context`` = ``boosters.matrix(lap_context(rows), booster categories)``, built once for every
+    signal of a request."""
+    ref, delta = _ref_delta(rows, signal)
+    return np.column_stack([ref, delta, context])
+
+
+def _ref_delta(rows: pd.DataFrame, signal: str) -> tuple[np.ndarray, np.ndarray]:
+    ref = base.as_float(rows[f"Ref_{signal}"])
+    return ref, base.as_float(rows[f"Field_{signal}"]) - ref
 
 
 def window_inputs(signal: str) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -19,22 +20,33 @@ from stratx.functions.models.anomaly_rows import (
     _matrix,
     _target,
     direction,
+    lap_array,
+    lap_context,
     signals,
 )
-from stratx.functions.models.boosters import booster_predict
+from stratx.functions.models.boosters import booster_predict, matrix
 
 
 # ------------------------------------------------------------------ statistic, calibration, alarms
 def deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
     """Per signal, the signed standardized residual ``d_s`` (fault direction positive)."""
     level = _level(rows)
-    out = pd.DataFrame(index=rows.index)
+    out: dict[str, np.ndarray] = {}
+    context: dict[str, np.ndarray] = {}  # lap level: the signal-independent columns, per categories
     for s in signals(level):
         booster = boosters[f"{level}_{s}"]
-        expected = booster_predict(booster, _matrix(rows, s), num_iteration=booster.best_iteration or None)
+        if level == "lap":
+            categories = booster.pandas_categorical
+            key = repr(categories)
+            if key not in context:
+                context[key] = matrix(lap_context(rows), categories)
+            x: pd.DataFrame | np.ndarray = lap_array(rows, s, context[key])
+        else:
+            x = _matrix(rows, s)
+        expected = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
         resid = _target(rows, s).to_numpy() - expected
         out[s] = direction(s) * resid / meta["scales"][f"{level}_{s}"]
-    return out
+    return pd.DataFrame(out, index=rows.index, columns=list(signals(level)))
 
 
 def run_deficits(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +75,11 @@ def statistic(
     median deficit (>= 3 present). Windows (``rows`` and ``meta`` given): the largest run deficit
     (:func:`run_deficits`) over its calibration quantile ``meta["run_scales"][s]``."""
     if "LapTime" in d.columns:
-        stat = d.median(axis=1).where(d.notna().sum(axis=1) >= 3).to_numpy()
+        values = d.to_numpy(dtype=float)
+        present = np.count_nonzero(~np.isnan(values), axis=1)
+        with warnings.catch_warnings():  # a row with no signal at all: NaN, as pandas gives
+            warnings.simplefilter("ignore", RuntimeWarning)
+            stat = np.where(present >= 3, np.nanmedian(values, axis=1), np.nan)
     else:
         if rows is None:
             raise ValueError("window statistics need the window rows (runs of contiguous windows)")
@@ -71,8 +87,12 @@ def statistic(
         if meta is not None and "run_scales" in meta:
             d = d / pd.Series(meta["run_scales"])[d.columns]
         stat = d.max(axis=1).to_numpy()
-    filled = d.fillna(-np.inf)
-    top = np.where(filled.max(axis=1).to_numpy() > -np.inf, filled.idxmax(axis=1).to_numpy(), "")
+    values = d.to_numpy(dtype=float)
+    filled = np.where(np.isnan(values), -np.inf, values)
+    names = np.asarray(d.columns, dtype=object)
+    if filled.shape[1] == 0:
+        return stat, np.full(len(d), "", dtype=object)
+    top = np.where(filled.max(axis=1) > -np.inf, names[filled.argmax(axis=1)], "")
     return stat, top
 
 

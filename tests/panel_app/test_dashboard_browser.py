@@ -170,7 +170,14 @@ def test_overlay_page_is_transparent_around_its_lower_third(
     battle = page.locator("div.box.battle:not(.empty)")
     wait_until(lambda: battle.count() == 1, 90, "the battle forecast")
     path = ds.ARTIFACTS / "overlay.png"
-    page.screenshot(path=str(path), omit_background=True)
+
+    def drawn() -> bool:  # on a busy machine the first frame after the update can be unpainted
+        page.screenshot(path=str(path), omit_background=True)
+        return bool(np.asarray(Image.open(path).convert("RGBA"))[800:972, 192:1728, 3].max() > 0)
+
+    deadline = time.monotonic() + 15
+    while not drawn() and time.monotonic() < deadline:
+        time.sleep(0.5)
     page.close()
 
     image = np.asarray(Image.open(path).convert("RGBA"))

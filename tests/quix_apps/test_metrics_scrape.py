@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import subprocess
 import sys
 import time
@@ -44,12 +45,24 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def free_range(width: int) -> int:
-    """A base port with ``width`` free ports from it."""
-    for _ in range(50):
-        base = free_port()
-        if base + width < 65000 and all(port_is_free("127.0.0.1", base + i) for i in range(width)):
+    """A base port with ``width`` free ports from it, below the kernel's ephemeral range: a port in
+    that range can be taken by any outgoing connection (another test's client, a service's) between
+    this check and the app's bind, which left an exporter unbound ("Address already in use")."""
+    low = ephemeral_low()
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(max(1024, low - 12000), low - width)
+        if all(port_is_free("127.0.0.1", base + i) for i in range(width)):
             return base
     raise RuntimeError("no free port range")
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def scrape(port: int) -> Samples:

@@ -1,6 +1,7 @@
 """The anomaly references' grouped medians (numpy) equal pandas' grouped shift / rolling /
-expanding medians, which they replaced for speed: on real laps of 2023 Bahrain and on SYNTHETIC
-frames with NaN, ties, interleaved groups and groups shorter than the window."""
+expanding medians, which they replaced for speed: on real laps of 2023 Bahrain (the helpers and
+``lap_rows``' own columns) and on SYNTHETIC frames with NaN, ties, interleaved groups and groups
+shorter than the window."""
 
 from __future__ import annotations
 
@@ -68,6 +69,21 @@ def test_earlier_median_equals_pandas_on_real_laps(real: pd.DataFrame) -> None:
     for column in ("LapTime", "SpeedST", "SpeedFL"):
         values = real[column].astype(float).where(real["InScope"])
         assert_same(_earlier_median(values, keys, order), pandas_earlier(values, keys, order))
+
+
+def test_lap_rows_references_equal_pandas_on_real_laps(real: pd.DataFrame) -> None:
+    """``lap_rows`` builds every reference from groups and orders computed once: each column
+    equals pandas' grouped median of that signal alone (rows in the drivers' lap order)."""
+    rows = real.sort_values([*KEYS, "LapNumber"], kind="stable")
+    lap = [rows.Year, rows.EventName, rows.LapNumber]
+    order = rows["Time"].astype(float).rank(method="first")
+    for column in ("SpeedI1", "SpeedI2", "SpeedFL", "SpeedST", "LapTime"):
+        values = rows[column].astype(float).where(rows["InScope"])
+        assert_same(rows[f"Field_{column}"].astype(float), pandas_earlier(values, lap, order))
+        if column != "LapTime":  # LapTime's reference is the lap features' Last3Median
+            expected = pandas_rolling(values, [rows[k] for k in KEYS], 5, 2, 1)
+            assert_same(rows[f"Ref_{column}"].astype(float), expected)
+    assert rows["Field_LapTime"].notna().sum() > 500 and rows["Ref_SpeedST"].notna().sum() > 500
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -116,3 +116,26 @@ def test_every_recipe_predicts_the_same_through_either_path(
         monkeypatch.setattr(module, "booster_predict", lightgbm_path)
     slow = recipe.predict(bundles[key], frame)
     pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+
+
+@pytest.mark.integration
+def test_anomaly_lap_arrays_equal_its_model_frames(fitted: tuple[dict[str, object], pd.DataFrame]) -> None:
+    """The anomaly service builds the signal-independent columns once per request
+    (``lap_array``): each signal's matrix equals the one its model frame (``lap_matrix``) gives,
+    and the booster scores it as LightGBM scores that frame."""
+    from stratx.functions.models import anomaly_rows
+
+    bundles, laps = fitted
+    bundle = bundles["anomaly"]
+    rows = support.request_rows("anomaly", laps[laps["Year"] == 2024], n=40)
+    frame, _ = serving.recipe_rows(
+        "anomaly", serving.rows_frame([SCHEMAS["anomaly"].row.model_validate(r) for r in rows])
+    )
+    for signal in anomaly_rows.LAP_SIGNALS:
+        booster = bundle.boosters[f"lap_{signal}"]  # type: ignore[attr-defined]
+        context = matrix(anomaly_rows.lap_context(frame), booster.pandas_categorical)
+        fast = anomaly_rows.lap_array(frame, signal, context)
+        model_frame = anomaly_rows.lap_matrix(frame, signal)
+        np.testing.assert_array_equal(fast, matrix(model_frame, booster.pandas_categorical))
+        np.testing.assert_array_equal(booster_predict(booster, fast), lightgbm_path(booster, model_frame))
+    assert np.isfinite(fast[:, 0]).sum() > 10  # real references, not an empty request

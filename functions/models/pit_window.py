@@ -218,14 +218,13 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
         frame["EventName"] = ""
     frame = with_derived(frame, bundle.meta)
     booster = bundle.boosters[PIT_BOOSTER]
-    cdf = stop_cdf(booster, frame)
+    x = feature_matrix(frame)
+    cdf = stop_cdf(booster, frame, x=x)
     lo, hi = bundle.meta["window_quantiles"]
     keys = ("SessionKey",) if "SessionKey" in frame.columns else RACE
     out = windows(frame, cdf, lo, hi)
     out.insert(
-        0,
-        "PitProbability3Laps",
-        booster_predict(booster, feature_matrix(frame), num_iteration=booster.best_iteration or None),
+        0, "PitProbability3Laps", booster_predict(booster, x, num_iteration=booster.best_iteration or None)
     )
     out["PitLossSeconds"] = frame["PitLossSeconds"].to_numpy()
     out["UndercutScore"] = undercut_scores(bundle.boosters[UNDERCUT_BOOSTER], frame, keys)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
-from stratx.functions.models.boosters import booster_predict
+from stratx.functions.models.boosters import booster_predict, matrix
 from stratx.functions.models.pit_window_labels import (
     DRIVER,
     HI_GRID,
@@ -45,38 +45,49 @@ def aged(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
-def aged_matrix(frame: pd.DataFrame, lookahead: int) -> pd.DataFrame:
-    """``feature_matrix`` of ``frame`` rolled forward 0..lookahead-1 laps (``aged`` k = 0, 1, ...,
-    stacked) in one vectorised pass from the rows' own matrix: the aged columns are plain (not
-    anchored) features, rolled forward in the matrix with :func:`aged`'s arithmetic, so the
-    ~100-column frame is never copied (serving scores one row at a time: 45 frame copies cost
+def aged_matrix(
+    frame: pd.DataFrame,
+    lookahead: int,
+    categories: list[list[Any]] | None = None,
+    x: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """The float64 matrix (``boosters.matrix`` over ``categories``) of ``feature_matrix`` of ``frame``
+    rolled forward 0..lookahead-1 laps (``aged`` k = 0, 1, ..., stacked), in one vectorised pass
+    from the rows' own matrix (``x``: ``feature_matrix(frame)`` when the caller has it): the aged
+    columns are plain (not anchored) features, rolled forward with :func:`aged`'s arithmetic, so
+    the ~100-column frame is never copied (serving scores one row at a time: 45 frame copies cost
     ~50x the model call)."""
     n = len(frame)
-    x = feature_matrix(frame).iloc[np.tile(np.arange(n), lookahead)].reset_index(drop=True)
+    x = feature_matrix(frame) if x is None else x
+    out = np.tile(matrix(x, categories), (lookahead, 1))
+    column = {name: j for j, name in enumerate(x.columns)}
     k = np.repeat(np.arange(lookahead, dtype=float), n)
-    tiled = frame.iloc[np.tile(np.arange(n), lookahead)]
-    lap = tiled["LapNumber"].astype(float).to_numpy() + k
-    race_laps = tiled["RaceLaps"].to_numpy(dtype=float)
+    lap = np.tile(frame["LapNumber"].astype(float).to_numpy(), lookahead) + k
+    race_laps = np.tile(frame["RaceLaps"].to_numpy(dtype=float), lookahead)
     for name in AGED:
-        if name in x.columns:
-            x[name] = x[name].to_numpy() + k
+        if name in column:
+            out[:, column[name]] += k
     aged_values = {
-        "FuelKg": np.clip(tiled["FuelKg"].astype(float).to_numpy() - 1.7 * k, 0.0, None),
+        "FuelKg": np.clip(np.tile(frame["FuelKg"].astype(float).to_numpy(), lookahead) - 1.7 * k, 0.0, None),
         "LapsRemaining": race_laps - lap,
         "RaceProgress": lap / race_laps,
-        **{name: np.where(k == 0, x[name].to_numpy(), 0.0) for name in GREEN_NOW if name in x.columns},
+        **{name: np.where(k == 0, out[:, column[name]], 0.0) for name in GREEN_NOW if name in column},
     }
     for name, values in aged_values.items():
-        if name in x.columns:
-            x[name] = values
-    return x
+        if name in column:
+            out[:, column[name]] = values
+    return out
 
 
-def stop_cdf(booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD) -> np.ndarray:
-    """(rows, lookahead) cumulative stop probability: column j = P(in-lap <= LapNumber + 1 + j)."""
+def stop_cdf(
+    booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD, x: pd.DataFrame | None = None
+) -> np.ndarray:
+    """(rows, lookahead) cumulative stop probability: column j = P(in-lap <= LapNumber + 1 + j).
+    ``x``: ``feature_matrix(frame)``, when the caller has built it already."""
     if frame.empty:
         return np.zeros((0, lookahead))
-    p = booster_predict(booster, aged_matrix(frame, lookahead), num_iteration=booster.best_iteration or None)
+    rolled = aged_matrix(frame, lookahead, booster.pandas_categorical, x)
+    p = booster_predict(booster, rolled, num_iteration=booster.best_iteration or None)
     p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
     in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
     possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1

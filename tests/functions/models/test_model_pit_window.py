@@ -17,6 +17,7 @@ import pytest
 from stratx.bentos.lifecycle import sources, training
 from stratx.functions.models import base
 from stratx.functions.models import pit_window as pw
+from stratx.functions.models.boosters import matrix
 from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
 
 BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"
@@ -259,7 +260,9 @@ def test_the_vectorised_roll_forward_equals_the_lap_by_lap_one(corpus: base.Corp
         corpus.laps.head(30).assign(RaceLaps=57), {"pit_loss": {"": 20.0}, "race_laps": {}}
     )
     expected = pw.feature_matrix(pd.concat([pw.aged(rows, k) for k in range(7)], ignore_index=True))
-    pd.testing.assert_frame_equal(pw.aged_matrix(rows, 7), expected, check_exact=True)
+    categories = [list(pw.COMPOUNDS)]
+    np.testing.assert_array_equal(pw.aged_matrix(rows, 7, categories), matrix(expected, categories))
+    assert pw.aged_matrix(rows, 7, categories).shape == (7 * len(rows), expected.shape[1])
 
 
 def test_the_streams_two_row_request_gives_the_undercut_score_of_the_whole_lap(

@@ -20,17 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from stratx.bentos.kit.serving_schemas import MAX_ROWS, Prediction, PredictResponse
-from stratx.functions import models
-from stratx.functions.models import base
+from stratx.functions.models import registry
 
 if TYPE_CHECKING:
     import bentoml
+    import pandas as pd
 
+    from stratx.functions.models import base
     from stratx.functions.settings import TrainingSettings
 
 R = TypeVar("R", bound=BaseModel)
@@ -48,12 +47,12 @@ Rows = Annotated[list[R], Field(min_length=1, max_length=MAX_ROWS)]
 
 def bento_tag(key: str) -> str:
     """The BentoML model tag a service loads: the MLflow model name, latest import."""
-    return f"{models.recipe(key).model_name}:latest"
+    return f"{registry.spec(key).model_name}:latest"
 
 
 def service_name(key: str) -> str:
     """The service (and Bento) name of model ``key``, e.g. ``stratx-lap-time-service``."""
-    return f"{models.recipe(key).model_name}-service"
+    return f"{registry.spec(key).model_name}-service"
 
 
 def service_config(key: str) -> dict[str, Any]:
@@ -80,6 +79,9 @@ class Served:
 
 def load_served(stored: bentoml.Model, key: str) -> Served:
     """The bundle saved in a BentoML model by :func:`import_champion`, checked to be model ``key``."""
+    from stratx.functions import models
+    from stratx.functions.models import base
+
     bundle = base.ModelBundle.load(Path(stored.path))
     if bundle.key != key:
         raise ValueError(f"BentoML model {stored.tag} holds model {bundle.key!r}, not {key!r}")
@@ -97,6 +99,8 @@ def load_served(stored: bentoml.Model, key: str) -> Served:
 # ------------------------------------------------------------------ scoring
 def rows_frame(rows: Sequence[BaseModel]) -> pd.DataFrame:
     """Validated request rows as the feature frame a recipe's ``predict`` takes."""
+    import pandas as pd
+
     return pd.DataFrame.from_records([r.model_dump() for r in rows])
 
 
@@ -120,6 +124,9 @@ def recipe_rows(key: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any] 
     rows get its prediction. ``EventName`` is dropped so that the session is keyed by SessionKey."""
     if key != "anomaly":
         return frame, None
+    import numpy as np
+    import pandas as pd
+
     from stratx.functions.models import anomaly
 
     # each row's first row with the same driver-lap (plain Python: ~20 rows, cheaper than pandas)

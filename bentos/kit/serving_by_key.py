@@ -21,7 +21,6 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from stratx.bentos.kit.serving import Served, score_frame
@@ -29,6 +28,7 @@ from stratx.bentos.kit.serving_schemas import MAX_ROWS, SCHEMAS, Prediction, Pre
 from stratx.functions.schemas import DRIVER_NUMBER
 
 if TYPE_CHECKING:
+    import pandas as pd
     from feast import FeatureStore
 
 P = TypeVar("P", bound=Prediction)
@@ -136,4 +136,6 @@ def request_frame(row: type[BaseModel], values: dict[str, list[Any]], found: lis
     columns = {
         name: [values[name][i] if name in values else None for i in found] for name in row.model_fields
     }
+    import pandas as pd
+
     return pd.DataFrame(columns)

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stratx.functions.models import base
+from stratx.functions.models import base, registry
 from stratx.functions.models.anomaly_evaluation import (
     evaluate,
     level_metrics,
@@ -125,7 +125,7 @@ from stratx.functions.models.anomaly_scoring import (
 )
 from stratx.functions.models.boosters import booster_predict
 
-MODEL_NAME = "stratx-anomaly"
+MODEL_NAME = registry.spec("anomaly").model_name
 FEATURE_SERVICE = "anomaly_v1"
 SELECTION_METRIC = "val_synthetic_miss_rate"
 

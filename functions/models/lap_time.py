@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.features import families
-from stratx.functions.models import base
+from stratx.functions.models import base, registry
 from stratx.functions.models.boosters import booster_predict
 
-MODEL_NAME = "stratx-lap-time"
+MODEL_NAME = registry.spec("lap_time").model_name
 FEATURE_SERVICE = "lap_time_v1"
 TARGET = "NextLapTime"
 NEXT_CLEAN = "NextIsClean"

@@ -45,7 +45,7 @@ from typing import Any
 
 import pandas as pd
 
-from stratx.functions.models import base
+from stratx.functions.models import base, registry
 from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.overtake_metrics import (
     GAP_CLIP_S,
@@ -80,7 +80,7 @@ from stratx.functions.models.overtake_pairs import (
     prediction,
 )
 
-MODEL_NAME = "stratx-overtake"
+MODEL_NAME = registry.spec("overtake").model_name
 FEATURE_SERVICE = "overtake_v3"
 # ------------------------------------------------------------------ fit, predict, evaluate
 # Chosen on the validation races only: num_leaves 7/15/31 and min_data_in_leaf 50-200 were within

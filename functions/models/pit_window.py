@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stratx.functions.models import base
+from stratx.functions.models import base, registry
 from stratx.functions.models.boosters import booster_predict
 from stratx.functions.models.pit_window_labels import (
     COMPOUNDS,
@@ -112,7 +112,7 @@ from stratx.functions.models.pit_window_windows import (
     windows,
 )
 
-MODEL_NAME = "stratx-pit-window"
+MODEL_NAME = registry.spec("pit_window").model_name
 FEATURE_SERVICE = "pit_window_v1"
 
 

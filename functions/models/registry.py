@@ -37,6 +37,11 @@ class ModelSpec:
     primary: str
 
     @property
+    def model_name(self) -> str:
+        """Its MLflow registered model (and BentoML model) name."""
+        return f"stratx-{self.key.replace('_', '-')}"
+
+    @property
     def recipe_module(self) -> str:
         return f"stratx.functions.models.{self.key}"
 

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stratx.functions.models import base
+from stratx.functions.models import base, registry
 from stratx.functions.models.boosters import booster_predict, matrix
 from stratx.functions.models.tyre_deg_labels import (
     BAND_TARGET,
@@ -83,7 +83,7 @@ from stratx.functions.models.tyre_deg_metrics import (
     rate_metrics,
 )
 
-MODEL_NAME = "stratx-tyre-deg"
+MODEL_NAME = registry.spec("tyre_deg").model_name
 FEATURE_SERVICE = "tyre_deg_v1"
 # ------------------------------------------------------------------ fit, predict, evaluate
 # Chosen on the validation races only.

@@ -160,10 +160,10 @@ def test_different_season_and_control(
     proc, port = drift_job
     session = season[0]["SessionKey"]
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # Evidently on a busy 2-core machine: ~30 s idle, 120+ s loaded
     while (drift.latest_summary(settings.drift_reports_dir, session) or {}).get("status") != "ok":
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert time.monotonic() < deadline, "no drift summary within 120 s"
+        assert time.monotonic() < deadline, "no drift summary within 300 s"
         time.sleep(1)
     summary = drift.latest_summary(settings.drift_reports_dir, session)
     assert summary is not None and summary["status"] == "ok"

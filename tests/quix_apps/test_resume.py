@@ -36,6 +36,14 @@ def seqs_on_broker(broker: str, session_key: int) -> Counter[int]:
     return seqs
 
 
+def published(broker: str, session_key: int) -> bool:
+    """The session's first record (its SessionInfo) is on the broker."""
+    for msg in kafka_io.read_all(broker, catalog.SESSION_INFO.name, drain_s=0.1):
+        if json.loads(msg.value()).get("SessionKey") == session_key:
+            return True
+    return False
+
+
 def expected_events(race: RaceData) -> int:
     return 1 + sum(len(race.table(t)) for t in TABLE_TOPICS)
 
@@ -74,7 +82,14 @@ def test_ctrl_c_then_resume_from_the_cli(broker_address: str, bahrain: RaceData)
         "--no-progress",
     ]
     proc = subprocess.Popen([*args, "--speed", "500"], stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # loading + a few seconds of paced replay
+    # Ctrl-C once the paced replay is publishing (the race lasts ~11 s at 500x): a fixed sleep
+    # fell before the first record when loading the race took longer on a busy machine
+    deadline = time.monotonic() + 120
+    while not published(broker_address, race.meta.session_key):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the replay published nothing within 120 s"
+        time.sleep(0.2)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

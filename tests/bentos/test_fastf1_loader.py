@@ -301,7 +301,7 @@ def test_cli_replay_loads_the_cache_before_the_broker(tmp_path: Path) -> None:
     args = ["replay", "--year", "2023", "--event", "Las Vegas", "--source", "fastf1"]
     args += ["--cache", str(cache), "--offline", "--broker", DEAD_BROKER, "--no-progress"]
     proc = subprocess.run(
-        [str(STRATX), *args], capture_output=True, text=True, timeout=10, cwd=tmp_path, env=env
+        [str(STRATX), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
     )
     assert proc.returncode != 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr

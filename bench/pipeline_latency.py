@@ -673,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
                     keys.append(key)
                     champions[key] = {"tag": tag, **bentoml.models.get(tag).info.metadata}
                     say(f"{key}: {tag} (registry version {champions[key].get('mlflow_version')})")
+                if not keys:
+                    say(f"no champion in {conf.mlflow_uri}: run `stratx train` first (nothing measured)")
+                    return 2
                 ports = {f"{k}_port": free_port() for k in keys}
                 settings = conf.model_copy(update={"serve_start_timeout_s": 240, **ports})
                 say(f"starting {len(keys)} model services ...")

@@ -192,17 +192,6 @@ def green_clean(frame: pd.DataFrame) -> pd.Series:
     return ~status.map(lambda s: scope.neutralised({"TrackStatus": s})).astype(bool)
 
 
-def _earlier_median(values: pd.Series, keys: list[pd.Series], order: pd.Series) -> pd.Series:
-    """Per group (one lap of one race), the median of the values of rows earlier in ``order``
-    (line-crossing order): what is known when a car completes the lap."""
-    groups = _group_ids(keys)
-    rank = np.lexsort((order.to_numpy(dtype=float), groups))  # by group, then order (stable)
-    width = max(1, int(np.bincount(groups).max())) if len(groups) else 1
-    return _scatter(
-        values, rank, lagged_medians(values.to_numpy(dtype=float)[rank], groups[rank], width, 1, 1)
-    )
-
-
 def rolling_median(
     values: pd.Series, keys: list[pd.Series], window: int, min_periods: int, shift: int = 1
 ) -> pd.Series:

@@ -11,10 +11,13 @@ SPEED ?= 0
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+# --compile-bytecode: the dependencies' .pyc are built once here. Where PYTHONDONTWRITEBYTECODE is
+# set (CI, containers) Python would otherwise compile every imported module from source in every
+# process: each app, `bentoml serve` and CLI subprocess paid seconds of CPU for it.
 $(BIN)/.installed: pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv sync --frozen --extra dev --inexact --python $(BIN)/python
+	$(BIN)/uv sync --frozen --extra dev --inexact --compile-bytecode --python $(BIN)/python
 	@touch $@
 
 install: $(BIN)/.installed ## create .venv/ from the lock file (uv.lock)

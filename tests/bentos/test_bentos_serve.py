@@ -74,6 +74,25 @@ def test_served_model_answers_and_counts(
     assert request_count(url, "/predict", 400) >= 2
 
 
+def test_a_service_worker_scores_without_loading_scikit_learn(
+    champions: support.Champions, running: dict[str, serve.Running]
+) -> None:
+    """LightGBM imports scikit-learn (and most of SciPy) when it is installed; the workers load it
+    without (bentos/kit/serving.py: ~60 MB of RSS each). Checked on the real worker processes after
+    they answered: no scikit-learn or SciPy-stats shared object is mapped, LightGBM's is."""
+    import psutil
+
+    key = next(k for k in support.SERVED_KEYS if k in champions.tags)
+    rows = support.request_rows(key, champions.corpus.laps)
+    assert httpx.post(f"{running[key].url}/predict", json={"rows": rows}, timeout=30).status_code == 200
+    workers = [p for p in psutil.Process(running[key].process.pid).children(recursive=True)]
+    assert workers, "bentoml serve started no worker process"
+    for worker in workers:
+        mapped = {m.path for m in worker.memory_maps()}
+        assert any("lib_lightgbm" in path for path in mapped), worker.cmdline()
+        assert not [path for path in mapped if "/sklearn/" in path or "/scipy/stats/" in path]
+
+
 def test_the_prediction_app_requests_are_answered_by_every_service(
     champions: support.Champions, running: dict[str, serve.Running]
 ) -> None:

@@ -65,7 +65,7 @@ test: install typecheck-links browser ## the whole suite: lint, types, unit and 
 # champions cached in tests/artifacts/, Feast applies, CLI subprocesses) < test (+ lint, types and
 # the `integration` tier: broker, BentoML servers, browser; what CI runs).
 test-fast: install ## fast tier: no broker, no trained models, no whole-race fixtures (markers: not integration, not slow)
-	$(BIN)/pytest -m "not integration and not slow"
+	$(BIN)/pytest -n 2 -m "not integration and not slow"
 
 test-unit: install ## unit tier only (no broker)
 	$(BIN)/pytest -m "not integration"

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench audit clean
+.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench bench-check audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ typecheck-links:
 	@ln -sfn ../../bentos .typecheck/stratx/bentos
 	@ln -sfn ../../panel_app .typecheck/stratx/panel_app
 	@ln -sfn ../../localstack .typecheck/stratx/localstack
+
+bench-check: install ## which bench/results/ figures are stale: measured on a commit older than the code they measure
+	$(BIN)/python bench/check_stale.py
 
 bench: install ## benchmarks: replay, feature apps, training time, serving latency, dashboard latency
 	$(BIN)/python bench/replay_throughput.py --repeat 3

@@ -41,24 +41,28 @@ STACK_MODULES = {
     "tests.quix_apps.test_cli_demo",
 }
 SPLIT_MODULES = {"tests.quix_apps.test_prediction_pipeline"}
-LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12-07)
-    "stack",  # up 66 + backtest slice 135 + demo 58
+LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12-07, after 8081da5)
+    "stack",  # up 69 + backtest slice 87 + demo 50 (+ set-up)
     "tests.quix_apps.test_prediction_pipeline::"
-    "test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage",  # 200
-    "tests.quix_apps.test_prediction_pipeline::test_a_replay_run_twice_gives_identical_predictions",  # 125
+    "test_every_driver_lap_is_predicted_once_by_each_model_through_a_service_outage",  # 133
+    "tests.quix_apps.test_fault_tolerance",  # 127
     "tests.quix_apps.test_drift_job",  # 113
-    "tests.quix_apps.test_fault_tolerance",  # 135
-    "tests.quix_apps.test_fault_tolerance_windows",  # 106
-    "tests.bentos.test_bentos_serve",  # 100
-    "tests.quix_apps.test_track_gaps_app",  # 90
-    "tests.quix_apps.test_live_openf1",  # 85
-    "tests.quix_apps.test_metrics_scrape",  # 68
-    "tests.quix_apps.test_resume",  # 63
-    "tests.quix_apps.test_lap_features_parity",  # 60
-    "tests.quix_apps.test_retirements_stream",  # 52
-    "tests.bentos.test_feature_build",  # 50
-    "tests.quix_apps.kit.test_kafka_security",  # 50
-    "tests.quix_apps.test_replay_roundtrip",  # 45
+    "tests.quix_apps.test_fault_tolerance_windows",  # 112
+    "tests.quix_apps.test_prediction_pipeline::test_a_replay_run_twice_gives_identical_predictions",  # 93
+    "tests.quix_apps.test_lap_features_parity",  # 82
+    "tests.bentos.test_feature_build",  # 56
+    "tests.quix_apps.test_track_gaps_app",  # 52
+    "tests.quix_apps.test_live_openf1",  # 52
+    "tests.quix_apps.kit.test_kafka_security",  # 45
+    "tests.bentos.test_data_quality",  # 39
+    "tests.quix_apps.test_replay_roundtrip",  # 38
+    "tests.quix_apps.test_retirements_stream",  # 36
+    "tests.quix_apps.test_resume",  # 35
+    "tests.quix_apps.test_metrics_scrape",  # 34
+    "tests.quix_apps.test_drift_races",  # 33
+    "tests.functions.test_race_state",  # 23
+    "tests.panel_app.test_dashboard_browser",  # 20
+    "tests.bentos.test_bentos_serve",  # 20
 )
 
 

@@ -23,11 +23,10 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS = REPO_ROOT / "bench" / "results"
 ALWAYS = ("uv.lock",)
 # `stratx` subcommands and apps are imported by computed names (`importlib.import_module`): a
 # benchmark that runs the CLI measures every command module and every streaming app
@@ -142,7 +141,7 @@ class Verdict:
     bench: str | None
     commit: str | None
     date: str | None
-    changed: list[str] | None = field(default=None)
+    changed: list[str] | None = None
     cited_by: int = 0
 
     @property
@@ -182,9 +181,9 @@ def make_bench_scripts(repo: Path) -> list[str]:
     return recipe
 
 
-def check(repo: Path = REPO_ROOT, readme: Path | None = None) -> list[Verdict]:
+def check(repo: Path = REPO_ROOT) -> list[Verdict]:
     scripts = {p.stem: p for p in (repo / "bench").glob("*.py") if p.stem != "check_stale"}
-    text = (readme or repo / "README.md").read_text()
+    text = (repo / "README.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("|")]
     cited = [m for line in rows for m in README_BENCH.findall(line)]
     cited += [m for line in rows if "`make bench`" in line for m in make_bench_scripts(repo)]

@@ -85,7 +85,7 @@ def test_a_service_worker_scores_without_loading_scikit_learn(
     key = next(k for k in support.SERVED_KEYS if k in champions.tags)
     rows = support.request_rows(key, champions.corpus.laps)
     assert httpx.post(f"{running[key].url}/predict", json={"rows": rows}, timeout=30).status_code == 200
-    workers = [p for p in psutil.Process(running[key].process.pid).children(recursive=True)]
+    workers = psutil.Process(running[key].process.pid).children(recursive=True)
     assert workers, "bentoml serve started no worker process"
     for worker in workers:
         mapped = {m.path for m in worker.memory_maps()}

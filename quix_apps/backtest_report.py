@@ -14,10 +14,10 @@ from stratx.quix_apps.drift_measure import drift_markdown
 # the metrics shown per model in the markdown table (all of them are in backtest.json)
 HEADLINE: dict[str, tuple[str, ...]] = {
     "lap_time": (
-        "clean_laps",
-        "model_clean_mae",
-        "persistence_clean_mae",
-        "model_vs_persistence_clean_mae_ratio",
+        "both_clean_laps",
+        "model_both_clean_mae",
+        "strongest_both_clean_mae",
+        "model_vs_strongest_both_clean_mae_ratio",
     ),
     "tyre_deg": ("band80_coverage", "model_rate_mae", "cliff_model_auc_pr", "cliff_model_brier"),
     "pit_window": ("model_pit3_auc_roc", "model_pit3_auc_pr", "model_pit3_brier", "baseline_pit3_auc_roc"),

@@ -1,4 +1,4 @@
-"""Model card of the lap-time model: errors by predictor on clean and all next laps, per race."""
+"""Model card of the lap-time model: errors by predictor on each row set, per race, against the strongest baseline."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    clean = frame[lt.evaluation_rows(frame)["clean"]]
+    clean = frame[lt.evaluation_rows(frame)["both_clean"]]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     ax1.scatter(clean[lt.TARGET], clean["Predicted"], s=3, alpha=0.3)
     lo, hi = np.nanpercentile(clean[lt.TARGET], [0.5, 99.5])
     ax1.plot([lo, hi], [lo, hi], color="k", lw=1)
     ax1.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="actual next LapTime (s)", ylabel="predicted (s)")
-    ax1.set_title("clean next laps: predicted vs actual")
+    ax1.set_title("both-clean rows: predicted vs actual")
     bins = pd.cut(clean["TyreLife"].clip(upper=40), bins=range(0, 45, 5), right=False)
     preds = {
         "model": clean["Predicted"],
@@ -35,7 +35,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     ax2.set(
         xlabel="TyreLife at lap N (laps, 40 = 40+)",
         ylabel="MAE (s)",
-        title="clean next laps: MAE by tyre age",
+        title="both-clean rows: MAE by tyre age",
     )
     ax2.legend()
     fig.tight_layout()
@@ -44,7 +44,15 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _row(name: str, m: dict[str, float], laps: str) -> str:
-    return f"| {name} | {m[f'{name}_{laps}_mae']:.3f} | {m[f'{name}_{laps}_rmse']:.3f} |"
+    mark = " (strongest)" if name == lt.strongest(m, laps) else ""
+    return f"| {name}{mark} | {m[f'{name}_{laps}_mae']:.3f} | {m[f'{name}_{laps}_rmse']:.3f} |"
+
+
+TITLES = {
+    "both_clean": "both-clean rows: this lap and the next are green-flag clean laps (the headline)",
+    "clean": "the next lap is a green-flag clean lap",
+    "all": "all next laps",
+}
 
 
 def card(evaluation: base.Evaluation, out_dir: Path) -> str:
@@ -57,29 +65,34 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
         "predict a faster lap).",
         "",
     ]
-    for laps, title in (("clean", "green-flag clean next laps"), ("all", "all next laps")):
+    for laps in lt.ROW_SETS:
         lines += [
-            f"**{title}** ({int(m[f'{laps}_laps'])} laps)",
+            f"**{TITLES[laps]}** ({int(m[f'{laps}_laps'])} laps): model / strongest baseline = "
+            f"{m[f'model_vs_strongest_{laps}_mae_ratio']:.3f}",
             "",
             "| predictor | MAE (s) | RMSE (s) |",
             "| --- | --- | --- |",
-            _row("model", m, laps),
-            _row("persistence", m, laps),
-            _row("rolling_median", m, laps),
+            *(_row(name, m, laps) for name in ("model", *lt.BASELINES)),
             "",
         ]
     lines += [
-        "persistence: next = this LapTime; rolling_median: the driver's last-3-clean-lap median "
-        "(this LapTime before any clean lap). Anchor: persistence 0.408 s and a 25-feature XGBoost "
-        "0.410 s on a 2025 holdout (another season and feature set; not directly comparable).",
+        "Baselines, each from lap N and before: persistence = this LapTime; last_clean = the "
+        "driver's latest clean LapTime (this lap included); rolling_median = the median of the last "
+        "3 clean laps (this LapTime before any clean lap); stint_trend = the least-squares line "
+        "through the stint's clean laps so far, read at lap N+1 (last_clean before 3 clean laps). "
+        "The strongest is the one with the lowest MAE on the same rows. On both-clean rows "
+        "persistence and last_clean are the same prediction. Public anchor: persistence 0.408 s and "
+        "a 25-feature XGBoost 0.410 s on a 2025 holdout (another season and feature set; not "
+        "directly comparable).",
         "",
-        "| race | clean laps | model | persistence | rolling_median |",
+        "| race | both-clean laps | model | strongest baseline | ratio |",
         "| --- | --- | --- | --- | --- |",
     ]
     for race, r in evaluation.per_race.items():
         lines.append(
-            f"| {race} | {int(r['clean_laps'])} | {r['model_clean_mae']:.3f} | "
-            f"{r['persistence_clean_mae']:.3f} | {r['rolling_median_clean_mae']:.3f} |"
+            f"| {race} | {int(r['both_clean_laps'])} | {r['model_both_clean_mae']:.3f} | "
+            f"{lt.strongest(r)} {r['strongest_both_clean_mae']:.3f} | "
+            f"{r['model_vs_strongest_both_clean_mae_ratio']:.3f} |"
         )
     lines += ["", f"![lap-time errors]({png})", ""]
     return "\n".join(lines)

@@ -97,18 +97,54 @@ def test_baselines_and_metrics_on_hand_checked_rows() -> None:
     frame = pd.DataFrame(
         {
             "LapTime": [95.0, 92.0, 100.0],
+            "IsClean": [False, True, True],
             lt.ANCHOR: [93.0, 92.0, 93.0],
+            lt.LAST_CLEAN: [94.0, 92.0, 100.0],
+            lt.STINT_TREND: [94.0, 92.5, 101.0],
             lt.TARGET: [92.0, 93.0, 120.0],
             lt.NEXT_CLEAN: pd.array([True, True, False], dtype="boolean"),
         }
     )
     m = lt.metrics_table(frame, np.array([92.5, 92.5, 95.0]))
-    assert m["clean_laps"] == 2 and m["all_laps"] == 3
+    assert m["both_clean_laps"] == 1 and m["clean_laps"] == 2 and m["all_laps"] == 3
     assert m["persistence_clean_mae"] == pytest.approx((3 + 1) / 2)
+    assert m["last_clean_clean_mae"] == pytest.approx((2 + 1) / 2)
     assert m["rolling_median_clean_mae"] == pytest.approx((1 + 1) / 2)
+    assert m["stint_trend_clean_mae"] == pytest.approx((2 + 0.5) / 2)
     assert m["model_clean_mae"] == pytest.approx(0.5)
     assert m["persistence_all_rmse"] == pytest.approx(math.sqrt((9 + 1 + 400) / 3))
     assert m["model_vs_persistence_clean_mae_ratio"] == pytest.approx(0.25)
+    # the strongest baseline per row set, and the model against it
+    assert lt.strongest(m, "clean") == "rolling_median" and m["strongest_clean_mae"] == pytest.approx(1.0)
+    assert m["model_vs_strongest_clean_mae_ratio"] == pytest.approx(0.5)
+    assert lt.strongest(m, "both_clean") == "stint_trend"  # lap 2 only: 93 vs 92 / 92 / 92 / 92.5
+    assert m["model_vs_strongest_both_clean_mae_ratio"] == pytest.approx(0.5 / 0.5)
+
+
+def test_last_clean_and_stint_trend_use_only_laps_up_to_n() -> None:
+    rows = pd.DataFrame(
+        {
+            "Year": 2023,
+            "EventName": "X",
+            "SessionKey": 1,
+            "DriverNumber": "1",
+            "LapNumber": [2, 3, 4, 5, 6, 7],
+            "Stint": [1, 1, 1, 1, 1, 2],
+            "LapTime": [90.0, 91.0, 99.0, 92.0, 93.0, 110.0],
+            "IsClean": [True, True, False, True, True, False],
+            "Last3Median": [90.0, 90.5, 90.5, 91.0, 92.0, 92.0],
+        }
+    )
+    frame = lt.next_lap_targets(rows)
+    assert frame[lt.LAST_CLEAN].tolist() == [90.0, 91.0, 91.0, 92.0, 93.0, 93.0]
+    trend = frame[lt.STINT_TREND].tolist()
+    # < 3 clean laps: the last clean lap; then the line through (2, 90), (3, 91), (5, 92) at lap 6
+    assert trend[:3] == [90.0, 91.0, 91.0]
+    slope, intercept = np.polyfit([2, 3, 5], [90, 91, 92], 1)
+    assert trend[3] == pytest.approx(intercept + slope * 6)
+    slope, intercept = np.polyfit([2, 3, 5, 6], [90, 91, 92, 93], 1)
+    assert trend[4] == pytest.approx(intercept + slope * 7)
+    assert trend[5] == 93.0  # a new stint without clean laps: the last clean lap
 
 
 def test_features_are_the_lap_time_v1_service() -> None:
@@ -204,7 +240,7 @@ def test_train_registers_and_promotes_only_a_better_model(tmp_path: Path, table:
     metrics = json.loads((out / "metrics.json").read_text())["lap_time"]
     assert metrics["races"] == ["2023 Las Vegas Grand Prix"]
     assert metrics["metrics"]["model_clean_mae"] < metrics["metrics"]["persistence_clean_mae"]
-    assert metrics["targets"][0]["name"] == "model_vs_persistence_clean_mae_ratio"
+    assert metrics["targets"][0]["name"] == "model_vs_strongest_both_clean_mae_ratio"
     report = (out / "report.md").read_text()
     assert report.startswith("# StratX model evaluation") and "## lap_time: stratx-lap-time" in report
     assert (out / "lap_time_errors.png").stat().st_size > 1000

@@ -14,8 +14,9 @@ only ``REARM_LAPS`` laps after the last one):
 type                   value (Prediction.Values)         raise     clear     severity
 =====================  ================================  ========  ========  ===================
 tyre_cliff             CliffProbability (tyre_deg)       >= 0.35   < 0.21    warning, critical >= 0.60
-anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning, critical when
-                       calibrated threshold)                                AnomalyScore >= 0.999
+anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning; critical when
+                       calibrated threshold)                                the car's next lap is
+                                                                            flagged too (sustained)
 overtake_likely        OvertakeProbability1Lap           >= 0.60   < 0.36    info, warning >= 0.70
 pit_window_open        PitProbability3Laps (pit_window)  >= 0.10   (the announced window ends or the
                        announces [WindowOpenLap,                   stint changes), info
@@ -45,6 +46,11 @@ The stream cannot know, when the alert would be raised, whether
 the race will hold as many events, so the limit is not lifted by later evidence; the backtest
 checks bursts against the events in hindsight.
 
+Anomaly severity: one irregular lap is a ``warning`` (a driver's moment, a lock-up, a lift: on
+the test races none of the single-lap alerts was followed by a retirement or a mechanical
+message); ``critical`` ("check the car") is raised, once per episode, when the car's very next lap
+is flagged too. The stream knows this when that lap ends; nothing later is used.
+
 Predictions with ``Status`` ``unavailable`` change nothing. Alerts carry the prediction's
 driver, lap, model and version, and a one-line explanation naming the driver by the three-letter
 code of the session's driver table (``Values.Driver``; the other car of an overtake by
@@ -53,6 +59,7 @@ code of the session's driver table (``Values.Driver``; the other car of an overt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,6 +86,7 @@ class Hysteresis:
     text: str
     flag: str | None = None  # a model's own calibrated flag: raise while it is set, clear when not
     scope: str = "not_neutralised"  # "green_clean": only green, clean laps (functions/scope.py)
+    repeat_text: str | None = None  # set: raise ``escalated`` when the next lap is flagged too
 
 
 THRESHOLD_RULES: tuple[Hysteresis, ...] = (
@@ -87,8 +95,9 @@ THRESHOLD_RULES: tuple[Hysteresis, ...] = (
         "tyre cliff likely within 3 laps (p={v:.2f})",
     ),
     Hysteresis(
-        "anomaly", "anomaly", "AnomalyScore", 0.0, 0.0, 0.999, "warning", "critical",
-        "irregular lap, check the car (anomaly score {v:.3f}{why})", flag="AnomalyFlag", scope="green_clean",
+        "anomaly", "anomaly", "AnomalyScore", 0.0, 0.0, math.inf, "warning", "critical",
+        "irregular lap (anomaly score {v:.3f}{why})", flag="AnomalyFlag", scope="green_clean",
+        repeat_text="irregular for 2 laps running, check the car (anomaly score {v:.3f}{why})",
     ),
     Hysteresis(
         "overtake_likely", "overtake", "OvertakeProbability1Lap", 0.60, 0.36, 0.70, "info", "warning",
@@ -111,7 +120,7 @@ RULES = Rules()
 
 
 def new_state() -> dict[str, Any]:
-    return {"active": {}, "last_lap": {}, "window": None}
+    return {"active": {}, "last_lap": {}, "window": None, "streak": {}}
 
 
 def _name(prediction: dict[str, Any]) -> str:
@@ -188,18 +197,31 @@ def _threshold(
     lap = prediction.get("LapNumber") or 0
     values = prediction.get("Values") or {}
     flagged = bool(values.get(rule.flag)) if rule.flag else value >= rule.raise_at
+    streak = st.setdefault("streak", {})  # key -> [last flagged lap, escalated this episode]
+    signal = values.get("AnomalySignal") or values.get("TopSignal")
+    why = f", {signal}" if signal else ""
     if active:
         if (not flagged) if rule.flag else value < rule.clear_below:
             st["active"][key] = False
+            streak.pop(key, None)
+            return []
+        last_flagged, escalated = streak.get(key, (None, True))
+        if rule.repeat_text and flagged and not escalated and last_flagged == lap - 1:
+            if not allow(rule.alert, lap):
+                return []
+            streak[key] = (lap, True)
+            text = rule.repeat_text.format(v=value, other=_other(prediction), why=why)
+            return [_alert(prediction, rule.alert, rule.escalated, text, value, now)]
+        if flagged:
+            streak[key] = (lap, escalated)
         return []
     last = st["last_lap"].get(key)
     if not flagged or (last is not None and lap - last < REARM_LAPS) or not allow(rule.alert, lap):
         return []
     st["active"][key] = True
     st["last_lap"][key] = lap
+    streak[key] = (lap, False)
     severity = rule.escalated if value >= rule.escalate_at else rule.severity
-    signal = values.get("AnomalySignal") or values.get("TopSignal")
-    why = f", {signal}" if signal else ""
     text = rule.text.format(v=value, other=_other(prediction), why=why)
     return [_alert(prediction, rule.alert, severity, text, value, now)]
 

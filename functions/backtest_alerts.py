@@ -294,6 +294,8 @@ def score_alerts(
             "max_per_lap": int(group.groupby([*RACE, "LapNumber"]).size().max()),
             "by_severity": {str(k): int(v) for k, v in group["Severity"].value_counts().items()},
         }
+        critical = int((group["Severity"] == "critical").sum())
+        row["critical_per_race_hour"] = critical / total_hours if total_hours > 0 else math.nan
         rule = ANNOUNCES.get(str(kind))
         if rule is None:
             row.update(

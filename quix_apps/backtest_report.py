@@ -78,16 +78,18 @@ def _parity_rows(models: dict[str, Any]) -> list[str]:
 
 def _alert_rows(alerts: dict[str, Any]) -> list[str]:
     lines = [
-        "| alert type | count | per race-hour | max on one lap | laps over the burst limit: alerts, came true "
-        "| precision | recall (events) | lead laps (median) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| alert type | count | per race-hour | critical, per race-hour | max on one lap | laps over the burst "
+        "limit: alerts, came true | precision | recall (events) | lead laps (median) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, a in sorted(alerts.items()):
         recall = "-" if a.get("recall") is None else f"{a['recall']:.2f} ({a.get('recall_events', 0)})"
         b = a.get("bursts") or {}
         bursts = f"{b['laps']}: {b['alerts']}, {b['came_true']}" if b.get("laps") else "0"
         lines.append(
-            f"| {kind} | {a['count']} | {_fmt(a['per_race_hour'])} | {a['max_per_lap']} | {bursts} | "
+            f"| {kind} | {a['count']} | {_fmt(a['per_race_hour'])} | "
+            f"{(a.get('by_severity') or {}).get('critical', 0)}, {_fmt(a.get('critical_per_race_hour'))} | "
+            f"{a['max_per_lap']} | {bursts} | "
             f"{_fmt(a.get('precision'))} | {recall} | {_fmt(a.get('lead_laps_median'))} |"
         )
     return lines
@@ -97,7 +99,7 @@ def _per_race_rows(per_race: dict[str, Any], timings: list[dict[str, Any]]) -> l
     """One line per race: parity, lap-time MAE, each alert type, retirements, retired-car records, time."""
     seconds = {t["race"]: t["until_last_record_s"] for t in timings}
     lines = [
-        "| race | parity: lowest equal share | lap_time clean MAE s (offline) | alerts: count, per race-hour, "
+        "| race | parity: lowest equal share | lap_time both-clean MAE s streamed (offline); strongest baseline | alerts: count, per race-hour, "
         "precision, recall | retirements: anomaly alert within 3 laps | records for retired cars | s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -105,7 +107,11 @@ def _per_race_rows(per_race: dict[str, Any], timings: list[dict[str, Any]]) -> l
         shares = [p["equal_share"] for m in r["models"].values() for p in (m.get("parity") or {}).values()]
         shares = [x for x in shares if x is not None and x == x]
         lt = r["models"].get("lap_time", {})
-        mae = f"{_fmt(lt.get('streamed', {}).get('model_clean_mae'))} ({_fmt(lt.get('offline', {}).get('model_clean_mae'))})"
+        streamed, offline = lt.get("streamed", {}), lt.get("offline", {})
+        mae = (
+            f"{_fmt(streamed.get('model_both_clean_mae'))} ({_fmt(offline.get('model_both_clean_mae'))}); "
+            f"strongest baseline {_fmt(streamed.get('strongest_both_clean_mae'))}"
+        )
         alerts = (
             "; ".join(
                 f"{k} {a['count']}, {_fmt(a['per_race_hour'])}/h, p {_fmt(a.get('precision'))}, r {_fmt(a.get('recall'))}"

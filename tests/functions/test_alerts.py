@@ -161,8 +161,26 @@ def test_anomaly_alerts_follow_the_models_own_flag() -> None:
         for i, (s, f) in enumerate(scores)
     ]
     alerts = fold(records)
-    assert [(a["LapNumber"], a["Severity"]) for a in alerts] == [(21, "critical"), (24, "warning")]
-    assert "SpeedST" in alerts[0]["Message"]
+    # one irregular lap: a warning; flagged again on the next lap: critical, once; re-armed at 24
+    assert [(a["LapNumber"], a["Severity"]) for a in alerts] == [
+        (21, "warning"),
+        (22, "critical"),
+        (24, "warning"),
+    ]
+    assert "SpeedST" in alerts[0]["Message"] and "check the car" not in alerts[0]["Message"]
+    assert "2 laps running, check the car" in alerts[1]["Message"]
+
+
+def test_anomaly_escalates_only_on_the_very_next_lap_and_once() -> None:
+    def lap(n: int, flag: bool, **extra: Any) -> dict[str, Any]:
+        return prediction("anomaly", n, AnomalyScore=0.999 if flag else 0.5, AnomalyFlag=flag, **extra)
+
+    # flagged on 30, an in-lap (out of scope) on 31, flagged on 32: not two laps running
+    gap = fold([lap(30, True), lap(31, True, GreenClean=False), lap(32, True)])
+    assert [(a["LapNumber"], a["Severity"]) for a in gap] == [(30, "warning")]
+    # flagged on four laps running: one warning, one critical, nothing more
+    run = fold([lap(n, True) for n in range(40, 44)])
+    assert [(a["LapNumber"], a["Severity"]) for a in run] == [(40, "warning"), (41, "critical")]
 
 
 def test_unavailable_predictions_and_missing_values_change_nothing() -> None:

@@ -220,7 +220,15 @@ RETIREMENTS = TopicSpec(
     schemas.Retirement,
     "race state: one record per retired car (last lap, the signal and rule that showed it)",
 )
-RACE_STATE_TOPICS: tuple[TopicSpec, ...] = (RETIREMENTS,)
+NEUTRALISATIONS = TopicSpec(
+    "stratx.race.neutralisations",
+    1,  # a few records a race, read whole by the alerts app
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.Neutralisation,
+    "race state: one record per safety car / VSC deployment, with every running car's tyres",
+)
+RACE_STATE_TOPICS: tuple[TopicSpec, ...] = (RETIREMENTS, NEUTRALISATIONS)
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *RAW_TOPICS,
     *FEATURE_TOPICS,

@@ -19,7 +19,9 @@ checkpoints, inbound OpenF1 records).
 
 from stratx.functions.schemas_control import (
     DEAD_LETTER_PAYLOAD_MAX,
+    CarAtNeutralisation,
     DeadLetter,
+    Neutralisation,
     OpenF1Inbound,
     ReplayCheckpoint,
     Retirement,
@@ -66,6 +68,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SESSION_TIME_MAX_S",
     "Alert",
+    "CarAtNeutralisation",
     "CarPosition",
     "CarProgress",
     "CarTelemetry",
@@ -79,6 +82,7 @@ __all__ = [
     "LapAggression",
     "LapFeatures",
     "ModelKey",
+    "Neutralisation",
     "NonNegFloat",
     "OpenF1Inbound",
     "Prediction",

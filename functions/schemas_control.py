@@ -1,6 +1,6 @@
 """Pipeline control schemas: dead letters (a rejected record with its reason, size-bounded),
 replay checkpoints (resume after a restart), inbound OpenF1 records forwarded to the broker, and
-the race state (retired cars).
+the race state (retired cars, safety-car and VSC deployments).
 Re-exported by :mod:`stratx.functions.schemas`.
 """
 
@@ -83,3 +83,33 @@ class Retirement(BaseModel):
     Date: datetime | None = Field(default=None, description="UTC of that signal")
     Source: Literal["race_control", "lap", "position", "laps"] = Field(description="the rule that fired")
     Reason: str = Field(max_length=2000)
+
+
+class CarAtNeutralisation(BaseModel):
+    """One running car when a neutralisation was deployed, as the laps had shown it so far."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    DriverNumber: str = Field(pattern=DRIVER_NUMBER)
+    Driver: str | None = None
+    LapNumber: int = Field(ge=0, description="the car's last completed lap; the lap in progress is the next")
+    TyreLife: float | None = Field(default=None, description="laps on its tyres at that lap's end")
+    Compound: str | None = None
+    Stint: int | None = None
+
+
+class Neutralisation(BaseModel):
+    """A safety car or virtual safety car deployed (topic ``stratx.race.neutralisations``), with
+    every running car's tyres at that moment; ``functions/neutralisations.py``. One record per
+    deployment (a VSC turned into a safety car gives a second one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "Neutralisation"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    Kind: Literal["SC", "VSC"]
+    SessionTime: float = Field(description="s, event time of the deployment")
+    Date: datetime | None = None
+    Source: Literal["track_status", "race_control"]
+    Cars: list[CarAtNeutralisation]

@@ -1,4 +1,5 @@
-"""Alerts app: the five prediction topics -> debounced strategy alerts on ``stratx.alerts``.
+"""Alerts app: the five prediction topics and the safety-car / VSC deployments -> debounced strategy
+alerts on ``stratx.alerts``.
 
 The prediction topics are co-partitioned (6 partitions, key ``<SessionKey>:<DriverNumber>``, the
 default murmur2 partitioner), so the app ``concat``s them and keeps one alert state per driver;
@@ -9,7 +10,9 @@ The burst limit (at most 3 alerts of one type on one lap of a session,
 :func:`stratx.functions.alerts.burst_allow`) spans drivers, so its counts live in process memory
 across the app's partitions, like the prediction app's row cache: one alerts process sees every
 partition (compose and k8s run one replica). After a restart the counts start empty, which can
-let at most 3 more alerts through on the laps being replayed.
+let at most 3 more alerts through on the laps being replayed. The open pit windows are shared the
+same way between the per-driver rule and the deployments (``stratx.race.neutralisations``,
+:func:`stratx.functions.alerts.neutralisation_alerts`), so a car gets one window either way.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, race_state, schemas
-from stratx.functions.alerts import alert_step, burst_allow
+from stratx.functions.alerts import Windows, alert_step, burst_allow, neutralisation_alerts, share_window
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.wire import INVALID, RAW, parse
@@ -35,10 +38,12 @@ APP = "alerts"  # metrics app label and exporter port offset
 
 
 def make_step(
-    now: Callable[[], datetime] | None = None,
+    now: Callable[[], datetime] | None = None, windows: Windows | None = None
 ) -> Callable[[dict[str, Any], State], list[dict[str, Any]]]:
+    """The per-driver step; ``windows``: the open pit windows, shared with the deployments' alerts."""
     clock = now or (lambda: datetime.now(UTC))
     counts: dict[str, int] = {}  # the burst limit's counts, per session:lap:type (process memory)
+    shared = windows if windows is not None else {}
 
     def step(value: dict[str, Any], state: State) -> list[dict[str, Any]]:
         if INVALID in value:
@@ -48,13 +53,41 @@ def make_step(
         except ValidationError as exc:
             return [_rejected(value, exc)]
         session = prediction["SessionKey"]
+        car = (int(session), str(prediction["DriverNumber"]))
         st, alerts = alert_step(
-            state.get("alerts"),
+            share_window(state.get("alerts"), shared.get(car)),
             prediction,
             clock(),
             lambda kind, lap: burst_allow(counts, session, kind, lap),
         )
+        if st.get("window") is not None:
+            shared[car] = st["window"]
+        else:
+            shared.pop(car, None)
         state.set("alerts", st)
+        return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
+
+    return step
+
+
+def make_deploy_step(
+    now: Callable[[], datetime] | None, windows: Windows
+) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """A Neutralisation record -> the pit-window alerts it opens (or a dead letter)."""
+    clock = now or (lambda: datetime.now(UTC))
+
+    def step(value: dict[str, Any]) -> list[dict[str, Any]]:
+        source = catalog.NEUTRALISATIONS.name
+        if INVALID in value:
+            letter = dead_letters.build(source, {"raw": value.get(RAW)}, value[INVALID], stage=STAGE)
+            return [{"dead_letter": letter.model_dump(mode="json")}]
+        try:
+            record = schemas.Neutralisation.model_validate(value).model_dump(mode="json")
+        except ValidationError as exc:
+            return [
+                {"dead_letter": dead_letters.build(source, value, exc, stage=STAGE).model_dump(mode="json")}
+            ]
+        alerts = neutralisation_alerts(record, windows, clock())
         return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
 
     return step
@@ -79,17 +112,25 @@ def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | Non
     alerts = app.topic(catalog.ALERTS.name, value_serializer="json")
     dead = app.topic(catalog.DEAD_LETTER.name, value_serializer="json")
     merged = reduce(lambda a, b: a.concat(b), inputs).apply(parse)
-    items = merged.apply(m.timed(make_step(now)), stateful=True, expand=True)
+    windows: Windows = {}  # open pit windows by car, in process memory like the burst counts
+    items = merged.apply(m.timed(make_step(now, windows)), stateful=True, expand=True)
     # retired cars, in process memory (a few per race): never an alert about one of them
     retired: dict[tuple[int, str], int] = {}
     out_of_race = app.dataframe(app.topic(catalog.RETIREMENTS.name, value_deserializer="bytes")).apply(parse)
     out_of_race.filter(lambda v: INVALID not in v).update(
         lambda v: retired.__setitem__((int(v["SessionKey"]), str(v["DriverNumber"])), int(v["LapNumber"]))
     )
-    raised = items.filter(lambda r: "alert" in r).apply(lambda r: r["alert"])
-    raised = raised.filter(lambda a: race_state.still_racing(a, retired))
-    m.produced(raised, alerts.name).to_topic(alerts, key=driver_key)
-    m.letters(items.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
+    # safety car / VSC deployments (race state): a cheap stop now for the eligible cars
+    deployed = m.consumed(
+        app.dataframe(app.topic(catalog.NEUTRALISATIONS.name, value_deserializer="bytes")),
+        catalog.NEUTRALISATIONS.name,
+    ).apply(parse)
+    on_deploy = deployed.apply(m.timed(make_deploy_step(now, windows)), expand=True)
+    for found in (items, on_deploy):
+        raised = found.filter(lambda r: "alert" in r).apply(lambda r: r["alert"])
+        raised = raised.filter(lambda a: race_state.still_racing(a, retired))
+        m.produced(raised, alerts.name).to_topic(alerts, key=driver_key)
+        m.letters(found.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app
 
 

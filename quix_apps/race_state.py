@@ -1,8 +1,11 @@
-"""Race-state app: raw laps, race control, track status and car positions -> ``stratx.race.retirements``.
+"""Race-state app: raw laps, race control, track status and car positions -> ``stratx.race.retirements``
+and ``stratx.race.neutralisations``.
 
 :func:`stratx.functions.race_state.retire_step` says, event by event, which cars are out of the
 race; each retirement goes out once, keyed by session (the prediction app reads the topic beside
-its lap features, co-partitioned). The four inputs have different partition counts, so the app
+its lap features, co-partitioned). :func:`stratx.functions.neutralisations.neutral_step` says
+when a safety car or VSC is deployed, with every running car's tyres (the alerts app announces
+the cheap stops from it). The four inputs have different partition counts, so the app
 runs one dataframe per topic and keeps the detector's state per session in process memory
 (small: a few numbers per car); Quix consumes the topics aligned by message timestamp (event time).
 
@@ -18,11 +21,12 @@ each car to re-arm.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from quixstreams import Application
 
-from stratx.functions import catalog, ingest, race_state
+from stratx.functions import catalog, ingest, neutralisations, race_state
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.settings import FeatureAppSettings
 from stratx.quix_apps.kit import metrics, wire
@@ -44,7 +48,8 @@ class Detector:
         self.sessions: dict[int, dict[str, Any]] = {}
 
     def step(self, spec: TopicSpec, value: dict[str, Any], key: Any) -> list[dict[str, Any]]:
-        """One raw record of ``spec``'s topic -> the retirements it reveals (JSON mode)."""
+        """One raw record of ``spec``'s topic -> what it reveals (JSON mode), each under its topic
+        name: ``{RETIREMENTS.name: record}`` or ``{NEUTRALISATIONS.name: record}``."""
         if wire.is_invalid(value):
             return []
         checked = ingest.validate(ingest.RawRecord(spec, str(key), value))
@@ -52,27 +57,55 @@ class Detector:
             return []
         record = checked.model_dump(mode="json")
         session = int(record["SessionKey"])
-        state, out = race_state.retire_step(self.sessions.get(session), race_state.KINDS[spec.name], record)
+        kind = race_state.KINDS[spec.name]
+        state, out = race_state.retire_step(self.sessions.get(session), kind, record)
+        state, deployed = neutralisations.neutral_step(state, kind, record)
         self.sessions[session] = state
-        return [catalog.RETIREMENTS.schema.model_validate(r).model_dump(mode="json") for r in out]
+        return [
+            {target.name: target.schema.model_validate(r).model_dump(mode="json")}
+            for target, records in ((catalog.RETIREMENTS, out), (catalog.NEUTRALISATIONS, deployed))
+            for r in records
+        ]
 
 
 def retirement_id(record: dict[str, Any]) -> tuple[object, ...]:
     return (record["SessionKey"], record["DriverNumber"])
 
 
+def neutralisation_id(record: dict[str, Any]) -> tuple[object, ...]:
+    return (record["SessionKey"], record["Kind"], record["SessionTime"])
+
+
 def session_key(record: dict[str, Any]) -> str:
     return catalog.message_key(catalog.RETIREMENTS, record["SessionKey"])
 
 
-def build_app(settings: FeatureAppSettings, seen: list[dict[str, Any]] | None = None) -> Application:
+def _has(name: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda tagged: name in tagged
+
+
+def _take(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda tagged: tagged[name]
+
+
+OUTPUTS = ((catalog.RETIREMENTS, retirement_id), (catalog.NEUTRALISATIONS, neutralisation_id))
+
+
+def build_app(
+    settings: FeatureAppSettings, seen: dict[str, list[dict[str, Any]]] | None = None
+) -> Application:
     """The app, wired: one dataframe per raw input, all feeding one :class:`Detector`;
-    ``seen``: retirements already on the topic (read from it when None)."""
+    ``seen``: records already on each output topic, by topic name (read from the topics when None)."""
     app = wire.application(settings, f"{settings.consumer_group_prefix}-race-state", settings.state_dir)
     meter = metrics.AppMeter(APP, settings.metrics_enabled)
-    out = app.topic(catalog.RETIREMENTS.name, value_serializer="json")
-    done = seen if seen is not None else read_topic(settings.broker_address, out.name, settings.kafka_auth())
-    emitted = Emitted(done, retirement_id, topic=out.name, key_only=True)
+    outputs = []
+    for spec, ident in OUTPUTS:
+        out = app.topic(spec.name, value_serializer="json")
+        if seen is not None:
+            done = seen.get(spec.name, [])
+        else:
+            done = read_topic(settings.broker_address, out.name, settings.kafka_auth())
+        outputs.append((out, Emitted(done, ident, topic=out.name, key_only=True)))
     detector = Detector()
     for spec in INPUTS:
         topic = app.topic(spec.name, value_deserializer="bytes")
@@ -81,8 +114,10 @@ def build_app(settings: FeatureAppSettings, seen: list[dict[str, Any]] | None = 
             return detector.step(spec, wire.parse(value), key)
 
         sdf = meter.consumed(app.dataframe(topic), topic.name)
-        found = sdf.apply(meter.timed(step), metadata=True, expand=True).filter(emitted)
-        meter.produced(found, out.name).to_topic(out, key=session_key)
+        found = sdf.apply(meter.timed(step), metadata=True, expand=True)
+        for out, emitted in outputs:
+            records = found.filter(_has(out.name)).apply(_take(out.name)).filter(emitted)
+            meter.produced(records, out.name).to_topic(out, key=session_key)
     return app
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stratx.functions import catalog, dead_letters, ingest, race_state, schemas
+from stratx.functions import catalog, dead_letters, ingest, neutralisations, race_state, schemas
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
@@ -75,6 +75,18 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     for event in lap_events:
         detector, retired = race_state.retire_step(detector, race_state.LAPS, event)
         out[catalog.RETIREMENTS.name] += [schemas.Retirement.model_validate(r) for r in retired]
+    # a safety-car status placed after the first 300 laps (SYNTHETIC timing: the schema is the point)
+    neutral = None
+    for event in lap_events[:300]:
+        neutral, _ = neutralisations.neutral_step(neutral, race_state.LAPS, event)
+    sc = {
+        "SessionKey": 9189,
+        "SessionTime": lap_events[299]["SessionTime"] + 1.0,
+        "Status": "4",
+        "Message": "SCDeployed",
+    }
+    neutral, deployed = neutralisations.neutral_step(neutral, race_state.TRACK_STATUS, sc)
+    out[catalog.NEUTRALISATIONS.name] += [schemas.Neutralisation.model_validate(r) for r in deployed]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(
             ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW

@@ -10,7 +10,9 @@ Checks: PIA (lap 13), LEC (lap 39) and OCO (lap 41) arrive on ``stratx.race.reti
 each, shown within one field lap (97.8 s of event time) of the car's last movement; 0 prediction
 records for a car after its retirement lap + 1; an INJECTED (synthetic, labelled) lap-feature
 record for a retired car gets no prediction while one for a running car does; an INJECTED
-prediction record for a retired car raises no alert while one for a running car does.
+prediction record for a retired car raises no alert while one for a running car does. The lap-40
+VSC goes out once on ``stratx.race.neutralisations`` (PIA, retired, not listed) and the alerts app
+turns it into one ``pit_window_open`` alert per eligible car (the STUB pit model never opens one).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from stratx.functions import catalog, schemas
+from stratx.functions import alerts, catalog, schemas
 from stratx.functions.racedata import RaceData
 from stratx.functions.settings import ReplaySettings
 from stratx.quix_apps import replay
@@ -192,6 +194,7 @@ def test_retired_cars_are_announced_and_never_predicted_or_alerted(
         assert len(found) == len(RETIRED) and expected <= features  # checked in detail below
         verify_retirements(found)
         verify_no_prediction_after_retirement(own_broker, session)
+        verify_deployment(own_broker, session, procs, tmp_path)
         verify_injected(own_broker, session, procs, tmp_path)
     finally:
         pipeline.stop_apps(procs)
@@ -227,6 +230,25 @@ def verify_no_prediction_after_retirement(address: str, session: int) -> None:
         ]
         assert late == [], f"{key}: predictions after the retirement lap + 1: {late}"
         print(f"{key}: {len(records)} records, 0 after a retirement lap + 1")
+
+
+def verify_deployment(address: str, session: int, procs: dict[str, Any], log_dir: Path) -> None:
+    deployed = read(address, catalog.NEUTRALISATIONS, session)
+    assert [(d["Kind"], round(d["SessionTime"])) for d in deployed] == [("VSC", 7757)], deployed
+    assert "81" not in {c["DriverNumber"] for c in deployed[0]["Cars"]}
+    expected = Counter(
+        a["DriverNumber"] for a in alerts.neutralisation_alerts(deployed[0], {}, datetime.now(UTC))
+    )
+    assert expected, "no car on tyres old enough for the VSC"
+
+    def opened() -> Counter[str]:
+        records = read(address, catalog.ALERTS, session)
+        return Counter(a["DriverNumber"] for a in records if a["Type"] == "pit_window_open")
+
+    wait_for(
+        lambda: opened() == expected, 60, f"{sum(expected.values())} VSC pit-window alerts", procs, log_dir
+    )
+    print(f"VSC lap 40: {len(deployed[0]['Cars'])} cars listed, {sum(expected.values())} pit-window alerts")
 
 
 def verify_injected(address: str, session: int, procs: dict[str, Any], log_dir: Path) -> None:

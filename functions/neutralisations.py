@@ -1,0 +1,113 @@
+"""Safety cars and virtual safety cars as the stream sees them deployed, with every running car's tyres.
+
+:func:`neutral_step` folds one raw event (``stratx.raw.laps``, ``race_control`` or
+``track_status``, JSON mode) into the race state of a session (the dict of
+:mod:`stratx.functions.race_state`, under ``"neutral"``) and returns the Neutralisation records
+(``functions/schemas.py``) it reveals: one when a safety car or a VSC is deployed, listing each
+running car's last completed lap, tyre life, compound and stint as the laps showed them until that
+moment. Nothing later is used: the alerts app turns the record into "a cheap stop now" pit-window
+alerts (:func:`stratx.functions.alerts.neutralisation_alerts`) while the cars are still on the lap.
+
+Deployment: track status '4' (safety car) or '6' (VSC), or a race-control ``SafetyCar`` message with
+``Status`` DEPLOYED (VSC when the message says VIRTUAL; OpenF1 has no track-status feed). A
+deployment goes out once per period: further messages of the same or a lesser kind change nothing
+until track status '1' or a track-wide CLEAR / GREEN flag ends it; a VSC turned into a safety car
+is a new record (more cars stop under a full safety car). A red flag is not a pit stop.
+
+Cars listed: every car with a completed lap that the race state does not hold retired, and whose
+positions (when the session has them) do not show it standing still for :data:`STOPPED_S` at the
+deployment: the car that stopped on track and caused it is not offered a pit stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stratx.functions import race_state
+
+SC, VSC = "SC", "VSC"
+RANK = {None: 0, VSC: 1, SC: 2}
+_CODES = {"4": SC, "6": VSC}
+_GREEN_CODES = frozenset("1")
+STOPPED_S = 10.0  # s without progress at the deployment: a car stopped on track (pit stops: 2-3 s)
+
+
+def _state(st: dict[str, Any]) -> dict[str, Any]:
+    return st.setdefault("neutral", {"kind": None, "tyres": {}})
+
+
+def neutral_step(
+    state: dict[str, Any] | None, kind: str, record: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fold one raw event of topic ``kind`` (``race_state.LAPS`` ...) into ``state``; the
+    Neutralisation records it reveals (JSON-ready dicts)."""
+    st = state if state is not None else race_state.new_state()
+    ns = _state(st)
+    if kind == race_state.LAPS:
+        _lap(ns, record)
+        return st, []
+    deployed, source = None, None
+    if kind == race_state.TRACK_STATUS:
+        code = str(record.get("Status") or "")
+        if code in _GREEN_CODES:
+            ns["kind"] = None
+        deployed, source = _CODES.get(code), "track_status"
+    elif kind == race_state.RACE_CONTROL:
+        message = str(record.get("Message") or "").upper()
+        flag = str(record.get("Flag") or "").upper()
+        if flag in ("CLEAR", "GREEN") and str(record.get("Scope") or "Track") == "Track":
+            ns["kind"] = None
+        elif (
+            str(record.get("Category") or "") == "SafetyCar"
+            and str(record.get("Status") or "").upper() == "DEPLOYED"
+        ):
+            deployed, source = (VSC if "VIRTUAL" in message else SC), "race_control"
+    if deployed is None or RANK[deployed] <= RANK[ns["kind"]] or st.get("finished"):
+        return st, []
+    ns["kind"] = deployed
+    t = float(record["SessionTime"])
+    retired = st.get("retired", {})
+    cars = [
+        dict(car)
+        for driver, car in sorted(ns["tyres"].items())
+        if driver not in retired and not _standing(st, driver, t)
+    ]
+    out = {
+        "SessionKey": record["SessionKey"],
+        "Kind": deployed,
+        "SessionTime": t,
+        "Date": record.get("Date"),
+        "Source": source,
+        "Cars": cars,
+    }
+    return st, [out]
+
+
+def _standing(st: dict[str, Any], driver: str, t: float) -> bool:
+    """The car's positions show no progress from ``STOPPED_S`` before ``t`` to ``t`` (race_state's
+    per-car ``moved_at`` / ``seen``; no positions: False)."""
+    car = st.get("cars", {}).get(driver) or {}
+    moved, seen = car.get("moved_at"), car.get("seen")
+    return moved is not None and seen is not None and moved <= t - STOPPED_S and seen >= t - 1.0
+
+
+def _lap(ns: dict[str, Any], record: Mapping[str, Any]) -> None:
+    """A completed lap: the car's tyres at its end (a later lap of the car only)."""
+    driver = str(record["DriverNumber"])
+    lap = int(record["LapNumber"])
+    car = ns["tyres"].get(driver)
+    if car is not None and lap <= car["LapNumber"]:
+        return
+    if record.get("LapTime") is None and record.get("Position") is None and lap > 1:
+        return  # the lap of a car that did not finish it (race_state retires it)
+    life = record.get("TyreLife")
+    stint = record.get("Stint")
+    ns["tyres"][driver] = {
+        "DriverNumber": driver,
+        "Driver": record.get("Driver"),
+        "LapNumber": lap,
+        "TyreLife": float(life) if life is not None else None,
+        "Compound": record.get("Compound"),
+        "Stint": int(stint) if stint is not None else None,
+    }

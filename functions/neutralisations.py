@@ -9,10 +9,13 @@ moment. Nothing later is used: the alerts app turns the record into "a cheap sto
 alerts (:func:`stratx.functions.alerts.neutralisation_alerts`) while the cars are still on the lap.
 
 Deployment: track status '4' (safety car) or '6' (VSC), or a race-control ``SafetyCar`` message with
-``Status`` DEPLOYED (VSC when the message says VIRTUAL; OpenF1 has no track-status feed). A
-deployment goes out once per period: further messages of the same or a lesser kind change nothing
-until track status '1' or a track-wide CLEAR / GREEN flag ends it; a VSC turned into a safety car
-is a new record (more cars stop under a full safety car). A red flag is not a pit stop.
+``Status`` DEPLOYED (VSC when the message says VIRTUAL; OpenF1 has no track-status feed). Each
+deployment goes out once: the periods seen so far (start, end at track status '1' or a track-wide
+CLEAR / GREEN flag, kind) absorb any message of the same or a lesser kind inside them, up to
+:data:`SAME_S` before their start, in whatever order the topics are read (the stream reads track
+status and race control as separate topics: a period's green can arrive before the race-control
+message that opened it). A VSC turned into a safety car is a new record (more cars stop under a
+full safety car). A red flag is not a pit stop.
 
 Cars listed: every car with a completed lap that the race state does not hold retired, and whose
 positions (when the session has them) do not show it standing still for :data:`STOPPED_S` at the
@@ -27,14 +30,39 @@ from typing import Any
 from stratx.functions import race_state
 
 SC, VSC = "SC", "VSC"
-RANK = {None: 0, VSC: 1, SC: 2}
+RANK = {VSC: 1, SC: 2}
 _CODES = {"4": SC, "6": VSC}
 _GREEN_CODES = frozenset("1")
+SAME_S = 10.0  # s: two announcements of one deployment (race control and track status differ by ~1 s)
 STOPPED_S = 10.0  # s without progress at the deployment: a car stopped on track (pit stops: 2-3 s)
 
 
 def _state(st: dict[str, Any]) -> dict[str, Any]:
-    return st.setdefault("neutral", {"kind": None, "tyres": {}})
+    """``periods``: ``[start, end or None, kind]`` in session seconds; ``tyres``: per car."""
+    return st.setdefault("neutral", {"periods": [], "tyres": {}})
+
+
+def _green(ns: dict[str, Any], t: float) -> None:
+    """Close the latest period that started before ``t`` and is still open."""
+    for period in reversed(ns["periods"]):
+        if period[0] <= t:
+            if period[1] is None:
+                period[1] = t
+            return
+
+
+def _known(ns: dict[str, Any], kind: str, t: float) -> bool:
+    """A period of this kind or a greater one already covers ``t`` (or starts just after it); an
+    upgrade (VSC -> SC) inside a period marks the period as the greater kind; otherwise a new
+    period starts at ``t``."""
+    for period in ns["periods"]:
+        if period[0] - SAME_S <= t and (period[1] is None or t <= period[1]):
+            if RANK[period[2]] >= RANK[kind]:
+                return True
+            period[2] = kind
+            return False
+    ns["periods"].append([t, None, kind])
+    return False
 
 
 def neutral_step(
@@ -48,25 +76,22 @@ def neutral_step(
         _lap(ns, record)
         return st, []
     deployed, source = None, None
+    t = float(record["SessionTime"])
     if kind == race_state.TRACK_STATUS:
         code = str(record.get("Status") or "")
         if code in _GREEN_CODES:
-            ns["kind"] = None
+            _green(ns, t)
         deployed, source = _CODES.get(code), "track_status"
     elif kind == race_state.RACE_CONTROL:
         message = str(record.get("Message") or "").upper()
         flag = str(record.get("Flag") or "").upper()
+        category, status = str(record.get("Category") or ""), str(record.get("Status") or "").upper()
         if flag in ("CLEAR", "GREEN") and str(record.get("Scope") or "Track") == "Track":
-            ns["kind"] = None
-        elif (
-            str(record.get("Category") or "") == "SafetyCar"
-            and str(record.get("Status") or "").upper() == "DEPLOYED"
-        ):
+            _green(ns, t)
+        elif category == "SafetyCar" and status == "DEPLOYED":
             deployed, source = (VSC if "VIRTUAL" in message else SC), "race_control"
-    if deployed is None or RANK[deployed] <= RANK[ns["kind"]] or st.get("finished"):
+    if deployed is None or st.get("finished") or _known(ns, deployed, t):
         return st, []
-    ns["kind"] = deployed
-    t = float(record["SessionTime"])
     retired = st.get("retired", {})
     cars = [
         dict(car)

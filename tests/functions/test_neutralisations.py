@@ -160,3 +160,24 @@ def test_a_car_standing_still_on_track_is_not_offered_a_stop(bahrain: RaceData) 
     vsc = next(d for d in found if d["Kind"] == "VSC")
     drivers = {c["Driver"] for c in vsc["Cars"]}
     assert "LEC" not in drivers and "VER" in drivers and "PIA" not in drivers  # PIA retired on lap 13
+
+
+def test_a_deployment_read_late_from_the_other_topic_is_the_same_one() -> None:
+    # the stream reads track status and race control as separate topics: here the VSC's whole
+    # track-status period (deployed 7758, green 7866) is read before race control's message (7757)
+    state = None
+    seen = []
+    events = [
+        (race_state.TRACK_STATUS, {"SessionKey": 1, "SessionTime": 7758.3, "Status": "6"}),
+        (race_state.TRACK_STATUS, {"SessionKey": 1, "SessionTime": 7866.4, "Status": "1"}),
+        (
+            race_state.RACE_CONTROL,
+            {"SessionKey": 1, "SessionTime": 7757.1, "Category": "SafetyCar", "Status": "DEPLOYED",
+             "Message": "VIRTUAL SAFETY CAR DEPLOYED"},
+        ),
+        (race_state.TRACK_STATUS, {"SessionKey": 1, "SessionTime": 8100.0, "Status": "6"}),
+    ]  # fmt: skip
+    for kind, record in events:
+        state, out = neutralisations.neutral_step(state, kind, record)
+        seen += [(o["Kind"], o["SessionTime"]) for o in out]
+    assert seen == [("VSC", 7758.3), ("VSC", 8100.0)]

@@ -17,13 +17,21 @@ status and race control as separate topics: a period's green can arrive before t
 message that opened it). A VSC turned into a safety car is a new record (more cars stop under a
 full safety car). A red flag is not a pit stop.
 
-Cars listed: every car with a completed lap that the race state does not hold retired, and whose
+Ordering: the laps topic is one partition in event-time order, but it is read ahead of or behind
+track status and race control. So a deployment waits until a lap that ended after it has been read
+(at 1x: the next car to cross the line, seconds later) and, in a session with car positions, until
+every car's positions have passed it too (at most :data:`POSITIONS_WAIT_S` of laps), then lists for each car its last lap that
+ended before the deployment (every car's laps are kept: a few kB a race; the laps were read up to
+5 laps ahead of race control in a replay at full speed).
+
+Cars listed: every car with a completed lap that the race state had not retired by then, and whose
 positions (when the session has them) do not show it standing still for :data:`STOPPED_S` at the
 deployment: the car that stopped on track and caused it is not offered a pit stop.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,12 +42,18 @@ RANK = {VSC: 1, SC: 2}
 _CODES = {"4": SC, "6": VSC}
 _GREEN_CODES = frozenset("1")
 SAME_S = 10.0  # s: two announcements of one deployment (race control and track status differ by ~1 s)
+POSITIONS_WAIT_S = 30.0  # s of laps past a deployment after which lagging positions are not awaited
 STOPPED_S = 10.0  # s without progress at the deployment: a car stopped on track (pit stops: 2-3 s)
 
 
 def _state(st: dict[str, Any]) -> dict[str, Any]:
-    """``periods``: ``[start, end or None, kind]`` in session seconds; ``tyres``: per car."""
-    return st.setdefault("neutral", {"periods": [], "tyres": {}})
+    """``periods``: ``[start, end or None, kind]`` in session seconds; ``laps``: per car, its
+    completed laps; ``laps_now``: the latest lap end read; ``pending``:
+    deployments waiting for the laps to reach them; ``retired_at``: when each retirement was
+    revealed (event time of the record that revealed it)."""
+    return st.setdefault(
+        "neutral", {"periods": [], "laps": {}, "laps_now": -math.inf, "pending": [], "retired_at": {}}
+    )
 
 
 def _green(ns: dict[str, Any], t: float) -> None:
@@ -72,12 +86,13 @@ def neutral_step(
     Neutralisation records it reveals (JSON-ready dicts)."""
     st = state if state is not None else race_state.new_state()
     ns = _state(st)
+    t = float(record["SessionTime"])
+    for driver in st.get("retired", {}):  # retired by this event (race_state folds it first)
+        ns["retired_at"].setdefault(driver, t)
+    deployed, source = None, None
     if kind == race_state.LAPS:
         _lap(ns, record)
-        return st, []
-    deployed, source = None, None
-    t = float(record["SessionTime"])
-    if kind == race_state.TRACK_STATUS:
+    elif kind == race_state.TRACK_STATUS:
         code = str(record.get("Status") or "")
         if code in _GREEN_CODES:
             _green(ns, t)
@@ -90,23 +105,48 @@ def neutral_step(
             _green(ns, t)
         elif category == "SafetyCar" and status == "DEPLOYED":
             deployed, source = (VSC if "VIRTUAL" in message else SC), "race_control"
-    if deployed is None or st.get("finished") or _known(ns, deployed, t):
-        return st, []
-    retired = st.get("retired", {})
-    cars = [
-        dict(car)
-        for driver, car in sorted(ns["tyres"].items())
-        if driver not in retired and not _standing(st, driver, t)
-    ]
-    out = {
-        "SessionKey": record["SessionKey"],
-        "Kind": deployed,
-        "SessionTime": t,
-        "Date": record.get("Date"),
-        "Source": source,
-        "Cars": cars,
-    }
-    return st, [out]
+    if deployed is not None and not st.get("finished") and not _known(ns, deployed, t):
+        head = {"SessionKey": record["SessionKey"], "Kind": deployed, "SessionTime": t}
+        ns["pending"].append({**head, "Date": record.get("Date"), "Source": source})
+    return st, _ready(st, ns)
+
+
+def _ready(st: dict[str, Any], ns: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pending deployments the laps have reached (every lap that ended before one is read: the
+    laps topic is one partition in event-time order), each with the cars as they were then."""
+    ready = [d for d in ns["pending"] if _reached(st, ns, d["SessionTime"])]
+    ns["pending"] = [d for d in ns["pending"] if d not in ready]
+    out = []
+    for d in ready:
+        t = d["SessionTime"]
+        cars = [
+            car
+            for driver, laps in sorted(ns["laps"].items())
+            if ns["retired_at"].get(driver, math.inf) > t and not _standing(st, driver, t)
+            for car in [_last_before(laps, t)]
+            if car is not None
+        ]
+        out.append({**d, "Cars": cars})
+    return out
+
+
+def _reached(st: dict[str, Any], ns: dict[str, Any], t: float) -> bool:
+    """The laps have passed ``t``, and so have the positions of every car still racing that has any
+    (each car's positions are read from their own partition), or the laps are
+    :data:`POSITIONS_WAIT_S` past ``t``."""
+    if ns["laps_now"] < t:
+        return False
+    cars = st.get("cars", {}).items()
+    out = ns["retired_at"]
+    seen = [c["seen"] for d, c in cars if c.get("seen") is not None and out.get(d, math.inf) > t]
+    return all(x >= t for x in seen) or ns["laps_now"] >= t + POSITIONS_WAIT_S
+
+
+def _last_before(laps: list[dict[str, Any]], t: float) -> dict[str, Any] | None:
+    done = [lap for lap in laps if lap["end"] <= t]
+    if not done:
+        return None
+    return {k: v for k, v in done[-1].items() if k != "end"}
 
 
 def _standing(st: dict[str, Any], driver: str, t: float) -> bool:
@@ -120,19 +160,23 @@ def _standing(st: dict[str, Any], driver: str, t: float) -> bool:
 def _lap(ns: dict[str, Any], record: Mapping[str, Any]) -> None:
     """A completed lap: the car's tyres at its end (a later lap of the car only)."""
     driver = str(record["DriverNumber"])
-    lap = int(record["LapNumber"])
-    car = ns["tyres"].get(driver)
-    if car is not None and lap <= car["LapNumber"]:
+    lap, end = int(record["LapNumber"]), float(record["SessionTime"])
+    ns["laps_now"] = max(ns["laps_now"], end)
+    laps = ns["laps"].setdefault(driver, [])
+    if laps and lap <= laps[-1]["LapNumber"]:
         return
     if record.get("LapTime") is None and record.get("Position") is None and lap > 1:
         return  # the lap of a car that did not finish it (race_state retires it)
     life = record.get("TyreLife")
     stint = record.get("Stint")
-    ns["tyres"][driver] = {
-        "DriverNumber": driver,
-        "Driver": record.get("Driver"),
-        "LapNumber": lap,
-        "TyreLife": float(life) if life is not None else None,
-        "Compound": record.get("Compound"),
-        "Stint": int(stint) if stint is not None else None,
-    }
+    laps.append(
+        {
+            "DriverNumber": driver,
+            "Driver": record.get("Driver"),
+            "LapNumber": lap,
+            "TyreLife": float(life) if life is not None else None,
+            "Compound": record.get("Compound"),
+            "Stint": int(stint) if stint is not None else None,
+            "end": end,
+        }
+    )

@@ -15,6 +15,8 @@ from stratx.functions import alerts, ingest, neutralisations, race_state, schema
 from stratx.functions.racedata import RaceData
 
 NOW = datetime(2023, 11, 19, 7, 0, tzinfo=UTC)
+# a lap record that ends after every synthetic deployment below (the deployments wait for one)
+LAP = {"SessionKey": 1, "DriverNumber": "1", "LapNumber": 1, "SessionTime": 9000.0, "LapTime": 100.0}
 LAP_26_SC = 3681.656  # race control "SAFETY CAR DEPLOYED" (track status '4' follows at 3682.070)
 
 
@@ -140,7 +142,13 @@ def test_green_ends_a_period_and_a_vsc_upgraded_to_a_safety_car_is_new() -> None
         record = {"SessionKey": 1, "SessionTime": t, "Status": status}
         state, out = neutralisations.neutral_step(state, race_state.TRACK_STATUS, record)
         seen += [(o["Kind"], o["SessionTime"]) for o in out]
-    assert seen == [("VSC", 10.0), ("SC", 20.0), ("SC", 40.0)]
+    assert seen == []  # no lap has ended after them yet: the cars' laps so far are unknown
+    state, out = neutralisations.neutral_step(state, race_state.LAPS, LAP)
+    assert [(o["Kind"], o["SessionTime"], len(o["Cars"])) for o in out] == [
+        ("VSC", 10.0, 0),
+        ("SC", 20.0, 0),
+        ("SC", 40.0, 0),
+    ]
 
 
 def test_a_car_standing_still_on_track_is_not_offered_a_stop(bahrain: RaceData) -> None:
@@ -177,7 +185,31 @@ def test_a_deployment_read_late_from_the_other_topic_is_the_same_one() -> None:
         ),
         (race_state.TRACK_STATUS, {"SessionKey": 1, "SessionTime": 8100.0, "Status": "6"}),
     ]  # fmt: skip
-    for kind, record in events:
+    for kind, record in [*events, (race_state.LAPS, {**LAP, "SessionTime": 8200.0})]:
         state, out = neutralisations.neutral_step(state, kind, record)
         seen += [(o["Kind"], o["SessionTime"]) for o in out]
     assert seen == [("VSC", 7758.3), ("VSC", 8100.0)]
+
+
+def test_the_cars_are_the_same_whether_the_laps_are_read_ahead_or_behind(
+    las_vegas: RaceData, deployments: list[dict[str, Any]]
+) -> None:
+    # the stream reads the laps topic (one partition, in event-time order) ahead of race control
+    # and track status or behind them (a replay at full speed: ~5 laps ahead); here 10 minutes
+    # ahead and behind: the records are those of the event-time order
+    events = _events(las_vegas)
+    for skew in (-600.0, 600.0):
+        order = sorted(
+            events, key=lambda e: float(e[1]["SessionTime"]) + (skew if e[0] == race_state.LAPS else 0.0)
+        )
+        state = None
+        found: list[dict[str, Any]] = []
+        for kind, record in order:
+            state, _ = race_state.retire_step(state, kind, record)
+            state, out = neutralisations.neutral_step(state, kind, record)
+            found += out
+        assert [(d["Kind"], d["SessionTime"]) for d in found] == [
+            (d["Kind"], d["SessionTime"]) for d in deployments
+        ]
+        ahead = {c["Driver"]: (c["LapNumber"], c["TyreLife"]) for c in found[2]["Cars"]}
+        assert ahead == {c["Driver"]: (c["LapNumber"], c["TyreLife"]) for c in deployments[2]["Cars"]}

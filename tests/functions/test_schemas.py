@@ -86,6 +86,8 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
         "Message": "SCDeployed",
     }
     neutral, deployed = neutralisations.neutral_step(neutral, race_state.TRACK_STATUS, sc)
+    later = next(e for e in lap_events if e["SessionTime"] > sc["SessionTime"])
+    neutral, deployed = neutralisations.neutral_step(neutral, race_state.LAPS, later)
     out[catalog.NEUTRALISATIONS.name] += [schemas.Neutralisation.model_validate(r) for r in deployed]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(

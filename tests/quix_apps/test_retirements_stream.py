@@ -11,8 +11,9 @@ each, shown within one field lap (97.8 s of event time) of the car's last moveme
 records for a car after its retirement lap + 1; an INJECTED (synthetic, labelled) lap-feature
 record for a retired car gets no prediction while one for a running car does; an INJECTED
 prediction record for a retired car raises no alert while one for a running car does. The lap-40
-VSC goes out once on ``stratx.race.neutralisations`` (PIA, retired, not listed) and the alerts app
-turns it into one ``pit_window_open`` alert per eligible car (the STUB pit model never opens one).
+VSC goes out once on ``stratx.race.neutralisations`` (PIA, retired, and LEC, standing at turn 16,
+not listed) and opens a pit window for each car on tyres >= 10 laps old (the STUB pit model never
+opens one); an INJECTED safety car opens one for a running car, none for a retired one.
 """
 
 from __future__ import annotations
@@ -234,12 +235,16 @@ def verify_no_prediction_after_retirement(address: str, session: int) -> None:
 
 def verify_deployment(address: str, session: int, procs: dict[str, Any], log_dir: Path) -> None:
     deployed = read(address, catalog.NEUTRALISATIONS, session)
-    assert [(d["Kind"], round(d["SessionTime"])) for d in deployed] == [("VSC", 7757)], deployed
+    # one record, from race control (7757.1 s) or track status (7758.3 s): whichever is read first
+    assert [d["Kind"] for d in deployed] == ["VSC"] and 7757 < deployed[0]["SessionTime"] < 7759, deployed
     assert "81" not in {c["DriverNumber"] for c in deployed[0]["Cars"]}
     expected = Counter(
         a["DriverNumber"] for a in alerts.neutralisation_alerts(deployed[0], {}, datetime.now(UTC))
     )
-    assert expected, "no car on tyres old enough for the VSC"
+    # the cars on tyres >= 10 laps old at the VSC get a window (the STUB pit model opens none);
+    # then an INJECTED safety car (synthetic, past the race's end) for a running car on old tyres
+    # and a retired one (LEC) opens one more window, for the running car
+    assert expected and not {"16", "81"} & {c["DriverNumber"] for c in deployed[0]["Cars"]}
 
     def opened() -> Counter[str]:
         records = read(address, catalog.ALERTS, session)
@@ -248,7 +253,27 @@ def verify_deployment(address: str, session: int, procs: dict[str, Any], log_dir
     wait_for(
         lambda: opened() == expected, 60, f"{sum(expected.values())} VSC pit-window alerts", procs, log_dir
     )
-    print(f"VSC lap 40: {len(deployed[0]['Cars'])} cars listed, {sum(expected.values())} pit-window alerts")
+    car = {
+        "DriverNumber": RUNNING,
+        "Driver": "VER",
+        "LapNumber": 60,
+        "TyreLife": 20.0,
+        "Compound": "HARD",
+        "Stint": 3,
+    }
+    injected = {
+        **deployed[0],
+        "Kind": "SC",
+        "SessionTime": 9100.0,
+        "Source": "track_status",
+        "Cars": [car, {**car, "DriverNumber": "16", "Driver": "LEC"}],
+    }
+    kafka_io.produce_json(address, catalog.NEUTRALISATIONS.name, str(session), injected)
+    after = expected + Counter({RUNNING: 1})
+    wait_for(lambda: opened() == after, 60, "the injected deployment's alert", procs, log_dir)
+    print(
+        f"VSC lap 40: {len(deployed[0]['Cars'])} cars listed, {sum(expected.values())} windows; injected SC: 1"
+    )
 
 
 def verify_injected(address: str, session: int, procs: dict[str, Any], log_dir: Path) -> None:

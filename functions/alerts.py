@@ -36,13 +36,15 @@ not gated: teams stop under neutralisations on purpose.
 Safety car / VSC (:func:`neutralisation_alerts`, from ``stratx.race.neutralisations``): when one
 is deployed, a stop costs far less, and the model's per-lap forecast (made when the car crossed the
 line, before the deployment) cannot know it. So the deployment itself opens a pit window, laps
-[next lap, next lap + 2], for each running car on dry tyres at least ``sc_min_life`` (5) laps old
+[next lap, next lap + 2], for each running car on dry tyres at least ``sc_min_life`` (3) laps old
 under a safety car, ``vsc_min_life`` (10) under a VSC, unless a window is already open for its
-stint. Chosen on the training and validation races (their deployments replayed from the laps'
-track status: 58-59 % of these alerts were followed by a stop within 3 laps, and they announce 189
-of the 239 stops made in those windows; a lower age, or the safety car's age under a VSC, fell
-below one stop in two). The alert is raised while the car is on the lap, keyed to its last
-completed lap; the window is shared with the model's rule (:func:`share_window`),
+stint. Chosen on the training and validation races (``python -m
+stratx.bentos.lifecycle.alert_tuning``: their deployments folded from the laps, race control and
+track status through the race-state steps, scored by the backtest's scorer; the most stops
+announced with precision >= 0.55: 372 alerts, precision 0.556, 223 of their 1,286 stops; SC >= 5
+laps: 0.592 and 213; every car under a safety car: 0.474). The alert is raised while the car is on
+the lap, keyed to its last completed lap; the window is shared with the model's rule
+(:func:`share_window`),
 so a car gets one pit-window alert either way.
 
 Burst limit: at most ``BURST_LIMIT`` (3) alerts of one type on one lap of a session
@@ -82,7 +84,7 @@ BURST_LIMIT = 3  # alerts of one type on one lap of a session
 PIT_OPEN_P = 0.10  # PitProbability3Laps that announces the pit window (tuned, module doc)
 PIT_GRACE_LAPS = 4  # laps added after the model's WindowCloseLap in the announced window (tuned)
 PIT_BURST_NEUTRALISED = False  # the burst limit holds pit-window alerts on SC/VSC/red-flag laps (tuned)
-SC_MIN_TYRE_LIFE = 5.0  # laps: a safety car opens the window for cars on tyres at least this old (tuned)
+SC_MIN_TYRE_LIFE = 3.0  # laps: a safety car opens the window for cars on tyres at least this old (tuned)
 VSC_MIN_TYRE_LIFE = 10.0  # laps, under a virtual safety car (tuned)
 NEUTRAL_WINDOW_LAPS = 3  # the lap in progress and the next two
 WET_COMPOUNDS = frozenset({"INTERMEDIATE", "WET"})

@@ -234,6 +234,32 @@ def _split(corpus: base.Corpus, splits: Iterable[str]) -> base.Corpus:
     return corpus.only(lambda f: base.race_split(f).isin(wanted))
 
 
+def _neutral(races: list[Any]) -> dict[str, Any]:
+    """The safety-car / VSC rule: tuned on the training and validation races, scored on the test
+    races (``alert_tuning_neutral``)."""
+    from stratx.bentos.lifecycle import alert_tuning_neutral as neutral
+    from stratx.bentos.lifecycle import training
+
+    split = {(r.meta.year, r.meta.event_name): _race_split(r.meta.year, r.meta.event_name) for r in races}
+    tuning = [r for r in races if split[(r.meta.year, r.meta.event_name)] != "test"]
+    test = [r for r in races if split[(r.meta.year, r.meta.event_name)] == "test"]
+    truth = {
+        name: Truth.of(training.build_corpus(group, progress=False))
+        for name, group in (("tuning", tuning), ("test", test))
+    }
+    rows = neutral.tune(neutral.deployments(tuning), truth["tuning"])
+    return {
+        "tuning_races": rows,
+        "chosen_on_the_tuning_races": neutral.choose(rows),
+        "test_races": neutral.score(neutral.replay(neutral.deployments(test), alerts.RULES), truth["test"]),
+        "rules": {"sc_min_life": alerts.SC_MIN_TYRE_LIFE, "vsc_min_life": alerts.VSC_MIN_TYRE_LIFE},
+    }
+
+
+def _race_split(year: int, event: str) -> str:
+    return str(base.race_split(pd.DataFrame({"Year": [year], "EventName": [event]})).iloc[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     from stratx.bentos.lifecycle import model_store, training
     from stratx.functions.settings import TrainingSettings
@@ -263,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             **{r.alert: r.raise_at for r in alerts.THRESHOLD_RULES},
         },
     }
+    report["neutralisations"] = _neutral(races)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(json.dumps(report, indent=1, default=float))

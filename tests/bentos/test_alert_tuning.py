@@ -56,3 +56,31 @@ def test_scores_are_the_backtests_per_race_and_pooled() -> None:
     assert pit["count"] == 3 and pit["precision"] == 1 / 3 and pit["recall"] == 0.5
     assert pit["races_precise"] == 0.5  # race A: 1 of 1 came true; race B: 0 of 2
     assert pit["per_race_hour"] == 1.0
+
+
+def test_the_safety_car_rule_takes_the_most_stops_over_the_precision_floor() -> None:
+    from stratx.bentos.lifecycle import alert_tuning_neutral as neutral
+
+    rows = [
+        {"sc_min_life": 0.0, "vsc_min_life": 5.0, "precision": 0.47, "stops_announced": 230},  # too imprecise
+        {"sc_min_life": 3.0, "vsc_min_life": 10.0, "precision": 0.56, "stops_announced": 223},
+        {"sc_min_life": 5.0, "vsc_min_life": 10.0, "precision": 0.59, "stops_announced": 213},
+    ]
+    assert neutral.choose(rows) == rows[1]
+    assert neutral.choose(rows[:1]) is None
+
+
+def test_the_safety_car_rule_is_scored_on_real_deployments(las_vegas: Any) -> None:
+    # 2023 Las Vegas: the lap-26 safety car's windows, scored against the race's real stops
+    from stratx.bentos.lifecycle import alert_tuning_neutral as neutral
+    from stratx.bentos.lifecycle import training
+    from stratx.functions import alerts
+
+    deployed = neutral.deployments([las_vegas])
+    assert [d["Kind"] for _, _, d in deployed] == ["VSC", "SC", "SC"]
+    truth = alert_tuning.Truth.of(training.build_corpus([las_vegas], progress=False))
+    found = neutral.replay(deployed, alerts.RULES)
+    s = neutral.score(found, truth)
+    assert s["count"] == len(found) > 0 and s["precision"] >= 0.5 and s["stops_announced"] >= 10
+    rows = neutral.tune(deployed, truth)
+    assert len(rows) == len(neutral.SC_LIFE_GRID) * len(neutral.VSC_LIFE_GRID)

@@ -235,5 +235,9 @@ def retired_lap(state: Mapping[str, Any] | None, driver: str) -> int | None:
 
 def still_racing(record: Mapping[str, Any], retired: Mapping[tuple[int, str], int]) -> bool:
     """False for a record (an alert, a prediction) about a car in ``retired``
-    ((SessionKey, DriverNumber) -> last lap, from ``stratx.race.retirements``)."""
-    return (int(record["SessionKey"]), str(record["DriverNumber"])) not in retired
+    ((SessionKey, DriverNumber) -> last completed lap, from ``stratx.race.retirements``) after that
+    lap, or without a lap. A record about an earlier lap stays: it was raised while the car raced
+    (read late only when the stream runs behind, as in a replay at full speed)."""
+    last = retired.get((int(record["SessionKey"]), str(record["DriverNumber"])))
+    lap = record.get("LapNumber")
+    return last is None or (lap is not None and int(lap) <= last)

@@ -76,7 +76,15 @@ def test_race_control_message_retires_the_car_named() -> None:
         state, race_state.RACE_CONTROL, {**msg, "Message": "CAR 18 (STR) STOPPED AT TURN 23"}
     )
     assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in out] == [("18", 5, "race_control")]
-    assert race_state.retired_lap(state, "18") == 5 and not race_state.still_racing(out[0], {(1, "18"): 5})
+    assert race_state.retired_lap(state, "18") == 5
+    retired = {(1, "18"): 5}
+    alert = {"SessionKey": 1, "DriverNumber": "18"}
+    # an alert about a lap after the retirement is dropped; one about a lap it raced stays (read
+    # late when the stream runs behind); another car's, or one without a lap, as the rule says
+    assert not race_state.still_racing({**alert, "LapNumber": 6}, retired)
+    assert race_state.still_racing({**alert, "LapNumber": 5}, retired)
+    assert not race_state.still_racing({**alert, "LapNumber": None}, retired)
+    assert race_state.still_racing({**alert, "DriverNumber": "1", "LapNumber": 9}, retired)
 
 
 def test_no_retirement_on_2024_bahrain_where_every_car_finished() -> None:

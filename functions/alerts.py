@@ -65,6 +65,12 @@ the test races none of the single-lap alerts was followed by a retirement or a m
 message); ``critical`` ("check the car") is raised, once per episode, when the car's very next lap
 is flagged too. The stream knows this when that lap ends; nothing later is used.
 
+The chequered flag (:func:`before_finish`): no alert about a lap that ended at or after it (the
+lap on which a car takes the flag: cars lift, wave and weave; on the 2023 São Paulo GP an anomaly
+alert came on GAS's flag lap). The alerts app reads the flag from race control; the lap features
+do not carry it, because the lap and race-control topics are read in no common order and the
+features must equal the offline build.
+
 Predictions with ``Status`` ``unavailable`` change nothing. Alerts carry the prediction's
 driver, lap, model and version, and a one-line explanation naming the driver by the three-letter
 code of the session's driver table (``Values.Driver``; the other car of an overtake by
@@ -367,3 +373,17 @@ def share_window(state: dict[str, Any] | None, shared: dict[str, Any] | None) ->
     if st.get("window") is None:
         st["window"] = dict(shared)
     return st
+
+
+def before_finish(alert: dict[str, Any], finished: dict[int, float]) -> bool:
+    """False for an alert about a lap that ended at or after its session's chequered flag
+    (``finished``: SessionKey -> the flag's session time, from race control as it arrives): the
+    race is over for that car (it lifts, waves, weaves), so no strategy alert stays meaningful."""
+    flag = finished.get(int(alert["SessionKey"]))
+    return flag is None or float(alert["EventSessionTime"]) < flag
+
+
+def chequered(record: dict[str, Any], finished: dict[int, float]) -> None:
+    """Fold a race-control record (JSON mode) into ``finished``: the first CHEQUERED flag's time."""
+    if str(record.get("Flag") or "").upper() == "CHEQUERED" and "SessionTime" in record:
+        finished.setdefault(int(record["SessionKey"]), float(record["SessionTime"]))

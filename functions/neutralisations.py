@@ -42,7 +42,7 @@ RANK = {VSC: 1, SC: 2}
 _CODES = {"4": SC, "6": VSC}
 _GREEN_CODES = frozenset("1")
 SAME_S = 10.0  # s: two announcements of one deployment (race control and track status differ by ~1 s)
-POSITIONS_WAIT_S = 30.0  # s of laps past a deployment after which lagging positions are not awaited
+POSITIONS_WAIT_S = 90.0  # s of laps past a deployment after which lagging positions are not awaited
 STOPPED_S = 10.0  # s without progress at the deployment: a car stopped on track (pit stops: 2-3 s)
 
 

@@ -19,8 +19,6 @@ neutralised   the lap's ``TrackStatus`` holds '4' safety car, '5' red flag, '6' 
               or '7' VSC ending; when the lap carries no TrackStatus (OpenF1 laps), a
               neutralisation period (:func:`status_step`) received before the line crossing
               overlaps the lap
-finished      the lap ends at or after the chequered flag received before its line crossing (the
-              lap on which the car takes the flag, and anything after: cars lift, wave, weave)
 ============  =================================================================================
 
 A lap with none of them is ``GreenClean``. A yellow flag ('2') is local and does not neutralise
@@ -38,13 +36,12 @@ from typing import Any
 
 NEUTRAL_CODES = frozenset("4567")  # SC, red flag, VSC, VSC ending (FastF1 track status codes)
 GREEN_CODES = frozenset("1")  # a status that ends a neutralisation ('2' yellow / '3' keep it)
-SCOPE_REASONS = ("lap_1", "pit_in", "pit_out", "neutralised", "finished")
+SCOPE_REASONS = ("lap_1", "pit_in", "pit_out", "neutralised")
 
 
 def new_state() -> dict[str, Any]:
-    """Neutralisation periods received so far: ``[[start, end or None], ...]`` in session seconds,
-    and the chequered flag's time (``finished``, None before it)."""
-    return {"periods": [], "finished": None}
+    """Neutralisation periods received so far: ``[[start, end or None], ...]`` in session seconds."""
+    return {"periods": []}
 
 
 def _open(st: dict[str, Any], t: float) -> None:
@@ -65,16 +62,13 @@ def status_step(state: dict[str, Any] | None, event: dict[str, Any]) -> dict[str
 
     Track status: '4', '5', '6', '7' open a period, '1' closes it. Race control (OpenF1 has no
     track-status feed): a ``SafetyCar`` message with ``Status`` DEPLOYED or a ``RED`` flag opens
-    one; a track-wide ``CLEAR`` or ``GREEN`` flag closes it. The first ``CHEQUERED`` flag sets
-    ``finished``."""
+    one; a track-wide ``CLEAR`` or ``GREEN`` flag closes it."""
     st = state if state is not None else new_state()
     t = float(event["SessionTime"])
     if "Category" in event:
         category = str(event.get("Category") or "")
         flag = str(event.get("Flag") or "").upper()
         status = str(event.get("Status") or "").upper()
-        if flag == "CHEQUERED" and st.get("finished") is None:
-            st["finished"] = t
         if (category == "SafetyCar" and status == "DEPLOYED") or flag == "RED":
             _open(st, t)
         elif flag in ("CLEAR", "GREEN") and str(event.get("Scope") or "Track") == "Track":
@@ -126,13 +120,4 @@ def scope_reason(lap: dict[str, Any], state: dict[str, Any] | None = None) -> st
         return "pit_out"
     if neutralised(lap, state):
         return "neutralised"
-    if finished(lap, state):
-        return "finished"
     return None
-
-
-def finished(lap: dict[str, Any], state: dict[str, Any] | None = None) -> bool:
-    """The lap ends at or after the chequered flag received so far (the car took the flag)."""
-    flag = (state or {}).get("finished")
-    window = lap_window(lap)
-    return flag is not None and window is not None and window[1] >= float(flag)

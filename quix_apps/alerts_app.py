@@ -1,5 +1,6 @@
 """Alerts app: the five prediction topics and the safety-car / VSC deployments -> debounced strategy
-alerts on ``stratx.alerts``.
+alerts on ``stratx.alerts`` (none about a retired car's later laps, none after the chequered flag,
+read from ``stratx.raw.race_control``).
 
 The prediction topics are co-partitioned (6 partitions, key ``<SessionKey>:<DriverNumber>``, the
 default murmur2 partitioner), so the app ``concat``s them and keeps one alert state per driver;
@@ -28,7 +29,15 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, race_state, schemas
-from stratx.functions.alerts import Windows, alert_step, burst_allow, neutralisation_alerts, share_window
+from stratx.functions.alerts import (
+    Windows,
+    alert_step,
+    before_finish,
+    burst_allow,
+    chequered,
+    neutralisation_alerts,
+    share_window,
+)
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.wire import INVALID, RAW, parse
@@ -126,9 +135,13 @@ def build_app(settings: PredictionAppSettings, now: Callable[[], datetime] | Non
         catalog.NEUTRALISATIONS.name,
     ).apply(parse)
     on_deploy = deployed.apply(m.timed(make_deploy_step(now, windows)), expand=True)
+    # the chequered flag, per session, from race control (process memory): no alert after it
+    finished: dict[int, float] = {}
+    flags = app.dataframe(app.topic(catalog.RACE_CONTROL.name, value_deserializer="bytes")).apply(parse)
+    flags.filter(lambda v: INVALID not in v).update(lambda v: chequered(v, finished))
     for found in (items, on_deploy):
         raised = found.filter(lambda r: "alert" in r).apply(lambda r: r["alert"])
-        raised = raised.filter(lambda a: race_state.still_racing(a, retired))
+        raised = raised.filter(lambda a: race_state.still_racing(a, retired) and before_finish(a, finished))
         m.produced(raised, alerts.name).to_topic(alerts, key=driver_key)
         m.letters(found.filter(lambda r: "dead_letter" in r).apply(lambda r: r["dead_letter"])).to_topic(dead)
     return app

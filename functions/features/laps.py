@@ -39,7 +39,7 @@ time = LapTime - 0.03 * fuel on board at the lap's start (the time the lap would
 | InDRSRange | IntervalAhead < 1.0 s (timing-line proxy for DRS detection) |
 | LapsDown | highest lap completed by anyone at this lap's end minus LapNumber |
 | Neutralised | SC, VSC or red flag on the lap, causal (``functions/scope.py``: the lap's own track status codes, else the track-status / race-control messages received before the line crossing) |
-| GreenClean | the lap is none of lap 1, in-lap, out-lap, neutralised, ended after the chequered flag (``functions/scope.py``): the laps strategy alerts and anomaly checks look at |
+| GreenClean | the lap is none of lap 1, in-lap, out-lap, neutralised (``functions/scope.py``): the laps strategy alerts and anomaly checks look at |
 | TrackStatus, SpeedI1, SpeedI2, SpeedFL, SpeedST | the lap's own timing values, passed through (track status codes seen on the lap; speed traps, km/h) so a feature record is self-contained for the models |
 """
 

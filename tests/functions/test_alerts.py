@@ -238,3 +238,23 @@ def test_a_prediction_record_carries_the_names_and_scope_the_rules_read() -> Non
     ].items()
     _, alerts = alert_step(None, record, NOW)
     assert alerts[0]["Message"] == "VER: likely to pass HAM next lap (p=0.80)"
+
+
+def test_no_alert_about_a_lap_that_ended_after_the_chequered_flag(bahrain: Any) -> None:
+    # 2023 Bahrain: the chequered flag from race control as the alerts app reads it; an alert about
+    # VER's lap 56 (before it) stays, one about a lap ending after it does not
+    import json
+
+    from stratx.functions import alerts, ingest
+
+    finished: dict[int, float] = {}
+    for record in ingest.table_records(bahrain, "race_control"):
+        alerts.chequered(json.loads(ingest.encode(record)), finished)
+    flag = finished[bahrain.meta.session_key]
+    laps = bahrain.table("laps")
+    ver = laps[laps.Driver == "VER"].set_index("LapNumber")["Time"]
+    assert ver[56] < flag <= ver[57] + 1.0
+    alert = {"SessionKey": bahrain.meta.session_key, "DriverNumber": "1"}
+    assert alerts.before_finish({**alert, "EventSessionTime": float(ver[56])}, finished)
+    assert not alerts.before_finish({**alert, "EventSessionTime": flag + 20.0}, finished)
+    assert alerts.before_finish({**alert, "SessionKey": 1, "EventSessionTime": flag + 20.0}, finished)

@@ -119,26 +119,3 @@ def test_anomaly_rows_and_alerts_leave_the_vsc_laps_alone(
         _, alerts = alert_step(None, record, now)
         assert bool(alerts) == row["GreenClean"], (driver, n)
         assert all(a["Message"].startswith(f"{driver}: ") for a in alerts)
-
-
-def test_laps_ending_after_the_chequered_flag_are_out_of_scope(
-    bahrain: RaceData, rows: dict[tuple[str, int], dict[str, Any]]
-) -> None:
-    # 2023 Bahrain: VER took the flag at the end of lap 57; every car's lap that ended at or after
-    # the flag message (the lap on which it took the flag) is out of scope, the lap before is not
-    flag = [e for e in _events(bahrain, "race_control") if e.get("Flag") == "CHEQUERED"]
-    assert len(flag) == 1
-    t = flag[0]["SessionTime"]
-    last = {}
-    for (driver, n), r in rows.items():
-        if r["SessionTime"] >= t:
-            last[driver] = min(n, last.get(driver, n))
-            assert not r["GreenClean"] and not r["Neutralised"]
-    assert len(last) >= 17 and last["VER"] == 57 and rows[("VER", 56)]["GreenClean"]
-    assert all(rows[(d, n - 1)]["SessionTime"] < t for d, n in last.items())
-    st = scope.status_step(
-        None, {"SessionTime": t, "Category": "Flag", "Flag": "CHEQUERED", "Scope": "Track"}
-    )
-    lap = {"LapNumber": 57, "SessionTime": t + 0.4, "LapTime": 95.0, "TrackStatus": "1"}
-    assert scope.scope_reason(lap, st) == "finished"
-    assert scope.scope_reason({**lap, "SessionTime": t - 60.0}, st) is None

@@ -87,8 +87,10 @@ def neutral_step(
     st = state if state is not None else race_state.new_state()
     ns = _state(st)
     t = float(record["SessionTime"])
-    for driver in st.get("retired", {}):  # retired by this event (race_state folds it first)
-        ns["retired_at"].setdefault(driver, t)
+    retired = st.get("retired", {})
+    if len(retired) > len(ns["retired_at"]):  # retired by this event (race_state folds it first)
+        for driver in retired:
+            ns["retired_at"].setdefault(driver, t)
     deployed, source = None, None
     if kind == race_state.LAPS:
         _lap(ns, record)
@@ -108,7 +110,7 @@ def neutral_step(
     if deployed is not None and not st.get("finished") and not _known(ns, deployed, t):
         head = {"SessionKey": record["SessionKey"], "Kind": deployed, "SessionTime": t}
         ns["pending"].append({**head, "Date": record.get("Date"), "Source": source})
-    return st, _ready(st, ns)
+    return st, _ready(st, ns) if ns["pending"] else []
 
 
 def _ready(st: dict[str, Any], ns: dict[str, Any]) -> list[dict[str, Any]]:

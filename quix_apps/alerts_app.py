@@ -88,22 +88,22 @@ def make_deploy_step(
     def step(value: dict[str, Any]) -> list[dict[str, Any]]:
         source = catalog.NEUTRALISATIONS.name
         if INVALID in value:
-            letter = dead_letters.build(source, {"raw": value.get(RAW)}, value[INVALID], stage=STAGE)
-            return [{"dead_letter": letter.model_dump(mode="json")}]
+            return [_rejected({"raw": value.get(RAW)}, value[INVALID], source)]
         try:
             record = schemas.Neutralisation.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
-            return [
-                {"dead_letter": dead_letters.build(source, value, exc, stage=STAGE).model_dump(mode="json")}
-            ]
+            return [_rejected(value, exc, source)]
         alerts = neutralisation_alerts(record, windows, clock())
         return [{"alert": schemas.Alert.model_validate(a).model_dump(mode="json")} for a in alerts]
 
     return step
 
 
-def _rejected(value: dict[str, Any], reason: str | ValidationError) -> dict[str, Any]:
-    source = f"stratx.predictions.{value.get('Model', '?')}"
+def _rejected(
+    value: dict[str, Any], reason: str | ValidationError, source: str | None = None
+) -> dict[str, Any]:
+    """A dead letter; ``source`` defaults to the prediction topic the record's Model names."""
+    source = source or f"stratx.predictions.{value.get('Model', '?')}"
     return {"dead_letter": dead_letters.build(source, value, reason, stage=STAGE).model_dump(mode="json")}
 
 

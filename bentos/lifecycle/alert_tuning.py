@@ -234,30 +234,21 @@ def _split(corpus: base.Corpus, splits: Iterable[str]) -> base.Corpus:
     return corpus.only(lambda f: base.race_split(f).isin(wanted))
 
 
-def _neutral(races: list[Any]) -> dict[str, Any]:
+def _neutral(races: list[Any], tuning_truth: Truth, test_truth: Truth) -> dict[str, Any]:
     """The safety-car / VSC rule: tuned on the training and validation races, scored on the test
-    races (``alert_tuning_neutral``)."""
+    races (``alert_tuning_neutral``); ``*_truth``: those races' events, as for the other rules."""
     from stratx.bentos.lifecycle import alert_tuning_neutral as neutral
-    from stratx.bentos.lifecycle import training
 
-    split = {(r.meta.year, r.meta.event_name): _race_split(r.meta.year, r.meta.event_name) for r in races}
-    tuning = [r for r in races if split[(r.meta.year, r.meta.event_name)] != "test"]
-    test = [r for r in races if split[(r.meta.year, r.meta.event_name)] == "test"]
-    truth = {
-        name: Truth.of(training.build_corpus(group, progress=False))
-        for name, group in (("tuning", tuning), ("test", test))
-    }
-    rows = neutral.tune(neutral.deployments(tuning), truth["tuning"])
+    test_races = set(base.TEST_RACES)
+    test = [r for r in races if (r.meta.year, r.meta.event_name) in test_races]
+    tuning = [r for r in races if (r.meta.year, r.meta.event_name) not in test_races]
+    rows = neutral.tune(neutral.deployments(tuning), tuning_truth)
     return {
         "tuning_races": rows,
         "chosen_on_the_tuning_races": neutral.choose(rows),
-        "test_races": neutral.score(neutral.replay(neutral.deployments(test), alerts.RULES), truth["test"]),
+        "test_races": neutral.score(neutral.replay(neutral.deployments(test), alerts.RULES), test_truth),
         "rules": {"sc_min_life": alerts.SC_MIN_TYRE_LIFE, "vsc_min_life": alerts.VSC_MIN_TYRE_LIFE},
     }
-
-
-def _race_split(year: int, event: str) -> str:
-    return str(base.race_split(pd.DataFrame({"Year": [year], "EventName": [event]})).iloc[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,11 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     preds = predictions(corpus, bundles)
     split = base.race_split(preds)
-    tuning = tune(preds[split != "test"], Truth.of(_split(corpus, ("train", "validation"))))
+    tuning_truth = Truth.of(_split(corpus, ("train", "validation")))
+    test_truth = Truth.of(_split(corpus, ("test",)))
+    tuning = tune(preds[split != "test"], tuning_truth)
     report = {
         "tuning_races": tuning,
         "chosen_on_the_tuning_races": {kind: choose(kind, rows) for kind, rows in tuning.items()},
-        "test_races": score(replay(preds[split == "test"]), Truth.of(_split(corpus, ("test",)))),
+        "test_races": score(replay(preds[split == "test"]), test_truth),
         "rules": {
             "pit_open_p": alerts.PIT_OPEN_P,
             "pit_grace": alerts.PIT_GRACE_LAPS,
@@ -289,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             **{r.alert: r.raise_at for r in alerts.THRESHOLD_RULES},
         },
     }
-    report["neutralisations"] = _neutral(races)
+    report["neutralisations"] = _neutral(races, tuning_truth, test_truth)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     print(json.dumps(report, indent=1, default=float))

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -471,6 +472,10 @@ def anchor(record: dict[str, Any], published: dict[tuple[str, int], float]) -> f
     return max(found) if found else None
 
 
+def _produced(record: dict[str, Any]) -> float:
+    return datetime.fromisoformat(record["ProducedAt"]).timestamp()
+
+
 def analyse(records: list[dict[str, Any]], published: dict[tuple[str, int], float]) -> dict[str, Any]:
     serving_ms: dict[str, list[float]] = {}
     e2e_ms: dict[str, list[float]] = {}
@@ -507,8 +512,18 @@ def analyse(records: list[dict[str, Any]], published: dict[tuple[str, int], floa
         for r in records
         if r["Model"] == "lap_time"
     }
+    # where the tail comes from: the slowest feature records, with their place in the stream
+    first: dict[tuple[Any, Any], float] = {}
+    for r in records:
+        k = (r["DriverNumber"], r.get("LapNumber"))
+        first[k] = min(first.get(k, math.inf), _produced(r))
+    order = {k: i + 1 for i, k in enumerate(sorted(first, key=first.__getitem__))}
+    slowest = sorted(per_record.items(), key=lambda kv: -kv[1])[:5]
     return {
         "records": len(records),
+        "slowest_feature_records": [
+            {"driver": d, "lap": lap, "nth": order[(d, lap)], "serving_ms": ms} for (d, lap), ms in slowest
+        ],
         "records_by_status": dict(sorted(status.items())),
         "model_versions": {k: dict(v) for k, v in versions.items()},
         "serving_ms": table(serving_ms),

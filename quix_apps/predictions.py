@@ -20,10 +20,8 @@ session): a car's retirement enters the state and no record of that car is predi
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -38,13 +36,13 @@ from stratx.functions.prediction_requests import new_cache, predictions, request
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.emitted import Emitted, read_topic
+from stratx.quix_apps.kit.follower import Follower
 from stratx.quix_apps.kit.model_client import ModelClient
 from stratx.quix_apps.kit.wire import INVALID, RAW, parse
 
 log = logging.getLogger(__name__)
 STAGE = "predictions"
 APP = "predict"  # metrics app label and exporter port offset
-CONTEXT_RETRY_S = 5.0
 RETIREMENT = "_retirement"  # marks a record of stratx.race.retirements in the concatenated input
 Context = Callable[[int], Mapping[str, Any]]
 
@@ -118,42 +116,37 @@ def driver_names(info: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def session_context(settings: PredictionAppSettings) -> Context:
-    """SessionInfo fields per session (EventName, TotalLaps), read once from the session-info
-    topic and cached; empty when the session has not announced itself."""
-    from stratx.quix_apps.kit import kafka_io
+def session_info(settings: PredictionAppSettings) -> Follower:
+    """The session-info topic, followed in the background (:mod:`~stratx.quix_apps.kit.follower`:
+    a lookup is a dict read; reading the topic on a session's first record cost that record ~0.4 s)."""
+    return Follower(
+        settings.broker_address,
+        catalog.SESSION_INFO.name,
+        lambda info: info.get("SessionKey"),
+        auth=settings.kafka_auth(),
+    )
 
-    cache: dict[int, tuple[float, dict[str, Any]]] = {}
+
+def session_context(follower: Follower) -> Context:
+    """SessionInfo fields per session (EventName, TotalLaps, driver codes); empty when the session
+    has not announced itself (yet: its record is used as soon as it arrives)."""
 
     def lookup(session_key: int) -> Mapping[str, Any]:
-        now = time.monotonic()
-        hit = cache.get(session_key)
-        if hit is not None and (hit[1] or now - hit[0] < CONTEXT_RETRY_S):
-            return hit[1]
-        found: dict[str, Any] = {}
-        for message in kafka_io.read_all(
-            settings.broker_address, catalog.SESSION_INFO.name, drain_s=0.2, auth=settings.kafka_auth()
-        ):
-            try:
-                info = json.loads(message.value() or b"")
-            except (TypeError, ValueError):
-                continue
-            if isinstance(info, dict) and info.get("SessionKey") == session_key:
-                found = {
-                    "EventName": info.get("EventName"),
-                    "TotalLaps": info.get("TotalLaps"),
-                    "Drivers": driver_names(info),
-                }
-        cache[session_key] = (now, found)  # a miss is retried after CONTEXT_RETRY_S
-        return found
+        info = follower.get(session_key)
+        if info is None:
+            return {}
+        return {
+            "EventName": info.get("EventName"),
+            "TotalLaps": info.get("TotalLaps"),
+            "Drivers": driver_names(info),
+        }
 
     return lookup
 
 
-def build_app(
-    settings: PredictionAppSettings, client: ModelClient, context: Context | None = None
-) -> Application:
-    """The app, wired: feature records in, one Prediction per model out, dead letters aside."""
+def build_app(settings: PredictionAppSettings, client: ModelClient, context: Context) -> Application:
+    """The app, wired: feature records in, one Prediction per model out, dead letters aside;
+    ``context``: the SessionInfo fields of a session (:func:`session_context`)."""
     app = wire.application(settings, f"{settings.consumer_group_prefix}-predictions", settings.state_dir)
     m = metrics.AppMeter(APP, settings.metrics_enabled)
     features = app.topic(catalog.FEATURES_LAP_BY_SESSION.name, value_deserializer="bytes")
@@ -162,7 +155,7 @@ def build_app(
     sdf = m.consumed(app.dataframe(features), features.name).apply(parse)  # keyed by session already
     out_of_race = m.consumed(app.dataframe(retirements), retirements.name).apply(parse)
     sdf = sdf.concat(out_of_race.filter(lambda v: INVALID not in v).apply(lambda v: {RETIREMENT: v}))
-    results = sdf.apply(m.timed(make_step(client, context or session_context(settings))), stateful=True)
+    results = sdf.apply(m.timed(make_step(client, context)), stateful=True)
     for key, spec in catalog.PREDICTION_TOPICS.items():
         topic = app.topic(spec.name, value_serializer="json")
         has, take = _branch(key)
@@ -210,8 +203,8 @@ def main(settings: PredictionAppSettings | None = None, idle_timeout: float = 0.
     seconds without input. Settings from the STRATX_* environment unless given."""
     settings = settings or PredictionAppSettings()
     wire.ensure_topics(settings)
-    with ModelClient(settings.urls(), policy(settings)) as client:
-        return wire.run(build_app(settings, client), APP, settings, idle_timeout)
+    with ModelClient(settings.urls(), policy(settings)) as client, session_info(settings) as follower:
+        return wire.run(build_app(settings, client, session_context(follower)), APP, settings, idle_timeout)
 
 
 def policy(settings: PredictionAppSettings) -> Any:

@@ -151,13 +151,20 @@ class Pacer:
             now = self.clock()
 
 
-def _producer(settings: ReplaySettings) -> Producer:
+# How long the producer holds a message to batch it (ms): at full speed batches make the throughput;
+# at a paced speed a few events come each millisecond and the wait is pure latency on every record
+# (a raw lap waited up to 20 ms before it left: bench/pipeline_latency.py's e2e at 1x).
+LINGER_MS = {"max": 20, "paced": 1}
+
+
+def _producer(settings: ReplaySettings, speed: float = 0.0) -> Producer:
+    linger = LINGER_MS["paced" if speed > 0 else "max"]
     app = Application(
         broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group="stratx-replay",
         auto_create_topics=False,
         loglevel=logging.WARNING,
-        producer_extra_config={"linger.ms": 20, "compression.type": "lz4", "batch.num.messages": 10000},
+        producer_extra_config={"linger.ms": linger, "compression.type": "lz4", "batch.num.messages": 10000},
     )
     return app.get_producer()
 
@@ -204,7 +211,7 @@ def run(race: RaceData, settings: ReplaySettings, options: ReplayOptions) -> Rep
     tracker = DeliveryTracker()
     encode = ingest.encode if settings.replay_validate else _unchecked
     meter = metrics.LoopMeter(APP) if settings.metrics_enabled else None
-    with _producer(settings) as producer, StopFlag() as stop:
+    with _producer(settings, options.speed) as producer, StopFlag() as stop:
         try:
             for record in ingest.iter_records(race):
                 if stop.requested:

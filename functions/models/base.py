@@ -255,6 +255,8 @@ def lap_matrix(
     one-row service calls."""
     columns: dict[str, Any] = {}
     base_values = anchor.to_numpy(dtype=float)
+    plain = [name for name in features if name != "Compound" and name not in relative]
+    block = floats(table, plain)
     for name in features:
         col = table[name]
         if name == "Compound":
@@ -264,8 +266,20 @@ def lap_matrix(
         elif name in relative:
             columns[name] = col.to_numpy(dtype=float, na_value=np.nan) - base_values
         else:
-            columns[name] = as_float(col)
+            columns[name] = block[:, plain.index(name)]
     return pd.DataFrame(columns, index=table.index)
+
+
+def floats(table: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Columns ``names`` of ``table`` as one float matrix, as :func:`as_float` converts each: one
+    conversion of the whole block when every value is a number, a bool or missing (the service's
+    few-row requests carry ``None`` in object columns), column by column otherwise."""
+    if not names:
+        return np.empty((len(table), 0))
+    try:
+        return table[names].to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        return np.column_stack([as_float(table[name]) for name in names])
 
 
 def as_float(col: pd.Series) -> np.ndarray:

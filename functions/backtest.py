@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stratx.functions.models import anomaly_scoring, lap_time, overtake_pairs, pit_window_windows
+from stratx.functions.models import (
+    anomaly_scoring,
+    lap_time,
+    lap_time_interval,
+    overtake_pairs,
+    pit_window_windows,
+)
 from stratx.functions.models import tyre_deg_metrics as tdm
 
 KEYS = ["Year", "EventName", "DriverNumber", "LapNumber"]
@@ -98,7 +104,16 @@ Metrics = Callable[[pd.DataFrame, dict[str, Any]], dict[str, float]]
 
 
 def _lap_time_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
-    return lap_time.metrics_table(rows, rows["Predicted"].to_numpy(dtype=float))
+    out = lap_time.metrics_table(rows, rows["Predicted"].to_numpy(dtype=float))
+    lower, upper = lap_time_interval.LOWER, lap_time_interval.UPPER
+    if lower in rows.columns and upper in rows.columns:  # the 80 % band, as offline or as streamed
+        out |= lap_time_interval.interval_metrics(
+            rows[lap_time.TARGET].to_numpy(dtype=float),
+            rows[lower].to_numpy(dtype=float, na_value=np.nan),
+            rows[upper].to_numpy(dtype=float, na_value=np.nan),
+            lap_time.evaluation_rows(rows),
+        )
+    return out
 
 
 def _tyre_deg_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
@@ -145,7 +160,13 @@ class Streamed:
 
 
 STREAMED: dict[str, Streamed] = {
-    "lap_time": Streamed({"PredictedNextLapTime": "Predicted"}, _lap_time_metrics),
+    "lap_time": Streamed(
+        {
+            "PredictedNextLapTime": "Predicted",
+            **{c: c for c in (lap_time_interval.LOWER, lap_time_interval.UPPER)},
+        },
+        _lap_time_metrics,
+    ),
     "tyre_deg": Streamed(
         {c: c for c in ("DegRate", "DegRateP10", "DegRateP90", "FalloffScore", "CliffProbability")},
         _tyre_deg_metrics,

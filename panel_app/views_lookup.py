@@ -113,10 +113,7 @@ def predicted_next_lap(snap: RaceSnapshot, drv: str) -> float | None:
     if rec is None:
         return None
     values = rec.get("Values") or {}
-    for key, value in values.items():
-        if "LapTime" in key and number(value) is not None:
-            return float(value)
-    found = primary_value("lap_time", values)
+    found = primary_value("lap_time", values)  # the prediction itself, not its band (NextLapTimeP10/P90)
     return found[1] if found else None
 
 

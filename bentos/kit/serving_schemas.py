@@ -44,6 +44,10 @@ class PredictResponse(BaseModel, Generic[P]):
 # ------------------------------------------------------------------ lap_time
 class LapTimePrediction(Prediction):
     PredictedNextLapTime: float | None = Field(description="s, the driver's next lap")
+    NextLapTimeP10: float | None = Field(
+        default=None, description="s, lower end of the calibrated 80% band for the next lap if it is raced"
+    )
+    NextLapTimeP90: float | None = Field(default=None, description="s, upper end of that band")
 
 
 # ------------------------------------------------------------------ tyre_deg

@@ -21,6 +21,9 @@ Recipe (shared by training, evaluation and serving):
   The model is judged against the **strongest** baseline of each row set (the lowest MAE on those
   rows, chosen in hindsight, which can only make the baseline stronger): target
   ``model_vs_strongest_both_clean_mae_ratio`` <= :data:`TARGET_RATIO`.
+* **80 % interval** (``NextLapTimeP10``/``P90``): normalised split-conformal bands calibrated on
+  the validation races (:mod:`~stratx.functions.models.lap_time_interval`); target coverage
+  0.75-0.85 on the both-clean rows.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import pandas as pd
 
 from stratx.functions.features import families
 from stratx.functions.models import base, registry
+from stratx.functions.models import lap_time_interval as interval
 from stratx.functions.models.boosters import booster_predict
 
 MODEL_NAME = registry.spec("lap_time").model_name
@@ -229,6 +233,7 @@ BOOSTER = "residual"
 SELECTION_METRIC = "val_model_clean_mae"
 HEADLINE_RATIO = "model_vs_strongest_both_clean_mae_ratio"
 TARGET_RATIO = 0.85  # model MAE <= 0.85 x the strongest baseline's, on both-clean rows
+BAND_COVERAGE = "interval80_both_clean_coverage"  # target: interval.BAND_TARGET
 
 
 def fit_booster(
@@ -291,14 +296,32 @@ def fit(
     val = frame[(where == "validation") & trainable(frame)]
     metrics = {}
     if not val.empty:
-        metrics = {f"val_{k}": v for k, v in metrics_table(val, predict_frame(booster, val)).items()}
+        predicted = predict_frame(booster, val)
+        calibration = evaluation_rows(val)["clean"].to_numpy()
+        if calibration.any():
+            bundle.meta["interval"] = interval.calibrate(
+                val, predicted, val[TARGET].to_numpy(dtype=float), calibration
+            )
+        metrics = {f"val_{k}": v for k, v in scores(val, predicted, bundle.meta.get("interval")).items()}
     return bundle, metrics
 
 
+def scores(frame: pd.DataFrame, predicted: np.ndarray, band: dict[str, Any] | None) -> dict[str, float]:
+    """:func:`metrics_table` plus the 80 % interval's coverage and width per row set."""
+    lower, upper = interval.bands(frame, predicted, band)
+    actual = frame[TARGET].to_numpy(dtype=float)
+    return metrics_table(frame, predicted) | interval.interval_metrics(
+        actual, lower, upper, evaluation_rows(frame)
+    )
+
+
 def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
-    """``PredictedNextLapTime`` (s) per LapFeatures row."""
+    """``PredictedNextLapTime`` (s) per LapFeatures row and its 80 % band (``NextLapTimeP10``,
+    ``NextLapTimeP90``; NaN from a bundle calibrated before the band existed)."""
+    predicted = predict_frame(bundle.boosters[BOOSTER], rows)
+    lower, upper = interval.bands(rows, predicted, bundle.meta.get("interval"))
     return pd.DataFrame(
-        {"PredictedNextLapTime": predict_frame(bundle.boosters[BOOSTER], rows)}, index=rows.index
+        {"PredictedNextLapTime": predicted, interval.LOWER: lower, interval.UPPER: upper}, index=rows.index
     )
 
 
@@ -308,8 +331,10 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     if frame.empty:
         raise ValueError("no laps with a next lap to score")
     frame["Predicted"] = predict_frame(bundle.boosters[BOOSTER], frame)
-    overall = metrics_table(frame, frame["Predicted"].to_numpy())
-    per_race = base.per_race(frame, lambda g: metrics_table(g, g["Predicted"].to_numpy()))
+    band = bundle.meta.get("interval")
+    frame[interval.LOWER], frame[interval.UPPER] = interval.bands(frame, frame["Predicted"].to_numpy(), band)
+    overall = scores(frame, frame["Predicted"].to_numpy(), band)
+    per_race = base.per_race(frame, lambda g: scores(g, g["Predicted"].to_numpy(), band))
     return base.Evaluation(
         metrics=overall,
         scored=frame,
@@ -320,7 +345,8 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
                 overall[HEADLINE_RATIO],
                 "<=",
                 TARGET_RATIO,
-            )
+            ),
+            base.Target(BAND_COVERAGE, overall[BAND_COVERAGE], "in", interval.BAND_TARGET),
         ],
         per_race=per_race,
     )

@@ -9,6 +9,7 @@ import pandas as pd
 
 from stratx.functions.models import base
 from stratx.functions.models import lap_time as lt
+from stratx.functions.models import lap_time_interval as interval
 
 
 def plot(frame: pd.DataFrame, path: Path) -> None:
@@ -55,6 +56,25 @@ TITLES = {
 }
 
 
+def _band_lines(m: dict[str, float]) -> list[str]:
+    """The 80 % interval (``NextLapTimeP10``/``P90``) per row set, and what it is for."""
+    if "interval80_both_clean_coverage" not in m:
+        return ["No 80 % band: the bundle was calibrated before it existed.", ""]
+    lo, hi = interval.BAND_TARGET
+    cells = ", ".join(
+        f"{laps.replace('_', '-')} {m[f'interval80_{laps}_coverage']:.3f} (median width "
+        f"{m[f'interval80_{laps}_width']:.2f} s)"
+        for laps in lt.ROW_SETS
+    )
+    return [
+        f"**80 % band** of the next lap, coverage (target {lo}-{hi} on both-clean rows): {cells}. "
+        "Normalised split-conformal, calibrated on the validation races' clean next laps: a band "
+        "for the next lap if it is raced. In-laps, out-laps and neutralised laps fall outside it "
+        "by design, so coverage on all next laps is lower.",
+        "",
+    ]
+
+
 def card(evaluation: base.Evaluation, out_dir: Path) -> str:
     png = "lap_time_errors.png"
     plot(evaluation.scored, out_dir / png)
@@ -85,14 +105,16 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
         "a 25-feature XGBoost 0.410 s on a 2025 holdout (another season and feature set; not "
         "directly comparable).",
         "",
-        "| race | both-clean laps | model | strongest baseline | ratio |",
-        "| --- | --- | --- | --- | --- |",
+        *_band_lines(m),
+        "| race | both-clean laps | model | strongest baseline | ratio | 80 % band coverage |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for race, r in evaluation.per_race.items():
         lines.append(
             f"| {race} | {int(r['both_clean_laps'])} | {r['model_both_clean_mae']:.3f} | "
             f"{lt.strongest(r)} {r['strongest_both_clean_mae']:.3f} | "
-            f"{r['model_vs_strongest_both_clean_mae_ratio']:.3f} |"
+            f"{r['model_vs_strongest_both_clean_mae_ratio']:.3f} | "
+            f"{r.get('interval80_both_clean_coverage', float('nan')):.3f} |"
         )
     lines += ["", f"![lap-time errors]({png})", ""]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 SPEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser test test-fast test-unit test-integration lint typecheck typecheck-links bench bench-check audit clean
+.PHONY: help install up demo features train evaluate backtest serve bentos bento-images dashboard browser mosquitto test test-fast test-unit test-integration lint typecheck typecheck-links bench bench-check audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,7 +54,12 @@ dashboard: install ## the live dashboard + overlay (http://127.0.0.1:5006/, /ove
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "note: Debian chromium not installed (needs root): browser tests will skip"; }
 
-test: install typecheck-links browser ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
+# the push-feed tests (tests/quix_apps/test_live_push.py) start Debian's mosquitto MQTT broker
+# themselves; as root this installs it, otherwise those tests skip and say why
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) || echo "note: Debian mosquitto not installed (needs root): push-feed tests will skip"; }
+
+test: install typecheck-links browser mosquitto ## the whole suite: lint, types, unit and integration tiers (starts its own broker)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -70,7 +75,7 @@ test-fast: install ## fast tier: no broker, no trained models, no whole-race fix
 test-unit: install ## unit tier only (no broker)
 	$(BIN)/pytest -m "not integration"
 
-test-integration: install ## integration tier only (real embedded broker)
+test-integration: install mosquitto ## integration tier only (real embedded broker, mosquitto)
 	$(BIN)/pytest -m integration
 
 lint: install ## ruff lint + format check

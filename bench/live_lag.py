@@ -1,6 +1,6 @@
 """Live ingest lag: `stratx live` polling a local OpenF1 server at OpenF1's rate limit, vs a lifted limit.
 
-    python bench/live_lag.py [--minutes 2.5] [--rate-limit 30] [--reference-rate-limit 1000]
+    python bench/live_lag.py [--minutes 2.5] [--rate-limit 30] [--reference-rate-limit 1000] [--mode both|poll|push]
 
 The local OpenF1 server (``quix_apps/kit/openf1_server.py``) serves the recorded real 2023 Las Vegas
 OpenF1 records (``tests/fixtures/openf1_session``) on a ``SimClock`` running at 1x (real time)
@@ -23,6 +23,11 @@ wrapped to time every poll cycle. The run stops like Ctrl-C (SIGINT; the poller 
 cycle). Only records whose source date is before the start of the last poll cycle are counted:
 every driver is polled after that, so all of them were published (checked against the fixture).
 The JSON result goes to bench/results/live_lag.json. See bench/README.md.
+
+``--mode push`` (or ``both``, the default, after the two polling runs) measures ``stratx live --push``
+instead (``bench/live_lag_push.py``): Mosquitto fed with the same records at the recorded pace, lag
+from the MQTT publish to the raw topic; it goes to the result's ``push`` section, and the polling
+figures of the file are kept when only the push is run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -47,6 +53,7 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from live_lag_push import run_push
 from replay_throughput import REPO_ROOT, machine_info
 from tqdm import tqdm
 
@@ -76,6 +83,13 @@ TOPICS = {
     catalog.LAPS.name: "laps",
 }
 QUANTILES = {"p50": 50, "p95": 95, "p99": 99}
+# what the push mode (bench/live_lag_push.py) measures, named for bench/check_stale.py, which follows
+# StratX modules but not the sibling scripts a benchmark imports
+PUSH_MEASURES = (
+    "stratx.quix_apps.live_push",
+    "stratx.quix_apps.kit.mqtt_feed",
+    "stratx.functions.openf1_push",
+)
 
 
 # ---------------------------------------------------------------- the consumer side
@@ -536,88 +550,10 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"p99 lag ratio {topic:<9} measured / reference: {fmt(ratio, 6, 1)}x")
 
 
-# ---------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--minutes", type=float, default=2.5, help="wall time of EACH configuration (default 2.5)"
-    )
-    parser.add_argument(
-        "--rate-limit",
-        type=int,
-        default=OPENF1_RATE_LIMIT,
-        help="requests per window, client and server (OpenF1: 30)",
-    )
-    parser.add_argument(
-        "--rate-window", type=float, default=OPENF1_RATE_WINDOW_S, help="rate window, s (OpenF1: 10)"
-    )
-    parser.add_argument(
-        "--reference-rate-limit",
-        type=int,
-        default=1000,
-        help="requests per window of the reference (lifted limit; 1000 does not bind at 1 s polls)",
-    )
-    parser.add_argument("--poll-interval", type=float, default=1.0, help="LiveSettings.poll_interval_s")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
-    args = parser.parse_args(argv)
-    if args.minutes <= 0:
-        parser.error("--minutes must be > 0")
-    seconds = args.minutes * 60
-    fixture = fixture_dates(DEFAULT_DATA_DIR)
-
-    configs = [
-        ("measured", args.rate_limit),
-        ("reference", args.reference_rate_limit),
-    ]
-    raws: list[dict[str, Any]] = []
-    port = free_port()
-    with EmbeddedBroker(port=port) as broker:
-        print(f"Tansu broker on {broker.address}", flush=True)
-        client = admin.connect(broker.address)
-        try:
-            admin.create_topics(client)
-        finally:
-            client.close()
-        watcher = TopicWatcher(broker.address)
-        watcher.start()
-        try:
-            for name, limit in configs:
-                raws.append(
-                    run_config(
-                        name, broker.address, watcher, limit, args.rate_window, args.poll_interval, seconds
-                    )
-                )
-        finally:
-            watcher.stop()
-    if watcher.errors:
-        print(f"consumer errors: {watcher.errors[:5]}", flush=True)
-
-    results = []
-    for raw in raws:
-        analysis = analyse(raw, fixture)
-        results.append(
-            {
-                k: v
-                for k, v in raw.items()
-                if k not in ("cycles", "produced", "received", "run_started", "run_ended", "stop_requested")
-            }
-            | {
-                "stop_requested_s_after_start": (
-                    raw["stop_requested"] - raw["run_started"] if raw["stop_requested"] else None
-                ),
-                "cycle_log": [
-                    {
-                        "start_s": c["start"] - raw["run_started"],
-                        "duration_s": c["end"] - c["start"],
-                        "fetches": c["fetches"],
-                        "http_requests": c["http_requests"],
-                        "new_records": c["new_records"],
-                    }
-                    for c in raw["cycles"]
-                ],
-                "analysis": analysis,
-            }
-        )
+def polling_result(
+    results: list[dict[str, Any]], args: argparse.Namespace, argv: list[str] | None, seconds: float
+) -> dict[str, Any]:
+    """The polling runs' result (the file's existing format)."""
     measured, reference = results
     ratio_p99 = {}
     for topic in [*TOPICS.values(), "overall"]:
@@ -661,9 +597,153 @@ def main(argv: list[str] | None = None) -> int:
         "configs": results,
         "summary": summary,
     }
+    return result
+
+
+def analyse_push(raw: dict[str, Any]) -> dict[str, Any]:
+    """Lag from the MQTT publish to the raw topic, per topic and overall; the raw lists dropped."""
+    lags = raw.pop("lags")
+    out = dict(raw)
+    out["lag_s"] = {
+        **{t: describe(v) for t, v in lags.items()},
+        "overall": describe([x for v in lags.values() for x in v]),
+    }
+    out["lag"] = "consumer receive (monotonic) - hand-over to the MQTT publisher (monotonic)"
+    return out
+
+
+def print_push(result: dict[str, Any]) -> None:
+    """The push run, and before (polling at the measured limit) -> after (push)."""
+    push = result.get("push")
+    if not push:
+        return
+    print(f"push (mosquitto, recorded pace, safety-net poll every {push['push_poll_interval_s']:g} s):")
+    for topic, s in push["lag_s"].items():
+        print(
+            f"  {topic:<9} n {s['n']:>6}  p50 {fmt(s.get('p50'))}  p95 {fmt(s.get('p95'))}  p99 {fmt(s.get('p99'))}  max {fmt(s.get('max'))}"
+        )
+    print(f"  push counters: {push['result']['push']}; dead letters {push['result']['dead_letters']}")
+    measured = next((c for c in result.get("configs", []) if c["name"] == "measured"), None)
+    if measured is not None:
+        before, after = measured["analysis"]["lag_s"]["overall"], push["lag_s"]["overall"]
+        limit = f"{measured['rate_limit']}/{measured['rate_window_s']:g} s"
+        print(
+            f"before -> after: polling at {limit} lag p50 {before['p50']:.2f} s / p99 {before['p99']:.2f} s "
+            f"-> push p50 {after['p50']:.3f} s / p99 {after['p99']:.3f} s"
+        )
+
+
+# ---------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--minutes", type=float, default=2.5, help="wall time of EACH configuration (default 2.5)"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=OPENF1_RATE_LIMIT,
+        help="requests per window, client and server (OpenF1: 30)",
+    )
+    parser.add_argument(
+        "--rate-window", type=float, default=OPENF1_RATE_WINDOW_S, help="rate window, s (OpenF1: 10)"
+    )
+    parser.add_argument(
+        "--reference-rate-limit",
+        type=int,
+        default=1000,
+        help="requests per window of the reference (lifted limit; 1000 does not bind at 1 s polls)",
+    )
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="LiveSettings.poll_interval_s")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file")
+    parser.add_argument(
+        "--mode", choices=("both", "poll", "push"), default="both", help="polling runs, the push run, or both"
+    )
+    args = parser.parse_args(argv)
+    if args.minutes <= 0:
+        parser.error("--minutes must be > 0")
+    seconds = args.minutes * 60
+    fixture = fixture_dates(DEFAULT_DATA_DIR)
+
+    configs = [
+        ("measured", args.rate_limit),
+        ("reference", args.reference_rate_limit),
+    ]
+    if args.mode == "push":
+        configs = []
+    raws: list[dict[str, Any]] = []
+    push_raw: dict[str, Any] | None = None
+    port = free_port()
+    with EmbeddedBroker(port=port) as broker:
+        print(f"Tansu broker on {broker.address}", flush=True)
+        client = admin.connect(broker.address)
+        try:
+            admin.create_topics(client)
+        finally:
+            client.close()
+        watcher = TopicWatcher(broker.address)
+        watcher.start()
+        try:
+            for name, limit in configs:
+                raws.append(
+                    run_config(
+                        name, broker.address, watcher, limit, args.rate_window, args.poll_interval, seconds
+                    )
+                )
+            if args.mode != "poll":
+                with tempfile.TemporaryDirectory() as folder:
+                    push_raw = run_push(
+                        broker.address, watcher, seconds, args.rate_limit, args.rate_window, Path(folder)
+                    )
+        finally:
+            watcher.stop()
+    if watcher.errors:
+        print(f"consumer errors: {watcher.errors[:5]}", flush=True)
+
+    results = []
+    for raw in raws:
+        analysis = analyse(raw, fixture)
+        results.append(
+            {
+                k: v
+                for k, v in raw.items()
+                if k not in ("cycles", "produced", "received", "run_started", "run_ended", "stop_requested")
+            }
+            | {
+                "stop_requested_s_after_start": (
+                    raw["stop_requested"] - raw["run_started"] if raw["stop_requested"] else None
+                ),
+                "cycle_log": [
+                    {
+                        "start_s": c["start"] - raw["run_started"],
+                        "duration_s": c["end"] - c["start"],
+                        "fetches": c["fetches"],
+                        "http_requests": c["http_requests"],
+                        "new_records": c["new_records"],
+                    }
+                    for c in raw["cycles"]
+                ],
+                "analysis": analysis,
+            }
+        )
+    push = analyse_push(push_raw) if push_raw is not None else None
+    if push is not None:
+        push["machine"] = machine_info()
+    if not results:  # push only: keep the polling figures of the file
+        result = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "live_lag"}
+        result["push"] = push
+        result["push_command"] = " ".join(
+            ["python", "bench/live_lag.py", *(argv if argv is not None else sys.argv[1:])]
+        )
+    else:
+        result = polling_result(results, args, argv, seconds)
+        if push is not None:
+            result["push"] = push
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print_report(result)
+    if results:
+        print_report(result)
+    print_push(result)
     print(f"wrote {args.out}")
     return 0
 

@@ -88,6 +88,18 @@ class PollState:
 
     cursors: dict[tuple[str, str | None], datetime] = field(default_factory=dict)
     seen: dict[str, dict[str, datetime]] = field(default_factory=dict)  # endpoint -> id -> date
+    # endpoint -> the cursor of a poll in flight (``pin``): ids from it on are kept until its answer
+    # is accepted, though records accepted meanwhile (the push feed) move the cursors past them
+    floors: dict[str, datetime] = field(default_factory=dict)
+    # endpoint -> the oldest date of records the push feed holds back: a held copy of a record the
+    # poll publishes first must still find its id when it is released (a repeat, not "late")
+    holds: dict[str, datetime] = field(default_factory=dict)
+
+    def pin(self, endpoint: str) -> None:
+        self.floors[endpoint] = self.cursor(endpoint) or datetime.min.replace(tzinfo=UTC)
+
+    def unpin(self, endpoint: str) -> None:
+        self.floors.pop(endpoint, None)
 
     def cursor(self, endpoint: str, driver: str | None = None) -> datetime | None:
         """The driver's cursor; without a driver, the session-wide one: the oldest cursor of the
@@ -128,6 +140,7 @@ class PollState:
             key = (endpoint, driver)
             current = self.cursors.get(key)
             if current is not None and date < current:
+                seen[event_id(endpoint, record)] = date  # dead-lettered once, not again on the next poll
                 late.append(
                     (
                         record,
@@ -144,6 +157,9 @@ class PollState:
     def _prune(self, endpoint: str) -> None:
         """Forget ids older than the endpoint's query cursor (no query returns them again)."""
         oldest = self.cursor(endpoint)
+        for floor in (self.floors.get(endpoint), self.holds.get(endpoint)):
+            if oldest is not None and floor is not None:
+                oldest = min(oldest, floor)
         if oldest is not None:
             seen = self.seen[endpoint]
             for rid in [rid for rid, d in seen.items() if d < oldest]:

@@ -50,9 +50,7 @@ class KafkaSettings(MetricsSettings):
     consumer_session_timeout_ms: int = Field(6000, ge=1000, description="consumer group session timeout")
     # Tansu answers an empty fetch only after fetch.wait.max.ms (librdkafka default 500), and an app reading
     # topics in time order (concat) waits out its whole poll (Quix default 1 s) unless 10,000 messages come
-    consumer_fetch_wait_ms: int = Field(
-        20, ge=1, le=5000, description="librdkafka fetch.wait.max.ms per fetch"
-    )
+    consumer_fetch_wait_ms: int = Field(20, ge=1, le=5000, description="librdkafka fetch.wait.max.ms")
     consumer_poll_timeout_s: float = Field(0.02, gt=0, le=5, description="Quix consumer_poll_timeout, s")
     connect_timeout_s: float = Field(5.0, gt=0, description="fail if the broker does not answer in this time")
     kafka_security_protocol: Protocol = Field(
@@ -140,17 +138,21 @@ class LiveSettings(KafkaSettings):
     """`stratx live`: following a session through the OpenF1 API."""
 
     openf1_url: str = Field(
-        "https://api.openf1.org/v1", description="OpenF1 API base URL (a local recording server in tests)"
+        "https://api.openf1.org/v1", description="OpenF1 API base URL (tests: a local one)"
     )
-    openf1_rate_limit: int = Field(
-        30, ge=1, description="requests per rate window (OpenF1's published limit)"
-    )
+    openf1_rate_limit: int = Field(30, ge=1, description="requests per rate window (OpenF1's limit)")
     openf1_rate_window_s: float = Field(10.0, gt=0, description="rate window, s")
     openf1_username: str | None = Field(None, description="OpenF1 account for the authenticated live tier")
-    openf1_password: SecretStr | None = Field(
-        None, description="OpenF1 account password (a secret: never printed or logged)"
-    )
+    openf1_password: SecretStr | None = Field(None, description="OpenF1 password (never printed or logged)")
     poll_interval_s: float = Field(2.0, ge=0, description="seconds between poll cycles")
+    # `stratx live --push`: OpenF1's MQTT feed (docs/streaming.md); password = the OAuth2 access token
+    openf1_mqtt_broker: str = Field("mqtt.openf1.org", description="MQTT broker of the push feed")
+    openf1_mqtt_port: int = Field(8883, ge=1, le=65535, description="its port (8883 TLS; 8084 websockets)")
+    openf1_mqtt_tls: bool = Field(True, description="TLS to the MQTT broker (false: a local test broker)")
+    openf1_mqtt_websockets: bool = Field(False, description="MQTT over websockets (path /mqtt)")
+    push_silence_s: float = Field(5.0, gt=0, description="push feed silent this long: normal poll cadence")
+    push_poll_interval_s: float = Field(30.0, gt=0, description="safety-net poll period while push is live")
+    push_checkpoint_s: float = Field(1.0, gt=0, description="seconds between checkpoints of pushed records")
 
 
 class TrainingSettings(FeastSettings):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class LiveResult:
     requests: int = 0
     seq: int = 0
     interrupted: bool = False
+    push: Counter[str] = field(default_factory=Counter)  # `--push`: messages, mode changes (live_push.py)
 
 
 # ---------------------------------------------------------------- poll state <-> checkpoint
@@ -112,6 +114,10 @@ class LivePoller:
         self.state = openf1.PollState()
         self.ctx: openf1.SessionContext | None = None
         self._asked: dict[str, float] = {}  # endpoint -> when it was last asked (EVERY_S)
+        # the push feed (live_push.py) accepts and publishes from another thread than the poll's fetches
+        self.lock = threading.RLock()
+        self.stints: list[Any] = []  # the last /stints and /pit answers (the push feed enriches laps too)
+        self.pits: list[Any] = []
 
     def start(self, session_key: str, resume: bool) -> None:
         sessions = self.client.fetch("sessions", {"session_key": session_key})
@@ -150,23 +156,43 @@ class LivePoller:
         assert self.ctx is not None
         key = self.ctx.session_key
         before = sum(self.result.published.values())
-        laps = self.state.accept("laps", self._fetch("laps", self.state.params("laps", key)))
+        rows = self._fetch("laps", self._params("laps", key))
+        with self.lock:
+            laps = self.state.accept("laps", rows)
+            self.state.unpin("laps")
         stints: list[Any] = []
         pits: list[Any] = []
         if laps.new:
-            stints = self._fetch("stints", {"session_key": key})
-            pits = self._fetch("pit", {"session_key": key})
-        self._publish("laps", laps, stints, pits)
+            stints = self.stints = self._fetch("stints", {"session_key": key})
+            pits = self.pits = self._fetch("pit", {"session_key": key})
+        with self.lock:
+            self._publish("laps", laps, stints, pits)
         now = time.monotonic()
         for endpoint in POLLED[1:]:
             if now - self._asked.get(endpoint, -math.inf) < EVERY_S.get(endpoint, 0.0):
                 continue
             self._asked[endpoint] = now
-            accepted = self.state.accept(endpoint, self._fetch(endpoint, self.state.params(endpoint, key)))
-            self._publish(endpoint, accepted, stints, pits)
-        self._checkpoint()
+            rows = self._fetch(endpoint, self._params(endpoint, key))
+            self.accept_and_publish(endpoint, rows, stints, pits, polled=True)
+        self.checkpoint()
         self.result.cycles += 1
         return sum(self.result.published.values()) - before
+
+    def _params(self, endpoint: str, session_key: int) -> dict[str, str]:
+        """The poll's query; its cursor is pinned until the answer is accepted (PollState.pin)."""
+        with self.lock:
+            self.state.pin(endpoint)
+            return self.state.params(endpoint, session_key)
+
+    def accept_and_publish(
+        self, endpoint: str, rows: list[Any], stints: list[Any], pits: list[Any], polled: bool = False
+    ) -> None:
+        """The one path of a polled or pushed batch: accept (dedup, cursors) -> normalise -> publish."""
+        with self.lock:
+            accepted = self.state.accept(endpoint, rows)
+            if polled:
+                self.state.unpin(endpoint)
+            self._publish(endpoint, accepted, stints, pits)
 
     def _fetch(self, endpoint: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.result.requests += 1
@@ -176,15 +202,16 @@ class LivePoller:
                 self.recorder.add(endpoint, rows)
             return rows
         except OpenF1ResponseError as exc:  # a broken response: dead-letter it, keep polling
-            self._dead(
-                endpoint, {"params": params, "body": str(exc.body)[:2000]}, f"openf1 {endpoint}: {exc}"
-            )
+            with self.lock:
+                self.dead(
+                    endpoint, {"params": params, "body": str(exc.body)[:2000]}, f"openf1 {endpoint}: {exc}"
+                )
             return []
 
     def _publish(self, endpoint: str, accepted: openf1.Accepted, stints: list[Any], pits: list[Any]) -> None:
         assert self.ctx is not None
         for record, reason in (*accepted.late, *accepted.malformed):
-            self._dead(endpoint, record, reason)
+            self.dead(endpoint, record, reason)
         for record in accepted.new:
             seq = self.result.seq
             if endpoint == "laps":
@@ -195,12 +222,12 @@ class LivePoller:
 
     def _emit(self, out: ingest.RawRecord | ingest.Rejected, source: Any) -> None:
         if isinstance(out, ingest.Rejected):
-            self._dead("openf1", source, out.reason)
+            self.dead("openf1", source, out.reason)
             return
         self.result.seq = max(self.result.seq, out.payload["Seq"]) + 1
         encoded = ingest.encode(out)
         if isinstance(encoded, ingest.Rejected):
-            self._dead(out.topic.name, out.payload, encoded.reason)
+            self.dead(out.topic.name, out.payload, encoded.reason)
             return
         date = out.payload.get("Date")
         self.producer.produce(
@@ -214,7 +241,7 @@ class LivePoller:
         if self.settings.metrics_enabled:
             metrics.RECORDS_PRODUCED.labels(APP, out.topic.name).inc()
 
-    def _dead(self, source: str, record: Any, reason: str) -> None:
+    def dead(self, source: str, record: Any, reason: str) -> None:
         if self.settings.metrics_enabled:
             metrics.dead_letter(APP, reason)
             metrics.RECORDS_PRODUCED.labels(APP, catalog.DEAD_LETTER.name).inc()
@@ -225,6 +252,10 @@ class LivePoller:
             catalog.DEAD_LETTER.name, value=letter.model_dump_json(), key=letter.Key, on_delivery=self.tracker
         )
         self.result.dead_letters += 1
+
+    def checkpoint(self) -> None:
+        with self.lock:
+            self._checkpoint()
 
     def _checkpoint(self) -> None:
         self.producer.flush()
@@ -255,21 +286,25 @@ def cycle_period(interval_s: float, requests: int, limiter: Any) -> float:
     return max(interval_s, requests * limiter.window / limiter.limit)
 
 
-def run(
-    client: OpenF1Client, settings: LiveSettings, options: LiveOptions, recorder: Recorder | None = None
-) -> LiveResult:
-    """Follow the session until Ctrl-C, ``max_cycles`` or ``idle_cycles`` polls without news."""
+def application(settings: LiveSettings) -> Application:
+    """The raw topics created up front, and the Quix application whose producer publishes them."""
     conn = admin.connect(settings.broker_address, settings.connect_timeout_s, settings.kafka_auth())
     admin.create_topics(conn)
     conn.close()
-    app = Application(
+    return Application(
         broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group="stratx-live",
         auto_create_topics=False,
         loglevel=logging.WARNING,
         producer_extra_config={"linger.ms": 20, "compression.type": "lz4"},
     )
-    with app.get_producer() as producer, StopFlag() as stop:
+
+
+def run(
+    client: OpenF1Client, settings: LiveSettings, options: LiveOptions, recorder: Recorder | None = None
+) -> LiveResult:
+    """Follow the session until Ctrl-C, ``max_cycles`` or ``idle_cycles`` polls without news."""
+    with application(settings).get_producer() as producer, StopFlag() as stop:
         poller = LivePoller(client, producer, settings, recorder)
         poller.start(options.session_key, options.resume)
         idle = 0

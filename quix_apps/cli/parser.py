@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-cycles", type=int, help="stop after N cycles in a row without new records")
     p.add_argument("--no-resume", action="store_true", help="ignore the checkpoint; start from the beginning")
     p.add_argument("--out", help="also save every fetched record to this folder (a recording)")
+    p.add_argument(
+        "--push",
+        action="store_true",
+        help="OpenF1's MQTT feed (STRATX_OPENF1_MQTT_*; needs the account), polling only as a safety net",
+    )
     p.set_defaults(func="races:cmd_live")
 
     p = sub.add_parser("record", help="follow a session through OpenF1 and save it to disk (and the topics)")

@@ -227,6 +227,15 @@ def cmd_live(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
     )
     recorder = recording.Recorder(Path(args.out)) if getattr(args, "out", None) else None
+    push = getattr(args, "push", False)
+    if (
+        push
+        and token is None
+        and settings.openf1_mqtt_broker == LiveSettings.model_fields["openf1_mqtt_broker"].default
+    ):
+        raise UserError(
+            "--push needs the OpenF1 account: set STRATX_OPENF1_USERNAME and STRATX_OPENF1_PASSWORD"
+        )
     with openf1_client.OpenF1Client(
         base_url=settings.openf1_url,
         rate_limit=settings.openf1_rate_limit,
@@ -234,7 +243,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         token_provider=token,
     ) as client:
         metrics.serve(live.APP, settings)
-        result = live.run(client, settings, options, recorder)
+        if push:  # MQTT password = the OAuth2 access token (a fresh one on every connect)
+            from stratx.quix_apps import live_push
+
+            password = token.token if token is not None else None
+            result = live_push.run(client, settings, options, recorder, password=password)
+        else:
+            result = live.run(client, settings, options, recorder)
     _print_live(result)
     if recorder is not None:
         print(
@@ -252,4 +267,6 @@ def _print_live(result: object) -> None:
         f"{sum(published.values())} events published, {r.dead_letters} dead letters",  # type: ignore[attr-defined]
         file=sys.stderr,
     )
+    if r.push:  # type: ignore[attr-defined]
+        print(f"push feed: {dict(r.push)}", file=sys.stderr)  # type: ignore[attr-defined]
     print_counts(published)

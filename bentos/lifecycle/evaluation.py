@@ -55,6 +55,14 @@ def card(key: str, evaluation: base.Evaluation, out_dir: Path) -> str:
     return "\n".join(["| metric | value |", "| --- | --- |", *rows, ""])
 
 
+def card_limits(key: str) -> tuple[str, ...]:
+    """What the model cannot do: its card's ``LIMITS`` (empty without a card)."""
+    name = f"stratx.bentos.lifecycle.cards.{key}"
+    if importlib.util.find_spec(name) is None:
+        return ()
+    return tuple(getattr(importlib.import_module(name), "LIMITS", ()))
+
+
 def section(
     recipe: base.Recipe, registered: model_store.Registered, evaluation: base.Evaluation, out_dir: Path
 ) -> str:
@@ -76,6 +84,8 @@ def section(
         lines.append("")
     lines.append(card(recipe.key, evaluation, out_dir))
     lines += [f"- {note}" for note in evaluation.notes]
+    if limits := card_limits(recipe.key):
+        lines += ["", "**What it cannot do**", "", *(f"- {limit}" for limit in limits)]
     return "\n".join(lines) + "\n"
 
 

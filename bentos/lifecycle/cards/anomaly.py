@@ -7,7 +7,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stratx.bentos.lifecycle.cards import calibration
 from stratx.functions.models import anomaly, base
+
+LIMITS = (
+    "It is not a fault detector trained on real failures: there are too few in the data. Its "
+    "recall is measured on SYNTHETIC faults injected into real laps; real mechanical retirements "
+    "are listed below, caught or not.",
+    "Lap level: speed traps and lap time against the driver's own recent laps and the cars that "
+    "completed the lap earlier. Lap 1, pit laps and neutralised laps are out of scope (no score "
+    "is trusted there and the alerts never fire on them).",
+    "Telemetry windows (RPM, gear, throttle, brake) are scored offline only; the free OpenF1 feed "
+    "carries no car telemetry since the 2025 Dutch GP.",
+    "The score is a percentile of normal laps, not P(fault): 0.99 means rarer than 99 % of "
+    "normal laps (the exceedance table above checks it on real laps).",
+)
+
+
+def exceedance_lines(scored: pd.DataFrame) -> list[str]:
+    """The score as a percentile: on the real in-scope laps, the share at or above each level."""
+    scores = (
+        scored.loc[scored["InScope"].astype(bool), "AnomalyScore"]
+        if "InScope" in scored
+        else scored["AnomalyScore"]
+    )
+    table = calibration.exceedance(scores)
+    if not int(table["n"].iloc[0]):
+        return []
+    return [
+        f"### The score as a percentile ({int(table['n'].iloc[0])} real in-scope laps of the test races)",
+        "",
+        "| score at least | expected share | observed share |",
+        "| --- | --- | --- |",
+        *(f"| {r.level:g} | {r.expected:.3f} | {r.observed:.3f} |" for r in table.itertuples()),
+        "",
+    ]
 
 
 def _fmt(value: float) -> str:
@@ -69,6 +103,7 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
     slow = evaluation.scored.attrs.get("slow_laps", pd.DataFrame())
     lines += [f"### Slow green-flag laps (>= {anomaly.SLOW_LAP_S:g} s over Last3Median)", ""]
     lines += [slow.head(20).to_markdown(index=False) if len(slow) else "none", ""]
+    lines += exceedance_lines(evaluation.scored)
     image = _plot(evaluation.scored, out_dir)
     if image:
         lines += [f"![lap scores]({image})", ""]

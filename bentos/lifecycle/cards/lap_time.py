@@ -49,6 +49,17 @@ def _row(name: str, m: dict[str, float], laps: str) -> str:
     return f"| {name}{mark} | {m[f'{name}_{laps}_mae']:.3f} | {m[f'{name}_{laps}_rmse']:.3f} |"
 
 
+LIMITS = (
+    "It predicts the next lap if it is raced: a pit stop, a safety car, a mistake or a car in the "
+    "way is not foreseeable from lap N, and the 80 % band does not cover those laps.",
+    "On a steady stint it is only a little better than the last lap (the both-clean ratio above; "
+    "the 0.85x target is not met).",
+    "Wet and intermediate laps are 4 % of the training laps (4 races): predictions on a wet or "
+    "drying track are unreliable.",
+    "Race sessions of Grands Prix only: no sprints, qualifying or practice; a restart after a red "
+    "flag (fresh tyres, standing start) is rare in the data.",
+)
+
 TITLES = {
     "both_clean": "both-clean rows: this lap and the next are green-flag clean laps (the headline)",
     "clean": "the next lap is a green-flag clean lap",

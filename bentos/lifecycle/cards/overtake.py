@@ -9,24 +9,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stratx.bentos.lifecycle.cards import calibration
 from stratx.functions.models import base
 from stratx.functions.models import overtake as ov
 
 PREDICTORS: tuple[str, ...] = ("model", "gap_logistic")
-# Probability bin edges: narrow near zero, where most pairs are.
-RELIABILITY_EDGES: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
-MIN_BIN_ROWS = 10
+LIMITS = (
+    "Pairs are the two cars adjacent in line-crossing order on a lap: a pass through the pit "
+    "lane, a lapped car let by, or a place gained from a car three places ahead are not "
+    "predicted as such.",
+    "Without car telemetry (races from the FastF1 exports, live sessions since the 2025 Dutch "
+    "GP) the battle inputs come from lap-level gaps and pace only.",
+    "Lap N under a safety car, VSC or red flag and pit-entry laps are not scored; DRS trains "
+    "make a close gap less telling than it looks, and the alert precision varies by race (the "
+    "backtest's overtake_likely row).",
+)
 
 
-def reliability(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-    """Mean predicted probability, observed pass rate and row count ``n`` per probability bin
-    (:data:`RELIABILITY_EDGES`); bins with fewer than :data:`MIN_BIN_ROWS` rows are left out."""
-    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)})
-    frame["bin"] = pd.cut(frame["p"], RELIABILITY_EDGES, include_lowest=True)
-    table = frame.groupby("bin", observed=True).agg(
-        predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size")
-    )
-    return table[table["n"] >= MIN_BIN_ROWS]
+def calibration_errors(scored: pd.DataFrame, name: str) -> str:
+    """``name``'s expected calibration error at each horizon, 'a / b / c'."""
+    cells = []
+    for h in ov.HORIZONS:
+        rows = scored[scored[ov.label(h)].notna()]
+        table = calibration.reliability(rows[ov.label(h)].astype(float), rows[f"{name}_p{h}"])
+        cells.append(_cell({"e": calibration.calibration_error(table)}, "e"))
+    return " / ".join(cells)
 
 
 def pr_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,17 +54,15 @@ def plot(scored: pd.DataFrame, path: Path) -> None:
         rows = scored[scored[ov.label(h)].notna()]
         y = rows[ov.label(h)].to_numpy(dtype=float)
         top, bottom = axes[0][col], axes[1][col]
+        curves = {}
         for name in PREDICTORS:
             p = rows[f"{name}_p{h}"].to_numpy(dtype=float)
-            rel = reliability(y, p)
-            top.plot(rel["predicted"], rel["observed"], marker="o", label=name)
+            curves[name] = calibration.reliability(y, p)
             recall, precision = pr_curve(y, p)
             bottom.plot(recall, precision, label=f"{name} (AP {base.auc_pr(y, p):.3f})")
-        top.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
-        top.set(xlabel="predicted P(pass)", ylabel="observed pass rate", title=f"reliability, {h} lap(s)")
+        calibration.plot(top, curves, "predicted P(pass)", f"reliability, {h} lap(s)")
         bottom.axhline(y.mean(), color="k", lw=1, ls="--", label=f"base rate {y.mean():.3f}")
         bottom.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02), title=f"precision-recall, {h} lap(s)")
-        top.legend()
         bottom.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -98,6 +103,10 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
             + " |"
         )
     lines += [
+        "",
+        "Expected calibration error at 1 / 2 / 3 laps (reliability diagrams below): model "
+        f"{calibration_errors(evaluation.scored, 'model')}, gap_logistic "
+        f"{calibration_errors(evaluation.scored, 'gap_logistic')}.",
         "",
         "Target: model AUC-PR >= 0.55 at 1 lap (anchor: AUC-ROC 0.876, AUC-PR 0.549, on a different "
         "label and data set, so not directly comparable). AUC-PR depends on the base rate: compare "

@@ -7,10 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from stratx.bentos.lifecycle.cards import calibration
 from stratx.functions.models import base
 from stratx.functions.models import pit_window as pw
 
 RELIABILITY_PNG = "pit_window_reliability.png"
+LIMITS = (
+    "Stops forced by damage, a puncture or a team's double stack are not in the driver's lap "
+    "features; the model sees tyre age, pace, gaps and the race's progress.",
+    "It does not know that a safety car makes a stop cheap: that is the alerts' safety-car rule "
+    "(`functions/alerts.py`), from the race state, not this model.",
+    "Red flags (tyres may be changed for free under one) and wet races (a switch to intermediates "
+    "follows the rain, not the tyres) are rare in the 27 training races.",
+    "The undercut score is scored on few pairs of the test races and is no better than the gap "
+    "alone there (the undercut row above).",
+)
 WINDOW_PNG = "pit_window_stops.png"
 
 
@@ -19,11 +30,9 @@ def _fmt(value: float) -> str:
 
 
 def reliability(scored: pd.DataFrame, column: str, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted vs observed Pit3 rate per probability decile (equal-count bins)."""
+    """Mean predicted vs observed Pit3 rate per probability decile (equal-count bins) of the lap rows."""
     laps = scored[scored["Kind"] == "lap"]
-    p, y = laps[column].astype(float), laps[pw.LABEL].astype(float)
-    edges = pd.qcut(p.rank(method="first"), bins, labels=False)
-    return pd.DataFrame({"predicted": p, "observed": y}).groupby(edges).mean()
+    return calibration.reliability(laps[pw.LABEL], laps[column], edges=None, bins=bins)
 
 
 def _plots(evaluation: base.Evaluation, out_dir: Path) -> list[str]:
@@ -34,12 +43,11 @@ def _plots(evaluation: base.Evaluation, out_dir: Path) -> list[str]:
 
     scored = evaluation.scored
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    for column, label in (("PitProbability3Laps", "model"), ("BaselinePit3", "tyre-age hazard baseline")):
-        table = reliability(scored, column)
-        ax.plot(table["predicted"], table["observed"], marker="o", label=label)
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="predicted P(pit within 3 laps)", ylabel="observed rate", title="Reliability (test races)")
-    ax.legend(fontsize=8)
+    curves = {
+        label: reliability(scored, column)
+        for column, label in (("PitProbability3Laps", "model"), ("BaselinePit3", "tyre-age hazard baseline"))
+    }
+    calibration.plot(ax, curves, "predicted P(pit within 3 laps)", "Reliability (test races)")
     fig.tight_layout()
     fig.savefig(out_dir / RELIABILITY_PNG, dpi=110)
     plt.close(fig)
@@ -91,6 +99,11 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
         f"{_fmt(m['undercut_gap_baseline_auc_roc'])}, tyre-age baseline "
         f"{_fmt(m['undercut_tyre_age_baseline_auc_roc'])} (anchor {pw.UNDERCUT_ANCHOR}). "
         "A small sample: one pair moves the AUC by several points.",
+        "",
+        f"Reliability of P(pit within 3 laps), lap rows in deciles: expected calibration error "
+        f"{_fmt(calibration.calibration_error(reliability(evaluation.scored, 'PitProbability3Laps')))} "
+        f"(tyre-age hazard baseline "
+        f"{_fmt(calibration.calibration_error(reliability(evaluation.scored, 'BaselinePit3')))}).",
         "",
         "| target | value | needed | met |",
         "| --- | --- | --- | --- |",

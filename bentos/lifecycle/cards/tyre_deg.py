@@ -9,11 +9,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stratx.bentos.lifecycle.cards import calibration
 from stratx.functions.models import base
 from stratx.functions.models import tyre_deg as td
 
 RATE_PNG = "tyre_deg_rates.png"
 STINTS_PNG = "tyre_deg_stints.png"
+CLIFF_PNG = "tyre_deg_cliff_reliability.png"
+LIMITS = (
+    "Dry compounds only: wet and intermediate stints get no rate label, and a drying track's "
+    "slopes mean nothing.",
+    "A track that gets faster all race (rubber laid down, cooling): the realised fuel-corrected "
+    "rate can be negative while the model, which only sees the stint, predicts wear. The band "
+    "then misses low on that race (see the per-race coverage).",
+    "The rate of a stint is known only when it ends; early in a stint the prediction leans on "
+    "the compound and the circuit, not on the car.",
+    "CliffProbability ranks laps better than the tyre-age frequency, but a cliff is rare and "
+    "its alerts are not much better than chance at a useful precision (the backtest's tyre_cliff row).",
+)
+
+
+def cliff_reliability(scored: pd.DataFrame) -> pd.DataFrame:
+    """The reliability table of ``CliffProbability`` on the laps with a cliff label."""
+    rows = scored[scored[td.CLIFF].notna()]
+    return calibration.reliability(rows[td.CLIFF].astype(float), rows["CliffProbability"])
+
+
+def plot_cliff(scored: pd.DataFrame, path: Path) -> float:
+    """The cliff reliability diagram; returns its expected calibration error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = cliff_reliability(scored)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    calibration.plot(
+        ax, {"model": table}, f"predicted P(cliff in {td.CLIFF_HORIZON} laps)", "Reliability (test races)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return calibration.calibration_error(table)
 
 
 def mid_stint_rows(scored: pd.DataFrame) -> pd.DataFrame:
@@ -99,6 +136,7 @@ def _f(m: dict[str, float], key: str) -> str:
 def card(evaluation: base.Evaluation, out_dir: Path) -> str:
     plot_rates(evaluation.scored, out_dir / RATE_PNG)
     plot_stints(evaluation.scored, out_dir / STINTS_PNG)
+    cliff_ece = plot_cliff(evaluation.scored, out_dir / CLIFF_PNG)
     m = evaluation.metrics
     lines = [
         "Per driver-lap, the stint's fuel-corrected degradation rate (`DegRate`, s/lap) with an 80% "
@@ -139,7 +177,8 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
         )
     lines += [
         "",
-        "baseline: the training races' cliff frequency per (Compound, 5-lap TyreLife bucket).",
+        "baseline: the training races' cliff frequency per (Compound, 5-lap TyreLife bucket). "
+        f"Reliability of CliffProbability: expected calibration error {cliff_ece:.3f} (diagram below).",
         "",
         "| race | stints | model MAE | causal MAE | band coverage | cliff AUC model | cliff AUC baseline |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -150,4 +189,5 @@ def card(evaluation: base.Evaluation, out_dir: Path) -> str:
             f"| {_f(r, 'band80_coverage')} | {_f(r, 'cliff_model_auc_roc')} | {_f(r, 'cliff_baseline_auc_roc')} |"
         )
     lines += ["", f"![rate vs realised slope]({RATE_PNG})", "", f"![example stints]({STINTS_PNG})", ""]
+    lines += [f"![cliff reliability]({CLIFF_PNG})", ""]
     return "\n".join(lines)

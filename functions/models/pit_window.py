@@ -104,9 +104,11 @@ from stratx.functions.models.pit_window_windows import (
     GREEN_NOW,
     aged,
     aged_matrix,
+    cdf_from,
     choose_quantiles,
     lead_rows,
     pit_metrics,
+    rolled_predictions,
     stop_cdf,
     window_metrics,
     windows,
@@ -219,13 +221,11 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     frame = with_derived(frame, bundle.meta)
     booster = bundle.boosters[PIT_BOOSTER]
     x = feature_matrix(frame)
-    cdf = stop_cdf(booster, frame, x=x)
+    rolled = rolled_predictions(booster, frame, x=x)  # column 0: the row as it is (one booster call)
     lo, hi = bundle.meta["window_quantiles"]
     keys = ("SessionKey",) if "SessionKey" in frame.columns else RACE
-    out = windows(frame, cdf, lo, hi)
-    out.insert(
-        0, "PitProbability3Laps", booster_predict(booster, x, num_iteration=booster.best_iteration or None)
-    )
+    out = windows(frame, cdf_from(frame, rolled), lo, hi)
+    out.insert(0, "PitProbability3Laps", rolled[:, 0])
     out["PitLossSeconds"] = frame["PitLossSeconds"].to_numpy()
     out["UndercutScore"] = undercut_scores(bundle.boosters[UNDERCUT_BOOSTER], frame, keys)
     return out.set_axis(rows.index)

@@ -96,18 +96,38 @@ def undercut_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).join(feats)
 
 
+def ahead_positions(frame: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
+    """Per row, the position (``iloc``) of the car that crossed the line just before it on the same
+    lap (:func:`car_ahead`'s row: the first with that race, lap and PositionOnLap - 1), -1 when
+    there is none or the row's position is unknown. Plain Python over the rows: the service's
+    requests carry two, where the MultiIndex reindex of :func:`car_ahead` cost milliseconds."""
+    cols = [*keys, "LapNumber", "PositionOnLap"]
+    ident = list(zip(*(frame[c].tolist() for c in cols), strict=True))
+    first: dict[tuple[Any, ...], int] = {}
+    for i, key in enumerate(ident):
+        first.setdefault(key, i)
+    out = np.full(len(ident), -1)
+    for i, key in enumerate(ident):
+        position = key[-1]
+        if position is not None and not (isinstance(position, float) and math.isnan(position)):
+            out[i] = first.get((*key[:-1], position - 1), -1)
+    return out
+
+
 def undercut_scores(booster: Any, rows: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
     """P(undercut success) if the driver stopped now, for rows within UNDERCUT_GAP of the car ahead
     on the same lap (NaN otherwise or when the car ahead is not among ``rows``)."""
     gap = base.as_float(rows["IntervalAhead"])
-    if len(rows) < 2 or not ((gap > 0) & (gap <= UNDERCUT_GAP)).any():
-        return np.full(len(rows), np.nan)  # no candidate, or no other car (one-row service calls)
-    ahead = car_ahead(rows, keys)
-    x = undercut_features(rows, ahead)
-    ok = (x["Gap"] > 0) & (x["Gap"] <= UNDERCUT_GAP) & ahead["DriverNumber"].notna().to_numpy()
     out = np.full(len(rows), np.nan)
+    if len(rows) < 2 or not ((gap > 0) & (gap <= UNDERCUT_GAP)).any():
+        return out  # no candidate, or no other car (one-row service calls)
+    ahead = ahead_positions(rows, keys)
+    known = rows["DriverNumber"].notna().to_numpy()
+    ok = (gap > 0) & (gap <= UNDERCUT_GAP) & (ahead >= 0)
+    ok[ok] = known[ahead[ok]]
     if ok.any():
-        out[ok.to_numpy()] = booster_predict(booster, x[ok], num_iteration=booster.best_iteration or None)
+        x = undercut_features(rows.iloc[np.flatnonzero(ok)], rows.iloc[ahead[ok]])
+        out[ok] = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
     return out
 
 

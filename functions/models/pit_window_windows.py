@@ -86,9 +86,22 @@ def stop_cdf(
     ``x``: ``feature_matrix(frame)``, when the caller has built it already."""
     if frame.empty:
         return np.zeros((0, lookahead))
+    return cdf_from(frame, rolled_predictions(booster, frame, lookahead, x))
+
+
+def rolled_predictions(
+    booster: Any, frame: pd.DataFrame, lookahead: int = MAX_LOOKAHEAD, x: pd.DataFrame | None = None
+) -> np.ndarray:
+    """(rows, lookahead) P(in-lap within 3 laps) of each row rolled forward k = 0..lookahead-1 laps
+    (:func:`aged_matrix`); column 0 is the row as it is, the model's ``PitProbability3Laps``."""
     rolled = aged_matrix(frame, lookahead, booster.pandas_categorical, x)
     p = booster_predict(booster, rolled, num_iteration=booster.best_iteration or None)
-    p = np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
+    return np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
+
+
+def cdf_from(frame: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+    """:func:`stop_cdf` from the :func:`rolled_predictions` of ``frame``."""
+    lookahead = p.shape[1]
     in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
     possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1
     hazard = np.where(possible, 1.0 - (1.0 - np.clip(p, 0.0, 1.0)) ** (1.0 / HORIZON), 0.0)

@@ -281,3 +281,21 @@ def test_the_streams_two_row_request_gives_the_undercut_score_of_the_whole_lap(
         pd.testing.assert_series_equal(got, whole.loc[i], check_names=False)
         scored += int(pd.notna(got["UndercutScore"]))
     assert scored >= 3  # cars within the undercut gap of the car ahead get a score
+
+
+def test_the_car_ahead_by_position_is_the_reindexed_one(corpus: base.Corpus) -> None:
+    """``ahead_positions`` (the service's fast path) finds the row ``car_ahead`` finds, on a real race;
+    a row whose position is unknown has no car ahead."""
+    from stratx.functions.models import pit_window_undercut as pu
+
+    frame = corpus.laps.reset_index(drop=True)
+    frame.loc[5, "PositionOnLap"] = np.nan
+    ahead = pu.ahead_positions(frame, pw.RACE)
+    reindexed = pw.car_ahead(frame, pw.RACE)
+    found = ahead >= 0
+    assert found.sum() > 0.8 * len(frame) and not found[5]
+    known = frame["PositionOnLap"].notna().to_numpy()
+    np.testing.assert_array_equal(
+        frame["DriverNumber"].to_numpy()[ahead[found]], reindexed["DriverNumber"].to_numpy()[found]
+    )
+    assert reindexed.loc[known & ~found, "DriverNumber"].isna().all()  # no car ahead there either

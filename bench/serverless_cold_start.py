@@ -256,11 +256,16 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
+    from replay_throughput import machine_info
+
     from stratx.functions import inbound
 
     records = inbound_records(args.records)
     n = len(records)
     result: dict[str, Any] = {
+        "benchmark": "serverless_cold_start",
+        "command": " ".join(["python", "bench/serverless_cold_start.py", *sys.argv[1:]]),
+        "machine": machine_info(),  # the commit the figures were measured on (make bench-check)
         "records": n,
         "repeat": args.repeat,
         "input": "2023 Las Vegas GP OpenF1 car_data + location, cars 1 and 11 (real)",

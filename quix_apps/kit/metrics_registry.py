@@ -8,7 +8,14 @@ them and re-exports them.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
+
+# Feast's metrics module sets PROMETHEUS_MULTIPROC_DIR when it is imported (for its Gunicorn
+# workers), and a process inherits it from a parent that imported Feast (`stratx up`). With it,
+# prometheus-client keeps every value in a shared mmap file and checks the process id on every
+# update: ~27 % of the telemetry app's time went to that (py-spy, bench/features_throughput.py).
+# Every StratX app is one process with its own exporter: its values live in process memory.
+values.ValueClass = values.MutexValue
 
 # the dead-letter reason categories (the ``reason`` label); anything unrecognised is "other"
 REASONS = ("not_json", "schema", "duplicate", "late", "out_of_order", "openf1", "other")

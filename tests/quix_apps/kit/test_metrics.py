@@ -4,6 +4,7 @@ arithmetic, and the counters an instrumented app moves (no broker: a broker-less
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -269,3 +270,27 @@ def test_openf1_requests_are_counted_by_status_and_retries() -> None:
     after = {s: value("stratx_openf1_requests_total", status=s) for s in ("200", "429", "5xx")}
     assert {s: after[s] - before[s] for s in after} == {"200": 1, "429": 1, "5xx": 1}
     assert value("stratx_retries_total", app="live", target="openf1") == retries + 2
+
+
+def test_values_stay_in_process_memory_after_feast_set_the_multiprocess_dir() -> None:
+    """Feast sets PROMETHEUS_MULTIPROC_DIR on import (and children inherit it): prometheus-client
+    would then keep every value in an mmap file with a pid check per update (~27 % of the telemetry
+    app's time). The apps' metrics must stay plain in-process values, and still be exported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, feast\n"
+        "assert os.environ.get('PROMETHEUS_MULTIPROC_DIR')\n"
+        "from prometheus_client import generate_latest\n"
+        "from stratx.quix_apps.kit import metrics_registry as r\n"
+        "child = r.RECORDS_CONSUMED.labels('telemetry', 'stratx.raw.car_telemetry')\n"
+        "child.inc(3)\n"
+        "assert type(child._value).__name__ == 'MutexValue', type(child._value)\n"
+        'assert b\'stratx_records_consumed_total{app="telemetry",topic="stratx.raw.car_telemetry"} 3.0\' in generate_latest()\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -104,16 +104,7 @@ Metrics = Callable[[pd.DataFrame, dict[str, Any]], dict[str, float]]
 
 
 def _lap_time_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:
-    out = lap_time.metrics_table(rows, rows["Predicted"].to_numpy(dtype=float))
-    lower, upper = lap_time_interval.LOWER, lap_time_interval.UPPER
-    if lower in rows.columns and upper in rows.columns:  # the 80 % band, as offline or as streamed
-        out |= lap_time_interval.interval_metrics(
-            rows[lap_time.TARGET].to_numpy(dtype=float),
-            rows[lower].to_numpy(dtype=float, na_value=np.nan),
-            rows[upper].to_numpy(dtype=float, na_value=np.nan),
-            lap_time.evaluation_rows(rows),
-        )
-    return out
+    return lap_time.scored_metrics(rows)  # the band's columns as offline or as streamed
 
 
 def _tyre_deg_metrics(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, float]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from stratx.functions.features import families
 from stratx.functions.models import base, registry
@@ -302,17 +303,28 @@ def fit(
             bundle.meta["interval"] = interval.calibrate(
                 val, predicted, val[TARGET].to_numpy(dtype=float), calibration
             )
-        metrics = {f"val_{k}": v for k, v in scores(val, predicted, bundle.meta.get("interval")).items()}
+        lower, upper = interval.bands(val, predicted, bundle.meta.get("interval"))
+        metrics = {f"val_{k}": v for k, v in scores(val, predicted, lower, upper).items()}
     return bundle, metrics
 
 
-def scores(frame: pd.DataFrame, predicted: np.ndarray, band: dict[str, Any] | None) -> dict[str, float]:
-    """:func:`metrics_table` plus the 80 % interval's coverage and width per row set."""
-    lower, upper = interval.bands(frame, predicted, band)
+def scores(frame: pd.DataFrame, predicted: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> dict[str, float]:
+    """:func:`metrics_table` plus the 80 % interval's coverage and width per row set: the one
+    scoring of a lap-time prediction, offline (training, ``stratx evaluate``) and streamed
+    (``functions/backtest.py``). ``lower``/``upper``: the band per row (NaN: none)."""
+    predicted, lower, upper = (np.asarray(a, dtype=float) for a in (predicted, lower, upper))
     actual = frame[TARGET].to_numpy(dtype=float)
     return metrics_table(frame, predicted) | interval.interval_metrics(
         actual, lower, upper, evaluation_rows(frame)
     )
+
+
+def scored_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """:func:`scores` of a frame carrying ``Predicted`` and the band columns (absent: no band)."""
+    nan = np.full(len(frame), np.nan)
+    band = [frame[c].to_numpy(dtype=float, na_value=np.nan) if c in frame.columns else nan
+            for c in (interval.LOWER, interval.UPPER)]  # fmt: skip
+    return scores(frame, frame["Predicted"].to_numpy(dtype=float), *band)
 
 
 def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
@@ -333,8 +345,8 @@ def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:
     frame["Predicted"] = predict_frame(bundle.boosters[BOOSTER], frame)
     band = bundle.meta.get("interval")
     frame[interval.LOWER], frame[interval.UPPER] = interval.bands(frame, frame["Predicted"].to_numpy(), band)
-    overall = scores(frame, frame["Predicted"].to_numpy(), band)
-    per_race = base.per_race(frame, lambda g: scores(g, g["Predicted"].to_numpy(), band))
+    overall = scored_metrics(frame)
+    per_race = base.per_race(frame, scored_metrics)
     return base.Evaluation(
         metrics=overall,
         scored=frame,

@@ -45,43 +45,23 @@ def say(text: str) -> None:
     print(f"[backtest] {text}", file=sys.stderr, flush=True)
 
 
-def user_races(args: argparse.Namespace) -> list[RaceData]:
-    """The races named as `stratx evaluate` takes them (bundled folders, exports, a FastF1 cache)."""
-    races: list[RaceData] = []
-    for folder in args.race_dir or []:
-        races.append(sources.load_bundled(Path(folder)))
-    for folder in args.exports or []:
-        found = sources.load_exports(Path(folder))
-        if not found:
-            raise ValueError(f"no race in the exports folder {folder}")
-        races += found
-    if args.fastf1_cache:
-        if args.year is None or args.event is None:
-            raise ValueError("--fastf1-cache needs --year and --event")
-        telemetry = Path(args.telemetry_dir) if args.telemetry_dir else None
-        races.append(
-            sources.load_fastf1(
-                args.year, args.event, args.session or "R", Path(args.fastf1_cache), True, telemetry
-            )
-        )
-    return races
-
-
 def load_races(args: argparse.Namespace, settings: TrainingSettings) -> list[RaceData]:
-    """The races the user named (as `stratx evaluate` takes them), else the test races; any
-    failure to load becomes one ValueError line."""
+    """The races the user named (as `stratx evaluate` takes them: ``evaluation.user_races``), else
+    the test races; any failure to load becomes one ValueError line."""
+    from stratx.bentos.lifecycle import evaluation
+
+    events = evaluation.events_of(args)
     try:
-        races = user_races(args)
-        if not races and args.year is not None and args.event is not None:
+        races = evaluation.user_races(args, settings)
+        if not races and args.year is not None and events:
             from stratx.quix_apps.cli.races import load_race, replay_settings
 
             args.broker = None
-            races = [load_race(replay_settings(args), args.year, args.event, args.session, args.source)]
-        elif not races and (args.year is not None or args.event is not None):
+            replay = replay_settings(args)
+            races = [load_race(replay, args.year, event, args.session, args.source) for event in events]
+        elif not races and (args.year is not None or events):
             raise ValueError("--year and --event go together")
         if not races:
-            from stratx.bentos.lifecycle import evaluation
-
             races = evaluation.test_races(settings)
     except sources.SourceError as exc:
         raise ValueError(f"cannot load the race: {exc}") from exc

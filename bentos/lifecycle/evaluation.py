@@ -126,21 +126,43 @@ def evaluate(
     return metrics
 
 
-def user_races(args: argparse.Namespace, settings: TrainingSettings) -> list[RaceData]:
+def user_races(args: argparse.Namespace, settings: TrainingSettings | None = None) -> list[RaceData]:
+    """The races a user names, as `stratx evaluate` and `stratx backtest` take them: bundled
+    folders (``--race-dir``), FastF1-format exports (``--exports``: every race in the folder) and
+    FastF1 cache sessions (``--fastf1-cache`` with ``--year`` and one or more ``--event``,
+    ``--session``, ``--telemetry-dir``). Nothing named: []. A folder without a race or a session
+    the cache lacks raises (ValueError / ``sources.SourceError``) with the reason."""
     races: list[RaceData] = []
     for folder in getattr(args, "race_dir", None) or []:
         races.append(sources.load_bundled(Path(folder)))
     for folder in getattr(args, "exports", None) or []:
-        races += sources.load_exports(Path(folder))
+        found = sources.load_exports(Path(folder))
+        if not found:
+            raise ValueError(f"no race in the exports folder {folder}")
+        races += found
     if getattr(args, "fastf1_cache", None):
-        if args.year is None or args.event is None:
+        events = events_of(args)
+        if args.year is None or not events:
             raise ValueError("--fastf1-cache needs --year and --event")
-        races.append(
-            sources.load_fastf1(
-                args.year, args.event, args.session or "R", Path(args.fastf1_cache), offline=True
+        telemetry = getattr(args, "telemetry_dir", None)
+        for event in events:
+            races.append(
+                sources.load_fastf1(
+                    args.year,
+                    event,
+                    getattr(args, "session", None) or "R",
+                    Path(args.fastf1_cache),
+                    offline=True,
+                    telemetry_dir=Path(telemetry) if telemetry else None,
+                )
             )
-        )
     return races
+
+
+def events_of(args: argparse.Namespace) -> list[str]:
+    """``--event`` as a list (repeatable for `stratx evaluate` and `stratx backtest`)."""
+    event = getattr(args, "event", None)
+    return [] if event is None else [event] if isinstance(event, str) else list(event)
 
 
 def evaluate_main(args: argparse.Namespace, settings: TrainingSettings | None = None) -> int:

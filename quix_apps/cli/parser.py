@@ -72,14 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay races through the whole pipeline at full speed and score every prediction and "
         "alert it emits: backtest.md + backtest.json",
     )
-    p.add_argument("--race-dir", action="append", help="a bundled-format race folder")
-    p.add_argument("--exports", action="append", help="folder with FastF1-format laps.parquet etc.")
-    p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")
-    p.add_argument(
-        "--year", type=int, help="season (alone with --event: bundled first, then the FastF1 cache)"
-    )
-    p.add_argument("--event", help="event name, location, country or round number")
-    p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")
+    _race_options(p)
     p.add_argument(
         "--source",
         choices=("auto", "bundled", "fastf1"),
@@ -253,12 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score the models' @champions on unseen races: report + metrics.json")
     p.add_argument("--model", choices=("all", *MODEL_KEYS), default="all")
-    p.add_argument("--race-dir", action="append", help="a bundled-format race folder")
-    p.add_argument("--exports", action="append", help="folder with FastF1-format laps.parquet etc.")
-    p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")
-    p.add_argument("--year", type=int)
-    p.add_argument("--event")
-    p.add_argument("--session", default="R")
+    _race_options(p)
     p.add_argument("--out", help="output folder (STRATX_REPORTS_DIR, default .stratx/reports)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func="models:cmd_evaluate")
@@ -291,3 +279,21 @@ def _dashboard_arguments(p: argparse.ArgumentParser) -> None:
     from stratx.panel_app.options import add_arguments  # no Panel import until the server starts
 
     add_arguments(p)
+
+
+def _race_options(p: argparse.ArgumentParser) -> None:
+    """The races `stratx evaluate` and `stratx backtest` take (``evaluation.user_races``)."""
+    p.add_argument("--race-dir", action="append", help="a bundled-format race folder (repeatable)")
+    p.add_argument(
+        "--exports", action="append", help="folder with FastF1-format laps.parquet etc. (repeatable)"
+    )
+    p.add_argument("--fastf1-cache", help="FastF1 cache folder (with --year/--event [--session])")
+    p.add_argument(
+        "--year", type=int, help="season (alone with --event: bundled first, then the FastF1 cache)"
+    )
+    p.add_argument(
+        "--event",
+        action="append",
+        help="event name, location, country or round number (repeatable: several races of the season)",
+    )
+    p.add_argument("--session", default="R", help="R, S, Q, SQ, FP1-3 (default R)")

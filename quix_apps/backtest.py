@@ -21,6 +21,7 @@ import gzip
 import json
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,14 @@ def load_races(args: argparse.Namespace, settings: TrainingSettings) -> list[Rac
 
 
 def offline_side(
-    settings: TrainingSettings, races: list[RaceData], keys: list[str], progress: bool
+    settings: TrainingSettings,
+    races: list[RaceData],
+    keys: list[str],
+    progress: bool,
+    exports: Sequence[str] = (),
 ) -> tuple[Any, dict[str, Any]]:
-    """The corpus of ``races`` and, per model, its champion's (Evaluation | error text, bundle meta)."""
+    """The corpus of ``races`` and, per model, its champion's (Evaluation | error text, bundle
+    meta); ``exports``: the folders the races came from, for their classification."""
     from stratx.bentos.lifecycle import model_store, training
 
     recipes = [models.recipe(k) for k in keys]
@@ -87,7 +93,7 @@ def offline_side(
         races,
         progress,
         windows=any(r.needs_windows for r in recipes),
-        results_files=training.default_results_files(settings.data_dir),
+        results_files=training.default_results_files(settings.data_dir, exports),
     )
     out: dict[str, Any] = {}
     for recipe in recipes:
@@ -290,7 +296,7 @@ def backtest_main(args: argparse.Namespace, settings: TrainingSettings | None = 
     keys = [r.key for r in training.selected(None)]
     up.ensure_champions(ServingSettings(), keys, not args.no_progress)
     say("offline side: each champion on the same races (as `stratx evaluate`) ...")
-    corpus, offline = offline_side(settings, races, keys, not args.no_progress)
+    corpus, offline = offline_side(settings, races, keys, not args.no_progress, args.exports or ())
     out = Path(args.out) if args.out else settings.reports_dir / "backtest"
     records = out / RECORDS
     if args.rescore:

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,16 @@ def evaluate(
     out_dir: Path,
     keys: list[str] | None = None,
     progress: bool = True,
+    exports: Sequence[Path | str] = (),
 ) -> dict[str, Any]:
-    """Score each model's champion on ``races``; write report.md, plots and metrics.json."""
+    """Score each model's champion on ``races``; write report.md, plots and metrics.json
+    (``exports``: the folders the races came from, for their classification)."""
     recipes = [models.recipe(k) for k in (keys or models.available())]
     corpus = training.build_corpus(
         races,
         progress,
         windows=any(r.needs_windows for r in recipes),
-        results_files=training.default_results_files(settings.data_dir),
+        results_files=training.default_results_files(settings.data_dir, exports),
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     names = sorted({f"{r.meta.year} {r.meta.event_name} {r.meta.session_name}" for r in races})
@@ -130,17 +133,26 @@ def user_races(args: argparse.Namespace, settings: TrainingSettings | None = Non
     """The races a user names, as `stratx evaluate` and `stratx backtest` take them: bundled
     folders (``--race-dir``), FastF1-format exports (``--exports``: every race in the folder) and
     FastF1 cache sessions (``--fastf1-cache`` with ``--year`` and one or more ``--event``,
-    ``--session``, ``--telemetry-dir``). Nothing named: []. A folder without a race or a session
+    ``--session``, ``--telemetry-dir``); without a cache, ``--year``/``--event`` pick races of the
+    exports folders. Nothing named: []. A folder without a race or a session
     the cache lacks raises (ValueError / ``sources.SourceError``) with the reason."""
     races: list[RaceData] = []
     for folder in getattr(args, "race_dir", None) or []:
         races.append(sources.load_bundled(Path(folder)))
+    cache = getattr(args, "fastf1_cache", None)
     for folder in getattr(args, "exports", None) or []:
         found = sources.load_exports(Path(folder))
+        if not cache:  # --year / --event pick races of the folder
+            found = [r for r in found if _named(r, getattr(args, "year", None), events_of(args))]
         if not found:
-            raise ValueError(f"no race in the exports folder {folder}")
+            picked = (
+                " matches --year/--event"
+                if not cache and (getattr(args, "year", None) or events_of(args))
+                else ""
+            )
+            raise ValueError(f"no race in the exports folder {folder}{picked}")
         races += found
-    if getattr(args, "fastf1_cache", None):
+    if cache:
         events = events_of(args)
         if args.year is None or not events:
             raise ValueError("--fastf1-cache needs --year and --event")
@@ -159,6 +171,15 @@ def user_races(args: argparse.Namespace, settings: TrainingSettings | None = Non
     return races
 
 
+def _named(race: RaceData, year: int | None, events: list[str]) -> bool:
+    """``race`` is of season ``year`` (None: any) and one of ``events`` (none: any), an event named
+    by part of its name (case-insensitive) or its round number."""
+    if year is not None and race.meta.year != year:
+        return False
+    name, rnd = race.meta.event_name.lower(), str(-race.meta.session_key % 100)
+    return not events or any(e.lower() in name or e == rnd for e in events)
+
+
 def events_of(args: argparse.Namespace) -> list[str]:
     """``--event`` as a list (repeatable for `stratx evaluate` and `stratx backtest`)."""
     event = getattr(args, "event", None)
@@ -173,7 +194,8 @@ def evaluate_main(args: argparse.Namespace, settings: TrainingSettings | None = 
     races = user_races(args, settings) or test_races(settings)
     out = Path(args.out) if getattr(args, "out", None) else settings.reports_dir
     keys = [r.key for r in training.selected(getattr(args, "model", None))]
-    metrics = evaluate(settings, races, out, keys, progress=not getattr(args, "no_progress", False))
+    progress = not getattr(args, "no_progress", False)
+    metrics = evaluate(settings, races, out, keys, progress, getattr(args, "exports", None) or ())
     print(f"{len(metrics)} model(s) on {len(races)} race(s) -> {out}/report.md, {out}/metrics.json")
     for key, m in metrics.items():
         verdicts = ", ".join(

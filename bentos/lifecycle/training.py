@@ -139,8 +139,12 @@ def window_table(races: Sequence[RaceData], progress: bool) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def default_results_files(data_dir: Path) -> list[Path]:
-    return [data_dir / "corpus" / "fastf1_exports" / "results.parquet"]
+def default_results_files(data_dir: Path, exports: Sequence[Path | str] = ()) -> list[Path]:
+    """The classification files: each exports folder's ``results.parquet``, then the corpus's."""
+    return [
+        *(Path(e) / "results.parquet" for e in exports),
+        data_dir / "corpus" / "fastf1_exports" / "results.parquet",
+    ]
 
 
 def snapshot_hash(table: pd.DataFrame) -> str:
@@ -337,7 +341,7 @@ def train_main(args: argparse.Namespace, settings: TrainingSettings | None = Non
     if not races:
         raise ValueError(f"no races to train on in {settings.data_dir} (and no --exports)")
     laps = pd.read_parquet(args.features) if getattr(args, "features", None) else None
-    results_files = [*(e / "results.parquet" for e in exports), *default_results_files(settings.data_dir)]
+    results_files = default_results_files(settings.data_dir, exports)
     corpus = build_corpus(
         races,
         progress,

@@ -228,7 +228,15 @@ NEUTRALISATIONS = TopicSpec(
     schemas.Neutralisation,
     "race state: one record per safety car / VSC deployment, with every running car's tyres",
 )
-RACE_STATE_TOPICS: tuple[TopicSpec, ...] = (RETIREMENTS, NEUTRALISATIONS)
+RACE_TRACK = TopicSpec(
+    "stratx.race.track",
+    1,  # one record a session, followed whole by every replica of the track-gap apps
+    KeyRule.SESSION,
+    30 * DAY_MS,
+    schemas.RaceTrack,
+    "race state: each session's clock, drivers, race start and track map, once the stream has shown them",
+)
+RACE_STATE_TOPICS: tuple[TopicSpec, ...] = (RETIREMENTS, NEUTRALISATIONS, RACE_TRACK)
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     *RAW_TOPICS,
     *FEATURE_TOPICS,

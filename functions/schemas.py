@@ -23,8 +23,10 @@ from stratx.functions.schemas_control import (
     DeadLetter,
     Neutralisation,
     OpenF1Inbound,
+    RaceTrack,
     ReplayCheckpoint,
     Retirement,
+    TrackMapData,
 )
 from stratx.functions.schemas_features import (
     CarProgress,
@@ -87,6 +89,7 @@ __all__ = [
     "OpenF1Inbound",
     "Prediction",
     "RaceControl",
+    "RaceTrack",
     "ReplayCheckpoint",
     "Retirement",
     "SessionInfo",
@@ -95,6 +98,7 @@ __all__ = [
     "TelemetryWindow",
     "Timing",
     "TrackGap",
+    "TrackMapData",
     "TrackStatus",
     "UtcDate",
     "Weather",

@@ -1,15 +1,15 @@
 """Pipeline control schemas: dead letters (a rejected record with its reason, size-bounded),
 replay checkpoints (resume after a restart), inbound OpenF1 records forwarded to the broker, and
-the race state (retired cars, safety-car and VSC deployments).
+the race state (retired cars, safety-car and VSC deployments, each session's track).
 Re-exported by :mod:`stratx.functions.schemas`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from stratx.functions.schemas_raw import DRIVER_NUMBER
 
@@ -113,3 +113,47 @@ class Neutralisation(BaseModel):
     Date: datetime | None = None
     Source: Literal["track_status", "race_control"]
     Cars: list[CarAtNeutralisation]
+
+
+class TrackMapData(BaseModel):
+    """A circuit map as ``data/circuits/<circuit>.json`` holds it (``track_map.TrackMap``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    circuit: str = Field(max_length=200)
+    length_m: float = Field(gt=0, description="lap length along the polyline, m")
+    x: list[float] = Field(min_length=10, description="track frame, 1/10 m; x[0], y[0] on the line")
+    y: list[float] = Field(min_length=10)
+    s: list[float] = Field(min_length=10, description="m from the line")
+    source: dict[str, Any] = Field(description="what the map was built from")
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> TrackMapData:
+        if not len(self.x) == len(self.y) == len(self.s):
+            raise ValueError(f"x, y and s differ in length ({len(self.x)}, {len(self.y)}, {len(self.s)})")
+        return self
+
+
+class RaceTrack(BaseModel):
+    """What the track-gap apps need to know about a session (topic ``stratx.race.track``), as the
+    stream showed it: its clock, drivers, race start and map; ``functions/track_state.py``. One
+    record per session."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str] = "RaceTrack"
+
+    v: Literal[1] = 1
+    SessionKey: int
+    SessionTime: float = Field(
+        description="s, when the stream had shown it all: the latest event that showed a part"
+    )
+    Date: datetime | None = None
+    T0Date: datetime | None = Field(default=None, description="UTC of SessionTime 0 (SessionInfo.T0Date)")
+    Circuit: str | None = Field(default=None, max_length=200)
+    Drivers: list[Annotated[str, Field(pattern=DRIVER_NUMBER)]]
+    StartTime: float = Field(description="s, the race start: LapStartTime of the first lap-1 record")
+    StartSource: str = Field(max_length=200)
+    MapSource: Literal["bundled", "session"] = Field(
+        description="bundled: data/circuits; session: built from this session's own positions"
+    )
+    Map: TrackMapData

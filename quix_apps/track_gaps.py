@@ -9,8 +9,12 @@ Two apps around the pure functions of :mod:`stratx.functions.features.track_gaps
   state holds every driver of the session) -> :func:`gap_step` -> ``stratx.features.track_gap``
   (key ``<SessionKey>:<DriverNumber>``), rows emitted behind the event-time watermark.
 
-Both need the session's :class:`SessionTrack` (static track map, race start, drivers); sessions
-without one (a circuit with no map in ``data/circuits/``) produce no gaps and are logged once.
+Both need the session's :class:`SessionTrack` (static track map, race start, drivers): a replay's
+comes from its bundled race (on the replay's clock), a live session's from its ``stratx.race.track``
+record (the race-state app, ``functions/track_state.py``), which every replica follows whole
+(:class:`Registry`). Until a session has one, the apps hold its inputs in their state
+(``functions/features/track_hold.py``), say so once in the log, and release them when it comes;
+a session that never gets one (no map and no clean lap) produces no gaps.
 
 Failure policy: a record that is not JSON, fails its schema, is a duplicate or out of order goes
 to ``stratx.dead_letter`` (Stage ``track_gaps``) with the reason; the pipeline keeps going.
@@ -45,10 +49,13 @@ from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog, dead_letters, ingest, schemas
 from stratx.functions.catalog import TopicSpec
 from stratx.functions.features import track_gaps as tg
+from stratx.functions.features import track_hold as hold
+from stratx.functions.features.track_progress import from_race_track, on_clock
 from stratx.functions.racedata import RaceData
 from stratx.functions.settings import REPO_ROOT, FeatureAppSettings, KafkaSettings, ReplaySettings
 from stratx.quix_apps.kit import admin, metrics, wire
 from stratx.quix_apps.kit.emitted import restart_filter
+from stratx.quix_apps.kit.follower import Follower
 
 STAGE = "track_gaps"
 PROGRESS_APP, GAPS_APP = "progress", "gaps"  # metrics app labels and exporter port offsets
@@ -76,54 +83,116 @@ def _letter(
     return {"DeadLetter": letter.model_dump(mode="json")}
 
 
-class _Lookup:
-    """Session -> SessionTrack; a session without one is logged once and skipped."""
+class Registry:
+    """Which SessionTrack a record is on: a replay's static track (the bundled race, on its clock),
+    else the session's ``stratx.race.track`` record from ``follower`` (the topic followed in the
+    background, :mod:`~stratx.quix_apps.kit.follower`), else None: the app holds the session's
+    inputs and says so once. A RaceTrack record that fails its schema is dead-lettered once
+    (``letters``) and skipped."""
 
-    def __init__(self, tracks: Tracks) -> None:
-        self.tracks = tracks
-        self.missing: set[int] = set()
+    def __init__(self, static: Tracks, follower: Any = None, letters: bool = True) -> None:
+        self.static, self.follower, self.letters = static, follower, letters
+        self.waiting: set[int] = set()
+        self._streamed: dict[int, tuple[Any, tg.SessionTrack | None]] = {}
+        self.bad: list[dict[str, Any]] = []  # dead letters not yet sent
 
-    def __call__(self, session_key: int) -> tg.SessionTrack | None:
-        found = self.tracks.get(session_key)
-        if found is None and session_key not in self.missing:
-            self.missing.add(session_key)
-            log.warning("session %s has no track map: no continuous gaps", session_key)
-        return found
+    def __call__(self, record: dict[str, Any]) -> tg.SessionTrack | None:
+        key = int(record["SessionKey"])
+        static = self.static.get(key)
+        if static is not None and on_clock(static, record):
+            return static
+        found = self._from_stream(key)
+        if found is not None and on_clock(found, record):
+            if key in self.waiting:
+                self.waiting.discard(key)
+                log.warning(
+                    "session %s: track from %s, start %.3f s", key, catalog.RACE_TRACK.name, found.start_time
+                )
+            return found
+        if key not in self.waiting:
+            self.waiting.add(key)
+            why = "its bundled track is on another clock" if static is not None else "no track yet"
+            until = catalog.RACE_TRACK.name
+            log.warning(
+                "session %s has no track map (%s): holding its inputs until %s has it", key, why, until
+            )
+        return None
+
+    def _from_stream(self, key: int) -> tg.SessionTrack | None:
+        record = self.follower.get(key) if self.follower is not None else None
+        if record is None:
+            return None
+        cached = self._streamed.get(key)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        try:
+            track: tg.SessionTrack | None = from_race_track(
+                schemas.RaceTrack.model_validate(record).model_dump(mode="json")
+            )
+        except (ValidationError, ValueError, KeyError) as exc:
+            track = None
+            log.warning("session %s: its %s record is unusable: %s", key, catalog.RACE_TRACK.name, exc)
+            if self.letters:
+                reason = exc if isinstance(exc, ValidationError) else f"RaceTrack: {exc}"
+                self.bad.append(_letter(catalog.RACE_TRACK, str(key), record, reason))
+        self._streamed[key] = (record, track)
+        return track
+
+    def letters_due(self) -> list[dict[str, Any]]:
+        out, self.bad = self.bad, []
+        return out
 
 
-def progress_callback(tracks: Tracks) -> Callable[[Any, Any, int, Any, State], list[dict[str, Any]]]:
-    lookup = _Lookup(tracks)
+def _registry(tracks: Tracks | Registry) -> Registry:
+    return tracks if isinstance(tracks, Registry) else Registry(tracks)
+
+
+def progress_callback(
+    tracks: Tracks | Registry,
+) -> Callable[[Any, Any, int, Any, State], list[dict[str, Any]]]:
+    lookup = _registry(tracks)
 
     def process(value: Any, key: Any, timestamp: int, headers: Any, state: State) -> list[dict[str, Any]]:
-        """One position sample -> ``{"Progress": point}``, ``{"DeadLetter": ...}`` or nothing."""
+        """One position sample -> ``{"Progress": point}``s and ``{"DeadLetter": ...}``s; a sample
+        of a session without a track yet is held (track_hold.py) and released with a later one."""
         if wire.is_invalid(value):
             return [_letter(catalog.CAR_POSITION, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
         checked = ingest.validate(ingest.RawRecord(catalog.CAR_POSITION, key, value))
         if isinstance(checked, ingest.Rejected):
             return [_letter(catalog.CAR_POSITION, key, value, checked.reason)]
         sample = checked.model_dump()
-        session = lookup(sample["SessionKey"])
+        session = lookup(sample)
+        current = state.get(STATE_KEY)
+        released: list[dict[str, Any]] = []
         if session is None:
-            return []
-        new_state, items = tg.progress_step(state.get(STATE_KEY), sample, session)
-        state.set(STATE_KEY, new_state)
-        return [
-            _letter(catalog.CAR_POSITION, key, value, item[tg.REJECTED])
-            if tg.is_rejected(item)
-            else {"Progress": item}
-            for item in items
-        ]
+            current, items = hold.hold_sample(current, sample)
+        else:
+            if hold.holding(current):
+                mine = current["key"] == [sample["SessionKey"], sample["DriverNumber"]]
+                current, released = hold.release_samples(current, session) if mine else (None, [])
+            current, items = tg.progress_step(current, sample, session)
+        state.set(STATE_KEY, current)
+        out = lookup.letters_due()
+        for item, payload in [*((i, i.get("Value")) for i in released), *((i, value) for i in items)]:
+            rejected = tg.is_rejected(item)
+            out.append(
+                _letter(catalog.CAR_POSITION, key, payload, item[tg.REJECTED])
+                if rejected
+                else {"Progress": item}
+            )
+        return out
 
     return process
 
 
 def gap_callback(
-    tracks: Tracks, stale_s: float | None = tg.STALE_S
+    tracks: Tracks | Registry, stale_s: float | None = tg.STALE_S
 ) -> Callable[[Any, State], list[dict[str, Any]]]:
-    lookup = _Lookup(tracks)
+    lookup = _registry(tracks)
 
     def process(value: Any, state: State) -> list[dict[str, Any]]:
-        """One progress point -> ``{"Gap": row}`` per emitted row, or ``{"DeadLetter": ...}``."""
+        """One progress point -> ``{"Gap": row}`` per emitted row, or ``{"DeadLetter": ...}``; a
+        point of a session without a track yet is held and released with a later one."""
         key = dead_letters.record_key(value)
         if wire.is_invalid(value):
             return [_letter(PROGRESS, key, {"raw": value.get(wire.RAW)}, value[wire.INVALID])]
@@ -131,15 +200,23 @@ def gap_callback(
             point = CarProgress.model_validate(value).model_dump(mode="json")
         except ValidationError as exc:
             return [_letter(PROGRESS, key, value, exc)]
-        session = lookup(point["SessionKey"])
+        session = lookup(point)
+        current = state.get(STATE_KEY)
+        released: list[dict[str, Any]] = []
+        items: list[dict[str, Any]] = []
         if session is None:
-            return []
-        new_state, items = tg.gap_step(state.get(STATE_KEY), point, session, stale_s)
-        state.set(STATE_KEY, new_state)
-        return [
-            _letter(PROGRESS, key, value, item[tg.REJECTED]) if tg.is_rejected(item) else {"Gap": item}
-            for item in items
-        ]
+            current = hold.hold_point(current, point)
+        else:
+            if hold.holding(current):
+                current, released = hold.release_points(current, session, stale_s)
+            current, items = tg.gap_step(current, point, session, stale_s)
+        state.set(STATE_KEY, current)
+        out = lookup.letters_due()
+        for item, payload in [*((i, i.get("Value")) for i in released), *((i, value) for i in items)]:
+            out.append(
+                _letter(PROGRESS, key, payload, item[tg.REJECTED]) if tg.is_rejected(item) else {"Gap": item}
+            )
+        return out
 
     return process
 
@@ -182,7 +259,7 @@ def _application(settings: KafkaSettings, group: str, state_dir: Path | None, lo
 
 def build_progress_app(
     settings: KafkaSettings,
-    tracks: Tracks,
+    tracks: Tracks | Registry,
     *,
     state_dir: Path | None = None,
     consumer_group: str = PROGRESS_GROUP,
@@ -209,7 +286,7 @@ def build_progress_app(
 
 def build_gap_app(
     settings: KafkaSettings,
-    tracks: Tracks,
+    tracks: Tracks | Registry,
     *,
     stale_s: float | None = tg.STALE_S,
     state_dir: Path | None = None,
@@ -266,13 +343,26 @@ def main(settings: FeatureAppSettings | None = None, idle_timeout: float = 0.0, 
         raise ValueError(f"no track app {which!r}: progress or gaps")
     settings = settings or FeatureAppSettings()
     wire.ensure_topics(settings)
-    tracks = bundled_tracks(ReplaySettings().data_dir / "races")  # STRATX_DATA_DIR, as the replay
+    static = bundled_tracks(ReplaySettings().data_dir / "races")  # STRATX_DATA_DIR, as the replay
     build = build_progress_app if which == "progress" else build_gap_app
     group = f"{settings.consumer_group_prefix}-track-{which}"
-    app = build(
-        settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
-    )
-    return wire.run(app, which, settings, idle_timeout)
+    with follow_tracks(settings) as follower:
+        tracks = Registry(static, follower, letters=which == "progress")  # one dead letter, not two
+        app = build(
+            settings, tracks, state_dir=settings.state_dir, consumer_group=group, loglevel=logging.WARNING
+        )
+        return wire.run(app, which, settings, idle_timeout)
+
+
+def follow_tracks(settings: KafkaSettings) -> Follower:
+    """``stratx.race.track`` followed whole in the background: every replica needs every session's
+    track, whichever partitions of its input it is given."""
+    return Follower(settings.broker_address, catalog.RACE_TRACK.name, _track_key, auth=settings.kafka_auth())
+
+
+def _track_key(record: dict[str, Any]) -> int | None:
+    key = record.get("SessionKey")
+    return key if isinstance(key, int) and not isinstance(key, bool) else None
 
 
 def cli(argv: list[str] | None = None) -> int:

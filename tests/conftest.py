@@ -60,6 +60,7 @@ LONGEST_FIRST = (  # work units, slowest first (seconds on 2 busy cores, 2026-12
     "tests.quix_apps.test_resume",  # 35
     "tests.quix_apps.test_metrics_scrape",  # 34
     "tests.quix_apps.test_drift_races",  # 33
+    "tests.quix_apps.test_live_track_gaps",  # 31
     "tests.functions.test_race_state",  # 23
     "tests.panel_app.test_dashboard_browser",  # 20
     "tests.bentos.test_bentos_serve",  # 20

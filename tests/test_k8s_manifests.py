@@ -27,7 +27,7 @@ import yaml
 from stratx.functions import catalog
 from stratx.functions.models import MODEL_KEYS
 from stratx.functions.settings import MetricsSettings, PredictionAppSettings, env_vars
-from stratx.quix_apps import cli, predictions
+from stratx.quix_apps import cli, predictions, track_gaps
 from stratx.quix_apps.kit import admin, kafka_io, metrics, wire
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,6 +209,7 @@ def _wiring(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatc
         patch.setattr(kafka_io, "read_all", lambda *a, **k: iter(()))  # apps that read their output at start
         follower = SimpleNamespace(get=lambda key: None)  # the prediction app's session-info follower
         patch.setattr(predictions, "session_info", lambda settings: contextlib.nullcontext(follower))
+        patch.setattr(track_gaps, "follow_tracks", lambda settings: contextlib.nullcontext(follower))
         patch.setattr(metrics, "instrument_app", lambda *a, **k: None)
         patch.setitem(sys.modules, "stratx.quix_apps.kit.feature_store", feast)
         patch.setattr(sys.modules["stratx.quix_apps"], "feature_store", feast, raising=False)

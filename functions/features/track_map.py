@@ -94,6 +94,16 @@ def _at(times: Sequence[float], xs: Sequence[float], ys: Sequence[float], t: flo
     return xs[k - 1] + w * (xs[k] - xs[k - 1]), ys[k - 1] + w * (ys[k] - ys[k - 1])
 
 
+def lap_points(
+    times: Sequence[float], xs: Sequence[float], ys: Sequence[float], start: float, end: float
+) -> list[tuple[float, float]]:
+    """One lap's path from a car's positions (``times`` ascending, no-fix samples removed): the
+    position at ``start`` (the line crossing, interpolated), then every position strictly inside
+    (``start``, ``end``); the input of :func:`map_from_points`."""
+    inside = range(bisect.bisect_right(times, start), bisect.bisect_left(times, end))
+    return [_at(times, xs, ys, start), *((float(xs[i]), float(ys[i])) for i in inside)]
+
+
 def reference_lap(race: RaceData) -> dict[str, Any]:
     """The lap a map is built from: the winner's first clean lap (a laps row as a dict)."""
     laps = race.table("laps")
@@ -114,10 +124,8 @@ def build_track_map(race: RaceData) -> TrackMap:
     pos = pos[(pos.DriverNumber == lap["DriverNumber"]) & ((pos.X != 0) | (pos.Y != 0))]
     pos = pos.sort_values("SessionTime", kind="mergesort").drop_duplicates("SessionTime")
     start, end = float(lap["LapStartTime"]), float(lap["Time"])
-    times = pos.SessionTime.tolist()
-    xs, ys = pos.X.astype(float).tolist(), pos.Y.astype(float).tolist()
-    inside = pos[(pos.SessionTime > start) & (pos.SessionTime < end)]
-    points = [_at(times, xs, ys, start), *zip(inside.X.astype(float), inside.Y.astype(float), strict=True)]
+    times = pos.SessionTime.astype(float).tolist()
+    points = lap_points(times, pos.X.astype(float).tolist(), pos.Y.astype(float).tolist(), start, end)
     source = {
         "year": race.meta.year,
         "event": race.meta.event_name,
@@ -183,3 +191,11 @@ def project(track: TrackMap, x: float, y: float, hint: float | None = None) -> t
             return s % track.length, math.sqrt(d2) / UNITS_PER_M
     d2, s = _best(track, range(n), x, y)
     return s % track.length, math.sqrt(d2) / UNITS_PER_M
+
+
+def load_track_maps(directory: Path) -> dict[str, TrackMap]:
+    """Every map in ``directory``, by circuit slug (the file stem)."""
+    return {
+        path.stem: TrackMap.from_json(json.loads(path.read_text()))
+        for path in sorted(directory.glob("*.json"))
+    }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stratx.functions.features.track_map import TrackMap, project
@@ -35,15 +35,48 @@ class SessionTrack:
     track: TrackMap
     start_time: float  # s, SessionTime of the race start (lap 1 LapStartTime)
     drivers: tuple[str, ...]  # expected DriverNumbers: each holds the watermark until stale
+    t0: datetime | None = None  # UTC of SessionTime 0: the clock start_time is on (None: any)
 
 
 def session_track(race: RaceData, track: TrackMap) -> SessionTrack:
+    """A bundled race's track, in hindsight (its laps table): what a replay of it uses."""
     laps = race.table("laps")
     starts = laps.loc[laps.LapNumber == 1, "LapStartTime"].dropna()
     if starts.empty:
         raise ValueError(f"{race.meta.slug}: no lap-1 LapStartTime, so no race start")
     drivers = tuple(sorted(set(race.table("pos_data").DriverNumber.astype(str))))
-    return SessionTrack(race.meta.session_key, track, float(starts.min()), drivers)
+    t0 = _utc(race.meta.t0_date) if race.meta.t0_date is not None else None
+    return SessionTrack(race.meta.session_key, track, float(starts.min()), drivers, t0)
+
+
+def from_race_track(record: Mapping[str, Any]) -> SessionTrack:
+    """The SessionTrack of a ``stratx.race.track`` record (``functions/track_state.py``)."""
+    t0 = record.get("T0Date")
+    return SessionTrack(
+        int(record["SessionKey"]),
+        TrackMap.from_json(record["Map"]),
+        float(record["StartTime"]),
+        tuple(str(d) for d in record["Drivers"]),
+        _utc(t0) if t0 is not None else None,
+    )
+
+
+def _utc(value: Any) -> datetime:
+    if hasattr(value, "to_pydatetime"):  # a pandas Timestamp (RaceMeta.t0_date)
+        value = value.to_pydatetime()
+    date = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return date.replace(tzinfo=UTC) if date.tzinfo is None else date
+
+
+def on_clock(session: SessionTrack, record: Mapping[str, Any], tolerance_s: float = 1.0) -> bool:
+    """Whether ``record`` (Date and SessionTime) is on the session track's clock: a bundled race's
+    track must not be applied to a live session of the same key (its SessionTime counts from the
+    OpenF1 session start, the replay's from FastF1's t0). True when either side has no date."""
+    date = record.get("Date")
+    if session.t0 is None or date is None:
+        return True
+    origin = _utc(date) - timedelta(seconds=float(record["SessionTime"]))
+    return abs((origin - session.t0).total_seconds()) <= tolerance_s
 
 
 def is_rejected(item: Mapping[str, Any]) -> bool:

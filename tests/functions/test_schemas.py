@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from stratx.functions import catalog, dead_letters, ingest, neutralisations, race_state, schemas
+from stratx.functions import catalog, dead_letters, ingest, neutralisations, race_state, schemas, track_state
 from stratx.functions.features import track_gaps as tg
 from stratx.functions.features.aggression import offline_lap_aggression
 from stratx.functions.features.laps import build_lap_features
 from stratx.functions.features.telemetry import offline_windows
+from stratx.functions.features.track_map import load_track_maps
 from stratx.functions.racedata import RaceData
 from tests.conftest import DATA_DIR
 
@@ -89,6 +90,15 @@ def samples(las_vegas: RaceData) -> dict[str, list[BaseModel]]:
     later = next(e for e in lap_events if e["SessionTime"] > sc["SessionTime"])
     neutral, deployed = neutralisations.neutral_step(neutral, race_state.LAPS, later)
     out[catalog.NEUTRALISATIONS.name] += [schemas.Neutralisation.model_validate(r) for r in deployed]
+    # the race's track as the race-state app announces it (SessionInfo, then the first lap-1 record)
+    info = next(r for r in ingest.iter_records(las_vegas) if r.topic is catalog.SESSION_INFO)
+    track: dict[str, Any] | None = None
+    for kind, event in [
+        ("session_info", ingest.validate(info).model_dump(mode="json")),
+        ("laps", lap_events[0]),
+    ]:
+        track, announced = track_state.track_step(track, kind, event, load_track_maps(DATA_DIR / "circuits"))
+    out[catalog.RACE_TRACK.name] += [schemas.RaceTrack.model_validate(r) for r in announced]
     out[catalog.REPLAY_CHECKPOINTS.name] += [
         schemas.ReplayCheckpoint(
             ReplayId="9189", SessionKey=9189, Seq=-1, SessionTime=0.0, Finished=False, Date=NOW

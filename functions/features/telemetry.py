@@ -184,30 +184,40 @@ def window_update(
 
 
 def _accumulate(win: dict[str, Any], state: dict[str, Any], sample: Mapping[str, Any], t: float) -> None:
+    # runs once per car sample: plain comparisons instead of min() / max() and bool sums (same values)
     speed, rpm, gear = int(sample["Speed"]), int(sample["RPM"]), int(sample["nGear"])
     throttle, brake = sample.get("Throttle"), sample.get("Brake")
     win["n"] += 1
     win["spd_s"] += speed
     win["spd_ss"] += speed * speed
-    win["spd_min"] = speed if win["spd_min"] is None else min(win["spd_min"], speed)
-    win["spd_max"] = speed if win["spd_max"] is None else max(win["spd_max"], speed)
+    low, high = win["spd_min"], win["spd_max"]
+    if low is None or speed < low:
+        win["spd_min"] = speed
+    if high is None or speed > high:
+        win["spd_max"] = speed
     win["rpm_s"] += rpm
-    win["rpm_max"] = max(win["rpm_max"], rpm)
-    win["gear_max"] = max(win["gear_max"], gear)
-    win["drs_open"] += int(sample["DRS"]) in DRS_OPEN
+    if rpm > win["rpm_max"]:
+        win["rpm_max"] = rpm
+    if gear > win["gear_max"]:
+        win["gear_max"] = gear
+    if int(sample["DRS"]) in DRS_OPEN:
+        win["drs_open"] += 1
     if throttle is not None:
         win["thr_n"] += 1
         win["thr_s"] += int(throttle)
-        win["thr_full"] += throttle >= FULL_THROTTLE
+        if throttle >= FULL_THROTTLE:
+            win["thr_full"] += 1
     if brake is not None:
         win["brk_n"] += 1
-        win["brk_on"] += bool(brake)
-        if brake and state["last_brake"] is False:
-            win["brk_events"] += 1
+        if brake:
+            win["brk_on"] += 1
+            if state["last_brake"] is False:
+                win["brk_events"] += 1
         state["last_brake"] = bool(brake)
-    if throttle is not None and brake is not None:
-        win["ovl_n"] += 1
-        win["ovl_on"] += bool(brake) and throttle > OVERLAP_THROTTLE
+        if throttle is not None:
+            win["ovl_n"] += 1
+            if brake and throttle > OVERLAP_THROTTLE:
+                win["ovl_on"] += 1
 
     prev = state["prev"]
     if prev is not None:

@@ -51,8 +51,8 @@ MESSAGES = {
     "6": "VSCDeployed",
     "7": "VSCEnding",
 }
-PRIORITY = ("5", "4", "6", "7", "2")
-CLEAR_GAP_S = 30.0  # shorter clear spells between two derived statuses are the estimate's error  # the status a track shows when several are derived at once
+PRIORITY = ("5", "4", "6", "7", "2")  # the status a track shows when several are derived at once
+CLEAR_GAP_S = 30.0  # shorter clear spells between two derived statuses are the estimate's error
 
 
 def read_source(path: Path, year: int) -> pd.DataFrame:

@@ -158,7 +158,16 @@ def build(shared: Path, out: Path, known: set[tuple[int, str]]) -> dict[str, obj
     """Write the exports of every source race not in ``known`` (Year, EventName) to ``out``."""
     laps = read_all(shared)
     unseen = [(int(y), str(e)) not in known for y, e in zip(laps.Year, laps.EventName, strict=True)]
-    laps = laps[np.asarray(unseen, dtype=bool)].reset_index(drop=True)
+    report = write_exports(
+        laps[np.asarray(unseen, dtype=bool)].reset_index(drop=True), shared / "ergast", out
+    )
+    return {**report, "sources": [f"shared/data/laps/{f}" for _, f in SOURCE_FILES]}
+
+
+def write_exports(laps: pd.DataFrame, ergast: Path, out: Path) -> dict[str, object]:
+    """``laps`` (export rows of whole races) as an exports folder: the laps, the track status
+    derived from them, Ergast's classification, the session-time origin from Ergast's start time
+    (:func:`t0_estimates`), empty race control and weather."""
     races = laps[IDENT].drop_duplicates().reset_index(drop=True)
     status = []
     for race in races.itertuples(index=False):
@@ -168,7 +177,8 @@ def build(shared: Path, out: Path, known: set[tuple[int, str]]) -> dict[str, obj
     laps.to_parquet(out / "laps.parquet", compression="zstd", index=False)
     track = pd.concat([s for s in status if len(s)], ignore_index=True)[[*IDENT, "Time", "Status", "Message"]]
     track.to_parquet(out / "track_status.parquet", compression="zstd", index=False)
-    ergast_results(shared / "ergast", races[IDENT[:3]]).to_parquet(out / "results.parquet", index=False)
+    ergast_results(ergast, races[IDENT[:3]]).to_parquet(out / "results.parquet", index=False)
+    t0_estimates(laps, ergast).to_csv(out / "t0_estimates.csv", index=False)
     pd.DataFrame(columns=[*IDENT, "Time", "Category", "Message", "Status", "Flag", "Scope", "Sector",
                           "RacingNumber", "Lap"]).to_parquet(out / "race_control_messages.parquet", index=False)  # fmt: skip
     pd.DataFrame(columns=[*IDENT, "Time", "AirTemp", "Humidity", "Pressure", "Rainfall", "TrackTemp",
@@ -177,8 +187,23 @@ def build(shared: Path, out: Path, known: set[tuple[int, str]]) -> dict[str, obj
         "races": [f"{y} R{r} {e}" for y, r, e, _ in races.itertuples(index=False)],
         "laps": len(laps),
         "track_status_rows": len(track),
-        "sources": [f"shared/data/laps/{f}" for _, f in SOURCE_FILES],
     }
+
+
+def t0_estimates(laps: pd.DataFrame, ergast: Path) -> pd.DataFrame:
+    """season, event, t0_date_estimate (UTC) of each race Ergast times: its scheduled start minus
+    the session time lap 1 began (the earliest lap-1 ``LapStartTime``), ESTIMATED to within the
+    start's delay (a formation lap restarted, an aborted start). Races Ergast lacks get none."""
+    cal = pd.read_csv(ergast / "races.csv", usecols=["year", "round", "date", "time"], na_values=["\\N"])
+    first = laps[laps.LapNumber == 1]
+    begun = first["LapStartTime"].fillna(first["Time"] - first["LapTime"])
+    start = first.assign(S=begun).groupby(["Year", "RoundNumber", "EventName"])["S"].min().reset_index()
+    m = start.merge(cal.dropna(), left_on=["Year", "RoundNumber"], right_on=["year", "round"])
+    t0 = pd.to_datetime(m["date"] + "T" + m["time"], utc=True) - pd.to_timedelta(m["S"], unit="s")
+    out = pd.DataFrame({"season": m["Year"], "event": m["EventName"], "t0_date_estimate": t0})
+    return out.dropna().assign(
+        t0_date_estimate=lambda f: f["t0_date_estimate"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    )
 
 
 def check(shared: Path, exports: Path) -> dict[str, object]:

@@ -36,8 +36,8 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
     ``track_status.parquet`` + ``weather.parquet``, one row per item, all time deltas in s).
 
     Laps and track status are on the session clock; t0 (for UTC dates) comes from a
-    ``t0_estimates.csv`` beside the folder (OpenF1 lap alignment) when it lists the race, else from
-    the chequered flag. Car telemetry and the timing stream are not in such exports: listed as missing.
+    ``t0_estimates.csv`` in the folder or beside it (OpenF1 lap alignment, or Ergast's start time
+    for ``lap_exports`` folders) when it lists the race, else from the chequered flag. Car telemetry and the timing stream are not in such exports: listed as missing.
     """
     try:
         laps = pd.read_parquet(export_dir / "laps.parquet")
@@ -47,7 +47,10 @@ def load_exports(export_dir: Path, sessions: tuple[str, ...] = ("Race",)) -> lis
     except (OSError, ValueError) as exc:
         raise SourceError(f"FastF1 exports in {export_dir} are unreadable: {exc}") from exc
     ident = ["Year", "RoundNumber", "EventName", "SessionName"]
-    t0_estimates = _t0_estimates(export_dir.parent / "t0_estimates.csv")
+    t0_estimates = {  # the folder's own estimates win over the shared ones beside it
+        **_t0_estimates(export_dir.parent / "t0_estimates.csv"),
+        **_t0_estimates(export_dir / "t0_estimates.csv"),
+    }
     races = []
     for key, lap_rows in laps[laps.SessionName.isin(sessions)].groupby(ident, sort=True):
         year, rnd, event, session = (int(key[0]), int(key[1]), str(key[2]), str(key[3]))  # type: ignore[call-overload]

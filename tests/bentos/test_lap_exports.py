@@ -67,3 +67,35 @@ def test_year_and_event_pick_races_of_an_exports_folder() -> None:
     assert len(evaluation.user_races(argparse.Namespace(exports=[str(FOLDER)], year=2026))) == 11
     with pytest.raises(ValueError, match="matches --year/--event"):
         evaluation.user_races(argparse.Namespace(exports=[str(FOLDER)], year=2019))
+
+
+def test_the_unseen_races_carry_ergasts_start_as_t0() -> None:
+    """2023-2025 races get t0 from Ergast's scheduled start (an estimate); 2026 (no Ergast) none."""
+    by_year = {r.meta.year: r for r in sources.load_exports(FOLDER)}
+    assert by_year[2024].meta.t0_date is not None and by_year[2024].meta.t0_source == "estimate"
+    assert by_year[2026].meta.t0_date is None
+
+
+def test_transformed_rows_come_back_as_the_fastf1_export_they_were() -> None:
+    """A real race of the corpus written the way the transformed tables hold it (time deltas as
+    text, track status as a float without its '1' codes, no LapStartTime) converts back to the
+    export's own laps: session times, the lap start of every lap after the first, track codes."""
+    from stratx.bentos.lifecycle import lap_corpus
+
+    real = pd.read_parquet(DATA / "corpus" / "fastf1_exports" / "laps.parquet")
+    real = real[(real.Year == 2023) & (real.EventName == "Bahrain Grand Prix")]
+    text = real.assign(
+        SessionType="Race",
+        CompoundName=real.Compound,
+        DriverNumber=real.DriverNumber.astype(int),
+        TrackStatus=[float(s.replace("1", "") or 1) for s in real.TrackStatus],
+        **{c: pd.to_timedelta(real[c], unit="s").astype(str) for c in ("Time", "PitInTime", "PitOutTime")},
+    ).drop(columns=["LapStartTime", "SessionName"])
+    rows = lap_corpus.export_rows(text, known=set())
+    back = rows.merge(real, on=["DriverNumber", "LapNumber"], suffixes=("", "_real"))
+    assert len(back) == len(real)
+    assert np.allclose(back.Time, back.Time_real, atol=1e-6)
+    later = back.LapNumber > 1
+    assert np.allclose(back.LapStartTime[later], back.LapStartTime_real[later], atol=1e-3)
+    assert set(rows.TrackStatus.dropna()) <= {"1", "2", "4", "6", "7", "24", "26", "67", "264", "267", "672"}
+    assert lap_corpus.export_rows(text, known={(2023, "Bahrain Grand Prix")}).empty

@@ -19,6 +19,10 @@ rows to send; each model's registry entry (``functions/models/registry.py``) nam
   last: the cars that completed this lap earlier (field reference), the driver's previous
   ``ANOMALY_HISTORY`` laps (own reference), then this row.
 
+:func:`screen` then holds back what a model cannot answer (its inputs missing in this feed, e.g.
+no tyre life before a live session's stint data: ``functions/models/inputs.py``): the app emits
+those as ``unavailable`` with the reason, never a number made from defaults.
+
 A record whose (driver, lap) was already folded is a duplicate (at-least-once delivery): no
 requests, so nothing is predicted twice downstream. A record of a car the state knows is out of
 the race (:func:`retire`, from ``stratx.race.retirements``) gets no requests either when it is about
@@ -41,7 +45,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from stratx.functions.models.registry import MODEL_KEYS, MODELS
+from stratx.functions.models import inputs
+from stratx.functions.models.registry import BY_KEY, MODEL_KEYS, MODELS
 
 LAP_MODELS = MODEL_KEYS  # every model is asked about lap-feature records
 # Laps of rows kept per session. The pair builder needs one lap, but records of different drivers
@@ -165,6 +170,28 @@ def request_step(
     # each model its own copies (the client may adapt them); no rows (no pair completed): no request
     requests = {m.key: [dict(r) for r in rows[m.request]] for m in MODELS if rows[m.request]}
     return st, requests
+
+
+Withheld = dict[str, list[tuple[dict[str, Any], str]]]
+
+
+def screen(requests: Mapping[str, list[dict[str, Any]]]) -> tuple[dict[str, list[dict[str, Any]]], Withheld]:
+    """Split one record's requests (:func:`request_step`) into the rows to send and, per model, the
+    subjects whose inputs are missing (:func:`stratx.functions.models.inputs.missing`) with the
+    reason. The subject is the row a model scores: the last row of a request, each row of a
+    ``pairs`` request. A request whose subject lacks an input is not sent (its other rows are only
+    context); a pair that lacks one leaves the other pairs of the request."""
+    send: dict[str, list[dict[str, Any]]] = {}
+    withheld: Withheld = {}
+    for key, rows in requests.items():
+        subjects = range(len(rows)) if BY_KEY[key].request == "pairs" else [len(rows) - 1]
+        lacking = {i: reason for i in subjects if (reason := inputs.missing(key, rows[i])) is not None}
+        if lacking:
+            withheld[key] = [(rows[i], reason) for i, reason in lacking.items()]
+        kept = [r for i, r in enumerate(rows) if i not in lacking]
+        if kept and len(lacking) < len(subjects):
+            send[key] = kept
+    return send, withheld
 
 
 def predictions(

@@ -137,10 +137,21 @@ def dashboard_page(settings: DashboardSettings) -> pn.viewable.Viewable:
     wanted = query_arg("driver")
     driver = resolve_driver(store, session_key or store.latest_session(), wanted)
     tower, predictions, alerts = c.TimingTower(driver=driver), c.Predictions(driver=driver), c.AlertsFeed()
-    gauges, gaps = c.TelemetryGauges(driver=driver), c.GapsAndTraffic()
+    gauges, gaps, inputs = c.TelemetryGauges(driver=driver), c.GapsAndTraffic(), c.SessionInputs()
     trace, strategy, wear = c.RaceTrace(driver=driver), c.TyreStrategy(), c.WearCurves(driver=driver)
     track = c.TrackMap(driver=driver, circuits_dir=CIRCUITS_DIR)
-    parts: list[c.RaceComponent] = [tower, predictions, alerts, gauges, gaps, trace, strategy, wear, track]
+    parts: list[c.RaceComponent] = [
+        tower,
+        predictions,
+        alerts,
+        gauges,
+        gaps,
+        trace,
+        strategy,
+        wear,
+        track,
+        inputs,
+    ]
     refresher = Refresher(store, parts, session_key, wanted_driver=wanted if driver is None else None)
 
     session_select = pn.widgets.Select(name="Session", options={"latest (follow)": 0}, value=0, width=320)
@@ -186,7 +197,7 @@ def dashboard_page(settings: DashboardSettings) -> pn.viewable.Viewable:
         margin=(8, 10),
     )
     left = pn.Column(tower, gaps, width=640)
-    middle = pn.Column(predictions, alerts, gauges, sizing_mode="stretch_width")
+    middle = pn.Column(inputs, predictions, alerts, gauges, sizing_mode="stretch_width")
     charts = pn.Tabs(
         ("Race trace", trace),
         ("Tyre strategy", strategy),

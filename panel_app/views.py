@@ -9,7 +9,8 @@ rate through a stint's own fuel-corrected laps).
 The views live in sibling modules by component family, all re-exported here (the public import
 path): :mod:`~stratx.panel_app.views_lookup` (formatting, drivers, predictions),
 :mod:`~stratx.panel_app.views_timing` (tower, battles, race trace) and
-:mod:`~stratx.panel_app.views_tyres` (stints, wear curves); telemetry, alerts and the overlay's
+:mod:`~stratx.panel_app.views_tyres` (stints, wear curves), :mod:`~stratx.panel_app.views_inputs`
+(what a session lacks, unavailable models); telemetry, alerts and the overlay's
 facts stay here with the presentation colours.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from stratx.functions.models import registry
 from stratx.panel_app.state import RaceSnapshot, Record
+from stratx.panel_app.views_inputs import Lack, Unavailable, session_lacks, unavailable_models
 from stratx.panel_app.views_lookup import (
     PRIMARY_VALUES,
     DriverLabel,
@@ -58,12 +60,14 @@ __all__ = [
     "SEVERITY_COLOURS",
     "UNKNOWN_COMPOUND_COLOUR",
     "DriverLabel",
+    "Lack",
     "Pair",
     "PitWindow",
     "PredictionRow",
     "StintBar",
     "StintCurve",
     "TowerRow",
+    "Unavailable",
     "alerts_newest_first",
     "battle_forecast",
     "code_of",
@@ -87,8 +91,10 @@ __all__ = [
     "primary_value",
     "race_trace",
     "running_order",
+    "session_lacks",
     "stints",
     "tower_rows",
+    "unavailable_models",
     "wear_curves",
 ]
 

@@ -10,7 +10,9 @@ Per record, :func:`stratx.functions.prediction_requests.request_step` says what 
 answer becomes one Prediction record on its model's topic, keyed ``<SessionKey>:<DriverNumber>``,
 carrying the model version, the feature record's event time, the time it was read
 (``IngestedAt``) and produced (``ProducedAt``). A model that does not answer gives a record with
-``Status`` ``unavailable`` and the reason: the record is never lost, and the stream goes on.
+``Status`` ``unavailable`` and the reason: the record is never lost, and the stream goes on. So
+does a model whose inputs this feed lacks (``prediction_requests.screen``, the rule in
+``functions/models/inputs.py``): it is not asked, and its record names the missing input.
 A bad record (not LapFeatures) goes to the dead letters. Duplicates (same driver-lap again) are
 dropped by the state, so nothing is predicted twice downstream. The app also reads
 ``stratx.race.retirements`` (same key and partitions as its input: ``concat``, one state per
@@ -31,8 +33,8 @@ from quixstreams import Application
 from quixstreams.state import State
 
 from stratx.functions import catalog, dead_letters, schemas
-from stratx.functions.models import registry
-from stratx.functions.prediction_requests import new_cache, predictions, request_step, retire
+from stratx.functions.models import inputs, registry
+from stratx.functions.prediction_requests import new_cache, predictions, request_step, retire, screen
 from stratx.functions.settings import PredictionAppSettings
 from stratx.quix_apps.kit import metrics, wire
 from stratx.quix_apps.kit.emitted import Emitted, read_topic
@@ -54,6 +56,7 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
     # the overtake pair builder (pandas and the recipe) is imported lazily by prediction_requests so
     # the alerts app stays light; import it here, not on the session's first pair (~1 s late)
     importlib.import_module("stratx.functions.models.overtake")
+    inputs.needs()  # the same for the recipes the input rule reads
 
     def step(value: dict[str, Any], state: State) -> dict[str, Any]:
         ingested = clock()
@@ -71,11 +74,12 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
         state.set("session", session)
         if not requests:
             return {"duplicate": True}
-        outcomes = client.predict_all(requests)
+        send, withheld = screen(requests)
+        outcomes = client.predict_all(send) if send else {}
         produced = clock()
         out: dict[str, list[dict[str, Any]]] = {}
         for key, outcome in outcomes.items():
-            sent = requests[key]
+            sent = send[key]
             # pairs (overtake): one record per pair, about the car behind; the others: the last row is this record's
             pairs = registry.spec(key).request == "pairs"
             subjects = list(enumerate(sent)) if pairs else [(len(sent) - 1, row)]
@@ -93,6 +97,21 @@ def make_step(client: ModelClient, context: Context, now: Callable[[], datetime]
                 )
                 for i, subject in subjects
             ]
+        for key, lacking in withheld.items():  # not asked: the inputs are missing, the reason says which
+            pairs = registry.spec(key).request == "pairs"
+            out.setdefault(key, []).extend(
+                predictions(
+                    subject if pairs else row,
+                    key,
+                    None,
+                    None,
+                    reason,
+                    ingested,
+                    produced,
+                    other=subject.get("AheadDriverNumber") if pairs else None,
+                )
+                for subject, reason in lacking
+            )
         return {"predictions": out}
 
     return step

@@ -20,6 +20,7 @@ KEYS = ["Year", "EventName", "DriverNumber"]
 
 SPEED_TRAPS = ("SpeedI1", "SpeedI2", "SpeedFL", "SpeedST")
 LAP_SIGNALS = (*SPEED_TRAPS, "LapTime")
+MIN_LAP_SIGNALS = 3  # lap deficits a lap statistic needs: at least 3 signals must agree
 LAP_CONTEXT = (
     "TyreLife", "FuelKg", "LapNumber", "PositionOnLap", "IntervalAhead", "InDRSRange", "LapsInStint",
 )  # fmt: skip

@@ -13,6 +13,7 @@ from stratx.functions.models import base
 from stratx.functions.models.anomaly_rows import (
     ALARM_BUDGET_PER_HOUR,
     KEYS,
+    MIN_LAP_SIGNALS,
     RUN_CLIP,
     RUN_GAP_S,
     RUN_WINDOWS,
@@ -72,14 +73,14 @@ def statistic(
     d: pd.DataFrame, rows: pd.DataFrame | None = None, meta: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The anomaly statistic ``S`` per row and the name of the signal that drives it. Laps: the
-    median deficit (>= 3 present). Windows (``rows`` and ``meta`` given): the largest run deficit
+    median deficit (>= :data:`MIN_LAP_SIGNALS` present). Windows (``rows`` and ``meta`` given): the largest run deficit
     (:func:`run_deficits`) over its calibration quantile ``meta["run_scales"][s]``."""
     if "LapTime" in d.columns:
         values = d.to_numpy(dtype=float)
         present = np.count_nonzero(~np.isnan(values), axis=1)
         with warnings.catch_warnings():  # a row with no signal at all: NaN, as pandas gives
             warnings.simplefilter("ignore", RuntimeWarning)
-            stat = np.where(present >= 3, np.nanmedian(values, axis=1), np.nan)
+            stat = np.where(present >= MIN_LAP_SIGNALS, np.nanmedian(values, axis=1), np.nan)
     else:
         if rows is None:
             raise ValueError("window statistics need the window rows (runs of contiguous windows)")

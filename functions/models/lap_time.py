@@ -69,6 +69,8 @@ COMPOUNDS: tuple[str, ...] = (
     "WET",
 )
 MONOTONE_INCREASING: tuple[str, ...] = ("TyreLife",)
+# The anchor's inputs, in preference order (:func:`anchor`): without either there is nothing to correct.
+ANCHOR_INPUTS: tuple[str, str] = ("Last3Median", "LapTime")
 
 TEST_RACES = base.TEST_RACES
 VALIDATION_RACES = base.VALIDATION_RACES
@@ -113,7 +115,8 @@ def _stint_trend(s: pd.DataFrame, clean: pd.Series, keys: list[str]) -> pd.Serie
 
 def anchor(table: pd.DataFrame) -> pd.Series:
     """The clean rolling median Last3Median, else this lap's LapTime (no clean lap yet)."""
-    return table["Last3Median"].astype(float).fillna(table["LapTime"].astype(float))
+    median, lap = ANCHOR_INPUTS
+    return table[median].astype(float).fillna(table[lap].astype(float))
 
 
 def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:

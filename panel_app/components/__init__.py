@@ -5,6 +5,7 @@ from stratx.panel_app.components.base import RaceComponent
 from stratx.panel_app.components.charts import RaceTrace, TyreStrategy, WearCurves
 from stratx.panel_app.components.gaps import GapsAndTraffic
 from stratx.panel_app.components.gauges import TelemetryGauges
+from stratx.panel_app.components.inputs import SessionInputs
 from stratx.panel_app.components.overlay import LowerThird
 from stratx.panel_app.components.predictions import Predictions
 from stratx.panel_app.components.tower import TimingTower
@@ -17,6 +18,7 @@ __all__ = [
     "Predictions",
     "RaceComponent",
     "RaceTrace",
+    "SessionInputs",
     "TelemetryGauges",
     "TimingTower",
     "TrackMap",

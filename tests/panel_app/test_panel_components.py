@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from stratx.bentos.lifecycle import feature_build
 from stratx.functions import catalog
 from stratx.functions.racedata import RaceData
 from stratx.panel_app import app, views
@@ -209,3 +210,83 @@ def test_a_retired_car_is_out_on_the_tower_and_never_on_the_overlay(recorded: di
     shown = views.battle_forecast(snap)
     assert shown is None or not {shown.ahead, shown.behind} & out
     assert all(f"<b>{code}</b>" not in html for code in codes), html
+
+
+def rule_predictions(store: StateStore, rows: list[dict[str, Any]]) -> None:
+    """Prediction records as the prediction app emits them for ``rows``: ``unavailable`` with the
+    input rule's reason where the row lacks a model's input, else ``ok`` with a TEST value."""
+    from datetime import UTC, datetime
+
+    from stratx.functions.models.inputs import missing
+    from stratx.functions.prediction_requests import predictions
+
+    now = datetime(2023, 11, 19, 7, 0, tzinfo=UTC)
+    for row in rows:
+        for key in ("lap_time", "tyre_deg", "pit_window", "anomaly"):
+            reason = missing(key, row)
+            values = None if reason else {"Test": 1.0}
+            record = predictions(row, key, None if reason else ds.TEST_VERSION, values, reason, now, now)
+            store.apply_record(catalog.PREDICTION_TOPICS[key].name, record)
+
+
+def test_session_inputs_say_what_a_live_session_lacks_and_which_models_cannot_answer() -> None:
+    """The real OpenF1 laps of 2023 Las Vegas as a live session before its stint data: no car
+    telemetry or positions yet, no tyre life, so tyre deg and pit window are unavailable for every car."""
+    from tests.functions.models.test_model_inputs import openf1_info, openf1_rows
+
+    rows = [r for r in openf1_rows(with_stints=False) if r["LapNumber"] <= 3]
+    live = StateStore()
+    live.apply_record(catalog.SESSION_INFO.name, openf1_info())
+    for row in rows:
+        live.apply_record(catalog.FEATURES_LAP.name, row)
+    panel = c.SessionInputs(snapshot=live.snapshot(SESSION))
+    html = panel._pane.object
+    assert "data-role='session-lacks'" in html and "no car telemetry" in html and "no car positions" in html
+    assert "timing stream" not in html  # a live session counts no tables: only what it names
+    rule_predictions(live, rows)
+    panel.snapshot = live.snapshot(SESSION)
+    html = panel._pane.object
+    for model in ("tyre_deg", "pit_window"):
+        line = html.split(f"<li data-model='{model}'>")[1].split("</li>")[0]
+        assert (
+            "unavailable for 20 cars (VER, SAR, RIC, NOR, GAS, PER +14)" in line
+            and "no tyre life for this car" in line
+        )
+    assert "data-model='lap_time'" not in html and "data-model='anomaly'" not in html
+    live.apply_record(
+        catalog.CAR_TELEMETRY.name, {"SessionKey": SESSION, "DriverNumber": "1", "SessionTime": 1.0}
+    )
+    panel.snapshot = live.snapshot(SESSION)
+    assert "no car telemetry" not in panel._pane.object and "no car positions" in panel._pane.object
+
+
+def test_session_inputs_of_an_export_race_and_of_a_complete_one(store: StateStore) -> None:
+    """2025 Miami from the unseen lap exports: no timing stream, telemetry, positions, race control or
+    weather in the source, and no stint data for any car's first stint (laps 1-23). The bundled 2023 Las Vegas: nothing missing."""
+    from stratx.bentos.lifecycle.sources import load_exports
+    from stratx.functions import ingest
+    from tests.conftest import DATA_DIR
+
+    race = next(
+        r
+        for r in load_exports(DATA_DIR / "corpus" / "lap_exports")
+        if (r.meta.year, r.meta.event_name) == (2025, "Miami Grand Prix")
+    )
+    rows, _ = feature_build.lap_feature_rows(race)
+    info = {"SessionKey": race.meta.session_key, **ingest.session_info_payload(race, 0.0)}
+    s = StateStore()
+    s.apply_record(catalog.SESSION_INFO.name, info)
+    early = [r for r in rows if r["LapNumber"] <= 10]
+    for row in early:
+        s.apply_record(catalog.FEATURES_LAP.name, row)
+    rule_predictions(s, early)
+    html = c.SessionInputs(snapshot=s.snapshot(race.meta.session_key))._pane.object
+    for what in ("timing stream", "car telemetry", "car positions", "race control messages", "weather"):
+        assert f"no {what} (" in html
+    line = html.split("<li data-model='tyre_deg'>")[1].split("</li>")[0]
+    cars = {r["DriverNumber"] for r in early if r["TyreLife"] is None}
+    assert (
+        f"unavailable for {len(cars)} cars (VER, NOR, " in line and "no tyre life" in line and len(cars) >= 18
+    )
+    complete = c.SessionInputs(snapshot=store.snapshot(SESSION))._pane.object
+    assert "data-role='inputs-complete'" in complete and "session-lacks" not in complete

@@ -80,9 +80,12 @@ def test_backtest_on_a_slice_of_a_real_race(
             assert parity["equal_share"] == 1.0, (key, value, parity)
         assert set(model["offline"]) == set(model["streamed"])
 
-    # every driver-lap has the four per-lap predictions; no record for a car after it stopped
+    # every driver-lap has the four per-lap predictions but LEC's lap 40, the lap he stopped on: no
+    # lap time and no speed trap, so the anomaly model is unavailable there (functions/models/inputs.py);
+    # no record for a car after it stopped
     coverage = result["coverage"]
-    assert coverage["all_per_lap_models_share"] == 1.0
+    assert coverage["all_per_lap_models"] >= coverage["driver_laps"] - 1, coverage
+    assert coverage["unavailable_records"] <= 1, coverage
     after = coverage["records_after_retirement"]
     assert after["predictions"]["after_retired_lap"] == 0 and after["alerts"]["after_retired_lap"] == 0
     retired = {r["DriverNumber"]: r["RetiredLap"] for r in result["retirements"]}

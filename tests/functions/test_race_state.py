@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 from stratx.bentos.lifecycle import sources
 from stratx.functions import ingest, prediction_requests, race_state, schemas
 from stratx.functions.features.laps import build_lap_features
+from stratx.functions.racedata import RaceData
 from tests.conftest import DATA_DIR
 
 BAHRAIN = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
@@ -19,16 +22,32 @@ BAHRAIN = DATA_DIR / "races" / "2023_bahrain_grand_prix_race"
 EXPECTED = {"81": (13, "position"), "16": (39, "lap"), "31": (41, "position")}
 
 
-@pytest.fixture(scope="module")
-def detected() -> list[dict[str, Any]]:
-    race = sources.load_bundled(BAHRAIN)
+def detector_records(race: RaceData) -> Iterator[ingest.RawRecord]:
+    """The records of the detector's topics, as `ingest.iter_records` streams them. The tables no
+    detector topic comes from (car telemetry: half of a race's records; timing; weather) are left
+    out first: the merge keeps the others' order and payloads, all but ``Seq`` (a count over every
+    topic), which the detector does not read."""
+    tables = {
+        name: table
+        for name, table in race.tables.items()
+        if name not in ingest.TABLE_TOPICS or ingest.TABLE_TOPICS[name][0].name in race_state.KINDS
+    }
+    for record in ingest.iter_records(dataclasses.replace(race, tables=tables)):
+        if record.topic.name in race_state.KINDS:
+            yield record
+
+
+def retirements(race: RaceData) -> list[dict[str, Any]]:
     state, out = None, []
-    for record in ingest.iter_records(race):
-        kind = race_state.KINDS.get(record.topic.name)
-        if kind is not None:
-            state, found = race_state.retire_step(state, kind, record.payload)
-            out += found
+    for record in detector_records(race):
+        state, found = race_state.retire_step(state, race_state.KINDS[record.topic.name], record.payload)
+        out += found
     return out
+
+
+@pytest.fixture(scope="module")
+def detected(bahrain: RaceData) -> list[dict[str, Any]]:
+    return retirements(bahrain)
 
 
 def test_the_three_retirements_and_no_finisher(detected: list[dict[str, Any]]) -> None:
@@ -88,22 +107,21 @@ def test_race_control_message_retires_the_car_named() -> None:
 
 
 def test_no_retirement_on_2024_bahrain_where_every_car_finished() -> None:
-    race = sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race")
-    state, out = None, []
-    for record in ingest.iter_records(race):
-        kind = race_state.KINDS.get(record.topic.name)
-        if kind is not None:
-            state, found = race_state.retire_step(state, kind, record.payload)
-            out += found
-    assert out == []
+    assert retirements(sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race")) == []
 
 
-def test_no_request_for_a_retired_car_on_its_unfinished_lap(detected: list[dict[str, Any]]) -> None:
-    """LEC's lap 40 (closed after he stopped) arrives after his retirement: nothing is asked."""
-    race = sources.load_bundled(BAHRAIN)
-    events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(race, "laps")]
+@pytest.fixture(scope="module")
+def lec(bahrain: RaceData) -> list[dict[str, Any]]:
+    """LEC's lap features, built offline from the race's laps (read-only for the tests)."""
+    events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(bahrain, "laps")]
     features, _ = build_lap_features(events)
-    lec = [f for f in features if f["DriverNumber"] == "16"]
+    return [f for f in features if f["DriverNumber"] == "16"]
+
+
+def test_no_request_for_a_retired_car_on_its_unfinished_lap(
+    detected: list[dict[str, Any]], lec: list[dict[str, Any]]
+) -> None:
+    """LEC's lap 40 (closed after he stopped) arrives after his retirement: nothing is asked."""
     state = None
     for f in lec[:-1]:
         state, requests = prediction_requests.request_step(state, f)
@@ -113,7 +131,7 @@ def test_no_request_for_a_retired_car_on_its_unfinished_lap(detected: list[dict[
 
 
 @pytest.mark.parametrize("order", ["laps_last", "chunked"])
-def test_retirements_do_not_depend_on_the_order_partitions_are_read(order: str) -> None:
+def test_retirements_do_not_depend_on_the_order_partitions_are_read(bahrain: RaceData, order: str) -> None:
     """The stream reads car positions (6 partitions) and laps (1) in no event-time order across
     them: each partition whole, the laps last, or interleaved in random chunks, the 2023 Bahrain
     slice (laps 1-44, positions from lap 36) gives the same cars with the same last laps."""
@@ -123,14 +141,12 @@ def test_retirements_do_not_depend_on_the_order_partitions_are_read(order: str) 
     from stratx.functions import catalog
     from tests.quix_apps.test_retirements_stream import bahrain_slice
 
-    race = bahrain_slice(sources.load_bundled(BAHRAIN))
     groups: dict[str, list[Any]] = {}
-    for r in ingest.iter_records(race):
-        if r.topic.name in race_state.KINDS:
-            name = r.topic.name
-            if name == catalog.CAR_POSITION.name:
-                name += str(sum(r.key.encode()) % 6)  # a stand-in partitioner: cars in 6 groups
-            groups.setdefault(name, []).append(r)
+    for r in detector_records(bahrain_slice(bahrain)):
+        name = r.topic.name
+        if name == catalog.CAR_POSITION.name:
+            name += str(sum(r.key.encode()) % 6)  # a stand-in partitioner: cars in 6 groups
+        groups.setdefault(name, []).append(r)
     rng = random.Random(7)
     if order == "laps_last":
         names = sorted(groups, key=lambda n: (n == catalog.LAPS.name, n))
@@ -151,7 +167,7 @@ def test_retirements_do_not_depend_on_the_order_partitions_are_read(order: str) 
     assert {r["DriverNumber"]: r["LapNumber"] for r in found} == {"81": 13, "16": 39, "31": 41}
 
 
-def test_a_car_waiting_before_its_first_lap_is_not_parked() -> None:
+def test_a_car_waiting_before_its_first_lap_is_not_parked(bahrain: RaceData) -> None:
     """The stream can read the laps topic (one partition) far ahead of the positions (six): a car's
     first lap is then known while its pre-race samples (garage, grid: stationary for minutes while
     other cars move) are still coming. Six cars of the real 2023 Bahrain GP, laps read first, then
@@ -159,8 +175,8 @@ def test_a_car_waiting_before_its_first_lap_is_not_parked() -> None:
     were retired on lap 1 by `stratx up --drivers` (measured on the stream)."""
     from stratx.functions import catalog
 
-    race = sources.load_bundled(BAHRAIN).filter_drivers({"VER", "PER", "ALO", "SAI", "HAM", "LEC"})
-    records = [r for r in ingest.iter_records(race) if r.topic.name in race_state.KINDS]
+    race = bahrain.filter_drivers({"VER", "PER", "ALO", "SAI", "HAM", "LEC"})
+    records = list(detector_records(race))
     records.sort(key=lambda r: r.topic.name != catalog.LAPS.name)  # stable: laps first, then the rest
     state, found = None, []
     for r in records:
@@ -170,16 +186,12 @@ def test_a_car_waiting_before_its_first_lap_is_not_parked() -> None:
 
 
 def test_laps_before_the_retirement_are_predicted_when_they_arrive_after_it(
-    detected: list[dict[str, Any]],
+    detected: list[dict[str, Any]], lec: list[dict[str, Any]]
 ) -> None:
     """A prediction app that lags (or a replay at full speed) can read LEC's retirement before his
     earlier laps: those are valid laps and each gets its requests; only the unfinished lap after
     his last completed one gets none. (The backtest of 2023 São Paulo found every lap of three
     retired cars unpredicted: BOT 39 laps, RUS 57, ZHO 22.)"""
-    race = sources.load_bundled(BAHRAIN)
-    events = [ingest.validate(r).model_dump(mode="json") for r in ingest.table_records(race, "laps")]
-    features, _ = build_lap_features(events)
-    lec = [f for f in features if f["DriverNumber"] == "16"]
     retirement = next(r for r in detected if r["DriverNumber"] == "16")
     state = prediction_requests.retire(None, retirement)
     asked = []

@@ -10,7 +10,7 @@ everything here (the public import path of the push side).
 * :func:`open_store` builds a ``FeatureStore`` from ``feature_repo/feature_store.yaml`` with
   ``${STRATX_FEAST_DATA_DIR}`` filled from an argument (no process-wide env change) and with
   Feast's ``repo_path`` set to the data dir, so the relative ``lap_features.parquet`` of the
-  FileSource lands there too.
+  FileSource lands there too (:func:`apply_repo` registers it by absolute path under the data dir).
 * :func:`apply_repo` registers every definition programmatically (what ``feast apply`` does), so
   set-up needs no manual CLI step.
 
@@ -159,6 +159,7 @@ def apply_repo(store: FeatureStore, repo_dir: Path | None = None) -> list[FeastO
     from sqlalchemy.exc import SQLAlchemyError
 
     objects = load_definitions(repo_dir or _REPO_DIRS.get(store, FEATURE_REPO))
+    _absolute_files(objects, Path(store.repo_path))
     for attempt in range(APPLY_ATTEMPTS):
         try:
             with registry_lock(store.repo_path):
@@ -170,6 +171,19 @@ def apply_repo(store: FeatureStore, repo_dir: Path | None = None) -> list[FeastO
             time.sleep(0.5 * (attempt + 1))
     _SERVICES.pop(store, None)
     return objects
+
+
+def _absolute_files(objects: Sequence[FeastObject], base: Path) -> None:
+    """Point every FileSource of ``objects`` (on its own, behind a PushSource or a FeatureView) at
+    its parquet under ``base`` by absolute path. The definitions keep the path relative to the data
+    dir, but Feast's DuckDB offline store reads a FileSource's path as given (relative to the
+    process's working directory), unlike its writers and the file store."""
+    from feast.infra.offline_stores.file_source import FileSource
+
+    for obj in objects:
+        for source in (obj, getattr(obj, "batch_source", None)):
+            if isinstance(source, FileSource) and not source.path.startswith(("/", "s3://", "gs://")):
+                source.file_options.uri = str(FileSource.get_uri_for_file_path(str(base), source.path))
 
 
 def setup_store(settings: FeastSettings) -> FeatureStore:
@@ -238,7 +252,7 @@ def historical_features(store: FeatureStore, service_name: str, entity_df: pd.Da
     row_id = "__stratx_row"
     entities = entity_df.reset_index(drop=True)
     entities[EVENT_TIMESTAMP] = pd.to_datetime(entities[EVENT_TIMESTAMP], utc=True)
-    # join keys typed like the parquet columns (to_frame's nullable dtypes), or dask warns
+    # join keys typed like the parquet columns (to_frame's nullable dtypes)
     entities = entities.astype({k: _PANDAS_DTYPES[LAP_SCHEMA.field(k).type] for k in ENTITY_KEYS})
     found = store.get_historical_features(
         entity_df=entities.assign(**{row_id: range(len(entities))}), features=service

@@ -39,6 +39,13 @@ def test_the_offline_parquet_holds_every_built_driver_lap(
     assert set(stored.columns) >= {"DriverNumber", "SessionKey", "LapNumber", "event_timestamp", "LapTime"}
 
 
+def test_the_registered_parquet_path_is_absolute_under_the_data_dir(rows: feast_training.FeastRows) -> None:
+    # Feast's DuckDB offline store reads a FileSource's path as given (from the working directory)
+    path = Path(rows.store.get_data_source("lap_features_file").path)
+    assert path.is_absolute() and path.parent == Path(rows.store.repo_path).resolve()
+    assert path == fs.offline_path(rows.store)
+
+
 @pytest.mark.parametrize("key", models.available())
 def test_each_models_feature_service_read_through_feast_equals_the_built_table(
     key: str, rows: feast_training.FeastRows, laps: pd.DataFrame

@@ -136,7 +136,10 @@ def test_repo_applies_every_definition_into_the_data_dir(store: FeatureStore, da
         "lap_context",
     }
     assert {s.name for s in store.list_feature_services()} == SERVICES
-    assert store.get_data_source("lap_features_push").batch_source.path == "lap_features.parquet"
+    # the definition's relative path, registered under the data dir (the DuckDB offline store needs it)
+    assert store.get_data_source("lap_features_push").batch_source.path == str(
+        data_dir.resolve() / "lap_features.parquet"
+    )
     assert fs.offline_path(store) == data_dir.resolve() / "lap_features.parquet"
     assert {p.name for p in data_dir.iterdir()} >= {"registry.db", "online_store.db", "lap_features.parquet"}
     assert not list(REPO_DIR.glob("*.db")), "nothing may be written into feature_repo/"
@@ -355,12 +358,16 @@ def test_push_to_offline_writes_each_row_once(tmp_path: Path, lap_rows: list[dic
 
 
 # ------------------------------------------------------------------ CLI
-def spec(obj: Any) -> Any:
-    """An object's registered definition without the apply-time timestamps (`meta`)."""
+def spec(obj: Any, data_dir: Path | None = None) -> Any:
+    """An object's registered definition without the apply-time timestamps (`meta`); with
+    ``data_dir``, file paths under it as the definitions write them (relative)."""
+    prefix = f"{data_dir.resolve()}/" if data_dir else None
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: strip(v) for k, v in node.items() if k != "meta"}
+        if isinstance(node, str) and prefix and node.startswith(prefix):
+            return node.removeprefix(prefix)
         return [strip(v) for v in node] if isinstance(node, list) else node
 
     proto = obj.to_proto()
@@ -369,7 +376,8 @@ def spec(obj: Any) -> Any:
 
 @pytest.mark.slow
 def test_feast_cli_apply_registers_the_same_repo(tmp_path: Path, data_dir: Path, store: FeatureStore) -> None:
-    """The README command: `cd feature_repo && STRATX_FEAST_DATA_DIR=... feast apply`."""
+    """The README command: `cd feature_repo && STRATX_FEAST_DATA_DIR=... feast apply`. The CLI keeps
+    the definitions' relative parquet paths; set-up code registers them under the data dir."""
     feast = shutil.which("feast", path=str(Path(sys.executable).parent))
     assert feast
     env: Mapping[str, str] = {**os.environ, "STRATX_FEAST_DATA_DIR": str(tmp_path)}
@@ -388,7 +396,7 @@ def test_feast_cli_apply_registers_the_same_repo(tmp_path: Path, data_dir: Path,
         theirs = {o.name: o for o in getattr(cli, kind)()}
         assert theirs.keys() == ours.keys(), kind
         for name, obj in ours.items():
-            assert spec(theirs[name]) == spec(obj), f"{kind} {name}"
+            assert spec(theirs[name]) == spec(obj, data_dir), f"{kind} {name}"
     assert not list(REPO_DIR.glob("*.db")) and not (REPO_DIR / "data").exists()
 
 

@@ -36,7 +36,7 @@ def test_redis_connection_selects_redis_and_keeps_registry_and_offline(tmp_path:
     assert config.online_store.redis_type.value == "redis"
     assert config.online_store.connection_string == REDIS
     assert config.registry.path == f"sqlite:///{tmp_path.resolve()}/registry.db"
-    assert config.offline_store.type == "file"
+    assert config.offline_store.type == "duckdb"
     assert config.repo_path == tmp_path.resolve()
 
 

@@ -13,7 +13,7 @@ only ``REARM_LAPS`` laps after the last one):
 =====================  ================================  ========  ========  ===================
 type                   value (Prediction.Values)         raise     clear     severity
 =====================  ================================  ========  ========  ===================
-tyre_cliff             CliffProbability (tyre_deg)       >= 0.35   < 0.21    warning, critical >= 0.60
+tyre_cliff             CliffProbability (tyre_deg)       >= 0.30   < 0.18    warning, critical >= 0.60
 anomaly                AnomalyFlag set (the model's own  flag on  flag off  warning; critical when
                        calibrated threshold)                                the car's next lap is
                                                                             flagged too (sustained)
@@ -24,14 +24,18 @@ pit_window_open        PitProbability3Laps (pit_window)  >= 0.10   (the announce
 pit_window_closing     LapNumber == the announced window's last lap - 1: once per window, warning
 =====================  ================================  ========  ========  ===================
 
-Thresholds were tuned on the training and validation races, never the test races (numbers in
-``docs/serving.md``, "Alert rules"; ``python -m stratx.bentos.lifecycle.alert_tuning`` reproduces them).
+Tuned on the training and validation races (tyre_cliff: validation only), never the test races
+(``docs/serving.md``, "Alert rules"; ``python -m stratx.bentos.lifecycle.alert_tuning``).
 
 Scope (``functions/scope.py``, carried in ``Values`` as ``GreenClean`` / ``Neutralised`` by the
 prediction app): an anomaly alert needs a green and clean lap (never lap 1, an in/out lap or a
-lap under SC, VSC or red flag); overtake_likely and tyre_cliff need a lap that is not neutralised
-(no passing under SC/VSC; a lap at VSC pace says nothing about the tyres). Pit-window alerts are
-not gated: teams stop under neutralisations on purpose.
+lap under SC, VSC or red flag); overtake_likely needs a lap that is not neutralised (no passing
+under SC/VSC). Pit-window alerts are not gated: teams stop under neutralisations on purpose.
+
+tyre_cliff (``clean_reference``, one state per stint): a clean lap (``IsClean``) of a stint with
+>= ``CLIFF_MIN_CLEAN_LAPS`` (3) clean laps (``StintCleanLaps``): a cliff is measured against the
+median of the stint's last 3 clean laps, so none can come earlier and the model's label is undefined
+there; half the ungated alerts fired there (``docs/backtest.md``, "Tyre-cliff alert").
 
 Safety car / VSC (:func:`neutralisation_alerts`, from ``stratx.race.neutralisations``): when one
 is deployed, a stop costs far less, and the model's per-lap forecast (made when the car crossed the
@@ -56,9 +60,8 @@ glitch) cannot flood the topic. One exception: ``pit_window_open`` on a neutrali
 red flag) is not limited, because teams stop under a neutralisation on purpose and many windows
 open together for a real reason (tuned: on the training and validation races these alerts are as
 precise as the others, and stops under a safety car were otherwise announced a lap too late).
-The stream cannot know, when the alert would be raised, whether
-the race will hold as many events, so the limit is not lifted by later evidence; the backtest
-checks bursts against the events in hindsight.
+The stream cannot know, when the alert would be raised, whether the race will hold as many events,
+so the limit is not lifted by later evidence; the backtest checks bursts against them in hindsight.
 
 Anomaly severity: one irregular lap is a ``warning`` (a driver's moment, a lock-up, a lift: on
 the test races none of the single-lap alerts was followed by a retirement or a mechanical
@@ -86,6 +89,7 @@ from datetime import datetime
 from typing import Any
 
 REARM_LAPS = 3
+CLIFF_MIN_CLEAN_LAPS = 3  # clean laps of the stint a cliff's reference needs (tyre_deg_labels)
 BURST_LIMIT = 3  # alerts of one type on one lap of a session
 PIT_OPEN_P = 0.10  # PitProbability3Laps that announces the pit window (tuned, module doc)
 PIT_GRACE_LAPS = 4  # laps added after the model's WindowCloseLap in the announced window (tuned)
@@ -110,14 +114,15 @@ class Hysteresis:
     escalated: str
     text: str
     flag: str | None = None  # a model's own calibrated flag: raise while it is set, clear when not
-    scope: str = "not_neutralised"  # "green_clean": only green, clean laps (functions/scope.py)
+    scope: str = "not_neutralised"  # or "green_clean" (functions/scope.py), "clean_reference" (doc)
     repeat_text: str | None = None  # set: raise ``escalated`` when the next lap is flagged too
+    key_by: str | None = None  # a Values field: one rule state per its value (tyre_cliff: the stint)
 
 
 THRESHOLD_RULES: tuple[Hysteresis, ...] = (
     Hysteresis(
-        "tyre_cliff", "tyre_deg", "CliffProbability", 0.35, 0.21, 0.60, "warning", "critical",
-        "tyre cliff likely within 3 laps (p={v:.2f})",
+        "tyre_cliff", "tyre_deg", "CliffProbability", 0.30, 0.18, 0.60, "warning", "critical",
+        "tyre cliff risk within 3 laps (p={v:.2f})", scope="clean_reference", key_by="Stint",
     ),
     Hysteresis(
         "anomaly", "anomaly", "AnomalyScore", 0.0, 0.0, math.inf, "warning", "critical",
@@ -162,12 +167,17 @@ def _other(prediction: dict[str, Any]) -> str:
 
 
 def in_scope(prediction: dict[str, Any], scope: str) -> bool:
-    """The record's lap is one the rule may fire on (``Values`` ``GreenClean`` / ``Neutralised``,
-    set by the prediction app from the lap features; absent: in scope)."""
+    """The record's lap is one the rule may fire on (``Values``: the lap's scope flags and
+    ``IsClean`` / ``StintCleanLaps``, set by the prediction app; absent: in scope)."""
     values = prediction.get("Values") or {}
+    if values.get("Neutralised") is True:
+        return False
     if scope == "green_clean":
-        return values.get("GreenClean") is not False and values.get("Neutralised") is not True
-    return values.get("Neutralised") is not True
+        return values.get("GreenClean") is not False
+    if scope == "clean_reference":
+        laps = _number(values.get("StintCleanLaps"))
+        return values.get("IsClean") is not False and (laps is None or laps >= CLIFF_MIN_CLEAN_LAPS)
+    return True
 
 
 def burst_allow(counts: dict[str, int], session: Any, kind: str, lap: int, limit: int = BURST_LIMIT) -> bool:
@@ -214,15 +224,16 @@ def _number(value: Any) -> float | None:
 def _threshold(
     st: dict[str, Any], rule: Hysteresis, prediction: dict[str, Any], now: datetime, allow: Allow
 ) -> list[dict[str, Any]]:
-    value = _number((prediction.get("Values") or {}).get(rule.value))
+    values = prediction.get("Values") or {}
+    value = _number(values.get(rule.value))
     if value is None or not in_scope(prediction, rule.scope):
         return []
     key = rule.alert
-    if rule.alert == "overtake_likely":
-        key = f"{rule.alert}:{prediction.get('OtherDriverNumber')}"
+    if rule.alert == "overtake_likely" or rule.key_by:
+        by = prediction.get("OtherDriverNumber") if rule.key_by is None else values.get(rule.key_by)
+        key = f"{rule.alert}:{by}"
     active = st["active"].get(key, False)
     lap = prediction.get("LapNumber") or 0
-    values = prediction.get("Values") or {}
     flagged = bool(values.get(rule.flag)) if rule.flag else value >= rule.raise_at
     streak = st.setdefault("streak", {})  # key -> [last flagged lap, escalated this episode]
     signal = values.get("AnomalySignal") or values.get("TopSignal")

@@ -225,8 +225,9 @@ def predictions(
     }
 
 
-# the lap's own context the alert rules read (functions/alerts.py): who, and the lap's causal scope
-CONTEXT_FIELDS = ("Driver", "Stint", "GreenClean", "Neutralised")
+# the lap's own context the alert rules read (functions/alerts.py): who, the lap's causal scope, and
+# whether the lap and its stint can show a tyre cliff (a clean lap; the stint's clean laps so far)
+CONTEXT_FIELDS = ("Driver", "Stint", "GreenClean", "Neutralised", "IsClean", "StintCleanLaps")
 
 
 def _who(

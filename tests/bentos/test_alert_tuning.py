@@ -29,9 +29,17 @@ def test_overtake_takes_the_most_races_over_the_precision_target_then_the_lowest
     assert alert_tuning.choose("overtake_likely", rows)["raise_at"] == 0.6
 
 
-def test_tyre_cliff_takes_the_best_f1() -> None:
-    rows = [candidate(0.2, 0.3, 0.3), candidate(0.35, 0.5, 0.25), candidate(0.6, 0.9, 0.03)]
-    assert alert_tuning.choose("tyre_cliff", rows)["raise_at"] == 0.35
+def test_tyre_cliff_takes_the_best_f1_within_the_broadcast_budget() -> None:
+    def rate(row: dict[str, Any], per_hour: float) -> dict[str, Any]:
+        return {**row, "per_race_hour": per_hour}
+
+    rows = [
+        rate(candidate(0.25, 0.16, 0.21), alert_tuning.CLIFF_PER_RACE_HOUR + 2),  # best F1, too many alerts
+        rate(candidate(0.30, 0.17, 0.15), alert_tuning.CLIFF_PER_RACE_HOUR - 3),
+        rate(candidate(0.35, 0.18, 0.09), alert_tuning.CLIFF_PER_RACE_HOUR - 8),
+    ]
+    assert alert_tuning.choose("tyre_cliff", rows)["raise_at"] == 0.30
+    assert alert_tuning.choose("tyre_cliff", rows[:1]) is None
 
 
 def test_scores_are_the_backtests_per_race_and_pooled() -> None:

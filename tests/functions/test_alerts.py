@@ -55,6 +55,41 @@ def test_clearing_rearms_only_after_the_rearm_laps() -> None:
     assert {a["Severity"] for a in alerts} == {"critical"}
 
 
+def test_a_tyre_cliff_needs_a_clean_lap_of_a_stint_with_a_reference() -> None:
+    # a cliff is measured against the median of the stint's last 3 clean laps: none can come
+    # before there are 3, so the model's high probabilities on the first laps raise nothing, nor
+    # does an unclean lap (traffic, a yellow); the first clean lap with a reference does
+    def lap(n: int, clean_laps: int, clean: bool = True) -> dict[str, Any]:
+        return prediction(
+            "tyre_deg", n, CliffProbability=0.5, Stint=2, IsClean=clean, StintCleanLaps=clean_laps
+        )
+
+    records = [lap(20, 0, clean=False), lap(21, 1), lap(22, 2), lap(23, 3, clean=False), lap(24, 3)]
+    assert [a["LapNumber"] for a in fold(records)] == [24]
+
+
+def test_a_new_stint_starts_the_tyre_cliff_rule_afresh() -> None:
+    # stint 1 ends with its alert still active (p never fell below the clear level); the new set
+    # of tyres is a new question, announced once its own reference exists
+    def lap(n: int, stint: int, clean_laps: int) -> dict[str, Any]:
+        return prediction(
+            "tyre_deg", n, CliffProbability=0.5, Stint=stint, IsClean=True, StintCleanLaps=clean_laps
+        )
+
+    records = [lap(10, 1, 8), lap(11, 1, 9), lap(12, 2, 1), lap(13, 2, 2), lap(14, 2, 3), lap(15, 2, 4)]
+    assert [a["LapNumber"] for a in fold(records)] == [10, 14]
+
+
+def test_the_prediction_record_carries_what_the_cliff_rule_reads() -> None:
+    from stratx.functions import prediction_requests
+
+    row = {"SessionKey": 1, "DriverNumber": "1", "LapNumber": 30, "SessionTime": 5000.0, "Driver": "VER"}
+    row |= {"Stint": 2, "IsClean": False, "StintCleanLaps": 7, "GreenClean": True, "Neutralised": False}
+    values = prediction_requests.predictions(row, "tyre_deg", "4", {"CliffProbability": 0.5}, None, NOW, NOW)
+    assert {"IsClean": False, "StintCleanLaps": 7, "Stint": 2}.items() <= values["Values"].items()
+    assert fold([{**values, "EventSessionTime": 5000.0}]) == []  # not a clean lap
+
+
 def test_overtake_alerts_are_per_pair() -> None:
     records = [
         prediction("overtake", 20, other="44", OvertakeProbability1Lap=0.6),

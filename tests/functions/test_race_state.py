@@ -50,12 +50,14 @@ def detected(bahrain: RaceData) -> list[dict[str, Any]]:
     return retirements(bahrain)
 
 
+@pytest.mark.slow  # every record of a whole race through the detector
 def test_the_three_retirements_and_no_finisher(detected: list[dict[str, Any]]) -> None:
     assert {r["DriverNumber"]: (r["LapNumber"], r["Source"]) for r in detected} == EXPECTED
     for r in detected:
         schemas.Retirement.model_validate(r)
 
 
+@pytest.mark.slow  # every record of a whole race through the detector
 def test_each_retirement_within_one_lap_of_the_data_showing_it(detected: list[dict[str, Any]]) -> None:
     """Shown at most one field lap after the car stopped moving (its last 5 m of progress)."""
     laps = pd.read_parquet(BAHRAIN / "laps.parquet")
@@ -106,6 +108,7 @@ def test_race_control_message_retires_the_car_named() -> None:
     assert race_state.still_racing({**alert, "DriverNumber": "1", "LapNumber": 9}, retired)
 
 
+@pytest.mark.slow  # every record of a whole race through the detector
 def test_no_retirement_on_2024_bahrain_where_every_car_finished() -> None:
     assert retirements(sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race")) == []
 
@@ -118,6 +121,7 @@ def lec(bahrain: RaceData) -> list[dict[str, Any]]:
     return [f for f in features if f["DriverNumber"] == "16"]
 
 
+@pytest.mark.slow  # every record of a whole race through the detector
 def test_no_request_for_a_retired_car_on_its_unfinished_lap(
     detected: list[dict[str, Any]], lec: list[dict[str, Any]]
 ) -> None:
@@ -185,6 +189,7 @@ def test_a_car_waiting_before_its_first_lap_is_not_parked(bahrain: RaceData) -> 
     assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in found] == [("16", 39, "lap")]
 
 
+@pytest.mark.slow  # every record of a whole race through the detector
 def test_laps_before_the_retirement_are_predicted_when_they_arrive_after_it(
     detected: list[dict[str, Any]], lec: list[dict[str, Any]]
 ) -> None:

@@ -10,10 +10,10 @@
    the offline store once as configured (DuckDB) and once as ``file`` (Feast's dask store, the
    store before 0e61dcb). Each model's service is read back at every driver-lap's end (entity rows
    DriverNumber, SessionKey, event_timestamp), timed per service.
-3. Parity: every cell of the configured store's answer against the reference's (numbers within
-   1e-9, nulls on the same cells), but for the rows of a driver with two laps ending at the same
-   instant (2 rows in the bundled corpus), which no point-in-time join can tell apart. A
-   difference is a failure (exit 1).
+3. Parity: every cell of the configured store's answer against the reference's, as training
+   checks its reads (``feast_training.parity``: numbers within 1e-9, nulls alike), but for the rows
+   of a driver with two laps ending at the same instant (2 rows in the bundled corpus), which no
+   point-in-time join can tell apart. A difference is a failure (exit 1).
 
 JSON to bench/results/feast_read.json. See bench/README.md.
 """
@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from replay_throughput import REPO_ROOT, machine_info, peak_rss_bytes
 
 from stratx.bentos.kit import feature_store as fs
 from stratx.bentos.kit.feature_store_frames import LAP_SCHEMA, append_parquet, table_frame
-from stratx.bentos.lifecycle import training
+from stratx.bentos.lifecycle import feast_training, training
 from stratx.functions import models
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "feast_read.json"
@@ -80,25 +79,6 @@ def read_all(store: Any, entities: pd.DataFrame, services: list[str], label: str
     return out
 
 
-def differing_cells(a: pd.DataFrame, b: pd.DataFrame, skip: np.ndarray) -> int:
-    """Cells where two answers differ, rows ``skip`` aside: null on one side only, numbers by more
-    than 1e-9, else text."""
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return max(a.size, b.size)
-    bad = 0
-    for name in a.columns:
-        x, y = a[name][~skip].reset_index(drop=True), b[name][~skip].reset_index(drop=True)
-        nulls = x.isna().to_numpy() != y.isna().to_numpy()
-        both = (x.notna() & y.notna()).to_numpy()
-        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
-            xv, yv = x[both].astype(float).to_numpy(), y[both].astype(float).to_numpy()
-            diff = np.abs(xv - yv) > 1e-9
-        else:
-            diff = x[both].astype(str).to_numpy() != y[both].astype(str).to_numpy()
-        bad += int(nulls.sum() + diff.sum())
-    return bad
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--table", type=Path, help="lap-feature parquet (default: build the bundled corpus)")
@@ -131,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in services:
         row: dict[str, Any] = {"seconds": ours[name]["seconds"]}
         if name in reference:
-            cells = differing_cells(ours[name]["frame"], reference[name]["frame"], ambiguous)
+            a, b = (side[name]["frame"][~ambiguous].reset_index(drop=True) for side in (ours, reference))
+            cells = feast_training.parity(a, b, list(a.columns), name).mismatched_cells
             failed |= cells > 0
             row |= {
                 "reference_seconds": reference[name]["seconds"],

@@ -32,10 +32,9 @@ prediction app): an anomaly alert needs a green and clean lap (never lap 1, an i
 lap under SC, VSC or red flag); overtake_likely needs a lap that is not neutralised (no passing
 under SC/VSC). Pit-window alerts are not gated: teams stop under neutralisations on purpose.
 
-tyre_cliff (``clean_reference``, one state per stint): a clean lap (``IsClean``) of a stint with
->= ``CLIFF_MIN_CLEAN_LAPS`` (3) clean laps (``StintCleanLaps``): a cliff is measured against the
-median of the stint's last 3 clean laps, so none can come earlier and the model's label is undefined
-there; half the ungated alerts fired there (``docs/backtest.md``, "Tyre-cliff alert").
+tyre_cliff (``clean_reference``, one state per stint): a clean lap (``IsClean``) of a stint with >=
+``scope.CLIFF_REFERENCE_LAPS`` clean laps (``StintCleanLaps``), the laps a cliff's reference needs: no
+cliff (nor the model's label) exists earlier; half the ungated alerts fired there (docs/backtest.md).
 
 Safety car / VSC (:func:`neutralisation_alerts`, from ``stratx.race.neutralisations``): when one
 is deployed, a stop costs far less, and the model's per-lap forecast (made when the car crossed the
@@ -88,8 +87,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stratx.functions.scope import CLIFF_REFERENCE_LAPS
+
 REARM_LAPS = 3
-CLIFF_MIN_CLEAN_LAPS = 3  # clean laps of the stint a cliff's reference needs (tyre_deg_labels)
 BURST_LIMIT = 3  # alerts of one type on one lap of a session
 PIT_OPEN_P = 0.10  # PitProbability3Laps that announces the pit window (tuned, module doc)
 PIT_GRACE_LAPS = 4  # laps added after the model's WindowCloseLap in the announced window (tuned)
@@ -176,7 +176,7 @@ def in_scope(prediction: dict[str, Any], scope: str) -> bool:
         return values.get("GreenClean") is not False
     if scope == "clean_reference":
         laps = _number(values.get("StintCleanLaps"))
-        return values.get("IsClean") is not False and (laps is None or laps >= CLIFF_MIN_CLEAN_LAPS)
+        return values.get("IsClean") is not False and (laps is None or laps >= CLIFF_REFERENCE_LAPS)
     return True
 
 

@@ -37,6 +37,9 @@ from typing import Any
 NEUTRAL_CODES = frozenset("4567")  # SC, red flag, VSC, VSC ending (FastF1 track status codes)
 GREEN_CODES = frozenset("1")  # a status that ends a neutralisation ('2' yellow / '3' keep it)
 SCOPE_REASONS = ("lap_1", "pit_in", "pit_out", "neutralised")
+# Clean laps of a stint a tyre-cliff reference needs (the median of the stint's last 3 clean laps):
+# the cliff label (tyre_deg_labels) and the tyre_cliff alert's scope (alerts.in_scope) both read it.
+CLIFF_REFERENCE_LAPS = 3
 
 
 def new_state() -> dict[str, Any]:

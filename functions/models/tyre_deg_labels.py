@@ -7,6 +7,7 @@ import pandas as pd
 
 from stratx.functions.features import families
 from stratx.functions.models import base
+from stratx.functions.scope import CLIFF_REFERENCE_LAPS
 
 RATE = "RealisedDegRate"
 CLIFF = "CliffNext3"
@@ -71,7 +72,7 @@ def _reference(keys: list[pd.Series], clean: pd.Series, fc: pd.Series) -> pd.Ser
     rolled = (
         fc[clean]
         .groupby([k[clean] for k in keys], dropna=False)
-        .rolling(3, min_periods=3)
+        .rolling(CLIFF_REFERENCE_LAPS, min_periods=CLIFF_REFERENCE_LAPS)
         .median()
         .reset_index(level=list(range(len(STINT_KEYS))), drop=True)
     )

@@ -287,7 +287,8 @@ def model_scores(key: str, scored: pd.DataFrame, meta: dict[str, Any], stream: p
 # ------------------------------------------------------------------ coverage
 def coverage(stream: pd.DataFrame, laps: pd.DataFrame) -> dict[str, float]:
     """Driver-laps with a record of every per-lap model, and with all five where a car was ahead
-    (``laps``: offline lap features with ``PositionOnLap``; the leader has no overtake record)."""
+    (``laps``: offline lap features with ``PositionOnLap``; the leader has no overtake record);
+    and the completed laps (a LapTime) with no record at all, ok or unavailable: must be 0."""
     ok = stream[stream["Status"] == "ok"] if len(stream) else stream
     if ok.empty:
         return {"driver_laps": 0.0, "all_per_lap_models_share": math.nan, "all_five_share": math.nan}
@@ -315,6 +316,17 @@ def coverage(stream: pd.DataFrame, laps: pd.DataFrame) -> dict[str, float]:
             )
     unavailable = stream[stream["Status"] != "ok"] if len(stream) else stream
     out["unavailable_records"] = float(len(unavailable))
+    if not laps.empty and {"LapTime", "SessionTime"} <= set(laps.columns):
+        # nothing valid is lost: every completed lap the replay reached (a slice stops early) gets a record
+        done = _keyed(laps[laps["LapTime"].notna()])
+        reached = _keyed(stream).groupby(["Year", "EventName"])["EventSessionTime"].max().rename("Reached")
+        done = done.merge(reached.reset_index(), on=["Year", "EventName"], how="inner")
+        within = done["SessionTime"].astype(float) <= done["Reached"].astype(float)
+        done = done.loc[within, KEYS].drop_duplicates()
+        seen = _keyed(stream)[KEYS].drop_duplicates()
+        lost = done.merge(seen, on=KEYS, how="left", indicator=True)["_merge"] == "left_only"
+        out["completed_laps"] = float(len(done))
+        out["completed_laps_without_record"] = float(lost.sum())
     return out
 
 

@@ -107,7 +107,7 @@ def neutral_step(
             _green(ns, t)
         elif category == "SafetyCar" and status == "DEPLOYED":
             deployed, source = (VSC if "VIRTUAL" in message else SC), "race_control"
-    if deployed is not None and not st.get("finished") and not _known(ns, deployed, t):
+    if deployed is not None and not race_state.finished_by(st, t) and not _known(ns, deployed, t):
         head = {"SessionKey": record["SessionKey"], "Kind": deployed, "SessionTime": t}
         ns["pending"].append({**head, "Date": record.get("Date"), "Source": source})
     return st, _ready(st, ns) if ns["pending"] else []

@@ -9,7 +9,10 @@ Rules, first to fire wins (``Source``):
 
 * ``race_control``: a message names the car as stopped or retired, e.g. "CAR 18 (STR) STOPPED AT
   TURN 23" (corpus 2018-2024: the 3 "STOPPED" messages were all retirements); "... AND
-  CONTINUED" does not count.
+  CONTINUED" does not count. The retirement waits until the laps reach the message's time (the
+  laps topic is one partition in event-time order): a stream that reads race control ahead of the
+  laps (a replay at full speed) would otherwise stop the car at the last lap it happened to have
+  read, and drop its valid laps after that (the backtest of 2024 Saudi Arabia: every lap of STR).
 * ``lap``: a lap after lap 1 with neither a LapTime nor a Position: F1 timing closes the lap of a
   car that did not finish it so (corpus: 53 such laps in races, each the car's last).
 * ``position``: the car has not moved :data:`STOP_M` in :data:`STOP_S` seconds while most of the
@@ -20,7 +23,8 @@ Rules, first to fire wins (``Source``):
 * ``laps``: no lap from the car while the cars still running completed :data:`OVERDUE_LAPS`
   laps each (median) since its last one: the fallback when positions are missing.
 
-Nothing is detected after the chequered flag (cars park after the finish). ``LapNumber`` is the
+Nothing is detected after the chequered flag (cars park after the finish): by event time, so a
+flag read ahead of the laps does not silence a retirement that happened before it. ``LapNumber`` is the
 car's last completed lap as the stream has seen it; predictions and alerts for the car stop there.
 """
 
@@ -61,6 +65,8 @@ def new_state() -> dict[str, Any]:
         "parked": set(),
         "red": False,
         "finished": False,
+        "finished_at": None,  # SessionTime of the chequered flag
+        "pending": {},  # race-control retirements waiting for the laps to reach them: driver -> record
         "now": -math.inf,
         "laps_now": -math.inf,
     }
@@ -104,10 +110,18 @@ def retire_step(
     return st, out
 
 
+def finished_by(st: Mapping[str, Any], t: float) -> bool:
+    """Whether the chequered flag had been shown at SessionTime ``t`` (as far as the stream knows)."""
+    at = st.get("finished_at")
+    if at is None:  # a state from before the flag's time was kept
+        return bool(st.get("finished"))
+    return t >= float(at)
+
+
 def _retire(
     st: dict[str, Any], record: Mapping[str, Any], driver: str, source: str, reason: str
 ) -> list[dict]:
-    if driver in st["retired"] or st["finished"]:
+    if driver in st["retired"] or finished_by(st, float(record["SessionTime"])):
         return []
     car = _car(st, driver)
     retirement = {
@@ -128,6 +142,7 @@ def _race_control(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     message = str(record.get("Message") or "").upper()
     if str(record.get("Flag") or "").upper() == "CHEQUERED":
         st["finished"] = True
+        st["finished_at"] = min(float(record["SessionTime"]), st.get("finished_at") or math.inf)
         return []
     if "RED FLAG" in message or str(record.get("Flag") or "").upper() == "RED":
         st["red"] = True
@@ -135,7 +150,21 @@ def _race_control(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     if match is None or _RETIRED.search(message) is None or "CONTINUED" in message:
         return []
     driver = str(record.get("RacingNumber") or match.group(1))
-    return _retire(st, record, driver, "race_control", message.capitalize())
+    if driver in st["retired"]:
+        return []
+    st.setdefault("pending", {}).setdefault(driver, {**record, "Message": message.capitalize()})
+    return _pending(st)
+
+
+def _pending(st: dict[str, Any]) -> list[dict]:
+    """The race-control retirements the laps have reached: every lap that ended before the message
+    has been read, so the car's last completed lap is known."""
+    out: list[dict] = []
+    for driver, record in list(st.setdefault("pending", {}).items()):
+        if st.get("laps_now", -math.inf) >= float(record["SessionTime"]):
+            del st["pending"][driver]
+            out += _retire(st, record, driver, "race_control", str(record["Message"]))
+    return out
 
 
 def _lap(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
@@ -143,14 +172,15 @@ def _lap(st: dict[str, Any], record: Mapping[str, Any]) -> list[dict]:
     car = _car(st, driver)
     car["driver"] = record.get("Driver") or car["driver"]
     st["laps_now"] = max(st.get("laps_now", -math.inf), t)
+    out = _pending(st)  # before this lap is folded: it ended at or after the messages released
     if lap > 1 and record.get("LapTime") is None and record.get("Position") is None:
-        return _retire(st, record, driver, "lap", f"lap {lap} not completed (no lap time, no position)")
+        return out + _retire(st, record, driver, "lap", f"lap {lap} not completed (no lap time, no position)")
     if car["first_end"] is None or t < car["first_end"]:
         car["first_end"] = t
     if lap > car["lap"]:
         car["lap"], car["lap_end"] = lap, t
         car["ends"] = [*car["ends"][-(OVERDUE_LAPS + 1) :], t]
-    return _overdue(st, record, driver)
+    return out + _overdue(st, record, driver)
 
 
 def _running(st: dict[str, Any], but: str) -> list[dict[str, Any]]:

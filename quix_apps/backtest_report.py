@@ -231,6 +231,8 @@ def markdown(result: dict[str, Any], images: list[str]) -> str:
         f"past the lap they stopped on, {_fmt(after['predictions']['after_retired_time'])} after their last lap's end; "
         f"alerts {_fmt(after['alerts']['after_retired_lap'])} / {_fmt(after['alerts']['after_retired_time'])}",
         f"- unavailable prediction records: {_fmt(cov.get('unavailable_records'))}",
+        f"- completed laps with no record at all (must be 0): {_fmt(cov.get('completed_laps_without_record'))} "
+        f"of {_fmt(cov.get('completed_laps'))}",
         "",
         *(drift_markdown(result["drift"]) if result.get("drift") else []),
         "## Time",
@@ -278,6 +280,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         )
     after = result["coverage"]["records_after_retirement"]["predictions"]
     lines.append(f"predictions for retired cars: {_fmt(after['after_retired_lap'])} (must be 0)")
+    lost = result["coverage"].get("completed_laps_without_record")
+    lines.append(f"completed laps with no prediction record: {_fmt(lost)} (must be 0)")
     for race, found in (result.get("drift") or {}).items():
         if "real" in found:
             alarms = [k for k, v in found["injected"].items() if v["alarm"]]

@@ -177,6 +177,10 @@ def test_coverage_and_records_for_retired_cars(corpus: Any) -> None:
     stream = backtest.predictions_frame(records, {SESSION: RACE, 1: (2023, "Other")})
     cov = backtest.coverage(stream, corpus.laps)
     assert cov["driver_laps"] == 4 and cov["all_per_lap_models"] == 3 and cov["all_five"] == 0
+    # the completed laps the stream reached (up to LEC's record at 9,000 s) that got no record at all
+    done = corpus.laps[corpus.laps["LapTime"].notna() & (corpus.laps["SessionTime"] <= 9000.0)]
+    assert cov["completed_laps"] == len(done) > 3
+    assert cov["completed_laps_without_record"] == len(done) - 3
     retired = backtest_alerts.retirements(corpus.raw_laps, corpus.results)
     after = backtest.after_retirement(stream, retired)
     assert after == {"after_retired_lap": 1.0, "after_retired_time": 1.0}

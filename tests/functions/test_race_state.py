@@ -74,6 +74,13 @@ def test_each_retirement_within_one_lap_of_the_data_showing_it(detected: list[di
         assert r["SessionTime"] >= float(last["Time"].max()) or r["Source"] == "lap", "causal"
 
 
+def lap(driver: int, lap_number: int, t: float) -> dict[str, Any]:
+    return {
+        "SessionKey": 1, "DriverNumber": str(driver), "LapNumber": lap_number, "SessionTime": t,
+        "LapTime": 92.0, "Position": 1 + driver % 20,
+    }  # fmt: skip
+
+
 def test_race_control_message_retires_the_car_named() -> None:
     state, out = race_state.retire_step(
         None,
@@ -96,7 +103,10 @@ def test_race_control_message_retires_the_car_named() -> None:
     state, out = race_state.retire_step(
         state, race_state.RACE_CONTROL, {**msg, "Message": "CAR 18 (STR) STOPPED AT TURN 23"}
     )
+    assert out == []  # the laps have not reached the message yet: STR's last lap may be unread
+    state, out = race_state.retire_step(state, race_state.LAPS, {**lap(1, 1, 610.0), "Driver": "VER"})
     assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in out] == [("18", 5, "race_control")]
+    assert out[0]["SessionTime"] == 600.0 and out[0]["Reason"] == "Car 18 (str) stopped at turn 23"
     assert race_state.retired_lap(state, "18") == 5
     retired = {(1, "18"): 5}
     alert = {"SessionKey": 1, "DriverNumber": "18"}
@@ -106,6 +116,33 @@ def test_race_control_message_retires_the_car_named() -> None:
     assert race_state.still_racing({**alert, "LapNumber": 5}, retired)
     assert not race_state.still_racing({**alert, "LapNumber": None}, retired)
     assert race_state.still_racing({**alert, "DriverNumber": "1", "LapNumber": 9}, retired)
+
+
+def test_race_control_read_ahead_of_the_laps_keeps_the_cars_valid_laps() -> None:
+    """A replay at full speed can read the whole race-control topic (STR stopped at 600 s, the
+    chequered flag at 5,000 s) before the laps: the retirement waits for the laps to reach 600 s
+    and stops STR at his last lap before it, 5 (it used to stop him at lap 0: the backtest of 2024
+    Saudi Arabia had no prediction for any of his laps), and the flag read early does not silence
+    it. A message about a time after the flag retires nobody."""
+    msg = {"SessionKey": 1, "Category": "CarEvent"}
+    state, found = None, []
+    for kind, record in [
+        (
+            race_state.RACE_CONTROL,
+            {**msg, "SessionTime": 600.0, "Message": "CAR 18 (STR) STOPPED AT TURN 23"},
+        ),
+        (
+            race_state.RACE_CONTROL,
+            {**msg, "SessionTime": 5000.0, "Flag": "CHEQUERED", "Message": "CHEQUERED FLAG"},
+        ),
+        (race_state.RACE_CONTROL, {**msg, "SessionTime": 5100.0, "Message": "CAR 1 (VER) STOPPED AT TURN 4"}),
+        *[(race_state.LAPS, lap(18, n, 100.0 * n)) for n in range(1, 6)],
+        *[(race_state.LAPS, lap(1, n, 100.0 * n + 5)) for n in range(1, 51)],
+    ]:
+        state, out = race_state.retire_step(state, kind, record)
+        found += out
+    assert [(r["DriverNumber"], r["LapNumber"], r["Source"]) for r in found] == [("18", 5, "race_control")]
+    assert found[0]["SessionTime"] == 600.0
 
 
 @pytest.mark.slow  # every record of a whole race through the detector

@@ -86,6 +86,7 @@ def test_backtest_on_a_slice_of_a_real_race(
     coverage = result["coverage"]
     assert coverage["all_per_lap_models"] >= coverage["driver_laps"] - 1, coverage
     assert coverage["unavailable_records"] <= 1, coverage
+    assert coverage["completed_laps_without_record"] == 0 < coverage["completed_laps"], coverage
     after = coverage["records_after_retirement"]
     assert after["predictions"]["after_retired_lap"] == 0 and after["alerts"]["after_retired_lap"] == 0
     retired = {r["DriverNumber"]: r["RetiredLap"] for r in result["retirements"]}

@@ -270,12 +270,55 @@ def lap_matrix(
     return pd.DataFrame(columns, index=table.index)
 
 
+def lap_array(
+    table: pd.DataFrame,
+    features: tuple[str, ...],
+    relative: tuple[str, ...],
+    anchor: np.ndarray,
+    categories: tuple[str, ...],
+    trained: list[list[Any]] | None,
+) -> np.ndarray:
+    """What ``boosters.matrix(lap_matrix(table, ...), trained)`` returns (the float64 matrix the
+    booster scores; ``trained``: its ``pandas_categorical``), without the two frames in between:
+    on the one-row frames of a service request those cost several times the trees."""
+    plain = [name for name in features if name != "Compound"]
+    out = np.empty((len(table), len(features)))
+    out[:, [features.index(name) for name in plain]] = floats(table, plain)
+    out[:, [features.index(name) for name in relative if name in features]] -= anchor[:, None]
+    if "Compound" in features:
+        if trained is not None and len(trained) != 1:
+            raise ValueError(f"the model has {len(trained)} categorical features, the frame 1")
+        codes = {c: float(i) for i, c in enumerate(categories if trained is None else trained[0])}
+        known = set(categories)
+        out[:, features.index("Compound")] = [
+            codes.get(c, np.nan) if c in known else np.nan for c in table["Compound"].tolist()
+        ]
+    return out
+
+
+def anchor_values(table: pd.DataFrame, inputs: tuple[str, str] = ("Last3Median", "LapTime")) -> np.ndarray:
+    """The pace anchor of the lap recipes as floats: the clean rolling median, else this lap's
+    time (their ``anchor``: ``median.astype(float).fillna(lap.astype(float))``), in one conversion."""
+    median, lap = floats(table, list(inputs)).T
+    return np.where(np.isnan(median), lap, median)
+
+
+SMALL_FRAME = 64  # rows: up to this many, one object conversion of the frame beats pandas' selection
+
+
 def floats(table: pd.DataFrame, names: list[str]) -> np.ndarray:
     """Columns ``names`` of ``table`` as one float matrix, as :func:`as_float` converts each: one
     conversion of the whole block when every value is a number, a bool or missing (the service's
     few-row requests carry ``None`` in object columns), column by column otherwise."""
     if not names:
         return np.empty((len(table), 0))
+    if len(table) <= SMALL_FRAME and table.columns.is_unique:  # the numpy cast pandas' would make
+        where = table.columns.get_indexer(pd.Index(names))
+        try:
+            if (where >= 0).all():
+                return table.to_numpy(dtype=object)[:, where].astype(float)
+        except (TypeError, ValueError):
+            pass
     try:
         return table[names].to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):

@@ -40,7 +40,6 @@ from numpy.typing import ArrayLike
 from stratx.functions.features import families
 from stratx.functions.models import base, registry
 from stratx.functions.models import lap_time_interval as interval
-from stratx.functions.models.boosters import booster_predict
 
 MODEL_NAME = registry.spec("lap_time").model_name
 FEATURE_SERVICE = "lap_time_v1"
@@ -272,9 +271,14 @@ def fit_booster(
 
 def predict_frame(booster: Any, frame: pd.DataFrame) -> np.ndarray:
     """Next-lap time (s) for LapFeatures rows (the anchor is computed from them)."""
-    x = feature_matrix(frame)
-    residual = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
-    return anchor(frame).to_numpy(dtype=float) + np.asarray(residual, dtype=float)
+    if frame.shape[0] == 0:
+        raise ValueError("Input data must be 2 dimensional and non empty.")
+    base_values = base.anchor_values(frame, ANCHOR_INPUTS)
+    x = base.lap_array(
+        frame, SERVICE_FEATURES, RELATIVE_TO_ANCHOR, base_values, COMPOUNDS, booster.pandas_categorical
+    )
+    residual = booster.predict(x, num_iteration=booster.best_iteration or None)
+    return base_values + np.asarray(residual, dtype=float)
 
 
 def fit(

@@ -46,7 +46,6 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base, registry
-from stratx.functions.models.boosters import booster_predict, matrix
 from stratx.functions.models.tyre_deg_labels import (
     BAND_TARGET,
     CLIFF,
@@ -155,50 +154,74 @@ def life_thresholds(booster: Any) -> list[float]:
     return sorted(found)
 
 
-def life_envelope(booster: Any, x: pd.DataFrame, thresholds: list[float]) -> np.ndarray:
-    """The booster's prediction made monotone non-decreasing in TyreLife: per row, the maximum of
-    its predictions at every TyreLife <= the row's (``thresholds`` + the row's own value stand for
-    every piece of the piecewise-constant response). LightGBM refuses monotone constraints with the
-    quantile objective; this gives the same guarantee. Rows without a TyreLife keep the raw value."""
+def life_envelope(booster: Any, m: np.ndarray, life: int, thresholds: list[float]) -> np.ndarray:
+    """The booster's prediction over model matrix ``m`` (``TyreLife`` in column ``life``) made
+    monotone non-decreasing in TyreLife: per row, the maximum of its predictions at every TyreLife
+    <= the row's (``thresholds`` + the row's own value stand for every piece of the
+    piecewise-constant response). LightGBM refuses monotone constraints with the quantile
+    objective; this gives the same guarantee. Rows without a TyreLife keep the raw value."""
     it = booster.best_iteration or None
-    m = matrix(x, booster.pandas_categorical)
-    out = np.asarray(booster_predict(booster, m, num_iteration=it), dtype=float)
-    column = list(x.columns).index("TyreLife")
-    life = m[:, column]
-    rows, values = [], []
-    for t in thresholds:  # every (older row, threshold) in a few model calls, not one per threshold
-        older = np.flatnonzero(np.isfinite(life) & (life > t))
-        rows.append(older)
-        values.append(np.full(len(older), t))
-    rows_at, at = np.concatenate(rows or [np.empty(0, dtype=int)]), np.concatenate(values or [np.empty(0)])
-    for start in range(0, len(rows_at), ENVELOPE_CHUNK):
+    cuts = np.asarray(thresholds, dtype=float)
+    # every (threshold, older row) pair, threshold by threshold; the first model call also scores m
+    at, rows_at = np.nonzero(np.isfinite(m[:, life]) & (m[:, life] > cuts[:, None]))
+    out = np.empty(0)
+    for start in range(0, max(len(rows_at), 1), ENVELOPE_CHUNK):
         chunk = slice(start, start + ENVELOPE_CHUNK)
         younger = m[rows_at[chunk]]
-        younger[:, column] = at[chunk]
-        np.maximum.at(out, rows_at[chunk], booster_predict(booster, younger, num_iteration=it))
+        younger[:, life] = cuts[at[chunk]]
+        if start == 0:
+            scored = np.asarray(booster.predict(np.vstack([m, younger]), num_iteration=it), dtype=float)
+            out, scored = scored[: len(m)].copy(), scored[len(m) :]
+        else:
+            scored = booster.predict(younger, num_iteration=it)
+        np.maximum.at(out, rows_at[chunk], scored)
+    return out
+
+
+def _raw(bundle: base.ModelBundle, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """:func:`raw_predictions` as arrays (one-row frames: a frame per call costs more than the
+    trees). The model matrix is built once per category list the boosters were trained with (one, in
+    practice): what ``boosters.matrix(feature_matrix(rows), booster.pandas_categorical)`` gives."""
+    if rows.shape[0] == 0:
+        raise ValueError("Input data must be 2 dimensional and non empty.")
+    base_values = base.anchor_values(rows)
+    built: dict[str, np.ndarray] = {}
+
+    def x(booster: Any) -> np.ndarray:
+        trained = booster.pandas_categorical
+        if repr(trained) not in built:
+            built[repr(trained)] = base.lap_array(
+                rows, SERVICE_FEATURES, RELATIVE_TO_ANCHOR, base_values, COMPOUNDS, trained
+            )
+        return built[repr(trained)]
+
+    cuts = bundle.meta.get("life_thresholds", {})
+    life = SERVICE_FEATURES.index("TyreLife")
+    out = {}
+    for name in QUANTILES:
+        booster = bundle.boosters[name]
+        thresholds = cuts[name] if name in cuts else life_thresholds(booster)
+        out[name] = life_envelope(booster, x(booster), life, thresholds)
+    cliff = bundle.boosters["cliff"]
+    out["cliff"] = np.asarray(
+        cliff.predict(x(cliff), num_iteration=cliff.best_iteration or None), dtype=float
+    )
     return out
 
 
 def raw_predictions(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     """Uncalibrated quantiles (monotone in TyreLife) and the cliff probability per LapFeatures row."""
-    x = feature_matrix(rows)
-    out = pd.DataFrame(index=rows.index)
-    cuts = bundle.meta.get("life_thresholds", {})
-    for name in QUANTILES:
-        booster = bundle.boosters[name]
-        out[name] = life_envelope(booster, x, cuts[name] if name in cuts else life_thresholds(booster))
-    cliff = bundle.boosters["cliff"]
-    out["cliff"] = booster_predict(cliff, x, num_iteration=cliff.best_iteration or None)
-    return out
+    return pd.DataFrame(_raw(bundle, rows), index=rows.index)
 
 
 def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     """``DegRate``, ``DegRateP10``, ``DegRateP90`` (s/lap), ``FalloffScore`` (0..1) and
     ``CliffProbability`` per LapFeatures row."""
-    raw = raw_predictions(bundle, rows)
+    raw = _raw(bundle, rows)
     widen = float(bundle.meta.get("band_widening", 0.0))
     q = np.sort(np.column_stack([raw["p10"] - widen, raw["p50"], raw["p90"] + widen]), axis=1)
-    life = rows["TyreLife"].astype(float).fillna(0.0).to_numpy()
+    life = base.floats(rows, ["TyreLife"])[:, 0]
+    life = np.where(np.isnan(life), 0.0, life)
     falloff = np.clip(np.maximum(q[:, 1], 0.0) * life / FALLOFF_CAP_S, 0.0, 1.0)
     return pd.DataFrame(
         {
@@ -206,7 +229,7 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
             "DegRateP10": q[:, 0],
             "DegRateP90": q[:, 2],
             "FalloffScore": falloff,
-            "CliffProbability": raw["cliff"].to_numpy(),
+            "CliffProbability": raw["cliff"],
         },
         index=rows.index,
     )

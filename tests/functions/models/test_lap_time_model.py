@@ -21,6 +21,7 @@ import pytest
 from stratx.bentos.lifecycle import evaluation, feature_build, model_store, sources, training
 from stratx.functions.models import base
 from stratx.functions.models import lap_time as lt
+from stratx.functions.models.boosters import matrix
 from tests.conftest import BAHRAIN_2023, DATA_DIR, LAS_VEGAS_2023
 
 BAHRAIN_2024 = DATA_DIR / "races" / "2024_bahrain_grand_prix_race"
@@ -166,6 +167,30 @@ def test_feature_matrix_schema(table: pd.DataFrame) -> None:
     assert isinstance(x["Compound"].dtype, pd.CategoricalDtype)
     assert {"Driver", "DriverNumber", "Team"}.isdisjoint(x.columns)
     assert all(pd.api.types.is_float_dtype(t) for t in x.drop(columns="Compound").dtypes)
+
+
+def test_the_scored_matrix_is_the_training_frame_as_lightgbm_reads_it(
+    booster: object, table: pd.DataFrame
+) -> None:
+    """``predict_frame`` builds the booster's matrix directly (``base.lap_array``): equal, value
+    for value, to LightGBM's own pandas path over ``feature_matrix``, on the whole table and on
+    one-row request frames (object columns holding None), with the categories in another order."""
+    from stratx.bentos.kit import serving
+    from stratx.functions.schemas import LapFeatures
+
+    def lightgbm(frame: pd.DataFrame) -> np.ndarray:
+        return lt.anchor(frame).to_numpy() + booster.predict(lt.feature_matrix(frame))  # type: ignore[attr-defined]
+
+    np.testing.assert_array_equal(lt.predict_frame(booster, table), lightgbm(table))
+    fields = [c for c in table.columns if c in LapFeatures.model_fields]
+    records = table[fields].iloc[::97].astype(object).where(table[fields].iloc[::97].notna(), None)
+    for record in records.to_dict("records"):
+        one = serving.rows_frame([LapFeatures.model_validate(record)])
+        np.testing.assert_array_equal(lt.predict_frame(booster, one), lightgbm(one))
+    reordered = [list(reversed(lt.COMPOUNDS))]
+    x = base.lap_array(table, lt.SERVICE_FEATURES, lt.RELATIVE_TO_ANCHOR, lt.anchor(table).to_numpy(),
+                       lt.COMPOUNDS, reordered)  # fmt: skip
+    np.testing.assert_array_equal(x, matrix(lt.feature_matrix(table), reordered))
 
 
 # ------------------------------------------------------------------ behaviour (STYLE 7)

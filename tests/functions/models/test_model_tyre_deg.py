@@ -226,3 +226,35 @@ def test_bundle_round_trip_and_card(
     assert (tmp_path / card.RATE_PNG).stat().st_size > 1000 and (
         tmp_path / card.STINTS_PNG
     ).stat().st_size > 1000
+
+
+def lightgbm_raw(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
+    """The envelope by its definition, scored through LightGBM's own pandas path, threshold by threshold."""
+    x, out = td.feature_matrix(rows), {}
+    for name in td.QUANTILES:
+        booster = bundle.boosters[name]
+        out[name] = booster.predict(x)
+        for t in bundle.meta["life_thresholds"][name]:
+            older = (x["TyreLife"] > t).to_numpy()
+            younger = booster.predict(x.assign(TyreLife=np.where(older, t, x["TyreLife"])))
+            out[name] = np.where(older, np.maximum(out[name], younger), out[name])
+    out["cliff"] = bundle.boosters["cliff"].predict(x)
+    return pd.DataFrame(out, index=rows.index)
+
+
+def test_the_scored_matrices_are_the_feature_frame_as_lightgbm_reads_it(
+    fitted: tuple[base.ModelBundle, dict], held_out: pd.DataFrame
+) -> None:
+    """``raw_predictions`` builds the boosters' matrix once (``base.lap_array``) and scores each
+    row with its younger-tyre copies in one call: equal, value for value, to the definition over
+    ``feature_matrix``, on a whole race and on one-row request frames (object columns holding None)."""
+    from stratx.bentos.kit import serving
+    from stratx.functions.schemas import LapFeatures
+
+    bundle = fitted[0]
+    pd.testing.assert_frame_equal(td.raw_predictions(bundle, held_out), lightgbm_raw(bundle, held_out))
+    fields = [c for c in held_out.columns if c in LapFeatures.model_fields]
+    some = held_out[fields].iloc[::61]
+    for record in some.astype(object).where(some.notna(), None).to_dict("records"):
+        one = serving.rows_frame([LapFeatures.model_validate(record)])
+        pd.testing.assert_frame_equal(td.raw_predictions(bundle, one), lightgbm_raw(bundle, one))

@@ -277,13 +277,18 @@ def lap_array(
     anchor: np.ndarray,
     categories: tuple[str, ...],
     trained: list[list[Any]] | None,
+    given: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """What ``boosters.matrix(lap_matrix(table, ...), trained)`` returns (the float64 matrix the
     booster scores; ``trained``: its ``pandas_categorical``), without the two frames in between:
-    on the one-row frames of a service request those cost several times the trees."""
-    plain = [name for name in features if name != "Compound"]
+    on the one-row frames of a service request those cost several times the trees. ``given``:
+    float columns computed by the caller, read instead of the table's (e.g. derived features)."""
+    given = given or {}
+    plain = [name for name in features if name != "Compound" and name not in given]
     out = np.empty((len(table), len(features)))
     out[:, [features.index(name) for name in plain]] = floats(table, plain)
+    for name, values in given.items():
+        out[:, features.index(name)] = values
     out[:, [features.index(name) for name in relative if name in features]] -= anchor[:, None]
     if "Compound" in features:
         if trained is not None and len(trained) != 1:

@@ -81,6 +81,7 @@ from stratx.functions.models.pit_window_labels import (
     UNDERCUT_PARAMS,
     UNDERCUT_ROUNDS,
     WINDOW_LEAD,
+    derived_columns,
     feature_matrix,
     hazard_predict,
     hazard_table,
@@ -104,12 +105,13 @@ from stratx.functions.models.pit_window_windows import (
     GREEN_NOW,
     aged,
     aged_matrix,
-    cdf_from,
+    cdf_of,
     choose_quantiles,
     lead_rows,
     pit_metrics,
-    rolled_predictions,
+    rolled_matrix,
     stop_cdf,
+    window_laps,
     window_metrics,
     windows,
 )
@@ -215,20 +217,37 @@ def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     """Per LapFeatures row: ``PitProbability3Laps``, ``WindowOpenLap``/``WindowCloseLap`` (in-laps),
     ``PitLossSeconds`` and ``UndercutScore``. Optional row columns that sharpen it: ``EventName``
     (circuit tables), ``RaceLaps`` (scheduled laps), ``TrackStatus`` (raw lap status string)."""
-    frame = rows.copy()
-    if "EventName" not in frame.columns:
-        frame["EventName"] = ""
-    frame = with_derived(frame, bundle.meta)
+    frame = rows if "EventName" in rows.columns else rows.assign(EventName="")
+    if frame.shape[0] == 0:
+        raise ValueError("Input data must be 2 dimensional and non empty.")
+    derived = derived_columns(frame, bundle.meta)
     booster = bundle.boosters[PIT_BOOSTER]
-    x = feature_matrix(frame)
-    rolled = rolled_predictions(booster, frame, x=x)  # column 0: the row as it is (one booster call)
+    x = base.lap_array(
+        frame, FEATURES, RELATIVE_TO_ANCHOR, base.anchor_values(frame), COMPOUNDS,
+        booster.pandas_categorical, given=derived,
+    )  # fmt: skip
+    rolled = rolled_matrix(booster, x)  # column 0: the row as it is (one booster call)
     lo, hi = bundle.meta["window_quantiles"]
-    keys = ("SessionKey",) if "SessionKey" in frame.columns else RACE
-    out = windows(frame, cdf_from(frame, rolled), lo, hi)
-    out.insert(0, "PitProbability3Laps", rolled[:, 0])
-    out["PitLossSeconds"] = frame["PitLossSeconds"].to_numpy()
-    out["UndercutScore"] = undercut_scores(bundle.boosters[UNDERCUT_BOOSTER], frame, keys)
-    return out.set_axis(rows.index)
+    lap = x[:, FEATURES.index("LapNumber")]
+    open_lap, close_lap = window_laps(
+        lap, derived["RaceLaps"], cdf_of(lap, derived["RaceLaps"], rolled), lo, hi
+    )
+    undercut = np.full(len(frame), np.nan)
+    gap = x[:, FEATURES.index("IntervalAhead")]
+    if len(frame) > 1 and ((gap > 0) & (gap <= UNDERCUT_GAP)).any():  # else no pair to score
+        keys = ("SessionKey",) if "SessionKey" in frame.columns else RACE
+        full = with_derived(frame, bundle.meta, derived)
+        undercut = undercut_scores(bundle.boosters[UNDERCUT_BOOSTER], full, keys)
+    return pd.DataFrame(
+        {
+            "PitProbability3Laps": rolled[:, 0],
+            "WindowOpenLap": open_lap,
+            "WindowCloseLap": close_lap,
+            "PitLossSeconds": derived["PitLossSeconds"],
+            "UndercutScore": undercut,
+        },
+        index=rows.index,
+    )
 
 
 def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:

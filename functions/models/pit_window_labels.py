@@ -80,8 +80,7 @@ TARGET_SHARE = 0.8  # the window should hold at least 80% of the validation stop
 def _status_has(status: pd.Series, codes: str) -> pd.Series:
     """1.0 when the TrackStatus string holds any of ``codes``, NaN when TrackStatus is missing."""
     text = status.astype(object)
-    hit = text.map(lambda s: float(any(c in str(s) for c in codes)) if isinstance(s, str) else math.nan)
-    return hit.astype(float)
+    return pd.Series(_has(text.tolist(), codes), index=status.index, name=status.name)
 
 
 def stops(raw_laps: pd.DataFrame) -> pd.DataFrame:
@@ -154,28 +153,52 @@ def pit_loss_table(laps: pd.DataFrame, raw_laps: pd.DataFrame) -> dict[str, floa
 
 def lookup(table: dict[str, float], keys: pd.Series) -> pd.Series:
     """``table[key]`` per row, else the median of the table (a circuit not seen)."""
+    return pd.Series(_lookup(table, keys.tolist()), index=keys.index, name=keys.name)
+
+
+def _lookup(table: dict[str, float], keys: list[Any]) -> np.ndarray:
+    """:func:`lookup` over plain values (``str`` of each, as ``astype(str)`` gives)."""
     fallback = float(np.median(list(table.values()))) if table else math.nan
-    return keys.astype(str).map(table).astype(float).fillna(fallback)
+    found = np.array([table.get(str(k), math.nan) for k in keys], dtype=float)
+    return np.where(np.isnan(found), fallback, found)
+
+
+def _has(status: list[Any], codes: str) -> np.ndarray:
+    """:func:`_status_has` over plain values."""
+    return np.array(
+        [float(any(c in s for c in codes)) if isinstance(s, str) else math.nan for s in status], dtype=float
+    )
+
+
+def derived_columns(rows: pd.DataFrame, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The derived feature columns of ``rows`` (:data:`DERIVED`, module doc of ``pit_window``):
+    RaceLaps from the row, else the circuit table. Plain arrays: pandas operations on a service's
+    one- or two-row request cost more than the model."""
+    lap, *given = base.floats(rows, ["LapNumber", *(["RaceLaps"] if "RaceLaps" in rows.columns else [])]).T
+    events = rows["EventName"].tolist()
+    race_laps = given[0] if given else _lookup(meta["race_laps"], events)
+    status = rows["TrackStatus"].tolist() if "TrackStatus" in rows.columns else [None] * len(rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        progress = lap / race_laps
+    return {
+        "RaceLaps": race_laps,
+        "LapsRemaining": race_laps - lap,
+        "RaceProgress": progress,
+        "PitLossSeconds": _lookup(meta["pit_loss"], events),
+        "SafetyCarNow": _has(status, "4"),
+        "VSCNow": _has(status, "67"),
+        "RedFlagNow": _has(status, "5"),
+    }
 
 
 # ------------------------------------------------------------------ features
-def with_derived(rows: pd.DataFrame, meta: dict[str, Any]) -> pd.DataFrame:
-    """``rows`` plus the derived columns (RaceLaps from the row, else the circuit table). Built in
-    one concatenation: nine column inserts into a hundred-column frame cost more than the model
-    on a service's two-row request."""
-    has_laps = "RaceLaps" in rows.columns
-    race_laps = (rows["RaceLaps"] if has_laps else lookup(meta["race_laps"], rows["EventName"])).astype(float)
-    lap = rows["LapNumber"].astype(float)
-    status = rows["TrackStatus"] if "TrackStatus" in rows.columns else pd.Series(None, index=rows.index)
-    derived = {
-        "RaceLaps": race_laps,
-        "LapsRemaining": race_laps - lap,
-        "RaceProgress": lap / race_laps,
-        "PitLossSeconds": lookup(meta["pit_loss"], rows["EventName"]),
-        "SafetyCarNow": _status_has(status, "4"),
-        "VSCNow": _status_has(status, "67"),
-        "RedFlagNow": _status_has(status, "5"),
-    }
+def with_derived(
+    rows: pd.DataFrame, meta: dict[str, Any], derived: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """``rows`` plus the derived columns (:func:`derived_columns`, or ``derived`` when the caller
+    has them). Built in one concatenation: nine column inserts into a hundred-column frame cost
+    more than the model on a service's two-row request."""
+    derived = derived_columns(rows, meta) if derived is None else derived
     kept = rows.drop(columns=[c for c in derived if c in rows.columns])
     return pd.concat([kept, pd.DataFrame(derived, index=rows.index)], axis=1)
 

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from stratx.functions.models import base
-from stratx.functions.models.boosters import booster_predict, matrix
+from stratx.functions.models.boosters import matrix
 from stratx.functions.models.pit_window_labels import (
     DRIVER,
+    FEATURES,
     HI_GRID,
     HORIZON,
     IN_LAP,
@@ -53,29 +54,32 @@ def aged_matrix(
 ) -> np.ndarray:
     """The float64 matrix (``boosters.matrix`` over ``categories``) of ``feature_matrix`` of ``frame``
     rolled forward 0..lookahead-1 laps (``aged`` k = 0, 1, ..., stacked), in one vectorised pass
-    from the rows' own matrix (``x``: ``feature_matrix(frame)`` when the caller has it): the aged
-    columns are plain (not anchored) features, rolled forward with :func:`aged`'s arithmetic, so
-    the ~100-column frame is never copied (serving scores one row at a time: 45 frame copies cost
-    ~50x the model call)."""
-    n = len(frame)
+    from the rows' own matrix (``x``: ``feature_matrix(frame)`` when the caller has it)."""
     x = feature_matrix(frame) if x is None else x
-    out = np.tile(matrix(x, categories), (lookahead, 1))
-    column = {name: j for j, name in enumerate(x.columns)}
+    return roll(matrix(x, categories), lookahead)
+
+
+def roll(m: np.ndarray, lookahead: int) -> np.ndarray:
+    """Model matrix ``m`` (:data:`FEATURES` columns) rolled forward 0..lookahead-1 laps, stacked:
+    the aged columns are plain (not anchored) features, rolled forward with :func:`aged`'s
+    arithmetic, so the ~100-column frame is never copied (serving scores one row at a time: 45
+    frame copies cost ~50x the model call)."""
+    n = len(m)
+    out = np.tile(m, (lookahead, 1))
+    column = {name: j for j, name in enumerate(FEATURES)}
     k = np.repeat(np.arange(lookahead, dtype=float), n)
-    lap = np.tile(frame["LapNumber"].astype(float).to_numpy(), lookahead) + k
-    race_laps = np.tile(frame["RaceLaps"].to_numpy(dtype=float), lookahead)
+    lap = np.tile(m[:, column["LapNumber"]], lookahead) + k
+    race_laps = np.tile(m[:, column["RaceLaps"]], lookahead)
     for name in AGED:
-        if name in column:
-            out[:, column[name]] += k
+        out[:, column[name]] += k
     aged_values = {
-        "FuelKg": np.clip(np.tile(frame["FuelKg"].astype(float).to_numpy(), lookahead) - 1.7 * k, 0.0, None),
+        "FuelKg": np.clip(np.tile(m[:, column["FuelKg"]], lookahead) - 1.7 * k, 0.0, None),
         "LapsRemaining": race_laps - lap,
         "RaceProgress": lap / race_laps,
-        **{name: np.where(k == 0, out[:, column[name]], 0.0) for name in GREEN_NOW if name in column},
+        **{name: np.where(k == 0, out[:, column[name]], 0.0) for name in GREEN_NOW},
     }
     for name, values in aged_values.items():
-        if name in column:
-            out[:, column[name]] = values
+        out[:, column[name]] = values
     return out
 
 
@@ -94,31 +98,48 @@ def rolled_predictions(
 ) -> np.ndarray:
     """(rows, lookahead) P(in-lap within 3 laps) of each row rolled forward k = 0..lookahead-1 laps
     (:func:`aged_matrix`); column 0 is the row as it is, the model's ``PitProbability3Laps``."""
-    rolled = aged_matrix(frame, lookahead, booster.pandas_categorical, x)
-    p = booster_predict(booster, rolled, num_iteration=booster.best_iteration or None)
-    return np.asarray(p, dtype=float).reshape(lookahead, len(frame)).T
+    x = feature_matrix(frame) if x is None else x
+    return rolled_matrix(booster, matrix(x, booster.pandas_categorical), lookahead)
+
+
+def rolled_matrix(booster: Any, m: np.ndarray, lookahead: int = MAX_LOOKAHEAD) -> np.ndarray:
+    """:func:`rolled_predictions` from the rows' model matrix ``m`` (:data:`FEATURES` columns)."""
+    p = booster.predict(roll(m, lookahead), num_iteration=booster.best_iteration or None)
+    return np.asarray(p, dtype=float).reshape(lookahead, len(m)).T
 
 
 def cdf_from(frame: pd.DataFrame, p: np.ndarray) -> np.ndarray:
     """:func:`stop_cdf` from the :func:`rolled_predictions` of ``frame``."""
+    return cdf_of(frame["LapNumber"].to_numpy(dtype=float), frame["RaceLaps"].to_numpy(dtype=float), p)
+
+
+def cdf_of(lap: np.ndarray, race_laps: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """:func:`cdf_from` over the rows' LapNumber and RaceLaps."""
     lookahead = p.shape[1]
-    in_lap = frame["LapNumber"].to_numpy(dtype=float)[:, None] + 1 + np.arange(lookahead)[None, :]
-    possible = in_lap <= frame["RaceLaps"].to_numpy(dtype=float)[:, None] - 1
+    in_lap = lap[:, None] + 1 + np.arange(lookahead)[None, :]
+    possible = in_lap <= race_laps[:, None] - 1
     hazard = np.where(possible, 1.0 - (1.0 - np.clip(p, 0.0, 1.0)) ** (1.0 / HORIZON), 0.0)
     return 1.0 - np.cumprod(1.0 - hazard, axis=1)
 
 
 def windows(frame: pd.DataFrame, cdf: np.ndarray, lo: float, hi: float) -> pd.DataFrame:
     """``WindowOpenLap`` / ``WindowCloseLap`` (in-laps) from :func:`stop_cdf` (module doc)."""
-    lap = frame["LapNumber"].to_numpy(dtype=float)
-    last = np.maximum(frame["RaceLaps"].to_numpy(dtype=float) - 1, lap + 1)
+    lap, race_laps = (frame[c].to_numpy(dtype=float) for c in ("LapNumber", "RaceLaps"))
+    open_lap, close_lap = window_laps(lap, race_laps, cdf, lo, hi)
+    return pd.DataFrame({"WindowOpenLap": open_lap, "WindowCloseLap": close_lap}, index=frame.index)
+
+
+def window_laps(
+    lap: np.ndarray, race_laps: np.ndarray, cdf: np.ndarray, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`windows` over the rows' LapNumber and RaceLaps: (open, close) in-laps."""
+    last = np.maximum(race_laps - 1, lap + 1)
     opened, closed = cdf >= lo, cdf >= hi
     open_lap = np.where(opened.any(axis=1), lap + 1 + opened.argmax(axis=1), np.nan)
     close_lap = np.where(
         closed.any(axis=1), lap + 1 + closed.argmax(axis=1), np.minimum(last, lap + cdf.shape[1])
     )
-    close_lap = np.where(np.isnan(open_lap), np.nan, close_lap)
-    return pd.DataFrame({"WindowOpenLap": open_lap, "WindowCloseLap": close_lap}, index=frame.index)
+    return open_lap, np.where(np.isnan(open_lap), np.nan, close_lap)
 
 
 def lead_rows(frame: pd.DataFrame) -> pd.DataFrame:

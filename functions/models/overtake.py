@@ -71,6 +71,7 @@ from stratx.functions.models.overtake_pairs import (
     circuit_rate,
     circuit_rates,
     compound_code,
+    feature_array,
     feature_matrix,
     label,
     labelled_pairs,
@@ -207,8 +208,15 @@ def fit(
 def predict(bundle: base.ModelBundle, rows: pd.DataFrame) -> pd.DataFrame:
     """``OvertakeProbability1Lap``, ``...2Laps``, ``...3Laps`` per pair row (:func:`pair_rows` of
     LapFeatures rows; ``EventName`` selects the circuit pass rate, else the overall rate)."""
-    scored = score_pairs(bundle, rows)
-    return pd.DataFrame({prediction(h): scored[f"model_p{h}"] for h in HORIZONS}, index=rows.index)
+    if rows.shape[0] == 0:
+        raise ValueError("Input data must be 2 dimensional and non empty.")
+    rate = circuit_rate(rows, bundle.meta["circuit_rates"]).to_numpy(dtype=float)
+    x = feature_array(rows, rate)  # :func:`score_pairs`' matrix, without copying the rows
+    out = {}
+    for h in HORIZONS:
+        booster = bundle.boosters[booster_name(h)]
+        out[prediction(h)] = booster.predict(x, num_iteration=booster.best_iteration or None)
+    return pd.DataFrame(out, index=rows.index)
 
 
 def evaluate(bundle: base.ModelBundle, corpus: base.Corpus) -> base.Evaluation:

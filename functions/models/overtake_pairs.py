@@ -184,7 +184,13 @@ def _num(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def compound_code(col: pd.Series) -> pd.Series:
     """:data:`COMPOUND_ORDER` code of a Compound name (NaN when unknown)."""
-    return col.astype(object).map(COMPOUND_ORDER).astype(float)
+    return pd.Series(_codes(col.tolist()), index=col.index, name=col.name)
+
+
+def _codes(names: list[Any]) -> np.ndarray:
+    return np.array(
+        [COMPOUND_ORDER.get(c, np.nan) if isinstance(c, str) else np.nan for c in names], dtype=float
+    )
 
 
 def circuit_rates(pairs: pd.DataFrame, prior_rows: float = CIRCUIT_RATE_PRIOR_ROWS) -> dict[str, Any]:
@@ -212,39 +218,54 @@ def circuit_rate(pairs: pd.DataFrame, rates: dict[str, Any], leave_race_out: boo
     overall, m = float(rates["overall"]), float(rates["prior_rows"])
     if "EventName" not in pairs.columns:
         return pd.Series(overall, index=pairs.index)
-    table = pd.DataFrame(rates["races"], columns=["Year", "EventName", "passes", "rows"])
-    circuit = table.groupby("EventName")[["passes", "rows"]].sum()
-    passes = pairs["EventName"].map(circuit["passes"]).fillna(0.0)
-    rows = pairs["EventName"].map(circuit["rows"]).fillna(0.0)
+    circuit: dict[str, list[float]] = {}  # passes and rows per circuit: counts, summed exactly
+    for _, event, n_pass, n_rows in rates["races"]:
+        total = circuit.setdefault(event, [0.0, 0.0])
+        total[0] += n_pass
+        total[1] += n_rows
+    events = pairs["EventName"].tolist()
+    passes = np.array([circuit[e][0] if e in circuit else 0.0 for e in events], dtype=float)
+    rows = np.array([circuit[e][1] if e in circuit else 0.0 for e in events], dtype=float)
     if leave_race_out and "Year" in pairs.columns:
+        table = pd.DataFrame(rates["races"], columns=["Year", "EventName", "passes", "rows"])
         own = table.set_index(["Year", "EventName"])
         idx = pd.MultiIndex.from_arrays([pairs["Year"].astype(int), pairs["EventName"]])
         got = own.reindex(idx)
         passes = passes - got["passes"].fillna(0.0).to_numpy()
         rows = rows - got["rows"].fillna(0.0).to_numpy()
-    return ((passes + m * overall) / (rows + m)).astype(float)
+    return pd.Series((passes + m * overall) / (rows + m), index=pairs.index, dtype=float)
 
 
 def feature_matrix(pairs: pd.DataFrame, rate: pd.Series) -> pd.DataFrame:
-    """Model inputs (:data:`FEATURES`, all float) for pair rows; ``rate`` = ``CircuitPassRate``.
-    Built in one DataFrame construction (column inserts cost more than the model on one pair)."""
+    """Model inputs (:data:`FEATURES`, all float) for pair rows; ``rate`` = ``CircuitPassRate``."""
+    return pd.DataFrame(
+        feature_array(pairs, rate.to_numpy(dtype=float)), columns=list(FEATURES), index=pairs.index
+    )
 
-    def num(name: str) -> np.ndarray:
-        return base.as_float(pairs[name])
 
+# the pair-row columns the features read as numbers
+NUMBERS: tuple[str, ...] = (
+    "IntervalAhead", "InDRSRange", "DeltaToCarAhead", "Last3Median", "Last5Median", "StintDegSlope",
+    "TyreLife", *(AHEAD + c for c in ("Last3Median", "Last5Median", "StintDegSlope", "TyreLife")),
+    "LapsInStint", AHEAD + "LapsInStint", AHEAD + "IntervalAhead", "LapNumber", "PositionOnLap",
+)  # fmt: skip
+
+
+def feature_array(pairs: pd.DataFrame, rate: np.ndarray) -> np.ndarray:
+    """:func:`feature_matrix` as the float64 matrix the boosters score (no categorical features):
+    built from one conversion of the rows, as frame operations cost more than the model on one pair."""
+    num = dict(zip(NUMBERS, base.floats(pairs, list(NUMBERS)).T, strict=True))
     x: dict[str, np.ndarray] = {
-        "IntervalAhead": num("IntervalAhead"),
-        "InDRSRange": num("InDRSRange"),
-        "DeltaToCarAhead": num("DeltaToCarAhead"),
+        name: num[name] for name in ("IntervalAhead", "InDRSRange", "DeltaToCarAhead")
     }
     for col in ("Last3Median", "Last5Median", "StintDegSlope", "TyreLife"):
-        x[f"{col}Delta"] = num(col) - num(AHEAD + col)
-    x["TyreLife"] = num("TyreLife")
-    x["AheadTyreLife"] = num(AHEAD + "TyreLife")
-    x["CompoundCode"] = compound_code(pairs["Compound"]).to_numpy()
-    x["AheadCompoundCode"] = compound_code(pairs[AHEAD + "Compound"]).to_numpy()
+        x[f"{col}Delta"] = num[col] - num[AHEAD + col]
+    x["TyreLife"] = num["TyreLife"]
+    x["AheadTyreLife"] = num[AHEAD + "TyreLife"]
+    x["CompoundCode"] = _codes(pairs["Compound"].tolist())
+    x["AheadCompoundCode"] = _codes(pairs[AHEAD + "Compound"].tolist())
     x["CompoundStep"] = x["CompoundCode"] - x["AheadCompoundCode"]
     for name in ("LapsInStint", AHEAD + "LapsInStint", AHEAD + "IntervalAhead", "LapNumber", "PositionOnLap"):
-        x[name] = num(name)
-    x["CircuitPassRate"] = rate.to_numpy(dtype=float)
-    return pd.DataFrame({name: x[name] for name in FEATURES}, index=pairs.index)
+        x[name] = num[name]
+    x["CircuitPassRate"] = rate
+    return np.column_stack([x[name] for name in FEATURES])

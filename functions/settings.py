@@ -30,7 +30,8 @@ class BrokerSettings(_Base):
 
 class MetricsSettings(_Base):
     """The Prometheus exporter of every app (``quix_apps/kit/metrics.py``): one port per app, at a fixed
-    offset from ``metrics_port_base`` (``metrics.PORT_OFFSETS``), so one variable moves them all."""
+    offset from ``metrics_port_base`` (``metrics.PORT_OFFSETS``), so one variable moves them all;
+    copy ``instance`` of an app on one host adds 100 per copy (``metrics.INSTANCE_PORT_STEP``)."""
 
     metrics_host: str = Field(
         "127.0.0.1", description="address the apps' /metrics exporters bind to (0.0.0.0 in containers)"
@@ -40,6 +41,9 @@ class MetricsSettings(_Base):
     )
     metrics_enabled: bool = Field(
         True, description="start the /metrics exporter and count records (false: no metrics at all)"
+    )
+    instance: int = Field(
+        0, ge=0, le=99, description="copy n of an app on one host (n > 0: state in instance-n/, port + 100 n)"
     )
 
 
@@ -127,9 +131,7 @@ class FeastSettings(_Base):
 class FeatureAppSettings(KafkaSettings, FeastSettings):
     """`stratx features run`: the streaming feature apps."""
 
-    state_dir: Path = Field(
-        REPO_ROOT / ".stratx" / "state", description="Quix Streams state (RocksDB) folder"
-    )
+    state_dir: Path = Field(REPO_ROOT / ".stratx" / "state", description="Quix state (RocksDB) folder")
     consumer_group_prefix: str = Field("stratx", description="prefix of the feature apps' consumer groups")
     feast_push: bool = Field(True, description="push lap features to the Feast online store as they are made")
 
@@ -203,9 +205,7 @@ class ServingSettings(TrainingSettings):
 class PredictionAppSettings(KafkaSettings):
     """`stratx predict` / `stratx alerts`: the prediction and alert apps and the services they call."""
 
-    state_dir: Path = Field(
-        REPO_ROOT / ".stratx" / "state", description="Quix Streams state (RocksDB) folder"
-    )
+    state_dir: Path = Field(REPO_ROOT / ".stratx" / "state", description="Quix state (RocksDB) folder")
     consumer_group_prefix: str = Field("stratx", description="prefix of the apps' consumer groups")
     lap_time_url: str = Field("http://127.0.0.1:3101", description="base URL of the lap_time service")
     tyre_deg_url: str = Field("http://127.0.0.1:3102", description="base URL of the tyre_deg service")

@@ -21,7 +21,8 @@ metric                                                 type               labels
 =====================================================  =================  ===============================
 
 Each app process starts its exporter with :func:`serve` on ``metrics_port_base`` + its offset in
-:data:`PORT_OFFSETS`; the metrics live in prometheus-client's default registry, so other modules
+:data:`PORT_OFFSETS` (+ :data:`INSTANCE_PORT_STEP` per copy, ``STRATX_INSTANCE``, when copies of an
+app share one host); the metrics live in prometheus-client's default registry, so other modules
 (e.g. drift gauges) add theirs there and are exported by the same server.
 
 The metric objects live in :mod:`~stratx.quix_apps.kit.metrics_registry` and the consumer-lag monitor
@@ -66,6 +67,7 @@ __all__ = [
     "DASHBOARD_SESSIONS",
     "DEAD_LETTERS",
     "INPUT_TOPICS",
+    "INSTANCE_PORT_STEP",
     "METRIC_NAMES",
     "MODEL_CALLS",
     "MODEL_CALL_SECONDS",
@@ -114,6 +116,8 @@ PORT_OFFSETS: dict[str, int] = {
     "drift": 10,
     "race": 11,
 }
+# copy n of an app on one host (STRATX_INSTANCE=n) serves on its port + n * this (above every offset)
+INSTANCE_PORT_STEP = 100
 
 
 # ---------------------------------------------------------------- labels
@@ -150,8 +154,8 @@ def status_label(status: int | None) -> str:
 
 
 def port(app: str, settings: MetricsSettings) -> int:
-    """The exporter port of ``app`` (KeyError for an app without an offset)."""
-    return settings.metrics_port_base + PORT_OFFSETS[app]
+    """The exporter port of ``app``, copy ``settings.instance`` (KeyError for an app without an offset)."""
+    return settings.metrics_port_base + INSTANCE_PORT_STEP * settings.instance + PORT_OFFSETS[app]
 
 
 # ---------------------------------------------------------------- recording
@@ -297,7 +301,11 @@ def serve(app_name: str, settings: MetricsSettings) -> Exporter | None:
             server, thread = start_http_server(wanted, addr=settings.metrics_host)
         except OSError as exc:
             log.warning(
-                "%s: no /metrics exporter on %s:%s (%s)", app_name, settings.metrics_host, wanted, exc
+                "%s: no /metrics exporter on %s:%s (%s; each copy of an app on one host needs its STRATX_INSTANCE)",
+                app_name,
+                settings.metrics_host,
+                wanted,
+                exc,
             )
             return None
         exporter = Exporter(app_name, wanted, server, thread)

@@ -25,7 +25,11 @@ def application(
 ) -> Application:
     """A Quix Streams Application as every StratX app runs it: from the earliest offset, the
     short consumer session timeout Tansu needs, short fetch waits (each hop between apps costs
-    up to one) and short polls (see ``consumer_poll_timeout_s``), state (RocksDB) under ``state_dir``; TLS / SASL from ``settings.kafka_auth()``."""
+    up to one) and short polls (see ``consumer_poll_timeout_s``), state (RocksDB) under ``state_dir``
+    (copy n > 0 of the app, ``settings.instance``: :func:`instance_state_dir`); TLS / SASL from
+    ``settings.kafka_auth()``."""
+    if state_dir is not None:
+        state_dir = instance_state_dir(state_dir, settings.instance)
     return Application(
         broker_address=settings.kafka_auth().connection(settings.broker_address),
         consumer_group=consumer_group,
@@ -38,6 +42,14 @@ def application(
         state_dir=str(state_dir) if state_dir is not None else None,
         loglevel=loglevel,
     )
+
+
+def instance_state_dir(state_dir: Path | str, instance: int) -> Path:
+    """Where copy ``instance`` of an app keeps its Quix state: ``state_dir`` itself for copy 0 (a single
+    copy is unchanged), ``state_dir/instance-<n>`` for the others. Copies on one host in one consumer
+    group then each own their RocksDB stores, as pods with their own volume do; a partition that moves
+    between copies is restored from its changelog topic."""
+    return Path(state_dir) / f"instance-{instance}" if instance else Path(state_dir)
 
 
 def ensure_topics(settings: KafkaSettings, specs: Sequence[TopicSpec] | None = None) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,10 @@ import pandas as pd
 from stratx.functions.models import base
 from stratx.functions.models.anomaly_rows import (
     ALARM_BUDGET_PER_HOUR,
+    COMPOUNDS,
     KEYS,
+    LAP_CONTEXT,
+    LAP_SIGNALS,
     MIN_LAP_SIGNALS,
     RUN_CLIP,
     RUN_GAP_S,
@@ -21,33 +23,53 @@ from stratx.functions.models.anomaly_rows import (
     _matrix,
     _target,
     direction,
-    lap_array,
-    lap_context,
     signals,
 )
-from stratx.functions.models.boosters import booster_predict, matrix
+from stratx.functions.models.boosters import booster_predict
 
 
 # ------------------------------------------------------------------ statistic, calibration, alarms
 def deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
     """Per signal, the signed standardized residual ``d_s`` (fault direction positive)."""
     level = _level(rows)
+    if level == "lap":
+        return _lap_deficits(boosters, meta, rows)
     out: dict[str, np.ndarray] = {}
-    context: dict[str, np.ndarray] = {}  # lap level: the signal-independent columns, per categories
     for s in signals(level):
         booster = boosters[f"{level}_{s}"]
-        if level == "lap":
-            categories = booster.pandas_categorical
-            key = repr(categories)
-            if key not in context:
-                context[key] = matrix(lap_context(rows), categories)
-            x: pd.DataFrame | np.ndarray = lap_array(rows, s, context[key])
-        else:
-            x = _matrix(rows, s)
-        expected = booster_predict(booster, x, num_iteration=booster.best_iteration or None)
+        expected = booster_predict(booster, _matrix(rows, s), num_iteration=booster.best_iteration or None)
         resid = _target(rows, s).to_numpy() - expected
         out[s] = direction(s) * resid / meta["scales"][f"{level}_{s}"]
     return pd.DataFrame(out, index=rows.index, columns=list(signals(level)))
+
+
+def _lap_deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`deficits` of lap rows from one conversion of the rows: each signal's booster scores
+    ``Ref``, ``FieldDelta`` and the signal-independent columns (``boosters.matrix`` of
+    :func:`lap_context`, built once per category list), as :func:`lap_array` puts them."""
+    if rows.shape[0] == 0:
+        raise ValueError("Input data must be 2 dimensional and non empty.")
+    names = [c for s in LAP_SIGNALS for c in (s, f"Ref_{s}", f"Field_{s}")]
+    values = dict(zip(names, base.floats(rows, names).T, strict=True))
+    context: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray] = {}
+    for s in LAP_SIGNALS:
+        booster = boosters[f"lap_{s}"]
+        key = repr(booster.pandas_categorical)
+        if key not in context:
+            context[key] = base.lap_array(
+                rows,
+                (*LAP_CONTEXT, "Compound"),
+                (),
+                np.zeros(len(rows)),
+                COMPOUNDS,
+                booster.pandas_categorical,
+            )
+        ref = values[f"Ref_{s}"]
+        x = np.column_stack([ref, values[f"Field_{s}"] - ref, context[key]])
+        expected = booster.predict(x, num_iteration=booster.best_iteration or None)
+        out[s] = direction(s) * ((values[s] - ref) - expected) / meta["scales"][f"lap_{s}"]
+    return pd.DataFrame(out, index=rows.index, columns=list(LAP_SIGNALS))
 
 
 def run_deficits(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -78,9 +100,7 @@ def statistic(
     if "LapTime" in d.columns:
         values = d.to_numpy(dtype=float)
         present = np.count_nonzero(~np.isnan(values), axis=1)
-        with warnings.catch_warnings():  # a row with no signal at all: NaN, as pandas gives
-            warnings.simplefilter("ignore", RuntimeWarning)
-            stat = np.where(present >= MIN_LAP_SIGNALS, np.nanmedian(values, axis=1), np.nan)
+        stat = np.where(present >= MIN_LAP_SIGNALS, row_medians(values, present), np.nan)
     else:
         if rows is None:
             raise ValueError("window statistics need the window rows (runs of contiguous windows)")
@@ -95,6 +115,17 @@ def statistic(
         return stat, np.full(len(d), "", dtype=object)
     top = np.where(filled.max(axis=1) > -np.inf, names[filled.argmax(axis=1)], "")
     return stat, top
+
+
+def row_medians(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=1)`` where a row has ``present`` >= 1 values (garbage elsewhere),
+    the way NumPy takes it, (low + high) / 2 of the sorted values (x + x halves back to x), without
+    its masked-array path (~0.2 ms on a one-row request)."""
+    ordered = np.sort(values, axis=1)  # NaN last
+    high = present // 2
+    low = np.where(present % 2 == 1, high, high - 1)
+    rows = np.arange(len(values))
+    return (ordered[rows, low] + ordered[rows, high]) / 2.0
 
 
 def calibration_table(stat: np.ndarray, points: int = 2000, tail: int = 200) -> dict[str, Any]:

@@ -109,3 +109,24 @@ def test_an_empty_frame_gives_an_empty_series() -> None:
     empty = pd.Series([], dtype=float)
     assert rolling_median(empty, [empty.astype(object)], 3, 1).empty
     assert earlier_median(empty, [empty.astype(object)], empty).empty
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_lap_statistics_row_median_equals_numpys_nanmedian(seed: int) -> None:
+    """SYNTHETIC deficits, five signals a row, NaN in any pattern, ties: ``row_medians`` (the
+    lap statistic's median without NumPy's masked-array path) equals ``np.nanmedian`` bit for bit."""
+    from stratx.functions.models.anomaly_scoring import row_medians
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 2.0, (4000, 5))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[::7, 1] = values[::7, 2]  # ties
+    present = np.count_nonzero(~np.isnan(values), axis=1)
+    some = present >= 1
+    with np.errstate(all="ignore"):
+        expected = np.nanmedian(values[some], axis=1)
+    np.testing.assert_array_equal(row_medians(values, present)[some], expected)
+    for row in values[some][:300]:  # one-row requests
+        one = row[None, :]
+        got = row_medians(one, np.count_nonzero(~np.isnan(one), axis=1))
+        np.testing.assert_array_equal(got, np.nanmedian(one, axis=1))

@@ -69,7 +69,7 @@ def _lap_deficits(boosters: dict[str, Any], meta: dict[str, Any], rows: pd.DataF
         x = np.column_stack([ref, values[f"Field_{s}"] - ref, context[key]])
         expected = booster.predict(x, num_iteration=booster.best_iteration or None)
         out[s] = direction(s) * ((values[s] - ref) - expected) / meta["scales"][f"lap_{s}"]
-    return pd.DataFrame(out, index=rows.index, columns=list(LAP_SIGNALS))
+    return pd.DataFrame(np.column_stack(list(out.values())), index=rows.index, columns=list(LAP_SIGNALS))
 
 
 def run_deficits(d: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:

@@ -21,73 +21,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, Producer
-from confluent_kafka.admin import AdminClient
-from prometheus_client.parser import text_string_to_metric_families
+from confluent_kafka import Producer
 from replay_throughput import REFERENCE_PRODUCER_CONFIG, REPO_ROOT, resolve_race, result_header
 
 from stratx.bentos.lifecycle.sources import load_bundled
 from stratx.functions import catalog
-from stratx.functions.settings import FeatureAppSettings, ReplaySettings
+from stratx.functions.settings import ReplaySettings
 from stratx.quix_apps import replay, telemetry_features
-from stratx.quix_apps.kit import admin, kafka_io, metrics, pipeline
-from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port, port_is_free
+from stratx.quix_apps.kit import admin, kafka_io, pipeline
+from stratx.quix_apps.kit import copies as copies_kit
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 
 DEFAULT_RACE = Path("data/races/2024_bahrain_grand_prix_race")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "scale_out.json"
 GROUP = telemetry_features.CONSUMER_GROUP
+APP, TOPIC = "telemetry", catalog.CAR_TELEMETRY.name
 Message = tuple[int, bytes, bytes, int]  # partition, key, value, timestamp
-
-
-def port_of(base: int, instance: int) -> int:
-    return metrics.port("telemetry", FeatureAppSettings(metrics_port_base=base, instance=instance))
-
-
-def free_base() -> int:
-    for _ in range(200):
-        base = random.randrange(10_000, 30_000)
-        if all(port_is_free("127.0.0.1", port_of(base, n)) for n in (0, 1)):
-            return base
-    raise RuntimeError("no free metrics ports")
-
-
-def consumed(port: int) -> int | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-    return int(
-        sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "stratx_records_consumed_total"
-            and s.labels.get("topic") == catalog.CAR_TELEMETRY.name
-        )
-    )
-
-
-def wait_stable(broker_address: str, hold_s: float = 3.5, timeout_s: float = 60.0) -> None:
-    client = AdminClient({"bootstrap.servers": broker_address, "log_level": 3})
-    deadline, since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        state = client.describe_consumer_groups([GROUP], request_timeout=5)[GROUP].result().state
-        now = time.monotonic()
-        since = (since or now) if state == ConsumerGroupState.STABLE else None
-        if since is not None and now - since >= hold_s:
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"group {GROUP} not stable within {timeout_s:.0f} s")
 
 
 def source_messages(race_dir: Path, tmp: Path) -> tuple[Any, list[Message]]:
@@ -107,8 +64,8 @@ def source_messages(race_dir: Path, tmp: Path) -> tuple[Any, list[Message]]:
 
 def run_copies(messages: list[Message], copies: int, tmp: Path) -> dict[str, Any]:
     tmp.mkdir()
-    base = free_base()
-    ports = [port_of(base, n) for n in range(copies)]
+    base = copies_kit.free_base(APP)
+    ports = [copies_kit.port_of(APP, base, n) for n in range(copies)]
     with EmbeddedBroker("127.0.0.1", free_port(), tmp / "tansu.log") as broker:
         client = admin.connect(broker.address)
         admin.create_topics(client)
@@ -122,10 +79,10 @@ def run_copies(messages: list[Message], copies: int, tmp: Path) -> dict[str, Any
                     broker.address, tmp / "state", ("telemetry",), False, tmp / f"copy{n}", env
                 )
                 procs[f"copy{n}"] = started["telemetry"]
-            while any(consumed(p) is None for p in ports):
+            while any(copies_kit.consumed(p, TOPIC) is None for p in ports):
                 pipeline.check_alive(procs, tmp)
                 time.sleep(0.2)
-            wait_stable(broker.address)
+            copies_kit.wait_stable(broker.address, GROUP)
             producer = Producer({"bootstrap.servers": broker.address, **REFERENCE_PRODUCER_CONFIG})
             t0 = time.monotonic()
             for partition, key, value, ts in messages:
@@ -144,7 +101,7 @@ def run_copies(messages: list[Message], copies: int, tmp: Path) -> dict[str, Any
             while sum(counts) < len(messages):
                 pipeline.check_alive(procs, tmp)
                 time.sleep(0.2)
-                counts = [consumed(p) or 0 for p in ports]
+                counts = [copies_kit.consumed(p, TOPIC) or 0 for p in ports]
             busy_s = time.monotonic() - t0
         finally:
             pipeline.stop_apps(procs)

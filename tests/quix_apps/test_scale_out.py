@@ -19,19 +19,14 @@ to do; it scales by session at most (see docs/deployment.md, "Scaling out").
 
 from __future__ import annotations
 
-import random
 import subprocess
 import time
-import urllib.request
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from stratx.bentos.lifecycle import sources
 from stratx.functions import catalog
@@ -39,11 +34,13 @@ from stratx.functions.racedata import RaceData
 from stratx.functions.settings import FeatureAppSettings, ReplaySettings
 from stratx.quix_apps import replay, telemetry_features
 from stratx.quix_apps.kit import admin, kafka_io, metrics, pipeline, wire
-from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port, port_is_free
+from stratx.quix_apps.kit import copies as probe
+from stratx.quix_apps.kit.broker import EmbeddedBroker, free_port
 from tests.conftest import DATA_DIR
 
 DRIVERS = {"VER", "PIA", "NOR", "SAI"}
 EVENTS = 24_000  # about half of them car telemetry: ~12k samples, ~3,000 per driver
+APP, TOPIC = "telemetry", catalog.CAR_TELEMETRY.name
 GROUP = telemetry_features.CONSUMER_GROUP  # the CLI's default group (prefix "stratx")
 Records = dict[str, list[tuple[bytes, int]]]  # key -> (value, timestamp) in offset order
 
@@ -74,59 +71,13 @@ def race() -> RaceData:
     return sources.load_bundled(DATA_DIR / "races" / "2024_bahrain_grand_prix_race").filter_drivers(DRIVERS)
 
 
-def port_of(base: int, instance: int) -> int:
-    """The /metrics port of telemetry-app copy ``instance`` with ``STRATX_METRICS_PORT_BASE=base``."""
-    return metrics.port("telemetry", FeatureAppSettings(metrics_port_base=base, instance=instance))
-
-
-def free_base() -> int:
-    """A metrics port base with both copies' ports free, below the kernel's ephemeral range."""
-    for _ in range(200):
-        base = random.randrange(10_000, 30_000)
-        if all(port_is_free("127.0.0.1", port_of(base, n)) for n in (0, 1)):
-            return base
-    raise RuntimeError("no free metrics ports")
-
-
-def consumed(port: int) -> int | None:
-    """The copy's ``stratx_records_consumed_total`` of the input topic (None: exporter not up yet)."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-    return int(
-        sum(
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "stratx_records_consumed_total"
-            and s.labels.get("topic") == catalog.CAR_TELEMETRY.name
-        )
-    )
-
-
-def wait_stable(broker_address: str, hold_s: float = 3.5, timeout_s: float = 40.0) -> None:
-    """Wait until the group has been Stable for ``hold_s`` (longer than a heartbeat, 3 s: a copy that
-    joins later sends the group back to rebalancing first). Tansu names no members, only the state."""
-    client = AdminClient({"bootstrap.servers": broker_address, "log_level": 3})
-    deadline, since = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        state = client.describe_consumer_groups([GROUP], request_timeout=5)[GROUP].result().state
-        now = time.monotonic()
-        since = (since or now) if state == ConsumerGroupState.STABLE else None
-        if since is not None and now - since >= hold_s:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"group {GROUP} not stable within {timeout_s:.0f} s")
-
-
 def run_copies(race: RaceData, copies: int, tmp: Path) -> Run:
     """Start ``copies`` processes of the telemetry app in one group on a fresh broker, replay the
     slice (two copies: once both have joined), wait until the copies have consumed every input
     record, stop them (SIGINT: they commit and flush) and read the window topic."""
     started = time.monotonic()
     tmp.mkdir()
-    base = free_base()
+    base = probe.free_base(APP)
     with EmbeddedBroker("127.0.0.1", free_port(), tmp / "tansu.log") as broker:
         client = admin.connect(broker.address)
         admin.create_topics(client)
@@ -140,14 +91,14 @@ def run_copies(race: RaceData, copies: int, tmp: Path) -> Run:
                     broker.address, tmp / "state", ("telemetry",), False, tmp / f"copy{n}", env
                 )
                 procs[f"copy{n}"] = started_copy["telemetry"]
-            ports = [port_of(base, n) for n in range(copies)]
+            ports = [probe.port_of(APP, base, n) for n in range(copies)]
             deadline = time.monotonic() + 40
-            while any(consumed(p) is None for p in ports):  # every copy serves its own /metrics
+            while any(probe.consumed(p, TOPIC) is None for p in ports):  # every copy serves its own /metrics
                 pipeline.check_alive(procs)
                 assert time.monotonic() < deadline, "a copy's exporter did not come up"
                 time.sleep(0.2)
             if copies > 1:
-                wait_stable(broker.address)
+                probe.wait_stable(broker.address, GROUP, timeout_s=40.0)
             result = replay.run(
                 race,
                 ReplaySettings(broker_address=broker.address),
@@ -163,7 +114,7 @@ def run_copies(race: RaceData, copies: int, tmp: Path) -> Run:
                 pipeline.check_alive(procs)
                 assert time.monotonic() < deadline, f"copies consumed {counts} of {dict(inputs)}"
                 time.sleep(0.3)
-                counts = [consumed(p) for p in ports]
+                counts = [probe.consumed(p, TOPIC) for p in ports]
         finally:
             pipeline.stop_apps(procs)
         records: Records = defaultdict(list)
